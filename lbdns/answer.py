@@ -1,0 +1,362 @@
+"""The authoritative answer: zone match, LB precedence, NXDOMAIN/NODATA with SOA, CNAME
+chasing, wildcards, referrals, REFUSED (RFC 1034 §4.3.2, RFC 2308, RFC 4592; SPEC.md §3).
+
+Pure and synchronous: reads a :class:`~lbdns.snapshot.Snapshot` and a :class:`QueryEnv`
+(health view, rng, clock, location and hostname lookups injected), returns an
+:class:`Answer` of pre-encoded sections. No dnspython objects per query.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any
+
+from lbdns.health.view import HealthView
+from lbdns.snapshot import LB_TYPES_BASE, LB_TYPES_ENTERPRISE, LbPlan, Node, Snapshot, ZoneIndex
+from lbdns.steering.decide import ClientLocation, Decision, Locator, Query, decide
+from lbdns.steering.origins import HostLookup, Rng
+from lbdns.steering.plan import Effective
+from lbdns.wire.codec import (
+    CLASS_IN,
+    QTYPE_A,
+    QTYPE_AAAA,
+    QTYPE_ANY,
+    QTYPE_CNAME,
+    QTYPE_HINFO,
+    QTYPE_NS,
+    QTYPE_SOA,
+    RCODE_NOERROR,
+    RCODE_NXDOMAIN,
+    RCODE_REFUSED,
+    ClientSubnet,
+)
+from lbdns.wire.render import QNAME_POINTER
+
+MAX_CNAME_CHAIN = 8
+_HINFO_RDATA = b"\x07RFC8482\x00"
+_STATIC_CACHE_MAX = 100_000
+_ANY_ORDER = (QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, 15, 16, 33, 257, 12, QTYPE_NS, QTYPE_SOA)
+
+
+@dataclass(slots=True)
+class Answer:
+    """Pre-encoded response sections plus what the edge needs to know.
+
+    ``ecs_scope`` is the SCOPE PREFIX-LENGTH to echo (None ⇒ 0); ``lb`` the LB that was
+    consulted (None for ordinary data); ``decision`` its :class:`Decision`;
+    ``matched_rules`` the names of rules that matched; ``static`` True when the answer
+    depends on nothing but the snapshot (safe to cache by (qname, qtype)).
+    """
+
+    rcode: int
+    aa: bool
+    answer: bytes = b""
+    ancount: int = 0
+    authority: bytes = b""
+    nscount: int = 0
+    additional: bytes = b""
+    arcount: int = 0
+    ecs_scope: int | None = None
+    lb: LbPlan | None = None
+    decision: Decision | None = None
+    matched_rules: list[str] = field(default_factory=list)
+    static: bool = True
+
+
+REFUSED = Answer(RCODE_REFUSED, False)
+
+
+@dataclass(slots=True)
+class QueryEnv:
+    """Per-query inputs beyond the question: the resolver address (packet source), the
+    valid ECS option (None, or with source prefix > 0 — R-LOC-03), the PoP code and region,
+    the health view, an rng, a monotonic ``now`` in seconds, hostname lookups and a
+    location function ``locate_for(ecs, resolver_ip, pop)``; ``trace`` fills the decision
+    trail for ``lbdns explain``."""
+
+    resolver_ip: str
+    ecs: ClientSubnet | None
+    pop: str
+    pop_region: str
+    health: HealthView
+    rng: Rng
+    now: float
+    lookup: HostLookup | None = None
+    locator: Locator | None = None
+    asn_of: Callable[[IPv4Address | IPv6Address], int | None] | None = None
+    country_of: Callable[[IPv4Address | IPv6Address], str | None] | None = None
+    ip_src_uses_ecs: bool = True
+    trace: bool = False
+
+
+def label_offsets(wire: bytes) -> list[int]:
+    """Offsets of every label of an uncompressed wire name (the root excluded)."""
+    offs: list[int] = []
+    i = 0
+    n = wire[0]
+    while n:
+        offs.append(i)
+        i += n + 1
+        n = wire[i]
+    return offs
+
+
+def find_zone(snapshot: Snapshot, qname: bytes) -> tuple[ZoneIndex | None, list[int], int]:
+    """The closest enclosing served zone of ``qname`` (lower-case wire), the label offsets
+    and the index of the zone apex among them (len(offsets) for the root)."""
+    zones = snapshot.zones
+    offs = label_offsets(qname)
+    for k, off in enumerate(offs):
+        z = zones.get(qname[off:])
+        if z is not None:
+            return z, offs, k
+    z = zones.get(b"\x00")
+    return z, offs, len(offs)
+
+
+def _negative(zone: ZoneIndex, rcode: int, aa: bool = True) -> Answer:
+    return Answer(rcode, aa, authority=zone.negative_soa, nscount=1)
+
+
+def _referral(zone: ZoneIndex, cut: bytes) -> Answer:
+    """Referral to a delegated child (RFC 1034 §4.3.2 step 3b): AA clear, NS in authority,
+    in-zone glue in additional."""
+    node = zone.nodes[cut]
+    ns = node.rrsets[QTYPE_NS]
+    add: list[bytes] = []
+    count = 0
+    for target in ns.targets:
+        tnode = zone.nodes.get(target)
+        if tnode is None:
+            continue
+        for t in (QTYPE_A, QTYPE_AAAA):
+            rr = tnode.rrsets.get(t)
+            if rr is not None:
+                add.append(rr.with_owner(target))
+                count += rr.count
+    return Answer(RCODE_NOERROR, False, authority=ns.with_owner(cut), nscount=ns.count,
+                  additional=b"".join(add), arcount=count)
+
+
+def resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None) -> Answer:
+    """Answer (qname, qtype) for class IN. ``qname`` is the lower-case wire name.
+
+    The first RR owner is written as a pointer to the question (offset 12), so the caller
+    must put the question right after the header. Static answers are memoised per snapshot.
+    Raises :class:`lbdns.steering.decide.NeedsLookup` when an LB needs hostname lookups.
+    """
+    cache: dict[tuple[bytes, int], Answer] = snapshot_cache(snapshot)
+    hit = cache.get((qname, qtype))
+    if hit is not None:
+        return hit
+    ans = _resolve(snapshot, qname, qtype, env, QNAME_POINTER, 0)
+    if ans.static and len(cache) < _STATIC_CACHE_MAX:
+        cache[(qname, qtype)] = ans
+    return ans
+
+
+_CACHES: dict[int, tuple[Snapshot, dict[tuple[bytes, int], Answer]]] = {}
+
+
+def snapshot_cache(snapshot: Snapshot) -> dict[tuple[bytes, int], Answer]:
+    """The static-answer memo of ``snapshot`` (one per live snapshot)."""
+    entry = _CACHES.get(id(snapshot))
+    if entry is not None and entry[0] is snapshot:
+        return entry[1]
+    if len(_CACHES) > 4:
+        _CACHES.clear()
+    memo: dict[tuple[bytes, int], Answer] = {}
+    _CACHES[id(snapshot)] = (snapshot, memo)
+    return memo
+
+
+def _resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None, owner: bytes,
+             depth: int) -> Answer:
+    zone, offs, zi = find_zone(snapshot, qname)
+    if zone is None:
+        return REFUSED
+    if zone.cuts:
+        for k in range(zi - 1, -1, -1):
+            suffix = qname[offs[k]:]
+            if suffix in zone.cuts:
+                return _referral(zone, suffix)
+    node = zone.nodes.get(qname)
+    if node is None:
+        # RFC 4592 §3.3.1: closest encloser, then its wildcard child
+        for k in range(1, zi + 1):
+            ce = qname[offs[k]:] if k < len(offs) else b"\x00"
+            if ce in zone.nodes:
+                node = zone.nodes.get(b"\x01*" + ce)
+                break
+        if node is None:
+            return _negative(zone, RCODE_NXDOMAIN)
+    return _answer_node(snapshot, zone, node, qname, qtype, env, owner, depth)
+
+
+def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, qtype: int,
+                 env: QueryEnv | None, owner: bytes, depth: int) -> Answer:
+    plan = node.lb
+    if plan is not None:
+        lb_types = LB_TYPES_ENTERPRISE if plan.serves_mx_srv else LB_TYPES_BASE
+        if qtype in lb_types:
+            return _lb_answer(zone, plan, qname, qtype, env, owner)
+        if qtype == QTYPE_ANY:
+            ttl = plan.base.ttl
+            rr = owner + struct.pack("!HHIH", QTYPE_HINFO, CLASS_IN, ttl, len(_HINFO_RDATA)) + _HINFO_RDATA
+            return Answer(RCODE_NOERROR, True, rr, 1, static=True)
+    rrsets = node.rrsets
+    if qtype == QTYPE_ANY:
+        # RFC 8482 §4.1: answer with one RRset (the first present in a fixed preference order)
+        for t in _ANY_ORDER:
+            if t in rrsets and not (plan is not None and t in LB_TYPES_ENTERPRISE):
+                rr = rrsets[t]
+                return Answer(RCODE_NOERROR, True, rr.at_qname if owner is QNAME_POINTER else rr.with_owner(owner),
+                              rr.count)
+        return _negative(zone, RCODE_NOERROR)
+    rrset = rrsets.get(qtype)
+    if rrset is not None:
+        data = rrset.at_qname if owner is QNAME_POINTER else rrset.with_owner(owner)
+        return Answer(RCODE_NOERROR, True, data, rrset.count)
+    cname = rrsets.get(QTYPE_CNAME) if plan is None else None
+    if cname is not None and qtype != QTYPE_CNAME:
+        data = cname.at_qname if owner is QNAME_POINTER else cname.with_owner(owner)
+        first = Answer(RCODE_NOERROR, True, data, cname.count)
+        target = cname.targets[0] if cname.targets else b""
+        if not target or depth + 1 >= MAX_CNAME_CHAIN:
+            return first
+        tz, _, _ = find_zone(snapshot, target)
+        if tz is None:
+            return first  # out-of-zone target: not chased (RFC 1034 §4.3.2; SPEC.md R-ANS-12)
+        rest = _resolve(snapshot, target, qtype, env, target, depth + 1)
+        if rest.rcode == RCODE_REFUSED or not rest.aa:
+            return first
+        return Answer(rest.rcode, True, first.answer + rest.answer, first.ancount + rest.ancount,
+                      rest.authority, rest.nscount, rest.additional, rest.arcount, rest.ecs_scope, rest.lb,
+                      rest.decision, rest.matched_rules, rest.static)
+    return _negative(zone, RCODE_NOERROR)
+
+
+# ---------------------------------------------------------------------------------------------
+# Load-balancer answers
+# ---------------------------------------------------------------------------------------------
+
+_TAILS: dict[tuple[int, int, bytes], bytes] = {}
+
+
+def _tail(rtype: int, ttl: int, rdata: bytes) -> bytes:
+    key = (rtype, ttl, rdata)
+    t = _TAILS.get(key)
+    if t is None:
+        t = struct.pack("!HHIH", rtype, CLASS_IN, ttl, len(rdata)) + rdata
+        if len(_TAILS) < 200_000:
+            _TAILS[key] = t
+    return t
+
+
+def apply_rules(plan: LbPlan, qname_text: str, qtype: int, env: QueryEnv) -> tuple[Effective, list[str], bool]:
+    """Evaluate ``plan.rules`` in order (SPEC.md §8.3–8.4). Returns the effective config,
+    the names of matching rules, and whether a matching condition read ECS-derived data
+    (for the ECS scope, R-ANS-50)."""
+    from lbdns.rules.fields import RuleFields
+
+    ecs = env.ecs
+    fields = plan.rule_fields
+    src_ip: IPv4Address | IPv6Address | None
+    src_is_ecs = ecs is not None and env.ip_src_uses_ecs
+    src_ip = ecs.ip if (src_is_ecs and ecs is not None) else _ip(env.resolver_ip)
+    asn = env.asn_of(src_ip) if (env.asn_of is not None and src_ip is not None and "ip.src.asnum" in fields) else None
+    country = (env.country_of(src_ip) if (env.country_of is not None and src_ip is not None
+                                          and "lbdns.client.country" in fields) else None)
+    rf = RuleFields(
+        lb_name=plan.rule_name, region=env.pop_region, ip_src=src_ip, asnum=asn, qname=qname_text, qtype=qtype,
+        ecs_present=ecs is not None, ecs_addr=str(ecs.ip) if ecs is not None else None, country=country,
+    )
+    eff = plan.base
+    matched: list[str] = []
+    for rule in plan.rules:
+        if rule.condition.evaluate(rf):
+            eff = rule.apply(eff)
+            matched.append(rule.name)
+            if rule.stops:
+                break
+    reads_ecs = ecs is not None and (
+        (src_is_ecs and bool(fields & {"ip.src", "ip.src.asnum", "lbdns.client.country"}))
+        or bool(fields & {"dns.rr.opt.client", "dns.rr.opt.client.addr"}))
+    return eff, matched, reads_ecs
+
+
+def _ip(text: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return ip_address(text)
+    except ValueError:
+        return None
+
+
+def wire_to_text(wire: bytes) -> str:
+    """Lower-case presentation form with trailing dot of a wire name (for rule fields)."""
+    labels: list[str] = []
+    i = 0
+    while wire[i]:
+        n = wire[i]
+        raw = wire[i + 1:i + 1 + n]
+        labels.append("".join(chr(c) if 0x21 <= c <= 0x7e and c not in (0x2e, 0x5c) else f"\\{c:03d}"
+                              for c in raw))
+        i += n + 1
+    return ".".join(labels).lower() + "."
+
+
+def _lb_answer(zone: ZoneIndex, plan: LbPlan, qname: bytes, qtype: int, env: QueryEnv | None,
+               owner: bytes) -> Answer:
+    if env is None:
+        raise RuntimeError("LB answers need a QueryEnv")
+    eff = plan.base
+    matched: list[str] = []
+    rules_read_ecs = False
+    if plan.rules:
+        eff, matched, rules_read_ecs = apply_rules(plan, wire_to_text(qname), qtype, env)
+    q = Query(qtype, env.resolver_ip, env.pop, env.pop_region, env.now)
+    d = decide(eff, q, env.health, env.rng, lookup=env.lookup, locate=env.locator, trace=env.trace)
+    scope = _ecs_scope(env.ecs, d.location, rules_read_ecs)
+    if not d.records:
+        ans = _negative(zone, RCODE_NOERROR)
+        ans.lb, ans.decision, ans.matched_rules, ans.static, ans.ecs_scope = plan, d, matched, False, scope
+        return ans
+    ttl = eff.ttl
+    recs = d.records
+    n = len(recs)
+    if n == 1:
+        rtype, rdata = recs[0]
+        data = owner + _tail(rtype, ttl, rdata)
+    else:
+        start = int(env.rng.random() * n) % n  # rotate: a random permutation order (R-ANS-27)
+        data = b"".join(owner + _tail(rt, ttl, rd) for rt, rd in recs[start:] + recs[:start])
+    return Answer(RCODE_NOERROR, True, data, n, ecs_scope=scope, lb=plan, decision=d, matched_rules=matched,
+                  static=False)
+
+
+def _ecs_scope(ecs: ClientSubnet | None, loc: ClientLocation | None, rules_read_ecs: bool) -> int | None:
+    """SCOPE PREFIX-LENGTH per SPEC.md R-ANS-50."""
+    if ecs is None:
+        return None
+    scope = 0
+    if loc is not None and loc.ecs_consulted:
+        if loc.source == "ecs" and loc.network_prefix is not None:
+            scope = min(loc.network_prefix, ecs.source_prefix)
+        else:
+            scope = ecs.source_prefix
+    if rules_read_ecs:
+        scope = max(scope, ecs.source_prefix)
+    return scope
+
+
+def describe(ans: Answer) -> dict[str, Any]:
+    """A small dict summary of an answer (explain and query log)."""
+    d = ans.decision
+    return {
+        "rcode": ans.rcode, "ancount": ans.ancount, "lb": ans.lb.name if ans.lb else None,
+        "pool": d.pool.name if d and d.pool else None, "fallback": bool(d and d.fallback),
+        "rules": list(ans.matched_rules),
+    }

@@ -1,0 +1,270 @@
+"""The composition root (DESIGN.md ``app.py``): builds the snapshot, the GeoIP database, the
+health state, the listeners, the probe scheduler and the admin listener; reloads on SIGHUP
+or file change (build, then swap; a failed reload keeps the last good config); stops
+cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from lbdns.config.settings import ServerSettings
+from lbdns.config.validate import LoadedConfig, load_config
+from lbdns.errors import ConfigError
+from lbdns.geo.pops import Pop
+from lbdns.health.view import HealthView, OriginHealth, OriginState
+from lbdns.server.counters import QueryCounters
+from lbdns.server.handler import Handler
+from lbdns.server.hostnames import HostnameResolver
+from lbdns.server.state import Current, StateRef
+from lbdns.server.transports import TcpServer, UdpServer
+from lbdns.snapshot import Snapshot, build_snapshot
+
+log = logging.getLogger("lbdns")
+
+_STATES = {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY, "unknown": OriginState.UNKNOWN}
+
+
+@dataclass(slots=True)
+class BoundListener:
+    """A listening socket: transport ``udp``/``tcp``, the address and actual port, the PoP."""
+
+    transport: str
+    address: str
+    port: int
+    pop: str
+    closer: Callable[[], Any]
+
+
+def apply_overrides(view: HealthView, settings: ServerSettings) -> HealthView:
+    """A view with ``health_overrides`` from lbdns.yaml applied on top (static health)."""
+    if not settings.health_overrides:
+        return view
+    merged = dict(view.origins)
+    for o in settings.health_overrides:
+        old = merged.get((o.pool, o.origin), OriginHealth())
+        merged[(o.pool, o.origin)] = OriginHealth(_STATES[o.state], "static override", old.last_probe_at,
+                                                  old.rtt_ms, old.response_code)
+    return HealthView(view.version, MappingProxyType(merged), view.pool_rtt)
+
+
+@dataclass
+class App:
+    """A running lbdns instance. ``zones_dir`` holds the zone YAML; ``geo`` is a
+    ``lookup(ip) -> GeoRecord | None`` (None: the embedded default database, or no GeoIP
+    when ``use_geoip`` is False); ``pops`` maps PoP codes to :class:`Pop`."""
+
+    settings: ServerSettings
+    zones_dir: Path
+    geo: Any = None
+    asn_of: Any = None
+    pops: dict[str, Pop] = field(default_factory=dict)
+    use_geoip: bool = True
+    rng: random.Random = field(default_factory=random.Random)
+    listeners: list[BoundListener] = field(default_factory=list)
+    counters: QueryCounters = field(default_factory=QueryCounters)
+    ref: StateRef | None = None
+    handler: Handler | None = None
+    loaded: LoadedConfig | None = None
+    generation: int = 0
+    scheduler: Any = None
+    admin: Any = None
+    _watch: asyncio.Task[None] | None = None
+    _mtimes: dict[str, float] = field(default_factory=dict)
+    _stopping: asyncio.Event | None = None
+    extra_on_answer: Callable[..., None] | None = None
+
+    # -- construction ------------------------------------------------------------------------
+    def load(self) -> Snapshot:
+        """Validate the zones and build a snapshot; raises :class:`ConfigError`."""
+        loaded = load_config(self.zones_dir, self.settings)
+        for w in loaded.config.warnings:
+            log.warning("%s", w)
+        self.generation += 1
+        snap = build_snapshot(loaded, self.settings, self.generation)
+        self.loaded = loaded
+        return snap
+
+    def _open_geo(self) -> None:
+        if self.geo is not None or not self.use_geoip:
+            return
+        from lbdns.geo.mmdb import GeoDatabase
+
+        if self.settings.geoip_city_db:
+            db = GeoDatabase.open(self.settings.geoip_city_db, self.settings.geoip_asn_db)
+        else:
+            db = GeoDatabase.default()
+        self.geo = db.lookup
+        self.asn_of = lambda ip: (rec.asn if (rec := db.lookup(ip)) is not None else None)
+
+    def _pop(self, code: str) -> Pop:
+        pop = self.pops.get(code)
+        if pop is None:
+            from lbdns.geo.data import load_pops
+
+            catalogue = load_pops(Path(self.settings.pops_file) if self.settings.pops_file else None)
+            found = catalogue.get(code)
+            if found is None:
+                raise ConfigError([])  # pragma: no cover - checked in start()
+            pop = found
+            self.pops[code] = pop
+        return pop
+
+    async def start(self) -> None:
+        """Load the configuration and bind every listener. Raises :class:`ConfigError`
+        (config or PoP problems) or OSError (bind failures)."""
+        snap = self.load()
+        self._open_geo()
+        view = apply_overrides(HealthView(), self.settings)
+        self.ref = StateRef(Current(snap, view))
+        self._record_mtimes()
+        resolver = HostnameResolver(self.settings.upstream_resolvers,
+                                    max_ttl=float(self.settings.hostname_cache_max_ttl))
+        self.resolver = resolver
+        self.handler = Handler(self.ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.lookup, rng=self.rng,
+                               counters=self.counters, on_answer=self.extra_on_answer)
+        await self._start_health(snap)
+        loop = asyncio.get_running_loop()
+        for lst in self.settings.listen:
+            code = lst.pop or self.settings.pop
+            pop = self._pop_checked(code)
+            family = socket.AF_INET6 if ":" in lst.address else socket.AF_INET
+            if lst.transport in ("udp", "both"):
+                udp_port = lst.port
+                if lst.transport == "both" and lst.port == 0 and self.listeners:
+                    udp_port = 0
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda pop=pop: UdpServer(self.handler, pop, resolver.resolve),  # type: ignore[misc]
+                    local_addr=(lst.address, udp_port), family=family)
+                sock = transport.get_extra_info("sockname")
+                self.listeners.append(BoundListener("udp", lst.address, sock[1], code, transport.close))
+                port_for_tcp = sock[1] if lst.port == 0 else lst.port
+            else:
+                port_for_tcp = lst.port
+            if lst.transport in ("tcp", "both"):
+                factory = TcpServer(self.handler, pop, idle_timeout=self.settings.tcp_idle_timeout,
+                                    max_connections=self.settings.tcp_max_connections, resolve=resolver.resolve)
+                server = await loop.create_server(factory, lst.address, port_for_tcp, family=family,
+                                                  reuse_address=True)
+                port = server.sockets[0].getsockname()[1]
+                self.listeners.append(BoundListener("tcp", lst.address, port, code, server.close))
+        for b in self.listeners:
+            log.info("listening on %s %s:%d (PoP %s)", b.transport, b.address, b.port, b.pop)
+        await self._start_admin()
+
+    def _pop_checked(self, code: str) -> Pop:
+        from lbdns.errors import Issue, Location
+
+        try:
+            return self._pop(code)
+        except ConfigError:
+            raise ConfigError([Issue(Location("lbdns.yaml"), "pop", "E-POP",
+                                     f"unknown PoP {code!r} (see geo/pops.csv or set pops_file)")]) from None
+
+    async def _start_health(self, snap: Snapshot) -> None:
+        """Start the probe scheduler when the config has monitors (and probes are enabled)."""
+        if not self.settings.probes_enabled or not snap.config.monitors:
+            return
+        from lbdns.health_runtime import HealthRuntime
+
+        self.scheduler = HealthRuntime(self, snap)
+        await self.scheduler.start(warm_start=self.settings.warm_start)
+
+    async def _start_admin(self) -> None:
+        if not self.settings.admin.enabled:
+            return
+        from lbdns.admin import AdminServer
+
+        self.admin = AdminServer(self)
+        await self.admin.start()
+
+    # -- reload ------------------------------------------------------------------------------
+    def publish_health(self, view: HealthView) -> None:
+        """Publish a new health view (static overrides re-applied)."""
+        assert self.ref is not None
+        self.ref.publish_health(apply_overrides(view, self.settings))
+
+    async def reload(self) -> bool:
+        """Rebuild the snapshot from disk and swap it in. Returns False (and keeps serving
+        the last good config) when the new config has errors; they are logged."""
+        assert self.ref is not None
+        try:
+            snap = await asyncio.get_running_loop().run_in_executor(None, self.load)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                log.error("reload rejected: %s", issue)
+            log.error("reload failed: %d error(s); still serving generation %d",
+                      sum(1 for i in exc.issues if i.is_error), self.ref.current.snapshot.generation)
+            return False
+        except Exception:
+            log.exception("reload failed; still serving the previous configuration")
+            return False
+        self.ref.publish_snapshot(snap)
+        if self.scheduler is not None:
+            await self.scheduler.reconfigure(snap)
+        elif self.settings.probes_enabled and snap.config.monitors:
+            await self._start_health(snap)
+        self._record_mtimes()
+        log.info("reloaded configuration (generation %d, %d zones)", snap.generation, len(snap.zones))
+        return True
+
+    def _record_mtimes(self) -> None:
+        self._mtimes = self._scan()
+
+    def _scan(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        try:
+            for p in self.zones_dir.rglob("*"):
+                if p.suffix in (".yaml", ".yml"):
+                    out[str(p)] = p.stat().st_mtime
+        except OSError:
+            pass
+        return out
+
+    async def watch(self, interval: float = 2.0) -> None:
+        """Poll the zones directory every ``interval`` seconds; reload on change."""
+        while True:
+            await asyncio.sleep(interval)
+            now = await asyncio.get_running_loop().run_in_executor(None, self._scan)
+            if now != self._mtimes:
+                self._mtimes = now
+                await self.reload()
+
+    # -- run / stop --------------------------------------------------------------------------
+    async def run_forever(self, *, watch: bool = True) -> None:
+        """Serve until SIGTERM/SIGINT; SIGHUP reloads."""
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        if watch:
+            self._watch = asyncio.ensure_future(self.watch())
+        await self._stopping.wait()
+        log.info("stopping")
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Close listeners, stop probes and the admin listener."""
+        if self._watch is not None:
+            self._watch.cancel()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        if self.admin is not None:
+            await self.admin.stop()
+        for b in self.listeners:
+            b.closer()
+        self.listeners.clear()
+
+    def port(self, transport: str = "udp") -> int:
+        """The bound port of the first listener of ``transport``."""
+        return next(b.port for b in self.listeners if b.transport == transport)

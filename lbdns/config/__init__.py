@@ -1,0 +1,1 @@
+"""Configuration: YAML source with locations, the pydantic model and the validator."""

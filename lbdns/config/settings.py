@@ -1,0 +1,96 @@
+"""Server settings (``lbdns.yaml``; SPEC.md §2.1). Not Cloudflare fields: these describe the
+server itself — listeners, PoP identity, GeoIP databases, limits. CLI flags override them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lbdns.config.source import load_yaml
+from lbdns.errors import ConfigError, Issue, Location
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Listener(_Settings):
+    """One listening socket pair. ``port`` 0 picks an ephemeral port (tests). ``pop``
+    overrides the server PoP for queries received here (multi-PoP, SPEC.md R-LOC-00)."""
+
+    address: str = "127.0.0.1"
+    port: int = Field(default=5353, ge=0, le=65535)
+    transport: Literal["udp", "tcp", "both"] = "both"
+    pop: str | None = None
+
+
+class AdminListener(_Settings):
+    """The admin HTTP listener (``/metrics``, ``/status``, ``/healthz``); loopback by default."""
+
+    enabled: bool = True
+    address: str = "127.0.0.1"
+    port: int = Field(default=8053, ge=0, le=65535)
+
+
+class HealthOverride(_Settings):
+    """A static health state for one (pool, origin), applied on top of probe results
+    (lets operators see steering with ``dig`` before monitors exist; SPEC.md R-ARCH-02)."""
+
+    pool: str
+    origin: str
+    state: Literal["healthy", "unhealthy", "unknown"]
+
+
+class ServerSettings(_Settings):
+    """Everything in ``lbdns.yaml`` (SPEC.md §2.1)."""
+
+    zones_dir: str = "zones"
+    listen: list[Listener] = Field(default_factory=lambda: [Listener()])
+    pop: str = "IAD"
+    plan: Literal["enterprise", "non_enterprise"] = "enterprise"
+    ip_src_uses_ecs: bool = True
+    geo_region_source: Literal["pop", "location"] = "pop"
+    geoip_city_db: str | None = None
+    geoip_asn_db: str | None = None
+    pops_file: str | None = None
+    upstream_resolvers: list[str] = Field(default_factory=list)
+    hostname_cache_max_ttl: int = Field(default=5, ge=0, le=3600)
+    edns_udp_payload: int = Field(default=1232, ge=512, le=4096)
+    allow_proxied_as_dns_only: bool = False
+    strict_public_endpoints: bool = False
+    rtt_ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    tcp_idle_timeout: float = Field(default=10.0, gt=0, le=3600)
+    tcp_max_connections: int = Field(default=1024, ge=1, le=1_000_000)
+    admin: AdminListener = Field(default_factory=AdminListener)
+    health_overrides: list[HealthOverride] = Field(default_factory=list)
+    probes_enabled: bool = True
+    warm_start: bool = True
+    probe_concurrency: int = Field(default=256, ge=1, le=100_000)
+    notification_webhook: str | None = None
+    query_log: str | None = None
+
+
+def load_settings(path: Path | None) -> ServerSettings:
+    """Load ``lbdns.yaml`` (or defaults when ``path`` is None or missing).
+
+    Raises :class:`ConfigError` with located issues when the file is invalid.
+    """
+    if path is None or not path.exists():
+        return ServerSettings()
+    src, issues = load_yaml(path)
+    if src is None:
+        raise ConfigError(issues)
+    from pydantic import ValidationError
+
+    try:
+        return ServerSettings.model_validate(src.data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            issues.append(src.issue(loc, "E-SETTINGS", err["msg"]))
+        raise ConfigError(issues) from None
+    except Exception as exc:  # pragma: no cover - defensive
+        raise ConfigError([Issue(Location(str(path)), "", "E-SETTINGS", str(exc))]) from None

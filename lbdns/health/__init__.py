@@ -1,0 +1,1 @@
+"""Health: immutable health views, the consecutive up/down tracker and pool health."""

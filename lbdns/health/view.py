@@ -1,0 +1,93 @@
+"""The immutable health view that steering reads (SPEC.md §5, DESIGN.md "One probe result").
+
+A :class:`HealthView` maps ``(pool id, origin name)`` to an :class:`OriginHealth` and pool ids
+to a :class:`PoolRtt`. It is never mutated: the probe scheduler (or a test, or a static
+override) builds a new one and swaps a single reference. ``version`` increases with every
+published view so caches keyed by it stay correct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from types import MappingProxyType
+
+
+class OriginState(IntEnum):
+    """Aggregated health of one (pool, origin) pair (SPEC.md R-HLT-01)."""
+
+    UNKNOWN = 0
+    HEALTHY = 1
+    UNHEALTHY = 2
+
+
+@dataclass(frozen=True, slots=True)
+class OriginHealth:
+    """Health of one (pool, origin) pair.
+
+    ``last_probe_at`` is a wall-clock UNIX time in seconds (None before the first probe);
+    ``rtt_ms`` the last passing probe's round-trip time in milliseconds; ``failure_reason``
+    uses the SPEC.md Appendix B vocabulary (``"No failures"`` when passing).
+    """
+
+    state: OriginState = OriginState.UNKNOWN
+    failure_reason: str = ""
+    last_probe_at: float | None = None
+    rtt_ms: float | None = None
+    response_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRtt:
+    """RTT EWMA of a pool (SPEC.md R-GTS-52): ``ewma_ms`` in milliseconds, ``updated_at`` the
+    monotonic time in seconds of the newest sample, ``max_age`` seconds after which the data
+    is no longer current (R-GTS-51)."""
+
+    ewma_ms: float
+    updated_at: float
+    max_age: float = float("inf")
+
+    def is_current(self, now: float) -> bool:
+        """True when the newest sample is younger than ``max_age`` at monotonic time ``now``."""
+        return now - self.updated_at < self.max_age
+
+
+_UNKNOWN = OriginHealth()
+
+
+@dataclass(frozen=True, slots=True)
+class HealthView:
+    """An immutable snapshot of health, read by steering once per query."""
+
+    version: int = 0
+    origins: Mapping[tuple[str, str], OriginHealth] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    pool_rtt: Mapping[str, PoolRtt] = field(default_factory=lambda: MappingProxyType({}))
+
+    def origin(self, pool_id: str, origin_name: str) -> OriginHealth:
+        """The health of (pool, origin); UNKNOWN when nothing was recorded."""
+        return self.origins.get((pool_id, origin_name), _UNKNOWN)
+
+    def state(self, pool_id: str, origin_name: str) -> OriginState:
+        """The state of (pool, origin); UNKNOWN when nothing was recorded."""
+        h = self.origins.get((pool_id, origin_name))
+        return h.state if h is not None else OriginState.UNKNOWN
+
+    def with_states(
+        self, states: Mapping[tuple[str, str], OriginState], rtt: Mapping[str, PoolRtt] | None = None
+    ) -> HealthView:
+        """A new view (version + 1) with the given states replaced (test and admin helper)."""
+        merged = dict(self.origins)
+        for key, st in states.items():
+            old = merged.get(key, _UNKNOWN)
+            merged[key] = OriginHealth(st, old.failure_reason, old.last_probe_at, old.rtt_ms,
+                                       old.response_code)
+        new_rtt = dict(self.pool_rtt)
+        if rtt:
+            new_rtt.update(rtt)
+        return HealthView(self.version + 1, MappingProxyType(merged), MappingProxyType(new_rtt))
+
+
+EMPTY_HEALTH = HealthView()

@@ -1,0 +1,178 @@
+"""bytes → bytes: parse the query, answer it, render the response (DESIGN.md "One query").
+
+Synchronous and shared by UDP and TCP. Malformed packets get FORMERR or are dropped
+(RFC 1035 §4.1.1), other opcodes NOTIMP, EDNS versions > 0 BADVERS (RFC 6891 §6.1.3), other
+classes and zone transfers REFUSED; any unexpected exception becomes SERVFAIL plus a counter
+(DESIGN.md principle 6). Hostname lookups that are not cached raise
+:class:`~lbdns.steering.decide.NeedsLookup` to the transport, which resolves and retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from lbdns.answer import QueryEnv, resolve, snapshot_cache
+from lbdns.errors import FormError
+from lbdns.geo.location import resolve_location
+from lbdns.geo.pops import Pop
+from lbdns.server.counters import QueryCounters
+from lbdns.server.state import StateRef
+from lbdns.steering.decide import ClientLocation, NeedsLookup
+from lbdns.steering.origins import HostLookup
+from lbdns.wire.codec import (
+    CLASS_IN,
+    OPCODE_QUERY,
+    QTYPE_AXFR,
+    QTYPE_IXFR,
+    RCODE_BADVERS,
+    RCODE_FORMERR,
+    RCODE_NOTIMP,
+    RCODE_REFUSED,
+    RCODE_SERVFAIL,
+    ClientSubnet,
+    Query,
+    parse_query,
+)
+from lbdns.wire.render import build_error, build_response, make_server_cookie
+
+log = logging.getLogger("lbdns.server")
+
+
+class GeoLookup:
+    """The GeoIP side the handler needs: ``lookup(ip) -> GeoRecord | None``."""
+
+    def __init__(self, lookup: Callable[[IPv4Address | IPv6Address | str], object | None]) -> None:
+        self.lookup = lookup
+
+
+@dataclass(slots=True)
+class _Locator:
+    """Per-query location computation bound to the query's ECS, resolver and PoP
+    (SPEC.md R-LOC-06); GeoIP is consulted only when a policy asks."""
+
+    geo: Callable[..., object | None] | None
+    ecs: ClientSubnet | None
+    resolver_ip: str
+    pop: Pop
+
+    def __call__(self, *, need: str, prefer_ecs: str, mode: str, policy: str) -> ClientLocation:
+        if self.geo is None:
+            return ClientLocation("pop", self.pop.country, self.pop.latitude, self.pop.longitude, self.pop.region)
+        loc = resolve_location(
+            prefer_ecs=prefer_ecs, mode=mode, policy=policy, need=need,
+            ecs_ip=self.ecs.ip if self.ecs is not None else None,
+            resolver_ip=self.resolver_ip, pop=self.pop, lookup=self.geo,
+        )
+        return ClientLocation(loc.source, loc.country, loc.latitude, loc.longitude, loc.region,
+                              loc.network_prefix, loc.ecs_consulted)
+
+
+class Handler:
+    """Turns one DNS message into its response bytes (or None to drop it).
+
+    ``ref`` is the published state; ``geo`` a GeoIP lookup (None disables location: the
+    PoP is used); ``lookup`` the hostname-origin cache; ``rng`` the randomness source.
+    """
+
+    def __init__(self, ref: StateRef, *, geo: Callable[..., object | None] | None = None,
+                 asn_of: Callable[[IPv4Address | IPv6Address], int | None] | None = None,
+                 lookup: HostLookup | None = None, rng: random.Random | None = None,
+                 counters: QueryCounters | None = None, clock: Callable[[], float] = time.monotonic,
+                 on_answer: Callable[..., None] | None = None) -> None:
+        self.ref = ref
+        self.geo = geo
+        self.asn_of = asn_of
+        self.lookup = lookup
+        self.rng = rng or random.Random()
+        self.counters = counters or QueryCounters()
+        self.clock = clock
+        self.on_answer = on_answer
+        self.cookie_secret = os.urandom(16)
+
+    def _country_of(self, ip: IPv4Address | IPv6Address) -> str | None:
+        if self.geo is None:
+            return None
+        rec = self.geo(ip)
+        return getattr(rec, "country", None) if rec is not None else None
+
+    def handle(self, data: bytes, peer_ip: str, tcp: bool, pop: Pop) -> bytes | None:
+        """Answer one message from ``peer_ip`` received at PoP ``pop``.
+
+        Returns the response bytes, or None when the packet must be dropped. Raises
+        :class:`NeedsLookup` only (everything else is answered).
+        """
+        try:
+            q = parse_query(data)
+        except FormError as exc:
+            if not exc.answerable:
+                self.counters.dropped += 1
+                return None
+            self.counters.queries[("tcp" if tcp else "udp", 0, RCODE_FORMERR)] += 1
+            return build_error(data, RCODE_FORMERR)
+        try:
+            return self._answer(q, peer_ip, tcp, pop)
+        except NeedsLookup:
+            raise
+        except Exception:
+            self.counters.internal_errors += 1
+            log.exception("internal error answering %r/%d", q.qname, q.qtype)
+            return build_response(q, rcode=RCODE_SERVFAIL, aa=False,
+                                  max_size=65535 if tcp else 512)
+
+    def _answer(self, q: Query, peer_ip: str, tcp: bool, pop: Pop) -> bytes:
+        cur = self.ref.current
+        settings = cur.snapshot.settings
+        ours = settings.edns_udp_payload
+        edns = q.edns
+        limit = 65535 if tcp else (max(512, min(edns.payload, ours)) if edns is not None else 512)
+        cookie = None
+        if edns is not None and edns.client_cookie is not None:
+            cookie = make_server_cookie(self.cookie_secret, edns.client_cookie, peer_ip)
+        if q.opcode != OPCODE_QUERY:
+            rcode = RCODE_NOTIMP
+        elif edns is not None and edns.version > 0:
+            rcode = RCODE_BADVERS
+        elif q.qclass != CLASS_IN or q.qtype in (QTYPE_AXFR, QTYPE_IXFR):
+            rcode = RCODE_REFUSED
+        else:
+            rcode = -1
+        if rcode >= 0:
+            self.counters.queries[("tcp" if tcp else "udp", q.qtype, rcode)] += 1
+            return build_response(q, rcode=rcode, aa=False, max_size=limit, edns_payload=ours,
+                                  server_cookie=cookie)
+        ecs = edns.ecs if edns is not None else None
+        if ecs is not None and ecs.source_prefix == 0:
+            ecs_for_answer = None  # R-LOC-03: /0 carries no client information
+        else:
+            ecs_for_answer = ecs
+        memo = snapshot_cache(cur.snapshot)
+        ans = memo.get((q.qname_lower, q.qtype))
+        if ans is None:
+            env = QueryEnv(
+                resolver_ip=peer_ip, ecs=ecs_for_answer, pop=pop.code, pop_region=pop.region, health=cur.health,
+                rng=self.rng, now=self.clock(), lookup=self.lookup,
+                locator=_Locator(self.geo, ecs_for_answer, peer_ip, pop),
+                asn_of=self.asn_of, country_of=self._country_of, ip_src_uses_ecs=settings.ip_src_uses_ecs,
+            )
+            ans = resolve(cur.snapshot, q.qname_lower, q.qtype, env)
+            if ans.lb is not None:
+                d = ans.decision
+                self.counters.decisions[(ans.lb.name, d.pool.name if d and d.pool else "", bool(d and d.fallback))] += 1
+                for name in ans.matched_rules:
+                    self.counters.rule_matches[(ans.lb.name, name)] += 1
+        self.counters.queries[("tcp" if tcp else "udp", q.qtype, ans.rcode)] += 1
+        out = build_response(
+            q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
+            authority=ans.authority, nscount=ans.nscount, additional=ans.additional, arcount=ans.arcount,
+            max_size=limit, edns_payload=ours, ecs_scope=ans.ecs_scope if ecs is not None else None,
+            server_cookie=cookie,
+        )
+        if self.on_answer is not None:
+            self.on_answer(q, peer_ip, tcp, pop, ans)
+        return out

@@ -1,0 +1,120 @@
+"""Resolution of hostname origins (SPEC.md R-ANS-30/31, A-17): an asynchronous resolver
+feeding a cache the synchronous query path reads.
+
+Results (including failures) are cached for min(upstream TTL, ``hostname_cache_max_ttl``)
+seconds. A stale entry is still served while a background refresh runs, so only the very
+first query for a hostname waits for the upstream resolver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from ipaddress import ip_address
+
+import dns.asyncresolver
+import dns.exception
+import dns.rdatatype
+import dns.resolver
+
+from lbdns.steering.decide import NeedsLookup
+from lbdns.steering.origins import HostAddresses
+
+log = logging.getLogger("lbdns.hostnames")
+
+
+def parse_upstream(text: str) -> tuple[str, int]:
+    """``IP``, ``IP:port`` or ``[IPv6]:port`` → (ip, port); port defaults to 53.
+    Raises ValueError for anything else (SPEC.md §2.1 ``upstream_resolvers``)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else 53
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        port = int(p)
+    else:
+        host, port = text, 53
+    ip_address(host)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range")
+    return host, port
+
+
+class HostnameResolver:
+    """Cache of hostname origin addresses.
+
+    ``upstreams`` are resolver addresses (see :func:`parse_upstream`); empty means the
+    system resolver configuration. ``max_ttl`` caps the cache time in seconds; ``timeout``
+    bounds one resolution (seconds).
+    """
+
+    def __init__(self, upstreams: list[str], *, max_ttl: float = 5.0, timeout: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if upstreams:
+            self.resolver = dns.asyncresolver.Resolver(configure=False)
+            parsed = [parse_upstream(u) for u in upstreams]
+            self.resolver.nameservers = [h for h, _ in parsed]
+            self.resolver.port = parsed[0][1]
+        else:
+            try:
+                self.resolver = dns.asyncresolver.Resolver()
+            except dns.resolver.NoResolverConfiguration:
+                self.resolver = dns.asyncresolver.Resolver(configure=False)
+                self.resolver.nameservers = ["127.0.0.1"]
+        self.resolver.lifetime = timeout
+        self.resolver.timeout = timeout
+        self.max_ttl = max_ttl
+        self.clock = clock
+        self.cache: dict[str, tuple[HostAddresses, float]] = {}
+        self._refreshing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def lookup(self, name: str) -> HostAddresses:
+        """The cached addresses of ``name`` (lower-case FQDN). Raises :class:`NeedsLookup`
+        when nothing is cached; schedules a refresh when the entry is stale."""
+        entry = self.cache.get(name)
+        if entry is None:
+            raise NeedsLookup(frozenset({name}))
+        addrs, expires = entry
+        if self.clock() >= expires and name not in self._refreshing:
+            self._refreshing.add(name)
+            try:
+                task = asyncio.get_running_loop().create_task(self._refresh(name))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            except RuntimeError:  # no loop (explain): serve stale
+                self._refreshing.discard(name)
+        return addrs
+
+    async def _refresh(self, name: str) -> None:
+        try:
+            await self.resolve({name})
+        finally:
+            self._refreshing.discard(name)
+
+    async def resolve(self, names: frozenset[str] | set[str]) -> None:
+        """Resolve ``names`` (A and AAAA concurrently) into the cache."""
+        await asyncio.gather(*(self._resolve_one(n) for n in names))
+
+    async def _query(self, name: str, rdtype: dns.rdatatype.RdataType) -> tuple[bool, tuple[bytes, ...], float]:
+        try:
+            ans = await self.resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False)
+        except dns.resolver.NXDOMAIN:
+            return False, (), self.max_ttl
+        except (dns.exception.DNSException, OSError) as exc:
+            log.debug("lookup of %s %s failed: %s", name, rdtype, exc)
+            return False, (), self.max_ttl
+        rrset = ans.rrset
+        if rrset is None:
+            return True, (), self.max_ttl  # NODATA is not a failure (R-ANS-31)
+        return True, tuple(ip_address(rd.address).packed for rd in rrset), float(rrset.ttl)
+
+    async def _resolve_one(self, name: str) -> None:
+        (ok4, v4, ttl4), (ok6, v6, ttl6) = await asyncio.gather(
+            self._query(name, dns.rdatatype.A), self._query(name, dns.rdatatype.AAAA))
+        ok = ok4 or ok6
+        ttl = min(ttl4, ttl6, self.max_ttl)
+        self.cache[name] = (HostAddresses(ok, v4, v6), self.clock() + ttl)

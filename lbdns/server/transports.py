@@ -1,0 +1,174 @@
+"""asyncio UDP and TCP front ends (RFC 1035 §4.2, RFC 7766). Thin: they move bytes to the
+synchronous :class:`~lbdns.server.handler.Handler` and back. One task is created only for
+queries that need hostname lookups; everything else is answered inside the callback.
+
+TCP: 2-byte framing with partial reads and pipelining (RFC 7766 §6.2.1), an idle timeout
+(default 10 s, RFC 7766 §6.2.3) and a connection cap; a client that misbehaves (bad frame,
+over the cap) is disconnected without affecting others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+from lbdns.errors import FormError
+from lbdns.geo.pops import Pop
+from lbdns.server.handler import Handler
+from lbdns.steering.decide import NeedsLookup
+from lbdns.wire.framing import TcpFramer, frame
+
+log = logging.getLogger("lbdns.server")
+
+Resolve = Callable[[frozenset[str]], Awaitable[None]]
+"""Resolves hostnames into the lookup cache the handler reads (the hostname resolver)."""
+
+
+async def _answer_after_lookup(handler: Handler, resolve: Resolve | None, data: bytes, peer: str, tcp: bool,
+                               pop: Pop, exc: NeedsLookup) -> bytes | None:
+    handler.counters.deferred_lookups += 1
+    for _ in range(3):
+        if resolve is None:
+            return None
+        await resolve(exc.hostnames)
+        try:
+            return handler.handle(data, peer, tcp, pop)
+        except NeedsLookup as again:
+            exc = again
+    return None
+
+
+class UdpServer(asyncio.DatagramProtocol):
+    """One UDP listener bound to a PoP."""
+
+    def __init__(self, handler: Handler, pop: Pop, resolve: Resolve | None = None) -> None:
+        self.handler = handler
+        self.pop = pop
+        self.resolve = resolve
+        self.transport: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        peer = str(addr[0])
+        try:
+            out = self.handler.handle(data, peer, False, self.pop)
+        except NeedsLookup as exc:
+            task = asyncio.ensure_future(self._deferred(data, addr, exc))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        if out is not None and self.transport is not None:
+            self.transport.sendto(out, addr)
+
+    async def _deferred(self, data: bytes, addr: tuple[str | int, ...], exc: NeedsLookup) -> None:
+        try:
+            out = await _answer_after_lookup(self.handler, self.resolve, data, str(addr[0]), False, self.pop, exc)
+        except Exception:
+            log.exception("deferred UDP answer failed")
+            return
+        if out is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(out, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for earlier replies (e.g. port unreachable): nothing to do
+        pass
+
+
+class TcpServer:
+    """Factory of :class:`TcpConnection` protocols sharing a cap and an idle timeout
+    (seconds)."""
+
+    def __init__(self, handler: Handler, pop: Pop, *, idle_timeout: float = 10.0, max_connections: int = 1024,
+                 resolve: Resolve | None = None) -> None:
+        self.handler = handler
+        self.pop = pop
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.resolve = resolve
+        self.active: set[TcpConnection] = set()
+
+    def __call__(self) -> TcpConnection:
+        return TcpConnection(self)
+
+
+class TcpConnection(asyncio.Protocol):
+    """One TCP client: framing, pipelining, idle timeout."""
+
+    def __init__(self, server: TcpServer) -> None:
+        self.server = server
+        self.framer = TcpFramer()
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.idle: asyncio.TimerHandle | None = None
+        self.pending = 0
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        if len(self.server.active) >= self.server.max_connections:
+            self.server.handler.counters.tcp_rejected += 1
+            self.transport.abort()
+            self.closed = True
+            return
+        self.server.active.add(self)
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if peer else ""
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle = loop.call_later(self.server.idle_timeout, self._timeout)
+
+    def _timeout(self) -> None:
+        if self.pending == 0 and self.transport is not None:
+            self.transport.close()
+        else:
+            self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed or self.transport is None:
+            return
+        self._arm()
+        try:
+            messages = self.framer.feed(data)
+        except FormError:
+            self.transport.close()
+            return
+        handler = self.server.handler
+        for msg in messages:
+            try:
+                out = handler.handle(msg, self.peer, True, self.server.pop)
+            except NeedsLookup as exc:
+                self.pending += 1
+                asyncio.ensure_future(self._deferred(msg, exc))
+                continue
+            if out is not None:
+                self.transport.write(frame(out))
+            else:
+                # an unanswerable message on a stream: the framing can no longer be trusted
+                self.transport.close()
+                return
+
+    async def _deferred(self, msg: bytes, exc: NeedsLookup) -> None:
+        try:
+            out = await _answer_after_lookup(self.server.handler, self.server.resolve, msg, self.peer, True,
+                                             self.server.pop, exc)
+            if out is not None and self.transport is not None and not self.transport.is_closing():
+                self.transport.write(frame(out))
+        except Exception:
+            log.exception("deferred TCP answer failed")
+        finally:
+            self.pending -= 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.active.discard(self)
+        if self.idle is not None:
+            self.idle.cancel()

@@ -1,0 +1,345 @@
+"""The load-balancer decision (SPEC.md §3.3, §6, §7, §9; Appendix C): effective config →
+pool order → usable pool (or fallback) → endpoints → records.
+
+Pure and synchronous: health comes as a :class:`HealthView`, randomness as an ``Rng``,
+hostname addresses through a :data:`HostLookup`, the client location through a
+:data:`Locator` — all injected (SPEC.md R-ARCH-02).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from lbdns.health.view import HealthView
+from lbdns.steering.origins import HostAddresses, HostLookup, Rng, choose_single, hash_choice, shed
+from lbdns.steering.plan import CompiledOrigin, CompiledPool, Effective
+from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_MX, QTYPE_SRV
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+class NeedsLookup(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised when hostname origins must be resolved before the answer can be computed;
+    ``hostnames`` lists the FQDNs missing from the cache. The edge resolves them and asks
+    again (SPEC.md R-ANS-30)."""
+
+    def __init__(self, hostnames: frozenset[str]) -> None:
+        super().__init__(", ".join(sorted(hostnames)))
+        self.hostnames = hostnames
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLocation:
+    """Where the client is, for geo and proximity (SPEC.md R-LOC-06). ``source`` is
+    ``ecs``/``resolver``/``pop``; ``network_prefix`` the GeoIP network length that decided
+    (ECS scope, R-ANS-50); ``ecs_consulted`` True when the ECS address was looked up."""
+
+    source: str
+    country: str | None
+    latitude: float | None
+    longitude: float | None
+    region: str | None = None
+    network_prefix: int | None = None
+    ecs_consulted: bool = False
+
+
+class Locator(Protocol):
+    """Computes the client location for a policy (``need`` = ``country`` or ``coordinates``)."""
+
+    def __call__(self, *, need: str, prefer_ecs: str, mode: str, policy: str) -> ClientLocation: ...
+
+
+@dataclass(slots=True)
+class Decision:
+    """The outcome of one LB decision.
+
+    ``records`` are (rtype, rdata bytes) pairs for the answer section (empty ⇒ NODATA);
+    ``pool`` the pool that answered (None when nothing could); ``fallback`` True when the
+    fallback pool answered; ``location`` the client location used (None if none was
+    needed); ``trail`` human-readable steps (only filled for ``lbdns explain``).
+    """
+
+    records: list[tuple[int, bytes]] = field(default_factory=list)
+    pool: CompiledPool | None = None
+    fallback: bool = False
+    multi: bool = False
+    policy: str = ""
+    location: ClientLocation | None = None
+    origins: list[CompiledOrigin] = field(default_factory=list)
+    trail: list[str] | None = None
+
+    def note(self, text: str) -> None:
+        """Append an explanation line when tracing is on."""
+        if self.trail is not None:
+            self.trail.append(text)
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in km on a sphere of radius 6371.0088 km (SPEC.md R-GTS-40);
+    inputs in degrees."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+@dataclass(slots=True)
+class Query:
+    """The per-query inputs steering needs. ``resolver_ip`` is the packet source (hash and
+    shedding key, A-14); ``pop``/``pop_region`` identify the receiving PoP; ``now`` is a
+    monotonic time in seconds (RTT freshness)."""
+
+    qtype: int
+    resolver_ip: str
+    pop: str
+    pop_region: str
+    now: float
+
+
+def _usable(pool: CompiledPool, view: HealthView, q: Query, rng: Rng, lookup: HostLookup | None,
+            d: Decision) -> bool:
+    st = pool.state(view)
+    if not st.usable:
+        if d.trail is not None:
+            why = "disabled" if not pool.enabled else (
+                f"critical ({len(st.healthy)} healthy < minimum_origins {pool.minimum_origins})"
+                if len(st.healthy) < pool.minimum_origins else "no origin with weight > 0")
+            d.note(f"pool {pool.name}: not usable — {why}")
+        return False
+    if pool.has_hostnames and q.qtype in (QTYPE_A, QTYPE_AAAA) and lookup is not None and not any(
+            o.weight > 0 and (o.hostname is None or not o.flatten_cname or lookup(o.hostname).ok)
+            for o in st.healthy):
+        d.note(f"pool {pool.name}: not usable — every hostname origin failed to resolve")
+        return False
+    if pool.shed_percent > 0 and shed(pool, rng, q.resolver_ip):
+        d.note(f"pool {pool.name}: shed ({pool.shed_percent:g}% {pool.shed_policy})")
+        return False
+    return True
+
+
+def _weighted_pools(eff: Effective, pools: Sequence[CompiledPool], view: HealthView, q: Query, rng: Rng,
+                    lookup: HostLookup | None, d: Decision) -> Iterator[CompiledPool]:
+    """Random / LOR / LC: one weighted draw among usable pools (R-GTS-20/21/60/61, R-SHD-04)."""
+    usable: list[tuple[CompiledPool, float]] = []
+    total = 0.0
+    for p in pools:
+        if _usable(p, view, q, rng, lookup, d):
+            w = eff.pool_weights.get(p.id, eff.default_weight)
+            if w > 0:
+                usable.append((p, w))
+                total += w
+            else:
+                d.note(f"pool {p.name}: weight 0, never drawn")
+    if total <= 0:
+        return
+    r = rng.random() * total
+    acc = 0.0
+    for p, w in usable:
+        acc += w
+        if r < acc:
+            d.note(f"pool {p.name}: drawn with weight {w:g} of {total:g}")
+            yield p
+            return
+    yield usable[-1][0]
+
+
+def _ordered(pools: Sequence[CompiledPool], view: HealthView, q: Query, rng: Rng, lookup: HostLookup | None,
+             d: Decision) -> Iterator[CompiledPool]:
+    for p in pools:
+        if _usable(p, view, q, rng, lookup, d):
+            yield p
+
+
+def _geo_list(eff: Effective, q: Query, locate: Locator | None, d: Decision) -> tuple[
+        Sequence[CompiledPool], bool]:
+    """The geo candidate list and whether it came from a mapping (R-GTS-31, R-LOC-07)."""
+    lst = eff.pop_pools.get(q.pop)
+    if lst:
+        d.note(f"geo: pop_pools[{q.pop}]")
+        return lst, True
+    if eff.country_pools and locate is not None:
+        loc = locate(need="country", prefer_ecs=eff.prefer_ecs, mode=eff.location_mode, policy="geo")
+        d.location = loc
+        if loc.country is not None:
+            lst = eff.country_pools.get(loc.country)
+            if lst:
+                d.note(f"geo: country_pools[{loc.country}] (location from {loc.source})")
+                return lst, True
+    region = q.pop_region
+    if d.location is not None and d.location.region and d.location.source != "pop" and eff.region_source == "location":
+        region = d.location.region
+    lst = eff.region_pools.get(region)
+    if lst:
+        d.note(f"geo: region_pools[{region}]")
+        return lst, True
+    d.note("geo: no mapping matched, default_pools")
+    return eff.default_pools, False
+
+
+def _proximity_order(eff: Effective, locate: Locator | None, d: Decision) -> list[CompiledPool]:
+    """Pools by distance from the client location; pools without coordinates last (R-GTS-40/41)."""
+    if locate is None:
+        return list(eff.default_pools)
+    loc = locate(need="coordinates", prefer_ecs=eff.prefer_ecs, mode=eff.location_mode, policy="proximity")
+    d.location = loc
+    if loc.latitude is None or loc.longitude is None:
+        return list(eff.default_pools)
+    lat, lon = loc.latitude, loc.longitude
+    with_coords = [(haversine_km(lat, lon, p.latitude, p.longitude), i, p) for i, p in enumerate(eff.default_pools)
+                   if p.latitude is not None and p.longitude is not None]
+    with_coords.sort(key=lambda t: (t[0], t[1]))
+    if d.trail is not None:
+        d.note("proximity from " + loc.source + ": " + ", ".join(f"{p.name} {km:.0f} km" for km, _, p in with_coords))
+    rest = [p for p in eff.default_pools if p.latitude is None or p.longitude is None]
+    return [p for _, _, p in with_coords] + rest
+
+
+def _latency_order(eff: Effective, view: HealthView, now: float, d: Decision) -> list[CompiledPool]:
+    """Pools with current RTT data first by EWMA, then the rest in failover order (R-GTS-51)."""
+    timed: list[tuple[float, int, CompiledPool]] = []
+    rest: list[CompiledPool] = []
+    for i, p in enumerate(eff.default_pools):
+        rtt = view.pool_rtt.get(p.id) if p.monitored else None
+        if rtt is not None and rtt.is_current(now):
+            timed.append((rtt.ewma_ms, i, p))
+        else:
+            rest.append(p)
+    timed.sort(key=lambda t: (t[0], t[1]))
+    if d.trail is not None:
+        d.note("dynamic_latency: " + (", ".join(f"{p.name} {ms:.1f} ms" for ms, _, p in timed) or "no RTT data")
+               + (f"; without data: {', '.join(p.name for p in rest)}" if rest else ""))
+    return [p for _, _, p in timed] + rest
+
+
+def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: HostLookup | None = None,
+           locate: Locator | None = None, trace: bool = False) -> Decision:
+    """Run pool and endpoint selection for one query (SPEC.md Appendix C).
+
+    Returns a :class:`Decision` whose ``records`` are the answer rdatas (empty ⇒ NODATA,
+    R-ANS-22/23). Raises :class:`NeedsLookup` when hostname origins are not yet cached.
+    """
+    d = Decision(trail=[] if trace else None, policy=eff.steering_policy)
+    policy = eff.steering_policy
+    d.note(f"steering_policy: {policy}" + (f" (configured {eff.configured_policy!r})"
+                                             if eff.configured_policy != policy else ""))
+    mapped = False
+    candidates: Iterator[CompiledPool]
+    if policy == "off":
+        candidates = _ordered(eff.default_pools, view, q, rng, lookup, d)
+    elif policy in ("random", "least_outstanding_requests", "least_connections"):
+        candidates = _weighted_pools(eff, eff.default_pools, view, q, rng, lookup, d)
+    elif policy == "geo":
+        lst, mapped = _geo_list(eff, q, locate, d)
+        candidates = _ordered(lst, view, q, rng, lookup, d)
+    elif policy == "proximity":
+        candidates = _ordered(_proximity_order(eff, locate, d), view, q, rng, lookup, d)
+    elif policy == "dynamic_latency":
+        candidates = _ordered(_latency_order(eff, view, q.now, d), view, q, rng, lookup, d)
+    else:  # validated at load time; be safe
+        candidates = _ordered(eff.default_pools, view, q, rng, lookup, d)
+    for pool in candidates:
+        d.pool = pool
+        d.note(f"pool {pool.name}: chosen")
+        _select(pool, pool.state(view).healthy, q, rng, lookup, d, eff)
+        return d
+    if mapped:
+        d.note("geo: mapped list exhausted — fallback pool (no cascade)")
+    fb = eff.fallback_pool
+    if fb is None or not fb.enabled:
+        d.note("fallback pool disabled — NODATA with SOA")
+        return d
+    d.pool, d.fallback = fb, True
+    d.note(f"fallback pool {fb.name}: health ignored")
+    _select(fb, tuple(o for o in fb.origins if o.enabled), q, rng, lookup, d, eff)
+    if not d.records:
+        d.note("fallback pool has no eligible origin — NODATA with SOA")
+    return d
+
+
+def _rdata_for(o: CompiledOrigin, qtype: int, lookup: HostLookup | None) -> list[tuple[int, bytes]]:
+    """The answer rdatas one eligible origin contributes for ``qtype`` (R-ANS-24, 32, 41, 42)."""
+    if qtype == QTYPE_MX:
+        if o.hostname is None:
+            return []
+        return [(QTYPE_MX, struct.pack("!H", o.mx_preference) + o.hostname_wire)]
+    if qtype == QTYPE_SRV:
+        if o.hostname is None or o.port is None:
+            return []
+        return [(QTYPE_SRV, struct.pack("!HHH", o.srv_priority, o.srv_weight, o.port) + o.hostname_wire)]
+    if o.hostname is not None and not o.flatten_cname:
+        return [(QTYPE_CNAME, o.hostname_wire)]
+    if qtype == QTYPE_CNAME:
+        return []
+    fam = 4 if qtype == QTYPE_A else 6
+    if o.hostname is None:
+        return [(qtype, o.packed)] if o.family == fam else []
+    if lookup is None:
+        return []
+    addrs = lookup(o.hostname)
+    return [(qtype, a) for a in (addrs.v4 if fam == 4 else addrs.v6)]
+
+
+def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: Rng,
+            lookup: HostLookup | None, d: Decision, eff: Effective) -> None:
+    """Endpoint selection in ``pool`` among ``base`` (healthy, or all enabled in fallback
+    mode): eligibility, single- vs multi-answer (R-EPS-01, R-EPS-10)."""
+    qtype = q.qtype
+    cands: list[tuple[CompiledOrigin, list[tuple[int, bytes]]]] = []
+    for o in base:
+        if o.weight <= 0:
+            continue
+        if o.hostname is not None and o.flatten_cname and qtype in (QTYPE_A, QTYPE_AAAA) and lookup is not None:
+            if not lookup(o.hostname).ok:
+                d.note(f"origin {o.name}: hostname {o.hostname} failed to resolve")
+                continue
+        rd = _rdata_for(o, qtype, lookup)
+        if qtype == QTYPE_CNAME:
+            cands.append((o, rd))  # CNAME selection ignores family (R-ANS-33)
+        elif rd:
+            cands.append((o, rd))
+    if not cands:
+        d.note(f"pool {pool.name}: no origin provides the requested type — NODATA")
+        return
+    w0 = cands[0][0].weight
+    multi = all(o.weight == w0 for o, _ in cands) and all(
+        o.hostname is None or o.flatten_cname for o, _ in cands)
+    d.multi = multi
+    if multi:
+        seen: set[bytes] = set()
+        for o, rds in cands:
+            d.origins.append(o)
+            for rtype, rdata in rds:
+                if rdata not in seen:
+                    seen.add(rdata)
+                    d.records.append((rtype, rdata))
+        d.note(f"multi-answer: all {len(cands)} eligible origins share weight {w0:g}")
+        return
+    origins = [o for o, _ in cands]
+    chosen = choose_single(pool, origins, rng, q.resolver_ip)
+    d.origins.append(chosen)
+    rds = dict((o.index, r) for o, r in cands)[chosen.index]
+    if len(rds) > 1:
+        if pool.origin_policy == "hash":
+            idx = int(hash_choice(pool.id, origins, q.resolver_ip + "\0addr").index) % len(rds)
+        else:
+            idx = int(rng.random() * len(rds)) % len(rds)
+        rds = [rds[idx]]
+    d.records.extend(rds)
+    d.note(f"single-answer ({pool.origin_policy}): origin {chosen.name} of "
+           + ", ".join(f"{o.name}={o.weight:g}" for o in origins))
+
+
+def cached_lookup(table: dict[str, HostAddresses]) -> Callable[[str], HostAddresses]:
+    """A :data:`HostLookup` over a fixed table; unknown names raise :class:`NeedsLookup`."""
+
+    def lookup(name: str) -> HostAddresses:
+        try:
+            return table[name]
+        except KeyError:
+            raise NeedsLookup(frozenset({name})) from None
+
+    return lookup

@@ -1,0 +1,93 @@
+"""Endpoint selection inside the chosen pool (SPEC.md §7, R-EPS-01…23).
+
+Pure: randomness comes in as a ``random.Random``-like object, hostname addresses through a
+mapping filled by the edge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from lbdns.steering.plan import CompiledOrigin, CompiledPool
+
+
+class Rng(Protocol):
+    """The part of ``random.Random`` steering uses."""
+
+    def random(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HostAddresses:
+    """Resolved addresses of a hostname origin: ``ok`` False when the lookup failed
+    (SPEC.md R-ANS-31); ``v4``/``v6`` packed addresses (4 / 16 bytes each)."""
+
+    ok: bool
+    v4: tuple[bytes, ...] = ()
+    v6: tuple[bytes, ...] = ()
+
+
+HostLookup = Callable[[str], HostAddresses]
+"""hostname FQDN text → resolved addresses (from the edge's cache)."""
+
+
+def weighted_choice(items: Sequence[CompiledOrigin], rng: Rng) -> CompiledOrigin:
+    """Pick one origin with probability weight / Σweight (SPEC.md R-EPS-20). ``items`` must
+    be non-empty with Σweight > 0."""
+    total = 0.0
+    for o in items:
+        total += o.weight
+    r = rng.random() * total
+    acc = 0.0
+    for o in items:
+        acc += o.weight
+        if r < acc:
+            return o
+    return items[-1]
+
+
+def hash_score(pool_id: str, origin_name: str, key: str, weight: float) -> float:
+    """Weighted rendezvous score of SPEC.md R-EPS-21 (higher wins)."""
+    digest = hashlib.sha256(f"{pool_id}\0{origin_name}\0{key}".encode()).digest()[:8]
+    u = (int.from_bytes(digest, "big") + 0.5) / 2.0**64
+    return weight / -math.log(u)
+
+
+def hash_choice(pool_id: str, items: Sequence[CompiledOrigin], key: str) -> CompiledOrigin:
+    """Deterministic weighted choice keyed by ``key`` (the resolver IP, A-14); ties keep
+    config order (SPEC.md R-EPS-21)."""
+    best = items[0]
+    best_score = -1.0
+    for o in items:
+        s = hash_score(pool_id, o.name, key, o.weight)
+        if s > best_score:
+            best, best_score = o, s
+    return best
+
+
+def choose_single(pool: CompiledPool, candidates: Sequence[CompiledOrigin], rng: Rng,
+                  hash_key: str) -> CompiledOrigin:
+    """Single-answer mode: one origin by the pool's ``origin_steering.policy``
+    (``hash`` keyed by resolver IP; everything else weighted random — R-EPS-20…22)."""
+    if pool.origin_policy == "hash":
+        return hash_choice(pool.id, candidates, hash_key)
+    return weighted_choice(candidates, rng)
+
+
+def shed(pool: CompiledPool, rng: Rng, resolver_ip: str) -> bool:
+    """Whether ``pool`` is shed for this query (SPEC.md R-SHD-02): ``random`` draws with
+    probability percent/100; ``hash`` compares sha256("shed\\0{pool}\\0{resolver}") with the
+    percentage of the 64-bit hash space."""
+    pct = pool.shed_percent
+    if pct <= 0:
+        return False
+    if pct >= 100:
+        return True
+    if pool.shed_policy == "hash":
+        digest = hashlib.sha256(f"shed\0{pool.id}\0{resolver_ip}".encode()).digest()[:8]
+        return int.from_bytes(digest, "big") < pct / 100.0 * 2.0**64
+    return rng.random() < pct / 100.0

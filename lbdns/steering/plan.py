@@ -1,0 +1,126 @@
+"""Compiled load-balancer plans: the per-LB, per-pool and per-origin data steering reads on
+every query, built once per snapshot (DESIGN.md "Compile once, serve many").
+
+Health-dependent facts (which origins count as healthy, whether a pool is usable) are
+memoised per :class:`~lbdns.health.view.HealthView` object inside each :class:`CompiledPool`,
+so a query after the first one for a given view does no per-origin work.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from lbdns.health.view import HealthView, OriginState
+from lbdns.wire.codec import CLASS_IN, QTYPE_A, QTYPE_AAAA
+
+
+@dataclass(slots=True)
+class CompiledOrigin:
+    """One origin, pre-encoded.
+
+    ``family`` is 4, 6 or 0 (hostname); ``packed`` the address bytes for IP origins;
+    ``hostname`` the lower-case FQDN text (with trailing dot) for hostname origins and
+    ``hostname_wire`` its wire form; ``weight`` 0.0–1.0.
+    """
+
+    index: int
+    name: str
+    enabled: bool
+    weight: float
+    family: int
+    packed: bytes
+    address: str
+    hostname: str | None
+    hostname_wire: bytes
+    port: int | None
+    flatten_cname: bool
+    mx_preference: int
+    srv_priority: int
+    srv_weight: int
+    _tails: dict[tuple[int, int], bytes] = field(default_factory=dict)
+
+    def tail(self, qtype: int, ttl: int) -> bytes:
+        """TYPE, CLASS, TTL, RDLENGTH and RDATA of this origin's A/AAAA RR (owner excluded);
+        memoised per (qtype, ttl in seconds)."""
+        key = (qtype, ttl)
+        t = self._tails.get(key)
+        if t is None:
+            t = struct.pack("!HHIH", qtype, CLASS_IN, ttl, len(self.packed)) + self.packed
+            self._tails[key] = t
+        return t
+
+
+@dataclass(slots=True)
+class PoolState:
+    """Health-derived facts of a pool for one health view (SPEC.md R-HLT-10, R-GTS-02)."""
+
+    view: HealthView | None
+    healthy: tuple[CompiledOrigin, ...]      # enabled origins that count as healthy
+    usable: bool                             # enabled, ≥ minimum_origins healthy, has an eligible origin
+
+
+@dataclass(slots=True)
+class CompiledPool:
+    """One pool. ``shed_percent`` 0–100 with ``shed_policy`` ``random``/``hash``;
+    ``latitude``/``longitude`` in degrees or None."""
+
+    id: str
+    name: str
+    enabled: bool
+    monitored: bool
+    minimum_origins: int
+    origins: tuple[CompiledOrigin, ...]
+    origin_policy: str
+    shed_percent: float
+    shed_policy: str
+    latitude: float | None
+    longitude: float | None
+    has_hostnames: bool
+    _state: PoolState = field(default_factory=lambda: PoolState(None, (), False))
+
+    def state(self, view: HealthView) -> PoolState:
+        """Health facts for ``view`` (memoised on the view object)."""
+        st = self._state
+        if st.view is view:
+            return st
+        if self.monitored:
+            pid = self.id
+            healthy = tuple(o for o in self.origins
+                            if o.enabled and view.state(pid, o.name) is OriginState.HEALTHY)
+        else:
+            healthy = tuple(o for o in self.origins if o.enabled)
+        usable = (self.enabled and len(healthy) >= self.minimum_origins
+                  and any(o.weight > 0 for o in healthy))
+        st = PoolState(view, healthy, usable)
+        self._state = st
+        return st
+
+
+@dataclass(frozen=True, slots=True)
+class Effective:
+    """The effective configuration of one LB for one query (SPEC.md §3.3 step 2): the LB's
+    fields after rule overrides. ``steering_policy`` is already resolved (R-GTS-30)."""
+
+    default_pools: tuple[CompiledPool, ...]
+    fallback_pool: CompiledPool | None
+    region_pools: Mapping[str, tuple[CompiledPool, ...]]
+    country_pools: Mapping[str, tuple[CompiledPool, ...]]
+    pop_pools: Mapping[str, tuple[CompiledPool, ...]]
+    steering_policy: str
+    configured_policy: str
+    pool_weights: Mapping[str, float]
+    default_weight: float
+    prefer_ecs: str
+    location_mode: str
+    ttl: int
+    region_source: str = "pop"
+
+    def with_changes(self, **changes: Any) -> Effective:
+        """A copy with fields replaced (used when rule overrides apply)."""
+        return replace(self, **changes)
+
+
+ADDRESS_QTYPES = (QTYPE_A, QTYPE_AAAA)
