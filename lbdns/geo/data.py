@@ -1,0 +1,126 @@
+"""Loading the shipped geography data files (``<repo>/geo/``).
+
+The only module of ``lbdns.geo`` that reads data files besides ``mmdb.py``. It parses the CSV
+files (``#`` comment lines carry source and licence, see ``geo/README.md``) and hands the rows to
+the pure builders :meth:`RegionMap.from_rows` and :meth:`PopCatalogue.from_rows`.
+
+Files: ``region-codes.csv`` (the 13 regions, SPEC.md Appendix A), ``regions.csv`` (country /
+US-CA subdivision → region, PROPOSED mapping, SPEC.md R-LOC-11), ``countries.csv`` (valid
+ISO-3166-1 alpha-2 codes, SPEC.md R-LOC-12), ``pops.csv`` (PoP catalogue, SPEC.md §2.1 ``pops``).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from pathlib import Path
+
+from lbdns.errors import LbdnsError
+from lbdns.geo.pops import PopCatalogue
+from lbdns.geo.regions import RegionMap
+
+__all__ = [
+    "GEO_DIR",
+    "GeoDataError",
+    "default_pops",
+    "default_regions",
+    "load_pops",
+    "load_region_names",
+    "load_regions",
+    "read_csv_rows",
+]
+
+#: Directory of the shipped data files: ``<repo>/geo`` (the package is used from a checkout or
+#: an editable install; the data files are not package data).
+GEO_DIR: Path = Path(__file__).resolve().parents[2] / "geo"
+
+
+class GeoDataError(LbdnsError):
+    """A geography data file or GeoIP database cannot be read or is malformed.
+
+    The message names the file and, for CSV data, the offending row.
+    """
+
+
+def read_csv_rows(path: Path | str) -> list[dict[str, str]]:
+    """Read a UTF-8 CSV file with a header row, skipping leading ``#`` comment lines.
+
+    Takes a path. Returns one dict per data row (column → text; missing cells are ``""``).
+    Raises GeoDataError if the file cannot be read or has no header row.
+    """
+    p = Path(path)
+    try:
+        with p.open(encoding="utf-8", newline="") as f:
+            lines = [line for line in f if not line.startswith("#")]
+    except OSError as exc:
+        raise GeoDataError(f"{p}: cannot read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise GeoDataError(f"{p}: not UTF-8 ({exc})") from exc
+    reader = csv.DictReader(lines)
+    if not reader.fieldnames:
+        raise GeoDataError(f"{p}: no CSV header row")
+    return [{k: (v or "") for k, v in row.items() if k is not None} for row in reader]
+
+
+def load_region_names(path: Path | str | None = None) -> dict[str, str]:
+    """Return region code → name from ``region-codes.csv`` (default ``<repo>/geo/region-codes.csv``).
+
+    Raises GeoDataError if the file cannot be read or lacks ``code`` / ``name`` columns.
+    """
+    p = Path(path) if path is not None else GEO_DIR / "region-codes.csv"
+    rows = read_csv_rows(p)
+    try:
+        return {row["code"].strip(): row["name"].strip() for row in rows}
+    except KeyError as exc:
+        raise GeoDataError(f"{p}: missing column {exc}") from exc
+
+
+def load_regions(path: Path | str | None = None, countries_path: Path | str | None = None) -> RegionMap:
+    """Load the country / subdivision → region mapping and the valid-country list.
+
+    Takes the mapping file (default ``<repo>/geo/regions.csv``) and the country list (default
+    ``<repo>/geo/countries.csv``). Returns a :class:`RegionMap`. Raises GeoDataError naming the
+    file if either cannot be read or is invalid (unknown region, malformed code, a mapped country
+    missing from the country list).
+    """
+    rp = Path(path) if path is not None else GEO_DIR / "regions.csv"
+    cp = Path(countries_path) if countries_path is not None else GEO_DIR / "countries.csv"
+    region_rows = read_csv_rows(rp)
+    country_rows = read_csv_rows(cp)
+    try:
+        return RegionMap.from_rows(region_rows, country_rows)
+    except ValueError as exc:
+        raise GeoDataError(f"{rp} / {cp}: {exc}") from exc
+
+
+def load_pops(path: Path | str | None = None, regions: RegionMap | None = None) -> PopCatalogue:
+    """Load the PoP catalogue (default ``<repo>/geo/pops.csv``).
+
+    Empty ``region`` cells are derived from country/subdivision with ``regions`` (default: the
+    shipped mapping). Returns a :class:`PopCatalogue`. Raises GeoDataError naming the file and PoP
+    on a bad row or an unreadable file.
+    """
+    p = Path(path) if path is not None else GEO_DIR / "pops.csv"
+    rows = read_csv_rows(p)
+    try:
+        return PopCatalogue.from_rows(rows, regions if regions is not None else default_regions())
+    except ValueError as exc:
+        raise GeoDataError(f"{p}: {exc}") from exc
+
+
+@functools.cache
+def default_regions() -> RegionMap:
+    """Return the shipped region mapping, loaded once per process (see :func:`load_regions`).
+
+    Raises GeoDataError if the shipped files are missing or broken.
+    """
+    return load_regions()
+
+
+@functools.cache
+def default_pops() -> PopCatalogue:
+    """Return the shipped PoP catalogue, loaded once per process (see :func:`load_pops`).
+
+    Raises GeoDataError if the shipped files are missing or broken.
+    """
+    return load_pops()
