@@ -138,28 +138,40 @@ class App:
             code = lst.pop or self.settings.pop
             pop = self._pop_checked(code)
             family = socket.AF_INET6 if ":" in lst.address else socket.AF_INET
-            if lst.transport in ("udp", "both"):
-                udp_port = lst.port
-                if lst.transport == "both" and lst.port == 0 and self.listeners:
-                    udp_port = 0
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda pop=pop: UdpServer(self.handler, pop, resolver.resolve),  # type: ignore[misc]
-                    local_addr=(lst.address, udp_port), family=family)
-                sock = transport.get_extra_info("sockname")
-                self.listeners.append(BoundListener("udp", lst.address, sock[1], code, transport.close))
-                port_for_tcp = sock[1] if lst.port == 0 else lst.port
-            else:
-                port_for_tcp = lst.port
-            if lst.transport in ("tcp", "both"):
-                factory = TcpServer(self.handler, pop, idle_timeout=self.settings.tcp_idle_timeout,
-                                    max_connections=self.settings.tcp_max_connections, resolve=resolver.resolve)
-                server = await loop.create_server(factory, lst.address, port_for_tcp, family=family,
-                                                  reuse_address=True)
-                port = server.sockets[0].getsockname()[1]
-                self.listeners.append(BoundListener("tcp", lst.address, port, code, server.close))
+            # with port 0 and both transports, retry until UDP and TCP share one free port
+            for attempt in range(20):
+                bound: list[BoundListener] = []
+                try:
+                    await self._bind(lst.address, lst.port, lst.transport, family, pop, code, resolver, bound)
+                except OSError:
+                    for b in bound:
+                        b.closer()
+                    if lst.port != 0 or attempt == 19:
+                        raise
+                    continue
+                self.listeners.extend(bound)
+                break
         for b in self.listeners:
             log.info("listening on %s %s:%d (PoP %s)", b.transport, b.address, b.port, b.pop)
         await self._start_admin()
+
+    async def _bind(self, address: str, port: int, transport: str, family: int, pop: Pop, code: str,
+                    resolver: HostnameResolver, out: list[BoundListener]) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.handler is not None
+        handler = self.handler
+        tcp_port = port
+        if transport in ("udp", "both"):
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: UdpServer(handler, pop, resolver.resolve), local_addr=(address, port), family=family)
+            bound_port = udp.get_extra_info("sockname")[1]
+            out.append(BoundListener("udp", address, bound_port, code, udp.close))
+            tcp_port = bound_port
+        if transport in ("tcp", "both"):
+            factory = TcpServer(handler, pop, idle_timeout=self.settings.tcp_idle_timeout,
+                                max_connections=self.settings.tcp_max_connections, resolve=resolver.resolve)
+            server = await loop.create_server(factory, address, tcp_port, family=family, reuse_address=True)
+            out.append(BoundListener("tcp", address, server.sockets[0].getsockname()[1], code, server.close))
 
     def _pop_checked(self, code: str) -> Pop:
         from lbdns.errors import Issue, Location

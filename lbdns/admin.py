@@ -1,0 +1,223 @@
+"""The admin HTTP listener (loopback by default): ``/metrics`` (Prometheus text format),
+``/status`` (pools, origins and load balancers as JSON, SPEC.md R-LOG-06), ``/healthz``,
+and ``POST /health`` to set a static health state for one (pool, origin) — the "admin
+command marking an origin down" used before monitors exist.
+
+Metrics are produced at scrape time by a custom prometheus-client collector that reads the
+plain counters the query path increments (no per-query metric objects).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from lbdns.health.view import HealthView, OriginHealth, OriginState
+from lbdns.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from lbdns.app import App
+
+log = logging.getLogger("lbdns.admin")
+
+_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
+_QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT", 28: "AAAA",
+           33: "SRV", 251: "IXFR", 252: "AXFR", 255: "ANY", 257: "CAA", 0: "NONE"}
+
+
+def qtype_name(qtype: int) -> str:
+    """Mnemonic of a QTYPE (``TYPE123`` for unknown ones, RFC 3597 §5)."""
+    return _QTYPES.get(qtype, f"TYPE{qtype}")
+
+
+def pool_status(snapshot: Snapshot, view: HealthView, pool_id: str) -> dict[str, Any]:
+    """JSON-ready status of one pool: health status (SPEC.md R-HLT-11) and its origins."""
+    from lbdns.health.pool_health import pool_status as compute_status
+
+    pool_model = snapshot.config.pools[pool_id]
+    status = compute_status(pool_model, view)
+    origins = []
+    for o in pool_model.origins:
+        h: OriginHealth = view.origin(pool_model.id, o.name)
+        origins.append({
+            "name": o.name, "address": o.address, "enabled": o.enabled, "weight": o.weight,
+            "health": h.state.name.lower() if pool_model.monitored else "not monitored",
+            "healthy_for_steering": o.enabled and (not pool_model.monitored or h.state is OriginState.HEALTHY),
+            "last_probe_at": h.last_probe_at, "failure_reason": h.failure_reason or None,
+            "response_code": h.response_code, "rtt_ms": h.rtt_ms,
+        })
+    rtt = view.pool_rtt.get(pool_model.id)
+    return {
+        "id": pool_model.id, "name": pool_model.name, "enabled": pool_model.enabled,
+        "monitor": pool_model.monitor, "monitor_group": pool_model.monitor_group,
+        "minimum_origins": pool_model.minimum_origins, "status": str(status),
+        "rtt_ewma_ms": rtt.ewma_ms if rtt else None, "origins": origins,
+    }
+
+
+class _Collector(Collector):
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Any]:
+        app = self.app
+        c = app.counters
+        q = CounterMetricFamily("lbdns_queries", "DNS queries answered, by transport, qtype and rcode",
+                                labels=["transport", "qtype", "rcode"])
+        for (transport, qtype, rcode), n in sorted(c.queries.items()):
+            q.add_metric([transport, qtype_name(qtype), _RCODES.get(rcode, str(rcode))], n)
+        yield q
+        d = CounterMetricFamily("lbdns_lb_decisions", "Load-balancer decisions by load balancer and pool",
+                                labels=["load_balancer", "pool", "fallback"])
+        for (lb, pool, fb), n in sorted(c.decisions.items()):
+            d.add_metric([lb, pool, "true" if fb else "false"], n)
+        yield d
+        r = CounterMetricFamily("lbdns_rule_matches", "Custom rules that matched", labels=["load_balancer", "rule"])
+        for (lb, rule), n in sorted(c.rule_matches.items()):
+            r.add_metric([lb, rule], n)
+        yield r
+        yield CounterMetricFamily("lbdns_internal_errors", "Queries answered SERVFAIL after an internal error",
+                                  value=c.internal_errors)
+        yield CounterMetricFamily("lbdns_dropped_packets", "Packets dropped (unanswerable)", value=c.dropped)
+        yield CounterMetricFamily("lbdns_tcp_rejected", "TCP connections rejected over the cap",
+                                  value=c.tcp_rejected)
+        if app.ref is None:
+            return
+        cur = app.ref.current
+        snap, view = cur.snapshot, cur.health
+        og = GaugeMetricFamily("lbdns_origin_healthy",
+                               "1 when the origin counts as healthy for steering, 0 otherwise",
+                               labels=["pool", "origin"])
+        pg = GaugeMetricFamily("lbdns_pool_status", "Pool health status (1 for the current status)",
+                               labels=["pool", "status"])
+        rt = GaugeMetricFamily("lbdns_pool_rtt_ewma_ms", "RTT EWMA of the pool in milliseconds", labels=["pool"])
+        for pid, pool in snap.config.pools.items():
+            st = pool_status(snap, view, pid)
+            pg.add_metric([pool.name, st["status"]], 1)
+            for o in st["origins"]:
+                og.add_metric([pool.name, o["name"]], 1 if o["healthy_for_steering"] else 0)
+            if st["rtt_ewma_ms"] is not None:
+                rt.add_metric([pool.name], st["rtt_ewma_ms"])
+        yield og
+        yield pg
+        yield rt
+        yield GaugeMetricFamily("lbdns_config_generation", "Configuration generation being served",
+                                value=snap.generation)
+        sched = app.scheduler
+        if sched is not None and hasattr(sched, "metrics"):
+            m = sched.metrics()
+            pr = CounterMetricFamily("lbdns_probes", "Health probes run, by monitor type and result",
+                                     labels=["type", "result"])
+            for (mtype, result), n in sorted(m["results"].items()):
+                pr.add_metric([mtype, result], n)
+            yield pr
+            h = HistogramMetricFamily("lbdns_probe_duration_seconds", "Probe duration in seconds")
+            h.add_metric([], m["duration_buckets"], m["duration_sum"])
+            yield h
+            yield GaugeMetricFamily("lbdns_probe_schedule_lag_seconds_p99",
+                                    "99th percentile of probe start lag behind schedule (seconds)",
+                                    value=m["lag_p99"])
+
+
+class AdminServer:
+    """aiohttp application bound to ``settings.admin`` (address, port)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.registry = CollectorRegistry()
+        self.registry.register(_Collector(app))
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+        self.started = time.time()
+
+    def web_app(self) -> web.Application:
+        """The aiohttp application with every route."""
+        wa = web.Application()
+        wa.router.add_get("/metrics", self.metrics)
+        wa.router.add_get("/status", self.status)
+        wa.router.add_get("/healthz", self.healthz)
+        wa.router.add_post("/health", self.set_health)
+        wa.router.add_post("/reload", self.reload)
+        return wa
+
+    async def start(self) -> None:
+        """Bind the listener (``port`` 0 picks one; the bound port is in :attr:`port`)."""
+        s = self.app.settings.admin
+        self.runner = web.AppRunner(self.web_app(), access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, s.address, s.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else s.port
+        log.info("admin listening on http://%s:%d", s.address, self.port)
+
+    async def stop(self) -> None:
+        """Close the listener."""
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: Prometheus text exposition."""
+        body = generate_latest(self.registry)
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """``GET /healthz``: 200 while serving."""
+        return web.json_response({"ok": True, "uptime_s": round(time.time() - self.started, 1)})
+
+    def status_document(self) -> dict[str, Any]:
+        """The ``/status`` JSON document."""
+        from lbdns.health.pool_health import lb_status
+
+        assert self.app.ref is not None
+        cur = self.app.ref.current
+        snap, view = cur.snapshot, cur.health
+        pools = {pid: pool_status(snap, view, pid) for pid in snap.config.pools}
+        lbs = []
+        for name, plan in sorted(snap.plans.items()):
+            lb = plan.model
+            default = [snap.config.pools[p] for p in lb.default_pools if p in snap.config.pools]
+            fallback_name = lb.fallback_pool
+            lbs.append({
+                "name": name, "enabled": lb.enabled, "steering_policy": plan.base.steering_policy,
+                "status": str(lb_status(default, view)), "default_pools": lb.default_pools,
+                "fallback_pool": fallback_name, "ttl": lb.ttl,
+            })
+        return {"generation": snap.generation, "health_version": view.version, "load_balancers": lbs,
+                "pools": list(pools.values())}
+
+    async def status(self, request: web.Request) -> web.Response:
+        """``GET /status``: JSON of load balancers, pools and origins."""
+        return web.Response(text=json.dumps(self.status_document(), indent=2), content_type="application/json")
+
+    async def set_health(self, request: web.Request) -> web.Response:
+        """``POST /health`` with ``{"pool": …, "origin": …, "state": "healthy|unhealthy|unknown"}``:
+        a static health state until the next probe result for that origin."""
+        try:
+            body = await request.json()
+            key = (str(body["pool"]), str(body["origin"]))
+            state = {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY,
+                     "unknown": OriginState.UNKNOWN}[str(body["state"])]
+        except (KeyError, ValueError, TypeError):
+            return web.json_response({"error": "expected {pool, origin, state: healthy|unhealthy|unknown}"},
+                                     status=400)
+        assert self.app.ref is not None
+        cur = self.app.ref.current
+        if key[0] not in cur.snapshot.config.pools:
+            return web.json_response({"error": f"unknown pool {key[0]!r}"}, status=404)
+        self.app.ref.publish_health(cur.health.with_states({key: state}))
+        return web.json_response({"ok": True, "pool": key[0], "origin": key[1], "state": state.name.lower()})
+
+    async def reload(self, request: web.Request) -> web.Response:
+        """``POST /reload``: the same as SIGHUP; 409 when the new config is rejected."""
+        ok = await self.app.reload()
+        return web.json_response({"ok": ok}, status=200 if ok else 409)

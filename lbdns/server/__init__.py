@@ -1,0 +1,1 @@
+"""Edges: UDP/TCP transports, the bytes→bytes handler, the published state."""

@@ -1,0 +1,20 @@
+# Sourced by scripts/run and scripts/test: create .venv if missing and (re)install lbdns
+# when pyproject.toml changed. Needs only python3 (>= 3.11) and pip.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+EXTRAS="${1:-}"
+STAMP=".venv/.lbdns-installed${EXTRAS:+-$EXTRAS}"
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+  if [ -n "$EXTRAS" ]; then
+    .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  else
+    .venv/bin/python -m pip install -q -e .
+  fi
+  touch "$STAMP"
+fi
