@@ -44,6 +44,8 @@ for _net, _rec in BASE_GEO_TABLE.items():
         GEO_TABLE[_net.replace("198.51.100.", "127.51.100.")] = _rec
     elif _net.startswith("203.0.113."):
         GEO_TABLE[_net.replace("203.0.113.", "127.0.113.")] = _rec
+# an IPv6 network for IPv6 ECS tests: "Tokyo"
+GEO_TABLE["2001:db8:1::/48"] = BASE_GEO_TABLE["198.51.100.128/26"]
 
 
 def resolver(spec_ip: str) -> str:
