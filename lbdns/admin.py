@@ -99,13 +99,13 @@ class _Collector(Collector):
         pg = GaugeMetricFamily("lbdns_pool_status", "Pool health status (1 for the current status)",
                                labels=["pool", "status"])
         rt = GaugeMetricFamily("lbdns_pool_rtt_ewma_ms", "RTT EWMA of the pool in milliseconds", labels=["pool"])
-        for pid, pool in snap.config.pools.items():
+        for pid, pool_model in snap.config.pools.items():
             st = pool_status(snap, view, pid)
-            pg.add_metric([pool.name, st["status"]], 1)
+            pg.add_metric([pool_model.name, st["status"]], 1)
             for o in st["origins"]:
-                og.add_metric([pool.name, o["name"]], 1 if o["healthy_for_steering"] else 0)
+                og.add_metric([pool_model.name, o["name"]], 1 if o["healthy_for_steering"] else 0)
             if st["rtt_ewma_ms"] is not None:
-                rt.add_metric([pool.name], st["rtt_ewma_ms"])
+                rt.add_metric([pool_model.name], st["rtt_ewma_ms"])
         yield og
         yield pg
         yield rt

@@ -212,9 +212,9 @@ def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, 
         # RFC 8482 §4.1: answer with one RRset (the first present in a fixed preference order)
         for t in _ANY_ORDER:
             if t in rrsets and not (plan is not None and t in LB_TYPES_ENTERPRISE):
-                rr = rrsets[t]
-                return Answer(RCODE_NOERROR, True, rr.at_qname if owner is QNAME_POINTER else rr.with_owner(owner),
-                              rr.count)
+                one = rrsets[t]
+                return Answer(RCODE_NOERROR, True,
+                              one.at_qname if owner is QNAME_POINTER else one.with_owner(owner), one.count)
         return _negative(zone, RCODE_NOERROR)
     rrset = rrsets.get(qtype)
     if rrset is not None:

@@ -133,7 +133,6 @@ class App:
         self.handler = Handler(self.ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.lookup, rng=self.rng,
                                counters=self.counters, on_answer=self.extra_on_answer)
         await self._start_health(snap)
-        loop = asyncio.get_running_loop()
         for lst in self.settings.listen:
             code = lst.pop or self.settings.pop
             pop = self._pop_checked(code)

@@ -8,14 +8,14 @@ together in one :class:`ConfigError` (DESIGN.md principle 5; SPEC.md §12).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
 class LbdnsError(Exception):
     """Root of every exception lbdns raises on purpose."""
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """Whether an :class:`Issue` rejects the configuration (``ERROR``) or is only logged."""
 
     ERROR = "error"

@@ -133,7 +133,9 @@ class Snapshot:
 
 def name_wire(name: dns.name.Name) -> bytes:
     """Lower-case uncompressed wire form of an absolute name."""
-    return name.canonicalize().to_wire()
+    wire = name.canonicalize().to_wire()
+    assert wire is not None
+    return wire
 
 
 def _encode_rrset(rrset: dns.rrset.RRset) -> EncodedRRset:
@@ -156,7 +158,7 @@ def _compile_origin(i: int, o: Any) -> CompiledOrigin:
         index=i, name=o.name, enabled=o.enabled, weight=o.weight,
         family=0 if ip is None else ip.version, packed=b"" if ip is None else ip.packed,
         address=o.address, hostname=host,
-        hostname_wire=b"" if host is None else dns.name.from_text(host).to_wire(),
+        hostname_wire=b"" if host is None else name_wire(dns.name.from_text(host)),
         port=o.port, flatten_cname=o.flatten_cname, mx_preference=o.mx_preference,
         srv_priority=o.srv_priority, srv_weight=o.srv_weight,
     )

@@ -113,7 +113,7 @@ class Origin(_Model):
         if not ok:
             raise PydanticCustomError(
                 "E-ADDRESS",
-                "address {address!r} is neither an IP address nor a valid hostname "
+                "address '{address}' is neither an IP address nor a valid hostname "
                 "(IPv4, IPv6 or a fully qualified hostname)",
                 {"address": v},
             )

@@ -104,15 +104,32 @@ class _Collector:
     def add(self, src: SourceFile, path: PathKey, code: str, message: str, *, warning: bool = False) -> None:
         self.issues.append(src.issue(path, code, message, warning=warning))
 
-    def model(self, cls: type[M], src: SourceFile, path: PathKey, data: Any) -> M | None:
-        """Validate ``data`` (found at ``path``) as ``cls``; record located errors; None on failure."""
+    def model(self, cls: type[M], src: SourceFile, path: PathKey, data: Any, *, partial: bool = False) -> M | None:
+        """Validate ``data`` (found at ``path``) as ``cls``; record located errors; None on failure.
+
+        With ``partial``, an object whose errors all sit in optional top-level fields is
+        validated again without those fields and returned, so its other fields still get the
+        semantic checks (every problem reported at once); the errors already recorded keep
+        the configuration from loading.
+        """
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
+            bad: set[str] = set()
             for err in exc.errors():
                 loc = (*path, *err["loc"])
                 self.add(src, loc, _code_for(cls, err, loc), _message_for(cls, err))
-            return None
+                if err["loc"] and isinstance(err["loc"][0], str):
+                    bad.add(err["loc"][0])
+            if not partial or not isinstance(data, dict) or not bad:
+                return None
+            required = {n for n, f in cls.model_fields.items() if f.is_required()}
+            if bad & required:
+                return None
+            try:
+                return cls.model_validate({k: v for k, v in data.items() if k not in bad})
+            except ValidationError:
+                return None
 
 
 def _code_for(cls: type[BaseModel], err: Any, loc: PathKey) -> str:
@@ -172,6 +189,8 @@ def _message_for(cls: type[BaseModel], err: Any) -> str:
     if etype == "missing":
         return "required field is missing"
     msg = str(err["msg"])
+    if etype.startswith(("E-", "W-")):
+        return msg
     if "input" in err and not isinstance(err["input"], dict | list):
         msg = f"{msg} (got {err['input']!r})"
     return msg
@@ -250,17 +269,17 @@ _ALLOWED_VALUE_HINT = {
 
 
 def _zone_section(col: _Collector, src: SourceFile, data: Mapping[str, Any],
-                  settings: ServerSettings) -> tuple[ZoneData | None, dict[str, Any]]:
+                  settings: ServerSettings) -> tuple[ZoneData | None, dict[str, Any], dns.name.Name | None]:
     """Validate the zone part of a file (zone, soa, ns, records, load_balancers)."""
     zkey = data.get("zone")
     if not isinstance(zkey, str) or not zkey.strip(". "):
         col.add(src, ("zone",), "E-ZONE", "zone must be a domain name such as 'example.com'")
-        return None, {}
+        return None, {}, None
     try:
         origin = dns.name.from_text(zkey.strip()).canonicalize()
     except dns.exception.DNSException as exc:
         col.add(src, ("zone",), "E-ZONE", f"invalid zone name {zkey!r}: {exc}")
-        return None, {}
+        return None, {}, None
     soa: Soa | None = None
     if "soa" not in data:
         col.add(src, ("zone",), "E-ZONE", "missing SOA (add an 'soa:' mapping with mname and rname)")
@@ -350,13 +369,14 @@ def _zone_section(col: _Collector, src: SourceFile, data: Mapping[str, Any],
 
     # CNAME beside other data (RFC 1034 §3.6.2, RFC 2181 §10.1)
     owners: dict[dns.name.Name, list[int]] = {}
-    for (owner, rdtype) in rrsets:
-        owners.setdefault(owner, []).append(rdtype)
+    for (owner, rtype_code) in rrsets:
+        owners.setdefault(owner, []).append(rtype_code)
     for owner, types in owners.items():
         if dns.rdatatype.CNAME in types:
             key = _owner_key(owner, origin, records)
             if len(types) > 1 or owner == origin:
-                others = ", ".join(sorted(dns.rdatatype.to_text(t) for t in types if t != dns.rdatatype.CNAME))
+                others = ", ".join(sorted(dns.rdatatype.to_text(dns.rdatatype.RdataType(t))
+                                          for t in types if t != dns.rdatatype.CNAME))
                 col.add(src, ("records", key), "E-CNAME",
                         f"CNAME cannot coexist with other data at {owner.to_text()}"
                         + (f" (found {others})" if others else " (not allowed at the zone apex)"))
@@ -387,8 +407,8 @@ def _zone_section(col: _Collector, src: SourceFile, data: Mapping[str, Any],
     for key, raw in raw_lbs.items():
         lbs[key] = raw
     if soa is None:
-        return None, lbs
-    return ZoneData(origin, soa, rrsets, {}, src.name), lbs
+        return None, lbs, origin
+    return ZoneData(origin, soa, rrsets, {}, src.name), lbs, origin
 
 
 def _owner_key(owner: dns.name.Name, origin: dns.name.Name, records: Mapping[str, Any]) -> str:
@@ -527,7 +547,7 @@ def _check_pool(col: _Collector, p: _Placed, settings: ServerSettings, monitors:
                     f"duplicate origin address {o.address!r} (also origins[{addrs[key]}])")
         addrs.setdefault(key, i)
         ip = o.ip
-        if ip is not None and _is_private(ip) or o.virtual_network_id:
+        if (ip is not None and _is_private(ip)) or o.virtual_network_id:
             what = "virtual_network_id (private endpoints)" if o.virtual_network_id else f"private address {o.address}"
             col.add(src, (*opath, "address"), "W-PRIVATE",
                     f"{what}: DNS-only load balancing supports public endpoints only",
@@ -698,7 +718,8 @@ def _check_maps(col: _Collector, src: SourceFile, path: PathKey, region_pools: M
         if settings.plan == "non_enterprise":
             col.add(src, (*path, "pop_pools"), "E-PLAN", "pop_pools needs plan enterprise")
         if not (len(key) == 3 and key.isalpha() and key.isupper()):
-            col.add(src, (*path, "pop_pools", key), "E-POP", f"{key!r} is not a PoP code (3 upper-case letters, e.g. LHR)")
+            col.add(src, (*path, "pop_pools", key), "E-POP",
+                    f"{key!r} is not a PoP code (3 upper-case letters, e.g. LHR)")
         check_refs((*path, "pop_pools", key), names, allow_empty=True)
 
 
@@ -766,13 +787,15 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
     pool_names: dict[str, _Placed] = {}
     raw_pool_names: set[str] = set()
     for src in sources:
-        for section, cls, table in (("monitors", Monitor, monitors), ("monitor_groups", MonitorGroup, groups)):
+        sections: tuple[tuple[str, type[Any], dict[str, _Placed]], ...] = (
+            ("monitors", Monitor, monitors), ("monitor_groups", MonitorGroup, groups))
+        for section, cls, table in sections:
             items = src.data.get(section) or []
             if not isinstance(items, list):
                 col.add(src, (section,), "E-TYPE", f"{section} must be a list")
                 continue
             for i, raw in enumerate(items):
-                obj = col.model(cls, src, (section, i), raw)
+                obj: Any = col.model(cls, src, (section, i), raw, partial=True)
                 if obj is None:
                     if isinstance(raw, dict) and isinstance(raw.get("id"), str):
                         table.setdefault(raw["id"], _Placed(src, (section, i), None))
@@ -780,7 +803,8 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
                 if obj.id in table:
                     other = table[obj.id]
                     col.add(src, (section, i, "id"), "E-REF",
-                            f"duplicate {section[:-1].replace('_', ' ')} id {obj.id!r} (also {other.src.location(other.path)})")
+                            f"duplicate {section[:-1].replace('_', ' ')} id {obj.id!r} "
+                            f"(also {other.src.location(other.path)})")
                     continue
                 table[obj.id] = _Placed(src, (section, i), obj)
         items = src.data.get("pools") or []
@@ -792,7 +816,7 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
                 for k in ("name", "id"):
                     if isinstance(raw.get(k), str):
                         raw_pool_names.add(raw[k])
-            obj = col.model(Pool, src, ("pools", i), raw)
+            obj = col.model(Pool, src, ("pools", i), raw, partial=True)
             if obj is None:
                 continue
             if obj.name in pool_names or obj.id in pools:
@@ -825,13 +849,13 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
                 if k in src.data:
                     col.add(src, (k,), "E-ZONE", f"{k!r} needs a 'zone:' key naming the zone apex in the same file")
             continue
-        zd, raw_lbs = _zone_section(col, src, src.data, settings)
-        if zd is not None:
-            if zd.origin in zone_origins:
+        zd, raw_lbs, zorigin = _zone_section(col, src, src.data, settings)
+        if zorigin is not None:
+            if zorigin in zone_origins:
                 col.add(src, ("zone",), "E-ZONE",
-                        f"duplicate zone {zd.origin.to_text()} (also in {zone_origins[zd.origin].name})")
+                        f"duplicate zone {zorigin.to_text()} (also in {zone_origins[zorigin].name})")
                 continue
-            zone_origins[zd.origin] = src
+            zone_origins[zorigin] = src
         zone_parts.append((src, zd, raw_lbs))
 
     valid_pools = {k: p.obj for k, p in pools.items()}
@@ -849,29 +873,29 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
         lbs: dict[dns.name.Name, LoadBalancer] = {}
         origin = zd.origin if zd is not None else None
         for key, raw in raw_lbs.items():
-            path: PathKey = ("load_balancers", key)
-            lb = col.model(LoadBalancer, src, path, raw)
+            lb_path: PathKey = ("load_balancers", key)
+            lb = col.model(LoadBalancer, src, lb_path, raw, partial=True)
             if lb is None or origin is None:
                 continue
             lb_count += 1
             try:
                 owner = _lb_name(key, origin)
             except dns.exception.DNSException as exc:
-                col.add(src, path, "E-LB-NAME", f"invalid load balancer hostname {key!r}: {exc}")
+                col.add(src, lb_path, "E-LB-NAME", f"invalid load balancer hostname {key!r}: {exc}")
                 continue
             if not owner.is_subdomain(origin):
-                col.add(src, path, "E-LB-NAME",
+                col.add(src, lb_path, "E-LB-NAME",
                         f"load balancer {owner.to_text()} is outside the zone {origin.to_text()}")
                 continue
             if owner in lbs:
-                col.add(src, path, "E-LB-NAME", f"duplicate load balancer name {owner.to_text()}")
+                col.add(src, lb_path, "E-LB-NAME", f"duplicate load balancer name {owner.to_text()}")
                 continue
             assert zd is not None
             for (rowner, rdtype) in zd.rrsets:
                 if rdtype == dns.rdatatype.NS and rowner != origin and owner.is_subdomain(rowner):
-                    col.add(src, path, "E-LB-NAME",
+                    col.add(src, lb_path, "E-LB-NAME",
                             f"load balancer {owner.to_text()} is at or below the delegation {rowner.to_text()}")
-            lb, compiled = _check_lb(col, src, path, lb, ref_pools, settings, compile_condition)
+            lb, compiled = _check_lb(col, src, lb_path, lb, ref_pools, settings, compile_condition)
             lb = lb.model_copy(update={"name": owner.to_text().lower(), "id": lb.id or owner.to_text().lower()})
             lbs[owner] = lb
             rules[(origin, owner)] = tuple(compiled)
@@ -889,7 +913,7 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
                 for mapping2 in (ov.region_pools or {}, ov.country_pools or {}, ov.pop_pools or {}):
                     for names in mapping2.values():
                         used_pools.update(names)
-            _check_plan_lb(col, src, path, lb, valid_pools, settings)
+            _check_plan_lb(col, src, lb_path, lb, valid_pools, settings)
         if zd is not None:
             zones.append(ZoneData(zd.origin, zd.soa, zd.rrsets, lbs, zd.file))
 
@@ -899,8 +923,14 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
                     f"pool {placed.obj.name!r} is not used by any load balancer", warning=True)
     _check_quotas(col, sources, lb_count, valid_pools, monitors, settings)
 
-    errors = [i for i in col.issues if i.is_error]
-    warnings = [i for i in col.issues if not i.is_error]
+    order = {s.name: n for n, s in enumerate(sources)}
+
+    def position(i: Issue) -> tuple[int, str, int, int]:
+        loc = i.location
+        return order.get(loc.file, -1), loc.file, loc.line, loc.column
+
+    errors = sorted((i for i in col.issues if i.is_error), key=position)
+    warnings = sorted((i for i in col.issues if not i.is_error), key=position)
     if errors:
         raise ConfigError(errors + warnings)
     config = Config(

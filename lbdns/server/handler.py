@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any, cast
 
 from lbdns.answer import QueryEnv, resolve, snapshot_cache
 from lbdns.errors import FormError
@@ -67,7 +68,7 @@ class _Locator:
         loc = resolve_location(
             prefer_ecs=prefer_ecs, mode=mode, policy=policy, need=need,
             ecs_ip=self.ecs.ip if self.ecs is not None else None,
-            resolver_ip=self.resolver_ip, pop=self.pop, lookup=self.geo,
+            resolver_ip=self.resolver_ip, pop=self.pop, lookup=cast(Any, self.geo),
         )
         return ClientLocation(loc.source, loc.country, loc.latitude, loc.longitude, loc.region,
                               loc.network_prefix, loc.ecs_consulted)
@@ -147,10 +148,8 @@ class Handler:
             return build_response(q, rcode=rcode, aa=False, max_size=limit, edns_payload=ours,
                                   server_cookie=cookie)
         ecs = edns.ecs if edns is not None else None
-        if ecs is not None and ecs.source_prefix == 0:
-            ecs_for_answer = None  # R-LOC-03: /0 carries no client information
-        else:
-            ecs_for_answer = ecs
+        # R-LOC-03: a /0 ECS carries no client information
+        ecs_for_answer = None if ecs is not None and ecs.source_prefix == 0 else ecs
         memo = snapshot_cache(cur.snapshot)
         ans = memo.get((q.qname_lower, q.qtype))
         if ans is None:

@@ -91,6 +91,7 @@ class TcpServer:
         self.max_connections = max_connections
         self.resolve = resolve
         self.active: set[TcpConnection] = set()
+        self.tasks: set[asyncio.Future[None]] = set()
 
     def __call__(self) -> TcpConnection:
         return TcpConnection(self)
@@ -147,7 +148,9 @@ class TcpConnection(asyncio.Protocol):
                 out = handler.handle(msg, self.peer, True, self.server.pop)
             except NeedsLookup as exc:
                 self.pending += 1
-                asyncio.ensure_future(self._deferred(msg, exc))
+                task = asyncio.ensure_future(self._deferred(msg, exc))
+                self.server.tasks.add(task)
+                task.add_done_callback(self.server.tasks.discard)
                 continue
             if out is not None:
                 self.transport.write(frame(out))

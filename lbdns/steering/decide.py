@@ -22,7 +22,7 @@ from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_MX, QTYPE_S
 EARTH_RADIUS_KM = 6371.0088
 
 
-class NeedsLookup(Exception):  # noqa: N818 - a control-flow signal, not an error
+class NeedsLookup(Exception):
     """Raised when hostname origins must be resolved before the answer can be computed;
     ``hostnames`` lists the FQDNs missing from the cache. The edge resolves them and asks
     again (SPEC.md R-ANS-30)."""
@@ -292,10 +292,10 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
     for o in base:
         if o.weight <= 0:
             continue
-        if o.hostname is not None and o.flatten_cname and qtype in (QTYPE_A, QTYPE_AAAA) and lookup is not None:
-            if not lookup(o.hostname).ok:
-                d.note(f"origin {o.name}: hostname {o.hostname} failed to resolve")
-                continue
+        if (o.hostname is not None and o.flatten_cname and qtype in (QTYPE_A, QTYPE_AAAA) and lookup is not None
+                and not lookup(o.hostname).ok):
+            d.note(f"origin {o.name}: hostname {o.hostname} failed to resolve")
+            continue
         rd = _rdata_for(o, qtype, lookup)
         if qtype == QTYPE_CNAME:
             cands.append((o, rd))  # CNAME selection ignores family (R-ANS-33)

@@ -12,12 +12,6 @@ from tests.integration.harness import Fixture, Server
 
 
 @pytest.fixture
-def fx() -> Fixture:
-    """A fresh SPEC-EXAMPLES base fixture (B) to modify."""
-    return Fixture()
-
-
-@pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """``serve(fixture, **settings)`` writes the fixture and starts a server; all servers
     started are stopped at teardown."""
