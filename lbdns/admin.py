@@ -111,20 +111,22 @@ class _Collector(Collector):
         yield rt
         yield GaugeMetricFamily("lbdns_config_generation", "Configuration generation being served",
                                 value=snap.generation)
+        rtt = GaugeMetricFamily("lbdns_origin_probe_rtt_ms", "Last passing probe round-trip time (ms)",
+                                labels=["pool", "origin"])
+        for (pid, origin), h in sorted(view.origins.items()):
+            if h.rtt_ms is not None:
+                rtt.add_metric([pid, origin], h.rtt_ms)
+        yield rtt
         sched = app.scheduler
-        if sched is not None and hasattr(sched, "metrics"):
+        if sched is not None:
             m = sched.metrics()
-            pr = CounterMetricFamily("lbdns_probes", "Health probes run, by monitor type and result",
-                                     labels=["type", "result"])
-            for (mtype, result), n in sorted(m["results"].items()):
-                pr.add_metric([mtype, result], n)
-            yield pr
-            h = HistogramMetricFamily("lbdns_probe_duration_seconds", "Probe duration in seconds")
-            h.add_metric([], m["duration_buckets"], m["duration_sum"])
-            yield h
-            yield GaugeMetricFamily("lbdns_probe_schedule_lag_seconds_p99",
-                                    "99th percentile of probe start lag behind schedule (seconds)",
-                                    value=m["lag_p99"])
+            yield CounterMetricFamily("lbdns_probes", "Health probes run", value=m["probes_run"])
+            yield CounterMetricFamily("lbdns_probes_failed", "Health probes that failed", value=m["probes_failed"])
+            yield CounterMetricFamily("lbdns_health_transitions", "Origin health transitions", value=m["events"])
+            lag = HistogramMetricFamily("lbdns_probe_schedule_lag_seconds",
+                                        "Probe start time behind schedule (seconds), recent samples")
+            lag.add_metric([], m["lag_buckets"], m["lag_sum"])
+            yield lag
 
 
 class AdminServer:

@@ -69,6 +69,9 @@ class ServerSettings(_Settings):
     probes_enabled: bool = True
     warm_start: bool = True
     probe_concurrency: int = Field(default=256, ge=1, le=100_000)
+    monitor_interval_min: int | None = Field(default=None, ge=1, le=3600)
+    """Lower bound for monitor ``interval`` in seconds; None = the plan's (10 enterprise, 15
+    non_enterprise, SPEC.md R-CFG-01). Lower it only for labs and tests."""
     notification_webhook: str | None = None
     query_log: str | None = None
 

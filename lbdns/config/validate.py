@@ -477,7 +477,7 @@ def _check_monitor(col: _Collector, p: _Placed, settings: ServerSettings,
             col.add(src, (*path, "expected_codes"), "E-MON", "expected_codes applies to http/https monitors only")
     if m.type in ("tcp", "udp_icmp", "smtp") and not (1 <= m.port <= 65535):
         col.add(src, (*path, "port"), "E-MON", f"a {m.type} monitor needs a port (1–65535)")
-    lo = 15 if settings.plan == "non_enterprise" else 10
+    lo = settings.monitor_interval_min or (15 if settings.plan == "non_enterprise" else 10)
     if not lo <= m.interval <= 3600:
         col.add(src, (*path, "interval"), "E-MON",
                 f"interval {m.interval} s is out of range ({lo}–3600 s for plan {settings.plan})")

@@ -114,8 +114,11 @@ class Handler:
             if not exc.answerable:
                 self.counters.dropped += 1
                 return None
-            self.counters.queries[("tcp" if tcp else "udp", 0, RCODE_FORMERR)] += 1
-            return build_error(data, RCODE_FORMERR)
+            # an opcode we do not implement is NOTIMP whatever its sections hold (RFC 1035
+            # §4.1.1; e.g. DSO messages carry QDCOUNT 0, RFC 8490 §5.1.1)
+            rcode = RCODE_FORMERR if (data[2] >> 3) & 0xF == OPCODE_QUERY else RCODE_NOTIMP
+            self.counters.queries[("tcp" if tcp else "udp", 0, rcode)] += 1
+            return build_error(data, rcode)
         try:
             return self._answer(q, peer_ip, tcp, pop)
         except NeedsLookup:

@@ -118,6 +118,10 @@ def _usable(pool: CompiledPool, view: HealthView, q: Query, rng: Rng, lookup: Ho
     if pool.shed_percent > 0 and shed(pool, rng, q.resolver_ip):
         d.note(f"pool {pool.name}: shed ({pool.shed_percent:g}% {pool.shed_policy})")
         return False
+    if d.trail is not None:
+        enabled = sum(1 for o in pool.origins if o.enabled)
+        d.note(f"pool {pool.name}: usable — {len(st.healthy)}/{enabled} origins healthy, minimum_origins "
+               f"{pool.minimum_origins}" + ("" if pool.monitored else " (no monitor: health not considered)"))
     return True
 
 
@@ -243,7 +247,6 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
         candidates = _ordered(eff.default_pools, view, q, rng, lookup, d)
     for pool in candidates:
         d.pool = pool
-        d.note(f"pool {pool.name}: chosen")
         _select(pool, pool.state(view).healthy, q, rng, lookup, d, eff)
         return d
     if mapped:

@@ -1,0 +1,174 @@
+"""``lbdns explain``: why the answer to a query is what it is, computed by the same code the
+server runs (:func:`lbdns.answer.resolve` with tracing on), with health taken from a
+running server's ``/status`` when one is reachable (SPEC.md R-LOG-06).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import random
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import dns.edns
+import dns.message
+import dns.name
+import dns.rcode
+
+from lbdns.answer import QueryEnv, resolve
+from lbdns.app import apply_overrides
+from lbdns.config.settings import ServerSettings
+from lbdns.config.validate import load_config
+from lbdns.health.view import HealthView, OriginHealth, OriginState, PoolRtt
+from lbdns.server.handler import _Locator
+from lbdns.snapshot import build_snapshot
+from lbdns.steering.decide import NeedsLookup
+from lbdns.wire.codec import parse_query
+from lbdns.wire.render import build_response
+
+_STATES = {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY}
+
+
+def health_from_status(doc: dict[str, Any]) -> HealthView:
+    """A :class:`HealthView` rebuilt from a ``/status`` document of a running server."""
+    now = time.monotonic()
+    origins: dict[tuple[str, str], OriginHealth] = {}
+    rtt: dict[str, PoolRtt] = {}
+    for pool in doc.get("pools", []):
+        for o in pool.get("origins", []):
+            state = _STATES.get(str(o.get("health")), OriginState.UNKNOWN)
+            origins[(pool["id"], o["name"])] = OriginHealth(state, o.get("failure_reason") or "",
+                                                            o.get("last_probe_at"), o.get("rtt_ms"),
+                                                            o.get("response_code"))
+        if pool.get("rtt_ewma_ms") is not None:
+            rtt[pool["id"]] = PoolRtt(float(pool["rtt_ewma_ms"]), now)
+    return HealthView(int(doc.get("health_version", 0)), MappingProxyType(origins), MappingProxyType(rtt))
+
+
+def fetch_health(url: str, timeout: float = 2.0) -> HealthView | None:
+    """Health from ``url``/status, or None when no server answers there."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=timeout) as resp:
+            return health_from_status(json.loads(resp.read()))
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        return None
+
+
+def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: str = "198.51.100.5",
+            ecs: str | None = None, pop: str | None = None, admin_url: str | None = None,
+            use_geoip: bool = True, health: HealthView | None = None, seed: int | None = None) -> str:
+    """Explain the answer to ``name``/``qtype`` from resolver ``client`` (with optional ECS
+    ``a.b.c.d/len``) at PoP ``pop``. Returns the report text. Raises
+    :class:`lbdns.errors.ConfigError` for an invalid configuration, ValueError for bad
+    arguments."""
+    from lbdns.geo.data import load_pops
+
+    ipaddress.ip_address(client)
+    loaded = load_config(Path(settings.zones_dir), settings)
+    snap = build_snapshot(loaded, settings)
+    lines: list[str] = []
+    source = "given"
+    if health is None:
+        url = admin_url or f"http://{settings.admin.address}:{settings.admin.port}"
+        health = fetch_health(url)
+        source = f"from the running server at {url}" if health is not None else (
+            f"no server reachable at {url}: monitored origins count as UNKNOWN (down)")
+        if health is None:
+            health = HealthView()
+    health = apply_overrides(health, settings)
+    catalogue = load_pops(Path(settings.pops_file) if settings.pops_file else None)
+    pop_code = pop or settings.pop
+    the_pop = catalogue.get(pop_code)
+    if the_pop is None:
+        raise ValueError(f"unknown PoP {pop_code!r}")
+    geo = None
+    asn_of = None
+    if use_geoip:
+        from lbdns.geo.mmdb import GeoDatabase
+
+        db = (GeoDatabase.open(settings.geoip_city_db, settings.geoip_asn_db) if settings.geoip_city_db
+              else GeoDatabase.default())
+        geo = db.lookup
+
+        def asn_of(ip: Any) -> int | None:
+            rec = db.lookup(ip)
+            return rec.asn if rec is not None else None
+
+    options = []
+    if ecs:
+        addr, _, plen = ecs.partition("/")
+        options.append(dns.edns.ECSOption(addr, int(plen or 32)))
+    msg = dns.message.make_query(name, qtype, use_edns=0, options=options)
+    q = parse_query(msg.to_wire())
+    ecs_opt = q.edns.ecs if q.edns is not None else None
+    if ecs_opt is not None and ecs_opt.source_prefix == 0:
+        ecs_opt = None
+    env = QueryEnv(resolver_ip=client, ecs=ecs_opt, pop=the_pop.code, pop_region=the_pop.region, health=health,
+                   rng=random.Random(seed), now=time.monotonic(), lookup=None,
+                   locator=_Locator(geo, ecs_opt, client, the_pop), asn_of=asn_of,
+                   country_of=(lambda ip: getattr(geo(ip), "country", None)) if geo else None,
+                   ip_src_uses_ecs=settings.ip_src_uses_ecs, trace=True)
+    qname = dns.name.from_text(name)
+    lines.append(f"query: {qname.to_text()} {qtype.upper()} from {client}"
+                 + (f" with ECS {ecs}" if ecs else "") + f" at PoP {the_pop.code} ({the_pop.region})")
+    lines.append(f"health: {source}")
+    try:
+        ans = resolve(snap, q.qname_lower, q.qtype, env)
+    except NeedsLookup as exc:
+        from lbdns.server.hostnames import HostnameResolver
+
+        resolver = HostnameResolver(settings.upstream_resolvers, max_ttl=float(settings.hostname_cache_max_ttl))
+        import asyncio
+
+        asyncio.run(resolver.resolve(exc.hostnames))
+        env.lookup = resolver.lookup
+        ans = resolve(snap, q.qname_lower, q.qtype, env)
+    if ans.lb is not None:
+        plan = ans.lb
+        lines.append(f"load balancer: {plan.name} (zone {plan.zone}), configured steering_policy "
+                     f"{plan.model.steering_policy!r}")
+        if plan.rules:
+            matched = ans.matched_rules
+            lines.append("rules: " + ", ".join(
+                f"{r.name} {'MATCHED' if r.name in matched else 'no match'}"
+                + (f" (overrides {', '.join(r.overrides)})" if r.name in matched and r.overrides else "")
+                + (" [terminates]" if r.stops and r.name in matched else "")
+                for r in plan.rules))
+        d = ans.decision
+        if d is not None:
+            if d.location is not None:
+                loc = d.location
+                coords = (f"{loc.latitude:.2f},{loc.longitude:.2f}" if loc.latitude is not None
+                          and loc.longitude is not None else "none")
+                lines.append(f"location: source {loc.source}, country {loc.country or '?'}, region "
+                             f"{loc.region or '?'}, coordinates {coords}"
+                             + (f", network /{loc.network_prefix}" if loc.network_prefix is not None else ""))
+            for step in d.trail or []:
+                lines.append(f"  {step}")
+            mode = "multi-answer" if d.multi else "single-answer"
+            pool = d.pool.name if d.pool else "none"
+            lines.append(f"decision: pool {pool}{' (fallback)' if d.fallback else ''}, {mode}")
+    else:
+        lines.append("no load balancer at this name: ordinary authoritative data")
+    wire = build_response(q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
+                          authority=ans.authority, nscount=ans.nscount, additional=ans.additional,
+                          arcount=ans.arcount, ecs_scope=ans.ecs_scope if q.edns and q.edns.ecs else None)
+    resp = dns.message.from_wire(wire)
+    scope = ""
+    for opt in resp.options:
+        if isinstance(opt, dns.edns.ECSOption):
+            scope = f", ECS scope /{opt.scopelen}"
+    lines.append(f"answer: {dns.rcode.to_text(resp.rcode())}, {len([r for s in resp.answer for r in s])} "
+                 f"record(s){scope}")
+    for rrset in resp.answer + resp.authority:
+        for line in rrset.to_text().splitlines():
+            lines.append(f"  {line}")
+    return "\n".join(lines)
+
+
+__all__ = ["explain", "fetch_health", "health_from_status"]
