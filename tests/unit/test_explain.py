@@ -45,7 +45,8 @@ def test_explain_weighted(tmp_path, fx):
     fx.lb["default_pools"] = ["p-weighted"]
     text = explain(settings(tmp_path, fx), "lb.example.com", "A", health=view(ALL), use_geoip=False, seed=1)
     lines = text.splitlines()
-    assert lines[3:5] == ["  steering_policy: off", "  pool p-weighted: usable — 2/2 origins healthy, minimum_origins 1"]
+    assert lines[3:5] == ["  steering_policy: off",
+                          "  pool p-weighted: usable — 2/2 origins healthy, minimum_origins 1"]
     assert lines[5] in ("  single-answer (random): origin wa of wa=0.7, wb=0.3",
                         "  single-answer (random): origin wb of wa=0.7, wb=0.3")
     chosen = "192.0.2.60" if "origin wa" in lines[5] else "192.0.2.61"
