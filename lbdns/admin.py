@@ -84,6 +84,10 @@ class _Collector(Collector):
         for (lb, rule), n in sorted(c.rule_matches.items()):
             r.add_metric([lb, rule], n)
         yield r
+        from lbdns.rules import RUNTIME_ERRORS
+
+        yield CounterMetricFamily("lbdns_rule_runtime_errors", "Rule conditions that failed at run time (not matched)",
+                                  value=sum(RUNTIME_ERRORS.values()))
         yield CounterMetricFamily("lbdns_internal_errors", "Queries answered SERVFAIL after an internal error",
                                   value=c.internal_errors)
         yield CounterMetricFamily("lbdns_dropped_packets", "Packets dropped (unanswerable)", value=c.dropped)

@@ -36,6 +36,7 @@ from lbdns.wire.codec import (
 from lbdns.wire.render import QNAME_POINTER
 
 MAX_CNAME_CHAIN = 8
+_QTYPE_DS = 43
 _HINFO_RDATA = b"\x07RFC8482\x00"
 _STATIC_CACHE_MAX = 100_000
 _ANY_ORDER = (QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, 15, 16, 33, 257, 12, QTYPE_NS, QTYPE_SOA)
@@ -48,7 +49,9 @@ class Answer:
     ``ecs_scope`` is the SCOPE PREFIX-LENGTH to echo (None ⇒ 0); ``lb`` the LB that was
     consulted (None for ordinary data); ``decision`` its :class:`Decision`;
     ``matched_rules`` the names of rules that matched; ``static`` True when the answer
-    depends on nothing but the snapshot (safe to cache by (qname, qtype)).
+    depends on nothing but the snapshot (safe to cache by (qname, qtype)); for cacheable LB
+    answers ``rrs`` holds the answer RRs one by one (multi-answer, rotated per query) or
+    ``weighted`` the (weight, RR) candidates of a random single answer.
     """
 
     rcode: int
@@ -64,6 +67,8 @@ class Answer:
     decision: Decision | None = None
     matched_rules: list[str] = field(default_factory=list)
     static: bool = True
+    rrs: tuple[bytes, ...] = ()
+    weighted: tuple[tuple[float, bytes], ...] = ()
 
 
 REFUSED = Answer(RCODE_REFUSED, False)
@@ -182,6 +187,8 @@ def _resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None,
         for k in range(zi - 1, -1, -1):
             suffix = qname[offs[k]:]
             if suffix in zone.cuts:
+                if k == 0 and qtype == _QTYPE_DS:
+                    break  # DS at the cut is parent-side data: answered here (RFC 4035 §3.1.4.1)
                 return _referral(zone, suffix)
     node = zone.nodes.get(qname)
     if node is None:
@@ -327,14 +334,25 @@ def _lb_answer(zone: ZoneIndex, plan: LbPlan, qname: bytes, qtype: int, env: Que
     ttl = eff.ttl
     recs = d.records
     n = len(recs)
+    rrs: tuple[bytes, ...] = ()
+    weighted: tuple[tuple[float, bytes], ...] = ()
+    if plan.rules:
+        d.cacheable = False
     if n == 1:
         rtype, rdata = recs[0]
         data = owner + _tail(rtype, ttl, rdata)
+        if d.cacheable and d.weighted:
+            weighted = tuple((w, owner + _tail(rt, ttl, rd)) for w, (rt, rd) in d.weighted)
+        elif d.cacheable:
+            rrs = (data,)
     else:
         start = int(env.rng.random() * n) % n  # rotate: a random permutation order (R-ANS-27)
-        data = b"".join(owner + _tail(rt, ttl, rd) for rt, rd in recs[start:] + recs[:start])
+        parts = [owner + _tail(rt, ttl, rd) for rt, rd in recs[start:] + recs[:start]]
+        data = b"".join(parts)
+        if d.cacheable:
+            rrs = tuple(parts)
     return Answer(RCODE_NOERROR, True, data, n, ecs_scope=scope, lb=plan, decision=d, matched_rules=matched,
-                  static=False)
+                  static=False, rrs=rrs, weighted=weighted)
 
 
 def _ecs_scope(ecs: ClientSubnet | None, loc: ClientLocation | None, rules_read_ecs: bool) -> int | None:

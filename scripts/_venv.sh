@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
 fi
-EXTRAS="${1:-}"
+EXTRAS="${LBDNS_EXTRAS:-}"
 STAMP=".venv/.lbdns-installed${EXTRAS:+-$EXTRAS}"
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   if [ -n "$EXTRAS" ]; then

@@ -863,7 +863,11 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
     for placed in pools.values():
         _check_pool(col, placed, settings, monitors, groups, list(zone_origins))
 
+    from lbdns.rules import count_runtime_error
     from lbdns.rules.compiler import compile_condition
+
+    def compile_rule(text: str) -> Any:
+        return compile_condition(text, on_error=count_runtime_error(text))
 
     zones: list[ZoneData] = []
     rules: dict[tuple[dns.name.Name, dns.name.Name], tuple[Any, ...]] = {}
@@ -895,7 +899,7 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
                 if rdtype == dns.rdatatype.NS and rowner != origin and owner.is_subdomain(rowner):
                     col.add(src, lb_path, "E-LB-NAME",
                             f"load balancer {owner.to_text()} is at or below the delegation {rowner.to_text()}")
-            lb, compiled = _check_lb(col, src, lb_path, lb, ref_pools, settings, compile_condition)
+            lb, compiled = _check_lb(col, src, lb_path, lb, ref_pools, settings, compile_rule)
             lb = lb.model_copy(update={"name": owner.to_text().lower(), "id": lb.id or owner.to_text().lower()})
             lbs[owner] = lb
             rules[(origin, owner)] = tuple(compiled)

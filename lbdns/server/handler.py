@@ -13,12 +13,14 @@ import logging
 import os
 import random
 import time
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from itertools import accumulate
 from typing import Any, cast
 
-from lbdns.answer import QueryEnv, resolve, snapshot_cache
+from lbdns.answer import Answer, QueryEnv, resolve, snapshot_cache
 from lbdns.errors import FormError
 from lbdns.geo.location import resolve_location
 from lbdns.geo.pops import Pop
@@ -50,6 +52,37 @@ class GeoLookup:
 
     def __init__(self, lookup: Callable[[IPv4Address | IPv6Address | str], object | None]) -> None:
         self.lookup = lookup
+
+
+@dataclass(slots=True)
+class _LbMemo:
+    """A cacheable LB answer (SPEC.md issue #3 point 7): valid while the snapshot and the
+    health view are the ones it was computed with. Multi-answers rotate through ``rrs``;
+    random single answers redraw from the cumulative ``weights`` over ``choices``."""
+
+    snapshot: object
+    health: object
+    answer: Answer
+    rrs: tuple[bytes, ...]
+    choices: tuple[bytes, ...]
+    weights: tuple[float, ...]
+    decision_key: tuple[str, str, bool]
+    turn: int = 0
+
+    def data(self, rng: random.Random) -> bytes:
+        """The answer section for one more query."""
+        if self.choices:
+            return self.choices[bisect_right(self.weights, rng.random() * self.weights[-1])
+                                if self.weights[-1] > 0 else 0]
+        rrs = self.rrs
+        n = len(rrs)
+        if n == 1:
+            return rrs[0]
+        self.turn = k = (self.turn + 1) % n
+        return b"".join(rrs[k:] + rrs[:k])
+
+
+_LB_MEMO_MAX = 50_000
 
 
 @dataclass(slots=True)
@@ -95,6 +128,7 @@ class Handler:
         self.clock = clock
         self.on_answer = on_answer
         self.cookie_secret = os.urandom(16)
+        self.lb_memo: dict[tuple[bytes, int, str], _LbMemo] = {}
 
     def _country_of(self, ip: IPv4Address | IPv6Address) -> str | None:
         if self.geo is None:
@@ -156,6 +190,18 @@ class Handler:
         memo = snapshot_cache(cur.snapshot)
         ans = memo.get((q.qname_lower, q.qtype))
         if ans is None:
+            lbm = self.lb_memo.get((q.qname_lower, q.qtype, pop.code))
+            if lbm is not None and lbm.health is cur.health and lbm.snapshot is cur.snapshot:
+                self.counters.decisions[lbm.decision_key] += 1
+                a = lbm.answer
+                self.counters.queries[("tcp" if tcp else "udp", q.qtype, a.rcode)] += 1
+                out = build_response(q, rcode=a.rcode, aa=True, answer=lbm.data(self.rng), ancount=a.ancount,
+                                     max_size=limit, edns_payload=ours, ecs_scope=0 if ecs is not None else None,
+                                     server_cookie=cookie)
+                if self.on_answer is not None:
+                    self.on_answer(q, peer_ip, tcp, pop, a)
+                return out
+        if ans is None:
             env = QueryEnv(
                 resolver_ip=peer_ip, ecs=ecs_for_answer, pop=pop.code, pop_region=pop.region, health=cur.health,
                 rng=self.rng, now=self.clock(), lookup=self.lookup,
@@ -165,7 +211,14 @@ class Handler:
             ans = resolve(cur.snapshot, q.qname_lower, q.qtype, env)
             if ans.lb is not None:
                 d = ans.decision
-                self.counters.decisions[(ans.lb.name, d.pool.name if d and d.pool else "", bool(d and d.fallback))] += 1
+                dkey = (ans.lb.name, d.pool.name if d and d.pool else "", bool(d and d.fallback))
+                self.counters.decisions[dkey] += 1
+                if (ans.rrs or ans.weighted) and ans.ecs_scope in (None, 0):
+                    if len(self.lb_memo) >= _LB_MEMO_MAX:
+                        self.lb_memo.clear()
+                    self.lb_memo[(q.qname_lower, q.qtype, pop.code)] = _LbMemo(
+                        cur.snapshot, cur.health, ans, ans.rrs, tuple(rr for _, rr in ans.weighted),
+                        tuple(accumulate(w for w, _ in ans.weighted)), dkey)
                 for name in ans.matched_rules:
                     self.counters.rule_matches[(ans.lb.name, name)] += 1
         self.counters.queries[("tcp" if tcp else "udp", q.qtype, ans.rcode)] += 1

@@ -60,7 +60,11 @@ class Decision:
     ``records`` are (rtype, rdata bytes) pairs for the answer section (empty ⇒ NODATA);
     ``pool`` the pool that answered (None when nothing could); ``fallback`` True when the
     fallback pool answered; ``location`` the client location used (None if none was
-    needed); ``trail`` human-readable steps (only filled for ``lbdns explain``).
+    needed); ``trail`` human-readable steps (only filled for ``lbdns explain``);
+    ``cacheable`` True when, for the same snapshot, health view and PoP, the same pool and
+    candidate records would be chosen again (no random pool draw, shedding, location, RTT
+    freshness, hostname lookups or hash key involved); ``weighted`` the (weight, record)
+    candidates of a random single-answer choice, so a cache can redraw per query.
     """
 
     records: list[tuple[int, bytes]] = field(default_factory=list)
@@ -71,6 +75,8 @@ class Decision:
     location: ClientLocation | None = None
     origins: list[CompiledOrigin] = field(default_factory=list)
     trail: list[str] | None = None
+    cacheable: bool = True
+    weighted: list[tuple[float, tuple[int, bytes]]] | None = None
 
     def note(self, text: str) -> None:
         """Append an explanation line when tracing is on."""
@@ -115,6 +121,8 @@ def _usable(pool: CompiledPool, view: HealthView, q: Query, rng: Rng, lookup: Ho
             for o in st.healthy):
         d.note(f"pool {pool.name}: not usable — every hostname origin failed to resolve")
         return False
+    if pool.shed_percent > 0:
+        d.cacheable = False
     if pool.shed_percent > 0 and shed(pool, rng, q.resolver_ip):
         d.note(f"pool {pool.name}: shed ({pool.shed_percent:g}% {pool.shed_policy})")
         return False
@@ -140,6 +148,8 @@ def _weighted_pools(eff: Effective, pools: Sequence[CompiledPool], view: HealthV
                 d.note(f"pool {p.name}: weight 0, never drawn")
     if total <= 0:
         return
+    if len(usable) > 1:
+        d.cacheable = False  # a real draw between pools
     r = rng.random() * total
     acc = 0.0
     for p, w in usable:
@@ -193,13 +203,26 @@ def _proximity_order(eff: Effective, locate: Locator | None, d: Decision) -> lis
     if loc.latitude is None or loc.longitude is None:
         return list(eff.default_pools)
     lat, lon = loc.latitude, loc.longitude
+    key = (id(eff.default_pools), lat, lon)
+    hit = _PROXIMITY_MEMO.get(key)
+    if hit is not None and hit[0] is eff.default_pools and d.trail is None:
+        return hit[1]
     with_coords = [(haversine_km(lat, lon, p.latitude, p.longitude), i, p) for i, p in enumerate(eff.default_pools)
                    if p.latitude is not None and p.longitude is not None]
     with_coords.sort(key=lambda t: (t[0], t[1]))
     if d.trail is not None:
         d.note("proximity from " + loc.source + ": " + ", ".join(f"{p.name} {km:.0f} km" for km, _, p in with_coords))
     rest = [p for p in eff.default_pools if p.latitude is None or p.longitude is None]
-    return [p for _, _, p in with_coords] + rest
+    order = [p for _, _, p in with_coords] + rest
+    if len(_PROXIMITY_MEMO) >= 100_000:
+        _PROXIMITY_MEMO.clear()
+    _PROXIMITY_MEMO[key] = (eff.default_pools, order)
+    return order
+
+
+_PROXIMITY_MEMO: dict[tuple[int, float, float], tuple[tuple[CompiledPool, ...], list[CompiledPool]]] = {}
+"""(id of the pool tuple, latitude, longitude) → (pool tuple, pools by distance): GeoIP
+networks share coordinates, so the order is computed once per place."""
 
 
 def _latency_order(eff: Effective, view: HealthView, now: float, d: Decision) -> list[CompiledPool]:
@@ -232,6 +255,8 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
                                              if eff.configured_policy != policy else ""))
     mapped = False
     candidates: Iterator[CompiledPool]
+    if policy not in ("off", "geo", "random", "least_outstanding_requests", "least_connections"):
+        d.cacheable = False
     if policy == "off":
         candidates = _ordered(eff.default_pools, view, q, rng, lookup, d)
     elif policy in ("random", "least_outstanding_requests", "least_connections"):
@@ -245,6 +270,8 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
         candidates = _ordered(_latency_order(eff, view, q.now, d), view, q, rng, lookup, d)
     else:  # validated at load time; be safe
         candidates = _ordered(eff.default_pools, view, q, rng, lookup, d)
+    if d.location is not None:
+        d.cacheable = False
     for pool in candidates:
         d.pool = pool
         _select(pool, pool.state(view).healthy, q, rng, lookup, d, eff)
@@ -299,6 +326,8 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
                 and not lookup(o.hostname).ok):
             d.note(f"origin {o.name}: hostname {o.hostname} failed to resolve")
             continue
+        if o.hostname is not None:
+            d.cacheable = False
         rd = _rdata_for(o, qtype, lookup)
         if qtype == QTYPE_CNAME:
             cands.append((o, rd))  # CNAME selection ignores family (R-ANS-33)
@@ -322,6 +351,10 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
         d.note(f"multi-answer: all {len(cands)} eligible origins share weight {w0:g}")
         return
     origins = [o for o, _ in cands]
+    if pool.origin_policy == "hash":
+        d.cacheable = False
+    elif d.cacheable and all(len(r) == 1 for _, r in cands):
+        d.weighted = [(o.weight, r[0]) for o, r in cands]
     chosen = choose_single(pool, origins, rng, q.resolver_ip)
     d.origins.append(chosen)
     rds = dict((o.index, r) for o, r in cands)[chosen.index]

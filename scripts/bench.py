@@ -1,0 +1,172 @@
+"""dnsperf benchmark driver for lbdns (run through ``scripts/bench``).
+
+Starts ``lbdns serve`` on the example zones pinned to one core (``taskset -c SERVER_CPU``),
+runs ``dnsperf`` pinned to the other core for each workload, and prints queries/second,
+average latency under load, and p50/p99 latency at a light fixed load (``-Q``) measured
+from dnsperf's per-query output. Workloads:
+
+* ``static`` — ``static.example.com A`` (ordinary records);
+* ``lb`` — ``www.example.com A`` (failover LB, multi-answer) and ``api.example.com A``
+  (weighted single answer), alternating;
+* ``ecs`` — ``geo.example.net A`` (proximity LB) with a different ECS /24 in every query
+  (a TCP-stream binary query file, ``dnsperf -B``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dns.edns
+import dns.message
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_text_queries(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_ecs_queries(path: Path, name: str, count: int, seed: int = 7) -> Path:
+    """``count`` queries for ``name`` A, each with a different public ECS /24, as a
+    TCP-stream binary file (2-byte length + message)."""
+    rng = random.Random(seed)
+    out = bytearray()
+    for _ in range(count):
+        while True:
+            a = rng.randrange(1, 224)
+            if a not in (0, 10, 127):
+                break
+        addr = f"{a}.{rng.randrange(256)}.{rng.randrange(256)}.0"
+        q = dns.message.make_query(name, "A", use_edns=0, options=[dns.edns.ECSOption(addr, 24)])
+        q.id = rng.randrange(65536)
+        wire = q.to_wire()
+        out += struct.pack("!H", len(wire)) + wire
+    path.write_bytes(bytes(out))
+    return path
+
+
+def run_dnsperf(port: int, datafile: Path, *, binary: bool, cpu: str, duration: float, clients: int,
+                outstanding: int, qps_limit: int | None = None, verbose: bool = False) -> str:
+    cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(datafile), "-c", str(clients),
+           "-q", str(outstanding), "-l", str(duration)]
+    if binary:
+        cmd.append("-B")
+    if qps_limit:
+        cmd += ["-Q", str(qps_limit)]
+    if verbose:
+        cmd.append("-v")
+    if cpu and shutil.which("taskset"):
+        cmd = ["taskset", "-c", cpu, *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
+
+
+def parse_summary(text: str) -> dict[str, float]:
+    def grab(pattern: str) -> float:
+        m = re.search(pattern, text)
+        return float(m.group(1)) if m else float("nan")
+
+    return {
+        "qps": grab(r"Queries per second:\s+([\d.]+)"),
+        "avg_ms": grab(r"Average Latency \(s\):\s+([\d.]+)") * 1000,
+        "lost_pct": grab(r"Queries lost:\s+\d+ \(([\d.]+)%\)"),
+    }
+
+
+def percentiles(text: str) -> tuple[float, float, int]:
+    lat = [float(m.group(1)) * 1000 for m in re.finditer(r"^> \S+ .* ([\d.]+)$", text, re.M)]
+    if not lat:
+        return float("nan"), float("nan"), 0
+    lat.sort()
+    p50 = statistics.median(lat)
+    p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+    return p50, p99, len(lat)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workloads", default="static,lb,ecs", help="comma list of static, lb, ecs")
+    ap.add_argument("--port", type=int, default=0, help="benchmark a server already on this port (no start)")
+    ap.add_argument("--server-cpu", default="1", help="core for the server (taskset); '' = no pinning")
+    ap.add_argument("--client-cpu", default="0", help="core for dnsperf (taskset); '' = no pinning")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per throughput run")
+    ap.add_argument("--clients", type=int, default=10, help="dnsperf -c")
+    ap.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
+    ap.add_argument("--light-qps", type=int, default=2000, help="fixed load for the p50/p99 run (0 = skip)")
+    ap.add_argument("--rounds", type=int, default=1, help="throughput runs per workload (median reported)")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="lbdns-bench-"))
+    proc = None
+    port = args.port
+    if not port:
+        port = free_port()
+        cmd = [str(ROOT / ".venv/bin/lbdns"), "serve", "--zones", str(ROOT / "zones"), "--listen",
+               f"127.0.0.1:{port}", "--admin", "off", "--no-probes", "--no-watch", "--log-level", "warning"]
+        if args.server_cpu and shutil.which("taskset"):
+            cmd = ["taskset", "-c", args.server_cpu, *cmd]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        deadline = time.monotonic() + 30
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if "listening on" in line or not line:
+                break
+        time.sleep(0.3)
+    files = {
+        "static": (write_text_queries(tmp / "static.txt", ["static.example.com A"]), False),
+        "lb": (write_text_queries(tmp / "lb.txt", ["www.example.com A", "api.example.com A"]), False),
+        "ecs": (write_ecs_queries(tmp / "ecs.bin", "geo.example.net", 65536), True),
+    }
+    print(f"lbdns benchmark: dnsperf -c {args.clients} -q {args.outstanding} -l {args.duration:g}, "
+          f"server cpu {args.server_cpu or 'any'}, dnsperf cpu {args.client_cpu or 'any'}, port {port}")
+    print(f"{'workload':8} {'qps':>10} {'avg ms':>8} {'lost %':>7} {'p50 ms':>8} {'p99 ms':>8} (p50/p99 at "
+          f"{args.light_qps} qps)")
+    try:
+        for w in [x.strip() for x in args.workloads.split(",") if x.strip()]:
+            datafile, binary = files[w]
+            runs = [parse_summary(run_dnsperf(port, datafile, binary=binary, cpu=args.client_cpu,
+                                              duration=args.duration, clients=args.clients,
+                                              outstanding=args.outstanding))
+                    for _ in range(args.rounds)]
+            qps = statistics.median(r["qps"] for r in runs)
+            avg = statistics.median(r["avg_ms"] for r in runs)
+            lost = max(r["lost_pct"] for r in runs)
+            p50 = p99 = float("nan")
+            if args.light_qps:
+                text = run_dnsperf(port, datafile, binary=binary, cpu=args.client_cpu, duration=5, clients=1,
+                                   outstanding=20, qps_limit=args.light_qps, verbose=True)
+                p50, p99, _ = percentiles(text)
+            print(f"{w:8} {qps:10.0f} {avg:8.3f} {lost:7.2f} {p50:8.3f} {p99:8.3f}", flush=True)
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
