@@ -99,7 +99,7 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
             rec = db.lookup(ip)
             return rec.asn if rec is not None else None
 
-    options = []
+    options: list[dns.edns.Option] = []
     if ecs:
         addr, _, plen = ecs.partition("/")
         options.append(dns.edns.ECSOption(addr, int(plen or 32)))

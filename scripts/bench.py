@@ -15,7 +15,6 @@ from dnsperf's per-query output. Workloads:
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import shutil
