@@ -216,8 +216,15 @@ class Server:
         """Stop listeners and the loop thread (idempotent)."""
         if self.loop.is_closed():
             return
+        async def cancel_rest() -> None:
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
         try:
             self.call(self.app.stop())
+            self.call(cancel_rest())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
