@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -45,12 +45,14 @@ class _Model(BaseModel):
     """Base: frozen, unknown keys rejected, metadata keys tolerated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    _ignored_metadata: ClassVar[frozenset[str]] = IGNORED_METADATA
 
     @model_validator(mode="before")
     @classmethod
     def _drop_metadata(cls, data: Any) -> Any:
-        if isinstance(data, dict) and IGNORED_METADATA & data.keys():
-            return {k: v for k, v in data.items() if k not in IGNORED_METADATA}
+        ignored = cls._ignored_metadata
+        if isinstance(data, dict) and ignored & data.keys():
+            return {k: v for k, v in data.items() if k not in ignored}
         return data
 
 
@@ -151,6 +153,9 @@ class LoadShedding(_Model):
 
 
 class NotificationFilterEntry(_Model):
+    """One source of ``notification_filter`` (R-NOT-03); ``healthy`` is a real field here."""
+
+    _ignored_metadata: ClassVar[frozenset[str]] = IGNORED_METADATA - {"healthy"}
     disable: bool = False
     healthy: bool | None = None
 

@@ -1,0 +1,143 @@
+"""Probe results, failure reasons and helpers shared by every check (SPEC.md §10, Appendix B).
+
+Every check returns a :class:`ProbeResult` and never raises (DESIGN.md principle 4). The
+failure reasons are the Appendix B vocabulary; ``detail`` carries the underlying error text for
+logs (it never drives health decisions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+
+# Appendix B vocabulary -----------------------------------------------------------------------
+NO_FAILURES = "No failures"
+TCP_CONNECTION_FAILED = "TCP connection failed"
+HTTP_TIMEOUT = "HTTP timeout occurred"
+CODE_MISMATCH = "Response code mismatch error"
+BODY_MISMATCH = "Response body mismatch error"
+TLS_UNTRUSTED = "TLS untrusted certificate error"
+TLS_NAME_MISMATCH = "TLS name mismatch error"
+TLS_PROTOCOL = "TLS protocol error"
+TLS_UNRECOGNIZED_NAME = "TLS unrecognized name error"
+NO_ROUTE = "No route to host error"
+TCP_TIMEOUT = "TCP Timeout"
+TLS_HANDSHAKE = "TLS Handshake Failure"
+NETWORK_UNREACHABLE = "Network Unreachable"
+HTTP_INVALID_RESPONSE = "HTTP Invalid Response"
+DNS_UNKNOWN_HOST = "DNS Unknown Host"
+CONNECTION_RESET = "Connection Reset by Peer"
+MONITOR_CONFIG_ERROR = "Monitor Config Error"
+DNS_INTERNAL = "DNS Internal"
+OTHER_FAILURE = "Other Failure"
+
+FAILURE_REASONS: frozenset[str] = frozenset({
+    NO_FAILURES, TCP_CONNECTION_FAILED, HTTP_TIMEOUT, CODE_MISMATCH, BODY_MISMATCH, TLS_UNTRUSTED,
+    TLS_NAME_MISMATCH, TLS_PROTOCOL, TLS_UNRECOGNIZED_NAME, NO_ROUTE, TCP_TIMEOUT, TLS_HANDSHAKE,
+    NETWORK_UNREACHABLE, HTTP_INVALID_RESPONSE, DNS_UNKNOWN_HOST, CONNECTION_RESET,
+    MONITOR_CONFIG_ERROR, DNS_INTERNAL, OTHER_FAILURE,
+})
+"""Every failure reason a probe may report (SPEC.md Appendix B)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The outcome of one probe (all attempts) of one (monitor, origin) from one vantage.
+
+    ``rtt_ms``: milliseconds of the passing attempt per R-MON-25 (None when failed);
+    ``failure_reason``: Appendix B text, ``"No failures"`` when passed;
+    ``response_code``: HTTP status or SMTP reply code seen (None otherwise);
+    ``at``: wall-clock UNIX seconds when the result was produced;
+    ``detail``: free-text diagnostic for logs (exception text), ``""`` when none.
+    """
+
+    passed: bool
+    rtt_ms: float | None
+    failure_reason: str
+    response_code: int | None
+    at: float
+    detail: str = ""
+
+
+def passed(rtt_ms: float | None, response_code: int | None = None) -> ProbeResult:
+    """A passing result stamped now (wall clock)."""
+    return ProbeResult(True, rtt_ms, NO_FAILURES, response_code, time.time())
+
+
+def failed(reason: str, response_code: int | None = None, detail: str = "") -> ProbeResult:
+    """A failing result with an Appendix B ``reason``, stamped now (wall clock)."""
+    return ProbeResult(False, None, reason, response_code, time.time(), detail)
+
+
+def os_error_reason(exc: BaseException, timeout_reason: str = TCP_TIMEOUT) -> str:
+    """Map a connection-level exception to an Appendix B reason.
+
+    Refused ⇒ "TCP connection failed", reset/broken pipe ⇒ "Connection Reset by Peer",
+    EHOSTUNREACH ⇒ "No route to host error", ENETUNREACH ⇒ "Network Unreachable", timeouts ⇒
+    ``timeout_reason``; anything else ⇒ "Other Failure".
+    """
+    if isinstance(exc, TimeoutError):
+        return timeout_reason
+    if isinstance(exc, ConnectionRefusedError):
+        return TCP_CONNECTION_FAILED
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return CONNECTION_RESET
+    if isinstance(exc, OSError):
+        code = exc.errno
+        if code == errno.ECONNREFUSED:
+            return TCP_CONNECTION_FAILED
+        if code in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
+            return CONNECTION_RESET
+        if code == errno.EHOSTUNREACH:
+            return NO_ROUTE
+        if code == errno.ENETUNREACH:
+            return NETWORK_UNREACHABLE
+        if code == errno.ETIMEDOUT:
+            return timeout_reason
+    return OTHER_FAILURE
+
+
+def is_public(ip: str) -> bool:
+    """True when ``ip`` is a globally routable address (R-MON-16 "DNS Internal")."""
+    try:
+        return ipaddress.ip_address(ip).is_global
+    except ValueError:
+        return False
+
+
+async def resolve_host(
+    host: str, timeout: float, *, strict_public: bool = False
+) -> tuple[str | None, ProbeResult | None]:
+    """Resolve a hostname origin before a probe (SPEC.md R-MON-16).
+
+    Takes the hostname, a timeout in seconds and whether private results are rejected
+    (``strict_public_endpoints``). Returns ``(ip, None)`` on success, or ``(None, failure)``
+    with "DNS Unknown Host" (no such name, resolver failure or timeout) or "DNS Internal".
+    IP literals are returned unchanged. Never raises.
+    """
+    try:
+        ipaddress.ip_address(host)
+        return host, None
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(host.rstrip("."), None, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError) as exc:
+        return None, failed(DNS_UNKNOWN_HOST, detail=f"{host}: {exc}")
+    if not infos:
+        return None, failed(DNS_UNKNOWN_HOST, detail=f"{host}: no addresses")
+    ip = str(infos[0][4][0])
+    if strict_public and not is_public(ip):
+        return None, failed(DNS_INTERNAL, detail=f"{host} resolves to non-public {ip}")
+    return ip, None
+
+
+def elapsed_ms(start: float) -> float:
+    """Milliseconds since ``start`` (a ``time.perf_counter()`` value)."""
+    return (time.perf_counter() - start) * 1000.0

@@ -1,0 +1,207 @@
+"""Health end to end (issue #4 "Must show"): real HTTP origins on loopback, the real probe
+scheduler inside a real server, DNS answers over UDP, ``/status`` and ``/metrics`` parsed.
+
+Origins are ``http.server`` listeners on 127.0.0.1x addresses the test starts and stops;
+monitors use 1 s intervals (``monitor_interval_min: 1``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.harness import SOA, Server, addresses
+
+INTERVAL, TIMEOUT, DOWN, UP = 1, 1, 2, 2
+
+
+class Origin:
+    """A controllable HTTP origin: ``status`` and ``body`` of /health; ``stop``/``start``."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.status = 200
+        self.body = b"Status: ALIVE"
+        self.port = 0
+        self.httpd: ThreadingHTTPServer | None = None
+        self.start()
+
+    def start(self) -> None:
+        origin = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(origin.status)
+                self.send_header("Content-Length", str(len(origin.body)))
+                self.end_headers()
+                self.wfile.write(origin.body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.httpd = ThreadingHTTPServer((self.address, self.port), H)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+
+@pytest.fixture
+def origins():
+    made = {name: Origin(addr) for name, addr in
+            (("e1", "127.0.0.11"), ("e2", "127.0.0.12"), ("w1", "127.0.0.21"), ("fb", "127.0.0.99"))}
+    yield made
+    for o in made.values():
+        o.stop()
+
+
+def write_zones(tmp_path: Path, origins: dict[str, Origin]) -> Path:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    monitor = {"id": "m", "type": "http", "path": "/health", "expected_codes": "2xx", "expected_body": "alive",
+               "interval": INTERVAL, "timeout": TIMEOUT, "retries": 0, "consecutive_down": DOWN,
+               "consecutive_up": UP}
+
+    def o(name: str) -> dict[str, Any]:
+        return {"name": name, "address": origins[name].address, "port": origins[name].port}
+
+    account = {"monitors": [monitor], "pools": [
+        {"name": "primary", "monitor": "m", "origins": [o("e1"), o("e2")]},
+        {"name": "secondary", "monitor": "m", "origins": [o("w1")]},
+        {"name": "fallback", "monitor": "m", "origins": [o("fb")]},
+    ]}
+    zone = {"zone": "example.com", "soa": SOA, "ns": ["ns1.example.com."],
+            "load_balancers": {"lb": {"default_pools": ["primary", "secondary"], "fallback_pool": "fallback",
+                                      "steering_policy": "off"}}}
+    (zones / "_account.yaml").write_text(yaml.safe_dump(account))
+    (zones / "example.com.yaml").write_text(yaml.safe_dump(zone))
+    return zones
+
+
+def start(tmp_path: Path, origins: dict[str, Origin], **settings: Any) -> Server:
+    zones = write_zones(tmp_path, origins)
+    base: dict[str, Any] = {"probes_enabled": True, "monitor_interval_min": 1,
+                            "admin": {"enabled": True, "address": "127.0.0.1", "port": 0}}
+    base.update(settings)
+    return Server(zones, tmp_path, geoip=False, health="none", **base)
+
+
+def wait_for(pred, limit: float) -> float:
+    """Poll ``pred`` every 50 ms; return the seconds it took (fails after ``limit``)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        if pred():
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {limit} s")
+
+
+def lb(server: Server) -> set[str]:
+    return addresses(server.query("lb.example.com"))
+
+
+def http_get(server: Server, path: str) -> str:
+    port = server.app.admin.port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+def test_warm_start_then_failover_within_bound_and_back(tmp_path, origins):
+    s = start(tmp_path, origins)
+    try:
+        # warm start: the first answer already comes from the healthy primary pool
+        assert lb(s) == {"127.0.0.11", "127.0.0.12"}
+        origins["e1"].stop()
+        bound = INTERVAL * DOWN + TIMEOUT + 1
+        took = wait_for(lambda: "127.0.0.11" not in lb(s), bound + 1)
+        assert took <= bound, f"left the answers after {took:.2f} s (bound {bound} s)"
+        assert lb(s) == {"127.0.0.12"}
+        origins["e1"].start()
+        back = wait_for(lambda: "127.0.0.11" in lb(s), INTERVAL * UP + TIMEOUT + 2)
+        assert back <= INTERVAL * UP + TIMEOUT + 1
+    finally:
+        s.stop()
+
+
+def test_wrong_status_and_body_mark_down_fallback_when_all_down(tmp_path, origins):
+    s = start(tmp_path, origins)
+    try:
+        assert lb(s) == {"127.0.0.11", "127.0.0.12"}
+        origins["e1"].status = 503
+        origins["e2"].body = b"ok"
+        wait_for(lambda: lb(s) == {"127.0.0.21"}, 6)
+        origins["w1"].stop()
+        origins["fb"].stop()  # the fallback pool's health is ignored
+        wait_for(lambda: lb(s) == {"127.0.0.99"}, 6)
+        status = json.loads(http_get(s, "/status"))
+        pools = {p["name"]: p for p in status["pools"]}
+        assert pools["primary"]["status"] == "critical"
+        reasons = {o["name"]: o["failure_reason"] for o in pools["primary"]["origins"]}
+        assert reasons == {"e1": "Response code mismatch error", "e2": "Response body mismatch error"}
+        lbs = {x["name"]: x for x in status["load_balancers"]}
+        assert lbs["lb.example.com."]["status"] == "critical"
+    finally:
+        s.stop()
+
+
+def test_without_warm_start_first_answer_is_fallback(tmp_path, origins):
+    s = start(tmp_path, origins, warm_start=False)
+    try:
+        assert lb(s) == {"127.0.0.99"}  # health still UNKNOWN: monitored pools count as down
+        wait_for(lambda: lb(s) == {"127.0.0.11", "127.0.0.12"}, 8)
+    finally:
+        s.stop()
+
+
+def test_metrics_and_status_parse(tmp_path, origins):
+    s = start(tmp_path, origins)
+    try:
+        for _ in range(5):
+            lb(s)
+        s.query("nope.example.com")
+        families = {f.name: f for f in text_string_to_metric_families(http_get(s, "/metrics"))}
+        q = {(x.labels["qtype"], x.labels["rcode"]): x.value for x in families["lbdns_queries"].samples
+             if x.name == "lbdns_queries_total"}
+        assert q[("A", "NOERROR")] >= 5 and q[("A", "NXDOMAIN")] >= 1
+        dec = [x for x in families["lbdns_lb_decisions"].samples if x.name == "lbdns_lb_decisions_total"]
+        assert any(x.labels["pool"] == "primary" and x.value >= 5 for x in dec)
+        healthy = {(x.labels["pool"], x.labels["origin"]): x.value for x in families["lbdns_origin_healthy"].samples}
+        assert healthy[("primary", "e1")] == 1
+        assert any(x.value > 0 for x in families["lbdns_probes"].samples)
+        assert "lbdns_probe_schedule_lag_seconds" in families
+        status = json.loads(http_get(s, "/status"))
+        origin = status["pools"][0]["origins"][0]
+        assert origin["health"] == "healthy" and origin["rtt_ms"] is not None and origin["last_probe_at"] > 0
+    finally:
+        s.stop()
+
+
+def test_admin_health_override_and_reload_carry_over(tmp_path, origins):
+    s = start(tmp_path, origins)
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{s.app.admin.port}/health", method="POST",
+                                     data=json.dumps({"pool": "primary", "origin": "e1",
+                                                      "state": "unhealthy"}).encode())
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert json.loads(resp.read())["ok"]
+        assert lb(s) == {"127.0.0.12"}
+        # a reload keeps health by identity: the primary pool stays usable without a new probe round
+        assert s.reload()
+        assert "127.0.0.12" in lb(s)
+    finally:
+        s.stop()
