@@ -131,6 +131,16 @@ class _Collector(Collector):
                                         "Probe start time behind schedule (seconds), recent samples")
             lag.add_metric([], m["lag_buckets"], m["lag_sum"])
             yield lag
+            lq = GaugeMetricFamily("lbdns_probe_schedule_lag_quantile_seconds",
+                                   "Probe start lag behind schedule over recent samples (seconds)",
+                                   labels=["quantile"])
+            lq.add_metric(["0.5"], m["lag_p50"])
+            lq.add_metric(["0.99"], m["lag_p99"])
+            yield lq
+        qlog = app.query_log
+        if qlog is not None:
+            yield CounterMetricFamily("lbdns_query_log_dropped", "Query log lines dropped (writer behind)",
+                                      value=qlog.dropped)
 
 
 class AdminServer:

@@ -82,6 +82,8 @@ class App:
     _mtimes: dict[str, float] = field(default_factory=dict)
     _stopping: asyncio.Event | None = None
     extra_on_answer: Callable[..., None] | None = None
+    query_log: Any = None
+    _reloads: set[asyncio.Future[bool]] = field(default_factory=set)
 
     # -- construction ------------------------------------------------------------------------
     def load(self) -> Snapshot:
@@ -130,8 +132,24 @@ class App:
         resolver = HostnameResolver(self.settings.upstream_resolvers,
                                     max_ttl=float(self.settings.hostname_cache_max_ttl))
         self.resolver = resolver
+        from lbdns.querylog import open_query_log
+
+        try:
+            self.query_log = open_query_log(self.settings.query_log)
+        except OSError as exc:
+            from lbdns.errors import Issue, Location
+
+            raise ConfigError([Issue(Location("lbdns.yaml"), "query_log", "E-SETTINGS",
+                                     f"cannot open the query log {self.settings.query_log!r}: {exc}")]) from None
+        hooks = [h for h in ((self.query_log.on_answer if self.query_log else None), self.extra_on_answer) if h]
+
+        def fanout(*a: Any) -> None:
+            for h in hooks:
+                h(*a)
+
+        on_answer = None if not hooks else hooks[0] if len(hooks) == 1 else fanout
         self.handler = Handler(self.ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.lookup, rng=self.rng,
-                               counters=self.counters, on_answer=self.extra_on_answer)
+                               counters=self.counters, on_answer=on_answer)
         await self._start_health(snap)
         for lst in self.settings.listen:
             code = lst.pop or self.settings.pop
@@ -257,7 +275,14 @@ class App:
         self._stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        def hup() -> None:
+            if self.query_log is not None:
+                self.query_log.reopen()  # logrotate
+            task = asyncio.ensure_future(self.reload())
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, hup)
         if watch:
             self._watch = asyncio.ensure_future(self.watch())
         await self._stopping.wait()
@@ -275,6 +300,9 @@ class App:
         for b in self.listeners:
             b.closer()
         self.listeners.clear()
+        if self.query_log is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.query_log.stop)
+            self.query_log = None
 
     def port(self, transport: str = "udp") -> int:
         """The bound port of the first listener of ``transport``."""

@@ -72,8 +72,9 @@ class HealthRuntime:
         buckets.append(("+Inf", len(lags)))
         ordered = sorted(lags)
         p99 = ordered[int(0.99 * (len(ordered) - 1))] if ordered else 0.0
+        p50 = ordered[int(0.5 * (len(ordered) - 1))] if ordered else 0.0
         return {
             "probes_run": sch.probes_run, "probes_failed": sch.probes_failed, "events": sch.events,
-            "lag_buckets": buckets, "lag_sum": sum(lags), "lag_p99": p99,
+            "lag_buckets": buckets, "lag_sum": sum(lags), "lag_p50": p50, "lag_p99": p99,
             "notifications_sent": self.notifier.sent if self.notifier else 0,
         }

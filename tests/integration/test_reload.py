@@ -127,3 +127,17 @@ def test_serve_refuses_to_start_with_errors(tmp_path, fx):
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 1
     assert "E-REF: unknown pool 'p-nope'" in r.stderr
+
+
+def test_query_log_lines_written_by_the_server(fx, serve, tmp_path):
+    import json
+
+    log = tmp_path / "queries.jsonl"
+    s = serve(fx, query_log=str(log))
+    s.query("lb.example.com", ecs="203.0.113.0/24")
+    s.query("nope.example.com")
+    s.stop()
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [(x["qname"], x["rcode"]) for x in lines] == [("lb.example.com.", "NOERROR"), ("nope.example.com.", "NXDOMAIN")]
+    assert lines[0]["lb"] == "lb.example.com." and lines[0]["pool"] == "p-us-east" and lines[0]["answers"] == 2
+    assert lines[0]["ecs"] == "203.0.113.0/24"

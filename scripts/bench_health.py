@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Scale run of health monitoring inside a serving lbdns (issue #4): N HTTP origins on local
+listeners (127.0.0.1–127.0.0.10, one port each) in 100 pools, probed every ``--interval``
+seconds while dnsperf queries an LB for ``--duration`` seconds; then the same dnsperf run with
+probing off. Prints the probe schedule lag (p50/p99 from the server's own samples via
+``/metrics``), probes run, and the qps ratio probing/no-probing.
+
+    .venv/bin/python scripts/bench_health.py --origins 1000 --interval 5 --duration 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _listeners(n: int, conn: Connection) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n * 4 + 256)), hard))
+
+    async def main() -> None:
+        from aiohttp import web
+
+        async def health(_req: web.Request) -> web.Response:
+            return web.Response(text="alive")
+
+        app = web.Application()
+        app.router.add_get("/health", health)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        out = []
+        for i in range(n):
+            addr = f"127.0.0.{i % 10 + 1}"
+            site = web.TCPSite(runner, addr, 0, backlog=256)
+            await site.start()
+            out.append((addr, site._server.sockets[0].getsockname()[1]))  # type: ignore[union-attr]
+        conn.send(out)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
+        u.bind(("127.0.0.1", 0))
+        p = u.getsockname()[1]
+        t.bind(("127.0.0.1", p))
+        return int(p)
+
+
+def write_config(d: Path, origins: list[tuple[str, int]], interval: int) -> Path:
+    zones = d / "zones"
+    zones.mkdir()
+    pools = []
+    for k in range(0, len(origins), 10):
+        chunk = origins[k:k + 10]
+        pools.append({"name": f"p{k // 10}", "monitor": "m", "origins": [
+            {"name": f"o{j}", "address": a, "port": p} for j, (a, p) in enumerate(chunk)]})
+    account = {"monitors": [{"id": "m", "type": "http", "path": "/health", "interval": interval, "timeout": 2,
+                             "retries": 0}], "pools": pools}
+    zone = {"zone": "example.com", "soa": {"mname": "ns1.example.com.", "rname": "h.example.com."},
+            "ns": ["ns1.example.com."],
+            "load_balancers": {f"lb{i}": {"default_pools": [pools[i]["name"], pools[(i + 1) % len(pools)]["name"]],
+                                          "fallback_pool": pools[(i + 2) % len(pools)]["name"]}
+                               for i in range(len(pools))}}
+    (zones / "account.yaml").write_text(yaml.safe_dump(account))
+    (zones / "example.com.yaml").write_text(yaml.safe_dump(zone))
+    (d / "lbdns.yaml").write_text(yaml.safe_dump({"monitor_interval_min": 1, "probe_concurrency": 256}))
+    return zones
+
+
+def run_server(d: Path, port: int, admin: int, probes: bool, cpu: str) -> subprocess.Popen[str]:
+    cmd = [str(ROOT / ".venv/bin/lbdns"), "serve", "--config", str(d / "lbdns.yaml"), "--zones", str(d / "zones"),
+           "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--no-watch", "--log-level", "warning"]
+    if not probes:
+        cmd.append("--no-probes")
+    if cpu and shutil.which("taskset"):
+        cmd = ["taskset", "-c", cpu, *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60:
+        line = proc.stdout.readline()
+        if "listening on" in line or not line:
+            break
+    return proc
+
+
+def dnsperf(port: int, duration: float, cpu: str) -> float:
+    data = Path(tempfile.mkstemp(suffix=".txt")[1])
+    data.write_text("".join(f"lb{i}.example.com A\n" for i in range(100)))
+    cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(data), "-c", "10", "-q", "100", "-l", str(duration)]
+    if cpu and shutil.which("taskset"):
+        cmd = ["taskset", "-c", cpu, *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    m = re.search(r"Queries per second:\s+([\d.]+)", out)
+    return float(m.group(1)) if m else 0.0
+
+
+def metric(text: str, name: str) -> list[tuple[str, float]]:
+    return [(m.group(1), float(m.group(2))) for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? ([\d.e+-]+)$", text, re.M)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--origins", type=int, default=1000)
+    ap.add_argument("--interval", type=int, default=5)
+    ap.add_argument("--duration", type=float, default=30.0)
+    ap.add_argument("--server-cpu", default="1")
+    ap.add_argument("--client-cpu", default="0")
+    args = ap.parse_args()
+    parent, child = mp.Pipe()
+    lst = mp.Process(target=_listeners, args=(args.origins, child), daemon=True)
+    lst.start()
+    origins = parent.recv()
+    d = Path(tempfile.mkdtemp(prefix="lbdns-health-bench-"))
+    write_config(d, origins, args.interval)
+    result: dict[str, object] = {"origins": len(origins), "interval_s": args.interval, "duration_s": args.duration}
+    try:
+        for probes in (True, False):
+            port, admin = free_port(), free_port()
+            proc = run_server(d, port, admin, probes, args.server_cpu)
+            try:
+                qps = dnsperf(port, args.duration, args.client_cpu)
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
+                    text = r.read().decode()
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(20)
+            result["qps_with_probes" if probes else "qps_without_probes"] = round(qps)
+            if probes:
+                result["probes_run"] = sum(v for _, v in metric(text, "lbdns_probes_total"))
+                result["probes_failed"] = sum(v for _, v in metric(text, "lbdns_probes_failed_total"))
+                for lab, v in metric(text, "lbdns_probe_schedule_lag_quantile_seconds"):
+                    result["lag_p50_ms" if '"0.5"' in lab else "lag_p99_ms"] = round(v * 1000, 2)
+        result["qps_ratio"] = round(float(result["qps_with_probes"]) / max(1.0, float(result["qps_without_probes"])),
+                                    3)
+    finally:
+        lst.terminate()
+        shutil.rmtree(d, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
