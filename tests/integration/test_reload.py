@@ -138,6 +138,7 @@ def test_query_log_lines_written_by_the_server(fx, serve, tmp_path):
     s.query("nope.example.com")
     s.stop()
     lines = [json.loads(x) for x in log.read_text().splitlines()]
-    assert [(x["qname"], x["rcode"]) for x in lines] == [("lb.example.com.", "NOERROR"), ("nope.example.com.", "NXDOMAIN")]
+    assert [(x["qname"], x["rcode"]) for x in lines] == [
+        ("lb.example.com.", "NOERROR"), ("nope.example.com.", "NXDOMAIN")]
     assert lines[0]["lb"] == "lb.example.com." and lines[0]["pool"] == "p-us-east" and lines[0]["answers"] == 2
     assert lines[0]["ecs"] == "203.0.113.0/24"
