@@ -182,6 +182,7 @@ class App:
             udp, _ = await loop.create_datagram_endpoint(
                 lambda: UdpServer(handler, pop, resolver.resolve), local_addr=(address, port), family=family)
             bound_port = udp.get_extra_info("sockname")[1]
+            self._grow_rcvbuf(udp.get_extra_info("socket"))
             out.append(BoundListener("udp", address, bound_port, code, udp.close))
             tcp_port = bound_port
         if transport in ("tcp", "both"):
@@ -189,6 +190,24 @@ class App:
                                 max_connections=self.settings.tcp_max_connections, resolve=resolver.resolve)
             server = await loop.create_server(factory, address, tcp_port, family=family, reuse_address=True)
             out.append(BoundListener("tcp", address, server.sockets[0].getsockname()[1], code, server.close))
+
+    def _grow_rcvbuf(self, sock: Any) -> None:
+        """Raise the UDP receive buffer to ``udp_rcvbuf`` (SO_RCVBUFFORCE when permitted,
+        else SO_RCVBUF, which the kernel caps at net.core.rmem_max)."""
+        size = self.settings.udp_rcvbuf
+        if not size or sock is None:
+            return
+        force = getattr(socket, "SO_RCVBUFFORCE", None)
+        try:
+            if force is not None:
+                sock.setsockopt(socket.SOL_SOCKET, force, size)
+                return
+        except OSError:
+            pass
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        except OSError as exc:
+            log.warning("cannot set the UDP receive buffer to %d bytes: %s", size, exc)
 
     def _pop_checked(self, code: str) -> Pop:
         from lbdns.errors import Issue, Location

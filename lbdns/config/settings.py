@@ -62,6 +62,8 @@ class ServerSettings(_Settings):
     allow_proxied_as_dns_only: bool = False
     strict_public_endpoints: bool = False
     rtt_ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    udp_rcvbuf: int = Field(default=4 * 1024 * 1024, ge=0, le=1 << 30)
+    """UDP socket receive buffer in bytes (0 = the kernel default): absorbs query bursts."""
     tcp_idle_timeout: float = Field(default=10.0, gt=0, le=3600)
     tcp_max_connections: int = Field(default=1024, ge=1, le=1_000_000)
     admin: AdminListener = Field(default_factory=AdminListener)

@@ -39,6 +39,7 @@ from lbdns.wire.codec import (
     RCODE_REFUSED,
     RCODE_SERVFAIL,
     ClientSubnet,
+    EdnsOptionError,
     Query,
     parse_query,
 )
@@ -152,7 +153,8 @@ class Handler:
             # §4.1.1; e.g. DSO messages carry QDCOUNT 0, RFC 8490 §5.1.1)
             rcode = RCODE_FORMERR if (data[2] >> 3) & 0xF == OPCODE_QUERY else RCODE_NOTIMP
             self.counters.queries[("tcp" if tcp else "udp", 0, rcode)] += 1
-            return build_error(data, rcode)
+            payload = self.ref.current.snapshot.settings.edns_udp_payload if isinstance(exc, EdnsOptionError) else None
+            return build_error(data, rcode, edns_payload=payload)
         try:
             return self._answer(q, peer_ip, tcp, pop)
         except NeedsLookup:

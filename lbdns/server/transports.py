@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import cast
 
@@ -98,7 +99,14 @@ class TcpServer:
 
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP client: framing, pipelining, idle timeout."""
+    """One TCP client: framing, pipelining, idle timeout, flow control.
+
+    Flow control: while the transport's write buffer is above its high-water mark (a client
+    that sends queries but does not read the answers) reading is paused and complete
+    messages wait in ``backlog``, so the memory a connection holds stays bounded by one read
+    chunk of answers instead of growing with everything the client sends. The idle timer
+    aborts a connection whose client neither sends nor reads.
+    """
 
     def __init__(self, server: TcpServer) -> None:
         self.server = server
@@ -108,6 +116,10 @@ class TcpConnection(asyncio.Protocol):
         self.idle: asyncio.TimerHandle | None = None
         self.pending = 0
         self.closed = False
+        self.backlog: deque[bytes] = deque()
+        self.paused = False
+        self.eof = False
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -128,10 +140,15 @@ class TcpConnection(asyncio.Protocol):
         self.idle = loop.call_later(self.server.idle_timeout, self._timeout)
 
     def _timeout(self) -> None:
-        if self.pending == 0 and self.transport is not None:
-            self.transport.close()
-        else:
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        if self.pending:
             self._arm()
+        elif transport.get_write_buffer_size():
+            transport.abort()  # answers the client has not read for a whole idle period
+        else:
+            transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.transport is None:
@@ -142,22 +159,57 @@ class TcpConnection(asyncio.Protocol):
         except FormError:
             self.transport.close()
             return
+        self.backlog.extend(messages)
+        self._process()
+
+    def _process(self) -> None:
+        """Answer queued messages until the backlog is empty or writing is paused."""
+        transport = self.transport
         handler = self.server.handler
-        for msg in messages:
+        backlog = self.backlog
+        while backlog and not self.paused and transport is not None and not transport.is_closing():
+            msg = backlog.popleft()
             try:
                 out = handler.handle(msg, self.peer, True, self.server.pop)
             except NeedsLookup as exc:
                 self.pending += 1
                 task = asyncio.ensure_future(self._deferred(msg, exc))
-                self.server.tasks.add(task)
-                task.add_done_callback(self.server.tasks.discard)
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
                 continue
             if out is not None:
-                self.transport.write(frame(out))
+                transport.write(frame(out))
             else:
                 # an unanswerable message on a stream: the framing can no longer be trusted
-                self.transport.close()
+                backlog.clear()
+                transport.close()
                 return
+        self._close_if_done()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.transport is None or self.transport.is_closing():
+            return
+        self._arm()  # the client is reading: not idle
+        self._process()
+        if not self.paused and not self.eof:
+            self.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        """The client half-closed: keep the write side open until every query it sent is
+        answered (RFC 7766 §6.2.4 lets a client send its queries and then shut down writing)."""
+        self.eof = True
+        return bool(self.backlog or self.pending)
+
+    def _close_if_done(self) -> None:
+        if (self.eof and not self.backlog and self.pending == 0 and self.transport is not None
+                and not self.transport.is_closing()):
+            self.transport.close()
 
     async def _deferred(self, msg: bytes, exc: NeedsLookup) -> None:
         try:
@@ -169,9 +221,11 @@ class TcpConnection(asyncio.Protocol):
             log.exception("deferred TCP answer failed")
         finally:
             self.pending -= 1
+            self._close_if_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.backlog.clear()
         self.server.active.discard(self)
         if self.idle is not None:
             self.idle.cancel()

@@ -61,6 +61,7 @@ __all__ = [
     "RCODE_SERVFAIL",
     "ClientSubnet",
     "Edns",
+    "EdnsOptionError",
     "Query",
     "parse_header",
     "parse_query",
@@ -248,6 +249,12 @@ for _frozen, _twin in ((Query, _QueryBuilder), (Edns, _EdnsBuilder), (ClientSubn
 del _frozen, _twin
 
 
+class EdnsOptionError(FormError):
+    """A :class:`FormError` inside the options of an otherwise well-formed OPT record (a bad
+    ECS or COOKIE option, a broken option list). The query did carry EDNS, so the FORMERR
+    response carries an OPT record too (RFC 6891 §7; SPEC.md R-ANS-03)."""
+
+
 def parse_header(data: bytes) -> tuple[int, int, int]:
     """Read the fixed header of a DNS message (RFC 1035 §4.1.1).
 
@@ -282,7 +289,9 @@ def parse_query(data: bytes) -> Query:
       bits set beyond the prefix, SCOPE PREFIX-LENGTH ≠ 0 — §6: "In queries, it MUST be set to
       0", and §7.2.1: "A query with a wrongly formatted option … MUST be rejected and a FORMERR
       response MUST be returned", as BIND 9 does) or a second ECS option; a COOKIE option whose
-      length is not 8 or 16–40 (RFC 7873 §5.2.2) or a second COOKIE option.
+      length is not 8 or 16–40 (RFC 7873 §5.2.2) or a second COOKIE option. Problems inside
+      the options of an OPT record raise the subclass :class:`EdnsOptionError` (the reply then
+      carries an OPT record).
 
     A query with an opcode other than QUERY is still parsed and returned (the handler answers
     NOTIMP, RFC 1035 §4.1.1); if its question cannot be parsed the FormError stands. Unknown
@@ -486,21 +495,21 @@ def _parse_opt(key: bytes) -> Edns:
     end = len(key)
     while pos < end:
         if pos + 4 > end:
-            raise FormError("EDNS option header truncated (RFC 6891 §6.1.2)")
+            raise EdnsOptionError("EDNS option header truncated (RFC 6891 §6.1.2)")
         code, length = _unpack_hh(key, pos)
         pos += 4
         opt_end = pos + length
         if opt_end > end:
-            raise FormError("EDNS option data truncated (RFC 6891 §6.1.2)")
+            raise EdnsOptionError("EDNS option data truncated (RFC 6891 §6.1.2)")
         if version == 0:
             if code == EDNS_OPTION_ECS:
                 if seen_ecs:
-                    raise FormError("more than one ECS option (RFC 7871 §7.2.1)")
+                    raise EdnsOptionError("more than one ECS option (RFC 7871 §7.2.1)")
                 seen_ecs = True
                 ecs = _parse_ecs(key[pos:opt_end])
             elif code == EDNS_OPTION_COOKIE:
                 if seen_cookie:
-                    raise FormError("more than one COOKIE option (RFC 7873 §5.2)")
+                    raise EdnsOptionError("more than one COOKIE option (RFC 7873 §5.2)")
                 seen_cookie = True
                 if length == 8:
                     client_cookie = key[pos:opt_end]
@@ -508,7 +517,7 @@ def _parse_opt(key: bytes) -> Edns:
                     client_cookie = key[pos : pos + 8]
                     server_cookie = key[pos + 8 : opt_end]
                 else:
-                    raise FormError(f"COOKIE option length {length}, must be 8 or 16-40 (RFC 7873 §5.2.2)")
+                    raise EdnsOptionError(f"COOKIE option length {length}, must be 8 or 16-40 (RFC 7873 §5.2.2)")
         pos = opt_end
     built = _new_object(_EdnsBuilder)  # == Edns(...), see the module notes
     built.payload = payload if payload >= 512 else 512
@@ -533,25 +542,25 @@ def _parse_ecs(opt: bytes) -> ClientSubnet:
     Raises FormError when it is malformed (see :func:`parse_query`).
     """
     if len(opt) < 4:
-        raise FormError("ECS option shorter than 4 octets (RFC 7871 §6)")
+        raise EdnsOptionError("ECS option shorter than 4 octets (RFC 7871 §6)")
     family, source, scope = _unpack_ecs(opt, 0)
     if family == 1:
         width = 4
     elif family == 2:
         width = 16
     else:
-        raise FormError(f"ECS FAMILY {family}, must be 1 or 2 (RFC 7871 §6, §7.2.1)")
+        raise EdnsOptionError(f"ECS FAMILY {family}, must be 1 or 2 (RFC 7871 §6, §7.2.1)")
     if source > width * 8:
-        raise FormError(f"ECS SOURCE PREFIX-LENGTH {source} too long for FAMILY {family} (RFC 7871 §6)")
+        raise EdnsOptionError(f"ECS SOURCE PREFIX-LENGTH {source} too long for FAMILY {family} (RFC 7871 §6)")
     if scope != 0:
-        raise FormError("ECS SCOPE PREFIX-LENGTH must be 0 in queries (RFC 7871 §6, §7.2.1)")
+        raise EdnsOptionError("ECS SCOPE PREFIX-LENGTH must be 0 in queries (RFC 7871 §6, §7.2.1)")
     address = opt[4:]
     if len(address) != (source + 7) >> 3:
-        raise FormError(
+        raise EdnsOptionError(
             f"ECS ADDRESS is {len(address)} octets, must be {(source + 7) >> 3} for /{source} (RFC 7871 §6)"
         )
     if source & 7 and address[-1] & (0xFF >> (source & 7)):
-        raise FormError("ECS ADDRESS has bits set beyond SOURCE PREFIX-LENGTH (RFC 7871 §6)")
+        raise EdnsOptionError("ECS ADDRESS has bits set beyond SOURCE PREFIX-LENGTH (RFC 7871 §6)")
     packed = int.from_bytes(address, "big") << ((width - len(address)) << 3)
     built = _new_object(_ClientSubnetBuilder)  # == ClientSubnet(...), see the module notes
     built.family = family

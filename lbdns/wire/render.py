@@ -128,12 +128,15 @@ def build_response(
     return _pack_header(query.id, flags | _FLAG_TC, 1, 0, 0, 1 if opt else 0) + question + opt
 
 
-def build_error(data: bytes, rcode: int) -> bytes | None:
+def build_error(data: bytes, rcode: int, *, edns_payload: int | None = None) -> bytes | None:
     """Build a minimal reply to a packet that did not parse (RFC 1035 §4.1.1).
 
     Takes the raw received bytes and an rcode 0–15 (usually FORMERR). Returns a 12-octet header:
     ID, opcode and RD copied, QR=1, all other flags clear, the rcode, every count 0 (no
     question is echoed, so the reply is never longer than the request — no amplification).
+    With ``edns_payload`` (the request carried an OPT record whose options were malformed,
+    :class:`~lbdns.wire.codec.EdnsOptionError`) an OPT record without options advertising that
+    payload follows, ARCOUNT 1 (RFC 6891 §7): 23 octets, still shorter than such a request.
     Returns None when ``data`` is shorter than 12 octets or is itself a response (QR=1):
     such packets are dropped. Raises ValueError when ``rcode`` > 15 (needs an OPT record).
     """
@@ -142,7 +145,10 @@ def build_error(data: bytes, rcode: int) -> bytes | None:
     if len(data) < 12 or data[2] & 0x80:
         return None
     flags = _FLAG_QR | ((data[2] << 8) & _COPY_MASK) | rcode
-    return data[:2] + flags.to_bytes(2, "big") + bytes(8)
+    if edns_payload is None:
+        return data[:2] + flags.to_bytes(2, "big") + bytes(8)
+    return (data[:2] + flags.to_bytes(2, "big") + b"\x00\x00\x00\x00\x00\x00\x00\x01"
+            + _pack_opt(0, _OPT_TYPE, edns_payload, 0, 0, 0, 0))
 
 
 def encode_rr(owner: bytes, rtype: int, ttl: int, rdata: bytes, rclass: int = 1) -> bytes:
