@@ -217,7 +217,8 @@ class AdminServer:
 
     async def set_health(self, request: web.Request) -> web.Response:
         """``POST /health`` with ``{"pool": …, "origin": …, "state": "healthy|unhealthy|unknown"}``:
-        a static health state until the next probe result for that origin."""
+        a health state for one monitored origin, kept until the probe scheduler publishes its
+        next health view (pools without a monitor ignore health, SPEC.md R-HLT-03)."""
         try:
             body = await request.json()
             key = (str(body["pool"]), str(body["origin"]))

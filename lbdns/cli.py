@@ -97,10 +97,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = App(settings, Path(settings.zones_dir))
 
     async def main() -> int:
+        from lbdns.geo.data import GeoDataError
+
         try:
             await app.start()
         except ConfigError as exc:
             _print_issues(exc)
+            return 1
+        except (GeoDataError, ValueError) as exc:
+            print(f"lbdns: invalid settings: {exc}", file=sys.stderr)
+            await app.stop()
             return 1
         except OSError as exc:
             print(f"cannot listen: {exc}", file=sys.stderr)

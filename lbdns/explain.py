@@ -108,8 +108,11 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
     ecs_opt = q.edns.ecs if q.edns is not None else None
     if ecs_opt is not None and ecs_opt.source_prefix == 0:
         ecs_opt = None
+    from lbdns.server.hostnames import HostnameResolver
+
+    resolver = HostnameResolver(settings.upstream_resolvers, max_ttl=float(settings.hostname_cache_max_ttl))
     env = QueryEnv(resolver_ip=client, ecs=ecs_opt, pop=the_pop.code, pop_region=the_pop.region, health=health,
-                   rng=random.Random(seed), now=time.monotonic(), lookup=None,
+                   rng=random.Random(seed), now=time.monotonic(), lookup=resolver.lookup,
                    locator=_Locator(geo, ecs_opt, client, the_pop), asn_of=asn_of,
                    country_of=(lambda ip: getattr(geo(ip), "country", None)) if geo else None,
                    ip_src_uses_ecs=settings.ip_src_uses_ecs, trace=True)
@@ -120,13 +123,10 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
     try:
         ans = resolve(snap, q.qname_lower, q.qtype, env)
     except NeedsLookup as exc:
-        from lbdns.server.hostnames import HostnameResolver
-
-        resolver = HostnameResolver(settings.upstream_resolvers, max_ttl=float(settings.hostname_cache_max_ttl))
         import asyncio
 
         asyncio.run(resolver.resolve(exc.hostnames))
-        env.lookup = resolver.lookup
+        lines.append("hostname origins resolved: " + ", ".join(sorted(exc.hostnames)))
         ans = resolve(snap, q.qname_lower, q.qtype, env)
     if ans.lb is not None:
         plan = ans.lb

@@ -952,8 +952,7 @@ def _check_plan_lb(col: _Collector, src: SourceFile, path: PathKey, lb: LoadBala
     """Plan-dependent checks of one LB (SPEC.md R-CFG-02)."""
     if settings.plan != "non_enterprise":
         return
-    if lb.pop_pools:
-        col.add(src, (*path, "pop_pools"), "E-PLAN", "pop_pools needs plan enterprise")
+    # pop_pools under non_enterprise is reported by _check_maps (once per key)
 
 
 def _check_quotas(col: _Collector, sources: list[SourceFile], lb_count: int, pools: Mapping[str, Pool],

@@ -57,6 +57,7 @@ class HostnameResolver:
             self.resolver = dns.asyncresolver.Resolver(configure=False)
             parsed = [parse_upstream(u) for u in upstreams]
             self.resolver.nameservers = [h for h, _ in parsed]
+            self.resolver.nameserver_ports = {h: p for h, p in parsed}
             self.resolver.port = parsed[0][1]
         else:
             try:

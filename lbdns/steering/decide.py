@@ -8,18 +8,17 @@ hostname addresses through a :data:`HostLookup`, the client location through a
 
 from __future__ import annotations
 
-import math
+import hashlib
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from lbdns.geo.distance import haversine_km
 from lbdns.health.view import HealthView
-from lbdns.steering.origins import HostAddresses, HostLookup, Rng, choose_single, hash_choice, shed
+from lbdns.steering.origins import HostAddresses, HostLookup, Rng, choose_single, shed
 from lbdns.steering.plan import CompiledOrigin, CompiledPool, Effective
 from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_MX, QTYPE_SRV
-
-EARTH_RADIUS_KM = 6371.0088
 
 
 class NeedsLookup(Exception):
@@ -82,15 +81,6 @@ class Decision:
         """Append an explanation line when tracing is on."""
         if self.trail is not None:
             self.trail.append(text)
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in km on a sphere of radius 6371.0088 km (SPEC.md R-GTS-40);
-    inputs in degrees."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 @dataclass(slots=True)
@@ -184,8 +174,11 @@ def _geo_list(eff: Effective, q: Query, locate: Locator | None, d: Decision) -> 
                 d.note(f"geo: country_pools[{loc.country}] (location from {loc.source})")
                 return lst, True
     region = q.pop_region
-    if d.location is not None and d.location.region and d.location.source != "pop" and eff.region_source == "location":
-        region = d.location.region
+    if eff.region_source == "location" and eff.region_pools and locate is not None:
+        if d.location is None:
+            d.location = locate(need="country", prefer_ecs=eff.prefer_ecs, mode=eff.location_mode, policy="geo")
+        if d.location.region and d.location.source != "pop":
+            region = d.location.region
     lst = eff.region_pools.get(region)
     if lst:
         d.note(f"geo: region_pools[{region}]")
@@ -360,7 +353,8 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
     rds = dict((o.index, r) for o, r in cands)[chosen.index]
     if len(rds) > 1:
         if pool.origin_policy == "hash":
-            idx = int(hash_choice(pool.id, origins, q.resolver_ip + "\0addr").index) % len(rds)
+            digest = hashlib.sha256(f"{pool.id}\0{chosen.name}\0{q.resolver_ip}\0addr".encode()).digest()
+            idx = int.from_bytes(digest[:8], "big") % len(rds)
         else:
             idx = int(rng.random() * len(rds)) % len(rds)
         rds = [rds[idx]]

@@ -8,13 +8,12 @@ so a query after the first one for a given view does no per-origin work.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lbdns.health.view import HealthView, OriginState
-from lbdns.wire.codec import CLASS_IN, QTYPE_A, QTYPE_AAAA
+from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA
 
 
 @dataclass(slots=True)
@@ -40,17 +39,6 @@ class CompiledOrigin:
     mx_preference: int
     srv_priority: int
     srv_weight: int
-    _tails: dict[tuple[int, int], bytes] = field(default_factory=dict)
-
-    def tail(self, qtype: int, ttl: int) -> bytes:
-        """TYPE, CLASS, TTL, RDLENGTH and RDATA of this origin's A/AAAA RR (owner excluded);
-        memoised per (qtype, ttl in seconds)."""
-        key = (qtype, ttl)
-        t = self._tails.get(key)
-        if t is None:
-            t = struct.pack("!HHIH", qtype, CLASS_IN, ttl, len(self.packed)) + self.packed
-            self._tails[key] = t
-        return t
 
 
 @dataclass(slots=True)
