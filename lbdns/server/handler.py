@@ -25,7 +25,7 @@ from lbdns.errors import FormError
 from lbdns.geo.location import resolve_location
 from lbdns.geo.pops import Pop
 from lbdns.server.counters import QueryCounters
-from lbdns.server.state import StateRef
+from lbdns.server.state import Current, StateRef
 from lbdns.steering.decide import ClientLocation, NeedsLookup
 from lbdns.steering.origins import HostLookup
 from lbdns.wire.codec import (
@@ -69,6 +69,8 @@ class _LbMemo:
     weights: tuple[float, ...]
     decision_key: tuple[str, str, bool]
     turn: int = 0
+    rec: object = None
+    network_prefix: int = -2
 
     def data(self, rng: random.Random) -> bytes:
         """The answer section for one more query."""
@@ -130,6 +132,35 @@ class Handler:
         self.on_answer = on_answer
         self.cookie_secret = os.urandom(16)
         self.lb_memo: dict[tuple[bytes, int, str], _LbMemo] = {}
+        self.loc_memo: dict[tuple[bytes, int, str, bool, int], _LbMemo] = {}
+
+    def _remember(self, q: Query, pop: Pop, cur: Current, ans: Answer, ecs: ClientSubnet | None,
+                  dkey: tuple[str, str, bool]) -> None:
+        """Keep a cacheable LB answer: per (name, type, PoP) when no client location was
+        used; per (name, type, PoP, ECS present, GeoIP record) when the location came from
+        the ECS address or, with ``mode: pop``, from the PoP (never when it came from the
+        resolver address, which is not part of the key)."""
+        d = ans.decision
+        assert d is not None and ans.lb is not None
+        memo = _LbMemo(cur.snapshot, cur.health, ans, ans.rrs, tuple(rr for _, rr in ans.weighted),
+                       tuple(accumulate(w for w, _ in ans.weighted)), dkey)
+        loc = d.location
+        if loc is None:
+            if len(self.lb_memo) >= _LB_MEMO_MAX:
+                self.lb_memo.clear()
+            self.lb_memo[(q.qname_lower, q.qtype, pop.code)] = memo
+            return
+        if loc.source == "resolver" or (loc.source == "pop" and ans.lb.base.location_mode != "pop"):
+            return
+        rec = self.geo(ecs.packed) if (ecs is not None and self.geo is not None) else None
+        memo.rec = rec
+        if loc.source == "ecs" and loc.network_prefix is not None:
+            memo.network_prefix = loc.network_prefix
+        elif loc.ecs_consulted:
+            memo.network_prefix = -1  # consulted but no data: SCOPE = SOURCE (R-ANS-50)
+        if len(self.loc_memo) >= _LB_MEMO_MAX * 4:
+            self.loc_memo.clear()
+        self.loc_memo[(q.qname_lower, q.qtype, pop.code, ecs is not None, id(rec))] = memo
 
     def _country_of(self, ip: IPv4Address | IPv6Address) -> str | None:
         if self.geo is None:
@@ -193,12 +224,22 @@ class Handler:
         ans = memo.get((q.qname_lower, q.qtype))
         if ans is None:
             lbm = self.lb_memo.get((q.qname_lower, q.qtype, pop.code))
+            scope = 0
+            if lbm is None and self.loc_memo:
+                rec = self.geo(ecs_for_answer.packed) if (ecs_for_answer is not None and self.geo is not None) else None
+                lbm = self.loc_memo.get((q.qname_lower, q.qtype, pop.code, ecs_for_answer is not None, id(rec)))
+                if lbm is not None and lbm.rec is not rec:
+                    lbm = None
+                if lbm is not None and ecs_for_answer is not None:
+                    src = ecs_for_answer.source_prefix
+                    scope = min(lbm.network_prefix, src) if lbm.network_prefix >= 0 else (
+                        src if lbm.network_prefix == -1 else 0)
             if lbm is not None and lbm.health is cur.health and lbm.snapshot is cur.snapshot:
                 self.counters.decisions[lbm.decision_key] += 1
                 a = lbm.answer
                 self.counters.queries[("tcp" if tcp else "udp", q.qtype, a.rcode)] += 1
                 out = build_response(q, rcode=a.rcode, aa=True, answer=lbm.data(self.rng), ancount=a.ancount,
-                                     max_size=limit, edns_payload=ours, ecs_scope=0 if ecs is not None else None,
+                                     max_size=limit, edns_payload=ours, ecs_scope=scope if ecs is not None else None,
                                      server_cookie=cookie)
                 if self.on_answer is not None:
                     self.on_answer(q, peer_ip, tcp, pop, a)
@@ -215,12 +256,8 @@ class Handler:
                 d = ans.decision
                 dkey = (ans.lb.name, d.pool.name if d and d.pool else "", bool(d and d.fallback))
                 self.counters.decisions[dkey] += 1
-                if (ans.rrs or ans.weighted) and ans.ecs_scope in (None, 0):
-                    if len(self.lb_memo) >= _LB_MEMO_MAX:
-                        self.lb_memo.clear()
-                    self.lb_memo[(q.qname_lower, q.qtype, pop.code)] = _LbMemo(
-                        cur.snapshot, cur.health, ans, ans.rrs, tuple(rr for _, rr in ans.weighted),
-                        tuple(accumulate(w for w, _ in ans.weighted)), dkey)
+                if ans.rrs or ans.weighted:
+                    self._remember(q, pop, cur, ans, ecs_for_answer, dkey)
                 for name in ans.matched_rules:
                     self.counters.rule_matches[(ans.lb.name, name)] += 1
         self.counters.queries[("tcp" if tcp else "udp", q.qtype, ans.rcode)] += 1

@@ -60,9 +60,9 @@ class Decision:
     ``pool`` the pool that answered (None when nothing could); ``fallback`` True when the
     fallback pool answered; ``location`` the client location used (None if none was
     needed); ``trail`` human-readable steps (only filled for ``lbdns explain``);
-    ``cacheable`` True when, for the same snapshot, health view and PoP, the same pool and
-    candidate records would be chosen again (no random pool draw, shedding, location, RTT
-    freshness, hostname lookups or hash key involved); ``weighted`` the (weight, record)
+    ``cacheable`` True when, for the same snapshot, health view, PoP and client ``location``,
+    the same pool and candidate records would be chosen again (no random pool draw, shedding,
+    RTT freshness, hostname lookups or hash key involved); ``weighted`` the (weight, record)
     candidates of a random single-answer choice, so a cache can redraw per query.
     """
 
@@ -248,7 +248,7 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
                                              if eff.configured_policy != policy else ""))
     mapped = False
     candidates: Iterator[CompiledPool]
-    if policy not in ("off", "geo", "random", "least_outstanding_requests", "least_connections"):
+    if policy not in ("off", "geo", "proximity", "random", "least_outstanding_requests", "least_connections"):
         d.cacheable = False
     if policy == "off":
         candidates = _ordered(eff.default_pools, view, q, rng, lookup, d)
@@ -263,8 +263,6 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
         candidates = _ordered(_latency_order(eff, view, q.now, d), view, q, rng, lookup, d)
     else:  # validated at load time; be safe
         candidates = _ordered(eff.default_pools, view, q, rng, lookup, d)
-    if d.location is not None:
-        d.cacheable = False
     for pool in candidates:
         d.pool = pool
         _select(pool, pool.state(view).healthy, q, rng, lookup, d, eff)

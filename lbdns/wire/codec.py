@@ -130,15 +130,22 @@ class ClientSubnet:
     ``family`` is 1 (IPv4) or 2 (IPv6); ``source_prefix`` is 0–32 resp. 0–128;
     ``scope_prefix`` is the SCOPE PREFIX-LENGTH as received (always 0: the parser rejects
     anything else, see :func:`parse_query`); ``address`` is the ADDRESS field exactly as received
-    (``ceil(source_prefix / 8)`` octets, no bits set beyond ``source_prefix``); ``ip`` is that
-    address zero-padded to the full width (so it is already masked to the prefix).
+    (``ceil(source_prefix / 8)`` octets, no bits set beyond ``source_prefix``); ``packed`` is that
+    address zero-padded to the full width (4 or 16 octets, already masked to the prefix) — the
+    cheapest form for a GeoIP lookup; :attr:`ip` is the same as an ``ipaddress`` object, built on
+    demand (constructing it costs more than parsing the whole query).
     """
 
     family: int
     source_prefix: int
     scope_prefix: int
     address: bytes
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    packed: bytes
+
+    @property
+    def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """The zero-padded ECS address as an ``ipaddress`` object."""
+        return ipaddress.IPv4Address(self.packed) if self.family == 1 else ipaddress.IPv6Address(self.packed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,13 +241,13 @@ class _EdnsBuilder:
 class _ClientSubnetBuilder:
     """Mutable twin of :class:`ClientSubnet` with the identical slot layout."""
 
-    __slots__ = ("family", "source_prefix", "scope_prefix", "address", "ip")  # noqa: RUF023
+    __slots__ = ("family", "source_prefix", "scope_prefix", "address", "packed")  # noqa: RUF023
 
     family: int
     source_prefix: int
     scope_prefix: int
     address: bytes
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    packed: bytes
 
 
 for _frozen, _twin in ((Query, _QueryBuilder), (Edns, _EdnsBuilder), (ClientSubnet, _ClientSubnetBuilder)):
@@ -561,12 +568,11 @@ def _parse_ecs(opt: bytes) -> ClientSubnet:
         )
     if source & 7 and address[-1] & (0xFF >> (source & 7)):
         raise EdnsOptionError("ECS ADDRESS has bits set beyond SOURCE PREFIX-LENGTH (RFC 7871 §6)")
-    packed = int.from_bytes(address, "big") << ((width - len(address)) << 3)
     built = _new_object(_ClientSubnetBuilder)  # == ClientSubnet(...), see the module notes
     built.family = family
     built.source_prefix = source
     built.scope_prefix = scope
     built.address = address
-    built.ip = ipaddress.IPv4Address(packed) if width == 4 else ipaddress.IPv6Address(packed)
+    built.packed = address + bytes(width - len(address))
     built.__class__ = ClientSubnet  # type: ignore[assignment]
     return cast(ClientSubnet, built)

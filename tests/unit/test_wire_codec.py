@@ -206,9 +206,9 @@ def test_parsed_edns_and_client_subnet_are_frozen_dataclasses() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         q.edns.payload = 4096  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        q.edns.ecs.ip = ipaddress.IPv6Address("::")  # type: ignore[misc]
+        q.edns.ecs.packed = bytes(16)  # type: ignore[misc]
     assert q.edns == dataclasses.replace(q.edns)
-    assert q.edns.ecs == ClientSubnet(2, 48, 0, b"\x20\x01\x0d\xb8\x00\x00", ipaddress.IPv6Address("2001:db8::"))
+    assert q.edns.ecs == ClientSubnet(2, 48, 0, b"\x20\x01\x0d\xb8\x00\x00", ipaddress.IPv6Address("2001:db8::").packed)
     assert hash(q.edns) == hash(dataclasses.replace(q.edns))
     assert codec._EdnsBuilder.__slots__ == Edns.__slots__
     assert codec._ClientSubnetBuilder.__slots__ == ClientSubnet.__slots__
@@ -555,7 +555,7 @@ def test_ecs_valid(address: str, srclen: int, family: int, raw: bytes) -> None:
         source_prefix=srclen,
         scope_prefix=0,
         address=raw,
-        ip=ipaddress.ip_address(address),
+        packed=ipaddress.ip_address(address).packed,
     )
 
 
