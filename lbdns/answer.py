@@ -33,6 +33,7 @@ from lbdns.wire.codec import (
     RCODE_REFUSED,
     ClientSubnet,
 )
+from lbdns.wire.names import to_text
 from lbdns.wire.render import QNAME_POINTER
 
 MAX_CNAME_CHAIN = 8
@@ -302,19 +303,6 @@ def _ip(text: str) -> IPv4Address | IPv6Address | None:
         return None
 
 
-def wire_to_text(wire: bytes) -> str:
-    """Lower-case presentation form with trailing dot of a wire name (for rule fields)."""
-    labels: list[str] = []
-    i = 0
-    while wire[i]:
-        n = wire[i]
-        raw = wire[i + 1:i + 1 + n]
-        labels.append("".join(chr(c) if 0x21 <= c <= 0x7e and c not in (0x2e, 0x5c) else f"\\{c:03d}"
-                              for c in raw))
-        i += n + 1
-    return ".".join(labels).lower() + "."
-
-
 def _lb_answer(zone: ZoneIndex, plan: LbPlan, qname: bytes, qtype: int, env: QueryEnv | None,
                owner: bytes) -> Answer:
     if env is None:
@@ -323,7 +311,7 @@ def _lb_answer(zone: ZoneIndex, plan: LbPlan, qname: bytes, qtype: int, env: Que
     matched: list[str] = []
     rules_read_ecs = False
     if plan.rules:
-        eff, matched, rules_read_ecs = apply_rules(plan, wire_to_text(qname), qtype, env)
+        eff, matched, rules_read_ecs = apply_rules(plan, to_text(qname), qtype, env)
     q = Query(qtype, env.resolver_ip, env.pop, env.pop_region, env.now)
     d = decide(eff, q, env.health, env.rng, lookup=env.lookup, locate=env.locator, trace=env.trace)
     scope = _ecs_scope(env.ecs, d.location, rules_read_ecs)
