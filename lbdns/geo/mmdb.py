@@ -35,7 +35,7 @@ from lbdns.geo.regions import SUBDIVIDED_COUNTRIES
 __all__ = ["DEFAULT_CACHE_SIZE", "GeoDatabase", "GeoRecord"]
 
 #: Default bound on memoised buckets per address family (each bucket covers a /24 or /48).
-DEFAULT_CACHE_SIZE: Final = 100_000
+DEFAULT_CACHE_SIZE: Final = 400_000
 #: Bound on the networks remembered inside one split bucket before it is reset.
 _MAX_SPLIT_ENTRIES: Final = 4096
 
