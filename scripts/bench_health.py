@@ -142,6 +142,9 @@ def main() -> int:
             port, admin = free_port(), free_port()
             proc = run_server(d, port, admin, probes, args.server_cpu)
             try:
+                if proc.poll() is not None:
+                    out = proc.stdout.read() if proc.stdout else ""
+                    raise SystemExit(f"lbdns exited early ({proc.returncode}):\n{out}")
                 qps = dnsperf(port, args.duration, args.client_cpu)
                 with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
                     text = r.read().decode()
