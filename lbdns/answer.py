@@ -12,7 +12,6 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any
 
 from lbdns.health.view import HealthView
 from lbdns.snapshot import LB_TYPES_BASE, LB_TYPES_ENTERPRISE, LbPlan, Node, Snapshot, ZoneIndex
@@ -356,13 +355,3 @@ def _ecs_scope(ecs: ClientSubnet | None, loc: ClientLocation | None, rules_read_
     if rules_read_ecs:
         scope = max(scope, ecs.source_prefix)
     return scope
-
-
-def describe(ans: Answer) -> dict[str, Any]:
-    """A small dict summary of an answer (explain and query log)."""
-    d = ans.decision
-    return {
-        "rcode": ans.rcode, "ancount": ans.ancount, "lb": ans.lb.name if ans.lb else None,
-        "pool": d.pool.name if d and d.pool else None, "fallback": bool(d and d.fallback),
-        "rules": list(ans.matched_rules),
-    }

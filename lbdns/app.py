@@ -109,15 +109,17 @@ class App:
         self.asn_of = lambda ip: (rec.asn if (rec := db.lookup(ip)) is not None else None)
 
     def _pop(self, code: str) -> Pop:
+        """The PoP ``code`` from :attr:`pops`, else from the catalogue (``pops_file`` or
+        ``geo/pops.csv``). Raises :class:`ConfigError` (``E-POP``) for an unknown code."""
         pop = self.pops.get(code)
         if pop is None:
+            from lbdns.errors import Issue, Location
             from lbdns.geo.data import load_pops
 
-            catalogue = load_pops(Path(self.settings.pops_file) if self.settings.pops_file else None)
-            found = catalogue.get(code)
-            if found is None:
-                raise ConfigError([])  # pragma: no cover - checked in start()
-            pop = found
+            pop = load_pops(Path(self.settings.pops_file) if self.settings.pops_file else None).get(code)
+            if pop is None:
+                raise ConfigError([Issue(Location("lbdns.yaml"), "pop", "E-POP",
+                                         f"unknown PoP {code!r} (see geo/pops.csv or set pops_file)")])
             self.pops[code] = pop
         return pop
 
@@ -153,7 +155,7 @@ class App:
         await self._start_health(snap)
         for lst in self.settings.listen:
             code = lst.pop or self.settings.pop
-            pop = self._pop_checked(code)
+            pop = self._pop(code)
             family = socket.AF_INET6 if ":" in lst.address else socket.AF_INET
             # with port 0 and both transports, retry until UDP and TCP share one free port
             for attempt in range(20):
@@ -208,15 +210,6 @@ class App:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
         except OSError as exc:
             log.warning("cannot set the UDP receive buffer to %d bytes: %s", size, exc)
-
-    def _pop_checked(self, code: str) -> Pop:
-        from lbdns.errors import Issue, Location
-
-        try:
-            return self._pop(code)
-        except ConfigError:
-            raise ConfigError([Issue(Location("lbdns.yaml"), "pop", "E-POP",
-                                     f"unknown PoP {code!r} (see geo/pops.csv or set pops_file)")]) from None
 
     async def _start_health(self, snap: Snapshot) -> None:
         """Start the probe scheduler when the config has monitors (and probes are enabled)."""

@@ -25,7 +25,7 @@ from lbdns.app import apply_overrides
 from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import load_config
 from lbdns.health.view import HealthView, OriginHealth, OriginState, PoolRtt
-from lbdns.server.handler import _Locator
+from lbdns.server.handler import GeoLocator
 from lbdns.snapshot import build_snapshot
 from lbdns.steering.decide import NeedsLookup
 from lbdns.wire.codec import parse_query
@@ -113,7 +113,7 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
     resolver = HostnameResolver(settings.upstream_resolvers, max_ttl=float(settings.hostname_cache_max_ttl))
     env = QueryEnv(resolver_ip=client, ecs=ecs_opt, pop=the_pop.code, pop_region=the_pop.region, health=health,
                    rng=random.Random(seed), now=time.monotonic(), lookup=resolver.lookup,
-                   locator=_Locator(geo, ecs_opt, client, the_pop), asn_of=asn_of,
+                   locator=GeoLocator(geo, ecs_opt, client, the_pop), asn_of=asn_of,
                    country_of=(lambda ip: getattr(geo(ip), "country", None)) if geo else None,
                    ip_src_uses_ecs=settings.ip_src_uses_ecs, trace=True)
     qname = dns.name.from_text(name)

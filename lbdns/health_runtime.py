@@ -11,6 +11,7 @@ so a restart does not send every query to the fallback pool while health is UNKN
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
 from typing import TYPE_CHECKING, Any
 
 from lbdns.probes.notify import WebhookNotifier
@@ -63,18 +64,17 @@ class HealthRuntime:
             await self.notifier.aclose()
 
     def metrics(self) -> dict[str, Any]:
-        """Probe counters and the schedule-lag distribution for ``/metrics``: ``results``
-        maps (monitor type, pass|fail) → count is approximated per scheduler totals;
-        ``lag_buckets`` cumulative (upper bound s, count) pairs; ``lag_sum`` seconds."""
+        """Probe counters and the schedule-lag distribution for ``/metrics``: ``probes_run``,
+        ``probes_failed``, ``events`` (health transitions); ``lag_buckets`` cumulative (upper
+        bound s, count) pairs, ``lag_sum``, ``lag_p50``, ``lag_p99`` in seconds."""
         sch = self.scheduler
-        lags = list(sch.schedule_lag)
-        buckets = [(str(b), sum(1 for x in lags if x <= b)) for b in LAG_BUCKETS]
-        buckets.append(("+Inf", len(lags)))
-        ordered = sorted(lags)
+        ordered = sorted(sch.schedule_lag)
+        buckets = [(str(b), bisect_right(ordered, b)) for b in LAG_BUCKETS]
+        buckets.append(("+Inf", len(ordered)))
         p99 = ordered[int(0.99 * (len(ordered) - 1))] if ordered else 0.0
         p50 = ordered[int(0.5 * (len(ordered) - 1))] if ordered else 0.0
         return {
             "probes_run": sch.probes_run, "probes_failed": sch.probes_failed, "events": sch.events,
-            "lag_buckets": buckets, "lag_sum": sum(lags), "lag_p50": p50, "lag_p99": p99,
+            "lag_buckets": buckets, "lag_sum": sum(ordered), "lag_p50": p50, "lag_p99": p99,
             "notifications_sent": self.notifier.sent if self.notifier else 0,
         }

@@ -568,10 +568,6 @@ def _check_pool(col: _Collector, p: _Placed, settings: ServerSettings, monitors:
                         "or equal to the origin address")
 
 
-def _lb_name(key: str, origin: dns.name.Name) -> dns.name.Name:
-    return _parse_owner(key, origin)
-
-
 def _check_lb(col: _Collector, src: SourceFile, path: PathKey, lb: LoadBalancer, pools: Mapping[str, Pool],
               settings: ServerSettings, compile_rule: Callable[[str], Any]) -> tuple[LoadBalancer, list[Any]]:
     """Check one load balancer; returns it with defaults applied (fallback_pool) and the
@@ -883,7 +879,7 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
                 continue
             lb_count += 1
             try:
-                owner = _lb_name(key, origin)
+                owner = _parse_owner(key, origin)
             except dns.exception.DNSException as exc:
                 col.add(src, lb_path, "E-LB-NAME", f"invalid load balancer hostname {key!r}: {exc}")
                 continue

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 class QueryCounters:
     """Counts since start: ``queries[(transport, qtype, rcode)]``,
     ``decisions[(lb, pool, fallback)]``, ``rule_matches[(lb, rule)]``, plus error counts
-    (``servfail`` internal errors, ``dropped`` unanswerable packets, ``formerr``)."""
+    (``internal_errors`` answered SERVFAIL, ``dropped`` unanswerable packets, ``tcp_rejected``
+    connections over the cap, ``deferred_lookups`` queries that waited for hostname lookups)."""
 
     queries: Counter[tuple[str, int, int]] = field(default_factory=Counter)
     decisions: Counter[tuple[str, str, bool]] = field(default_factory=Counter)

@@ -48,13 +48,6 @@ from lbdns.wire.render import build_error, build_response, make_server_cookie
 log = logging.getLogger("lbdns.server")
 
 
-class GeoLookup:
-    """The GeoIP side the handler needs: ``lookup(ip) -> GeoRecord | None``."""
-
-    def __init__(self, lookup: Callable[[IPv4Address | IPv6Address | str], object | None]) -> None:
-        self.lookup = lookup
-
-
 @dataclass(slots=True)
 class _LbMemo:
     """A cacheable LB answer (SPEC.md issue #3 point 7): valid while the snapshot and the
@@ -89,7 +82,7 @@ _LB_MEMO_MAX = 50_000
 
 
 @dataclass(slots=True)
-class _Locator:
+class GeoLocator:
     """Per-query location computation bound to the query's ECS, resolver and PoP
     (SPEC.md R-LOC-06); GeoIP is consulted only when a policy asks."""
 
@@ -248,7 +241,7 @@ class Handler:
             env = QueryEnv(
                 resolver_ip=peer_ip, ecs=ecs_for_answer, pop=pop.code, pop_region=pop.region, health=cur.health,
                 rng=self.rng, now=self.clock(), lookup=self.lookup,
-                locator=_Locator(self.geo, ecs_for_answer, peer_ip, pop),
+                locator=GeoLocator(self.geo, ecs_for_answer, peer_ip, pop),
                 asn_of=self.asn_of, country_of=self._country_of, ip_src_uses_ecs=settings.ip_src_uses_ecs,
             )
             ans = resolve(cur.snapshot, q.qname_lower, q.qtype, env)

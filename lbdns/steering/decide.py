@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from lbdns.geo.distance import haversine_km
 from lbdns.health.view import HealthView
-from lbdns.steering.origins import HostAddresses, HostLookup, Rng, choose_single, shed
+from lbdns.steering.origins import HostLookup, Rng, choose_single, shed
 from lbdns.steering.plan import CompiledOrigin, CompiledPool, Effective
 from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_MX, QTYPE_SRV
 
@@ -359,15 +359,3 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
     d.records.extend(rds)
     d.note(f"single-answer ({pool.origin_policy}): origin {chosen.name} of "
            + ", ".join(f"{o.name}={o.weight:g}" for o in origins))
-
-
-def cached_lookup(table: dict[str, HostAddresses]) -> Callable[[str], HostAddresses]:
-    """A :data:`HostLookup` over a fixed table; unknown names raise :class:`NeedsLookup`."""
-
-    def lookup(name: str) -> HostAddresses:
-        try:
-            return table[name]
-        except KeyError:
-            raise NeedsLookup(frozenset({name})) from None
-
-    return lookup

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lbdns.health.view import HealthView, OriginState
-from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA
 
 
 @dataclass(slots=True)
@@ -110,5 +109,3 @@ class Effective:
         """A copy with fields replaced (used when rule overrides apply)."""
         return replace(self, **changes)
 
-
-ADDRESS_QTYPES = (QTYPE_A, QTYPE_AAAA)
