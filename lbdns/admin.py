@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -123,7 +123,7 @@ class _Collector(Collector):
             if h.rtt_ms is not None:
                 rtt.add_metric([pid, origin], h.rtt_ms)
         yield rtt
-        sched = app.scheduler
+        sched = app.health_runtime
         if sched is not None:
             m = sched.metrics()
             yield CounterMetricFamily("lbdns_probes", "Health probes run", value=m["probes_run"])
@@ -139,6 +139,8 @@ class _Collector(Collector):
             lq.add_metric(["0.5"], m["lag_p50"])
             lq.add_metric(["0.99"], m["lag_p99"])
             yield lq
+            yield CounterMetricFamily("lbdns_probe_worker_restarts", "Probe worker processes restarted after dying",
+                                      value=m["worker_restarts"])
         qlog = app.query_log
         if qlog is not None:
             yield CounterMetricFamily("lbdns_query_log_dropped", "Query log lines dropped (writer behind)",
@@ -152,9 +154,18 @@ class AdminServer:
         self.app = app
         self.registry = CollectorRegistry()
         self.registry.register(_Collector(app))
+        # CPU, memory and file descriptors of this process (process_*) and of the probe worker
+        # (lbdns_probe_worker_process_*; absent while no worker runs), read from /proc
+        ProcessCollector(registry=self.registry)
+        ProcessCollector(namespace="lbdns_probe_worker", pid=self._worker_pid, registry=self.registry)
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.started = time.time()
+
+    def _worker_pid(self) -> int | str:
+        rt = self.app.health_runtime
+        pid = rt.worker_pid if rt is not None else None
+        return pid if pid is not None else "no-worker"  # an unreadable /proc path ⇒ no metrics
 
     def web_app(self) -> web.Application:
         """The aiohttp application with every route."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import LoadedConfig, load_config
@@ -28,6 +28,9 @@ from lbdns.server.hostnames import HostnameResolver
 from lbdns.server.state import Current, StateRef
 from lbdns.server.transports import TcpServer, UdpServer
 from lbdns.snapshot import Snapshot, build_snapshot
+
+if TYPE_CHECKING:
+    from lbdns.health_runtime import HealthRuntime
 
 log = logging.getLogger("lbdns")
 
@@ -46,7 +49,11 @@ class BoundListener:
 
 
 def apply_overrides(view: HealthView, settings: ServerSettings) -> HealthView:
-    """A view with ``health_overrides`` from lbdns.yaml applied on top (static health)."""
+    """A view with ``health_overrides`` from lbdns.yaml applied on top (static health).
+
+    The result keeps ``view.states_token``: the overrides are fixed for the process's
+    lifetime and every published view passes through here, so equal base states still mean
+    equal served states."""
     if not settings.health_overrides:
         return view
     merged = dict(view.origins)
@@ -54,7 +61,7 @@ def apply_overrides(view: HealthView, settings: ServerSettings) -> HealthView:
         old = merged.get((o.pool, o.origin), OriginHealth())
         merged[(o.pool, o.origin)] = OriginHealth(_STATES[o.state], "static override", old.last_probe_at,
                                                   old.rtt_ms, old.response_code)
-    return HealthView(view.version, MappingProxyType(merged), view.pool_rtt)
+    return HealthView(view.version, MappingProxyType(merged), view.pool_rtt, view.states_token)
 
 
 @dataclass
@@ -76,7 +83,7 @@ class App:
     handler: Handler | None = None
     loaded: LoadedConfig | None = None
     generation: int = 0
-    scheduler: Any = None
+    health_runtime: HealthRuntime | None = None
     admin: Any = None
     _watch: asyncio.Task[None] | None = None
     _mtimes: dict[str, float] = field(default_factory=dict)
@@ -217,8 +224,8 @@ class App:
             return
         from lbdns.health_runtime import HealthRuntime
 
-        self.scheduler = HealthRuntime(self, snap)
-        await self.scheduler.start(warm_start=self.settings.warm_start)
+        self.health_runtime = HealthRuntime(self, snap)
+        await self.health_runtime.start(warm_start=self.settings.warm_start)
 
     async def _start_admin(self) -> None:
         if not self.settings.admin.enabled:
@@ -250,8 +257,8 @@ class App:
             log.exception("reload failed; still serving the previous configuration")
             return False
         self.ref.publish_snapshot(snap)
-        if self.scheduler is not None:
-            await self.scheduler.reconfigure(snap)
+        if self.health_runtime is not None:
+            await self.health_runtime.reconfigure(snap)
         elif self.settings.probes_enabled and snap.config.monitors:
             await self._start_health(snap)
         self._record_mtimes()
@@ -305,8 +312,8 @@ class App:
         """Close listeners, stop probes and the admin listener."""
         if self._watch is not None:
             self._watch.cancel()
-        if self.scheduler is not None:
-            await self.scheduler.stop()
+        if self.health_runtime is not None:
+            await self.health_runtime.stop()
         if self.admin is not None:
             await self.admin.stop()
         for b in self.listeners:

@@ -1,6 +1,8 @@
-"""Wiring of the probe scheduler into a running server (edge): build probe targets from the
-snapshot, warm start, publish health views into the server state, carry health over on
-reload, optional notification webhook, and the probe figures ``/metrics`` exports.
+"""Wiring of health probing into a running server (edge): build probe targets from the
+snapshot, run the checks (in the probe worker process by default, see
+:mod:`lbdns.probes.worker`; in the server's own event loop with ``probe_isolation: inline``),
+record results into health views published to the server state, carry health over on reload,
+the optional notification webhook, and the probe figures ``/metrics`` exports.
 
 Warm start (beyond Cloudflare, documented in docs/operations.md): before the listeners open,
 one round of probes runs, bounded by the largest ``timeout × (retries + 1)`` of the monitors,
@@ -15,7 +17,10 @@ from bisect import bisect_right
 from typing import TYPE_CHECKING, Any
 
 from lbdns.probes.notify import WebhookNotifier
-from lbdns.probes.scheduler import ProbeScheduler, build_targets
+from lbdns.probes.recorder import HealthRecorder
+from lbdns.probes.scheduler import ProbeScheduler
+from lbdns.probes.targets import ProbeTarget, build_targets
+from lbdns.probes.worker import ProbeWorker, WorkerOptions
 from lbdns.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -26,55 +31,93 @@ log = logging.getLogger("lbdns.health")
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+def _targets(snapshot: Snapshot) -> list[ProbeTarget]:
+    cfg = snapshot.config
+    return build_targets(cfg.pools, cfg.monitors, cfg.monitor_groups)
+
+
 class HealthRuntime:
-    """Owns the :class:`ProbeScheduler` of an :class:`~lbdns.app.App`."""
+    """Owns the probing of an :class:`~lbdns.app.App`: a :class:`HealthRecorder` fed either by a
+    :class:`ProbeWorker` (``probe_isolation: process``, the default) or by a
+    :class:`ProbeScheduler` in this event loop (``inline``)."""
 
     def __init__(self, app: App, snapshot: Snapshot) -> None:
         self.app = app
         s = app.settings
         self.notifier = WebhookNotifier(s.notification_webhook) if s.notification_webhook else None
-        cfg = snapshot.config
-        self.scheduler = ProbeScheduler(
-            build_targets(cfg.pools, cfg.monitors, cfg.monitor_groups),
+        self.recorder = HealthRecorder(
             app.publish_health,
-            concurrency=s.probe_concurrency,
             rtt_alpha=s.rtt_ewma_alpha,
-            strict_public_endpoints=s.strict_public_endpoints,
             on_event=self.notifier,
             initial_version=app.ref.current.health.version if app.ref is not None else 0,
         )
+        targets = _targets(snapshot)
+        self.recorder.set_targets(targets, publish=False)
+        self.worker: ProbeWorker | None = None
+        self.scheduler: ProbeScheduler | None = None
+        if s.probe_isolation == "process":
+            self.worker = ProbeWorker(self.recorder, WorkerOptions(
+                concurrency=s.probe_concurrency, strict_public_endpoints=s.strict_public_endpoints,
+                cpus=tuple(s.probe_cpus) if s.probe_cpus else None, nice=s.probe_nice,
+                log_level=logging.getLogger().getEffectiveLevel()))
+        else:
+            self.scheduler = ProbeScheduler(targets, self.recorder, concurrency=s.probe_concurrency,
+                                            strict_public_endpoints=s.strict_public_endpoints)
+
+    @property
+    def worker_pid(self) -> int | None:
+        """Process id of the probe worker (None inline or while it is down)."""
+        return self.worker.pid if self.worker is not None else None
 
     async def start(self, *, warm_start: bool) -> None:
-        """Optionally run one warm-start round, then start periodic probing."""
-        if warm_start and self.scheduler.targets:
-            view = await self.scheduler.run_one_round()
+        """Optionally run one warm-start round (publishing its result), then start periodic
+        probing. Raises OSError when the probe worker cannot be spawned."""
+        targets = self.recorder.targets
+        if self.worker is not None:
+            await self.worker.start(targets, warm_start=warm_start)
+        else:
+            assert self.scheduler is not None
+            if warm_start and targets:
+                await self.scheduler.run_one_round()
+            await self.scheduler.start()
+        if warm_start and targets:
+            view = self.recorder.publish_now()
             healthy = sum(1 for h in view.origins.values() if h.state.name == "HEALTHY")
-            log.info("warm start: %d probe(s), %d healthy", len(self.scheduler.targets), healthy)
-        await self.scheduler.start()
+            log.info("warm start: %d target(s), %d healthy", len(targets), healthy)
 
     async def reconfigure(self, snapshot: Snapshot) -> None:
         """Switch to a reloaded configuration's targets, keeping health by identity."""
-        cfg = snapshot.config
-        self.scheduler.replace_targets(build_targets(cfg.pools, cfg.monitors, cfg.monitor_groups))
+        targets = _targets(snapshot)
+        self.recorder.set_targets(targets)
+        if self.worker is not None:
+            self.worker.replace_targets(targets)
+        elif self.scheduler is not None:
+            self.scheduler.replace_targets(targets)
 
     async def stop(self) -> None:
-        """Stop probing and close the webhook session."""
-        await self.scheduler.stop()
+        """Stop probing, publish what is pending, close the webhook session."""
+        if self.worker is not None:
+            await self.worker.stop()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        self.recorder.flush()
         if self.notifier is not None:
             await self.notifier.aclose()
 
     def metrics(self) -> dict[str, Any]:
         """Probe counters and the schedule-lag distribution for ``/metrics``: ``probes_run``,
         ``probes_failed``, ``events`` (health transitions); ``lag_buckets`` cumulative (upper
-        bound s, count) pairs, ``lag_sum``, ``lag_p50``, ``lag_p99`` in seconds."""
-        sch = self.scheduler
-        ordered = sorted(sch.schedule_lag)
+        bound s, count) pairs, ``lag_sum``, ``lag_p50``, ``lag_p99`` in seconds;
+        ``notifications_sent``; ``worker_restarts``."""
+        rec = self.recorder
+        ordered = sorted(rec.schedule_lag)
         buckets = [(str(b), bisect_right(ordered, b)) for b in LAG_BUCKETS]
         buckets.append(("+Inf", len(ordered)))
         p99 = ordered[int(0.99 * (len(ordered) - 1))] if ordered else 0.0
         p50 = ordered[int(0.5 * (len(ordered) - 1))] if ordered else 0.0
         return {
-            "probes_run": sch.probes_run, "probes_failed": sch.probes_failed, "events": sch.events,
+            "probes_run": rec.probes_run, "probes_failed": rec.probes_failed, "events": rec.events,
             "lag_buckets": buckets, "lag_sum": sum(ordered), "lag_p50": p50, "lag_p99": p99,
             "notifications_sent": self.notifier.sent if self.notifier else 0,
+            "worker_restarts": self.worker.restarts if self.worker is not None else 0,
         }

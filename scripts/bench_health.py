@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import re
 import resource
 import shutil
@@ -32,7 +33,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _listeners(n: int, conn: Connection) -> None:
+def _listeners(n: int, conn: Connection, cpu: str) -> None:
+    if cpu:
+        os.sched_setaffinity(0, {int(c) for c in cpu.split(",")})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n * 4 + 256)), hard))
 
@@ -69,7 +72,7 @@ def free_port() -> int:
         return int(p)
 
 
-def write_config(d: Path, origins: list[tuple[str, int]], interval: int) -> Path:
+def write_config(d: Path, origins: list[tuple[str, int]], interval: int, probe_settings: dict[str, object]) -> Path:
     zones = d / "zones"
     zones.mkdir()
     pools = []
@@ -86,7 +89,8 @@ def write_config(d: Path, origins: list[tuple[str, int]], interval: int) -> Path
                                for i in range(len(pools))}}
     (zones / "account.yaml").write_text(yaml.safe_dump(account))
     (zones / "example.com.yaml").write_text(yaml.safe_dump(zone))
-    (d / "lbdns.yaml").write_text(yaml.safe_dump({"monitor_interval_min": 1, "probe_concurrency": 256}))
+    (d / "lbdns.yaml").write_text(yaml.safe_dump({"monitor_interval_min": 1, "probe_concurrency": 256,
+                                                  **probe_settings}))
     return zones
 
 
@@ -118,6 +122,11 @@ def dnsperf(port: int, duration: float, cpu: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def _metrics(admin: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
+        return str(r.read().decode())
+
+
 def metric(text: str, name: str) -> list[tuple[str, float]]:
     return [(m.group(1), float(m.group(2))) for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? ([\d.e+-]+)$", text, re.M)]
 
@@ -129,14 +138,26 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--server-cpu", default="1")
     ap.add_argument("--client-cpu", default="0")
+    ap.add_argument("--isolation", choices=("process", "inline"), default="process",
+                    help="probe_isolation: checks in the worker process (default) or in the server's loop")
+    ap.add_argument("--probe-cpus", default="",
+                    help="probe_cpus for the worker, e.g. 0 (default: the server's CPUs)")
+    ap.add_argument("--probe-nice", type=int, default=0, help="probe_nice for the worker")
+    ap.add_argument("--origins-cpu", default=None,
+                    help="CPUs of the origin listeners (default: the client's, so the server core measures only lbdns)")
     args = ap.parse_args()
     parent, child = mp.Pipe()
-    lst = mp.Process(target=_listeners, args=(args.origins, child), daemon=True)
+    origins_cpu = args.client_cpu if args.origins_cpu is None else args.origins_cpu
+    lst = mp.Process(target=_listeners, args=(args.origins, child, origins_cpu), daemon=True)
     lst.start()
     origins = parent.recv()
     d = Path(tempfile.mkdtemp(prefix="lbdns-health-bench-"))
-    write_config(d, origins, args.interval)
-    result: dict[str, object] = {"origins": len(origins), "interval_s": args.interval, "duration_s": args.duration}
+    probe_settings: dict[str, object] = {"probe_isolation": args.isolation, "probe_nice": args.probe_nice}
+    if args.probe_cpus:
+        probe_settings["probe_cpus"] = [int(c) for c in args.probe_cpus.split(",")]
+    write_config(d, origins, args.interval, probe_settings)
+    result: dict[str, object] = {"origins": len(origins), "interval_s": args.interval, "duration_s": args.duration,
+                                 **probe_settings}
     try:
         for probes in (True, False):
             port, admin = free_port(), free_port()
@@ -145,13 +166,19 @@ def main() -> int:
                 if proc.poll() is not None:
                     out = proc.stdout.read() if proc.stdout else ""
                     raise SystemExit(f"lbdns exited early ({proc.returncode}):\n{out}")
+                before = _metrics(admin)
                 qps = dnsperf(port, args.duration, args.client_cpu)
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
-                    text = r.read().decode()
+                text = _metrics(admin)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(20)
             result["qps_with_probes" if probes else "qps_without_probes"] = round(qps)
+            for name, key in (("process_cpu_seconds_total", "server"),
+                              ("lbdns_probe_worker_process_cpu_seconds_total", "probe_worker")):
+                used = sum(v for _, v in metric(text, name)) - sum(v for _, v in metric(before, name))
+                if used > 0:
+                    result[f"{key}_cpu_pct_{'with' if probes else 'without'}_probes"] = round(
+                        100 * used / args.duration, 1)
             if probes:
                 result["probes_run"] = sum(v for _, v in metric(text, "lbdns_probes_total"))
                 result["probes_failed"] = sum(v for _, v in metric(text, "lbdns_probes_failed_total"))

@@ -5,7 +5,7 @@ server itself — listeners, PoP identity, GeoIP databases, limits. CLI flags ov
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,6 +71,13 @@ class ServerSettings(_Settings):
     probes_enabled: bool = True
     warm_start: bool = True
     probe_concurrency: int = Field(default=256, ge=1, le=100_000)
+    probe_isolation: Literal["process", "inline"] = "process"
+    """``process``: health checks run in a worker process (off the query loop and its GIL);
+    ``inline``: in the server's own event loop."""
+    probe_cpus: list[Annotated[int, Field(ge=0, le=4095)]] | None = Field(default=None, min_length=1)
+    """CPU ids the probe worker may run on (None: those of the server)."""
+    probe_nice: int = Field(default=0, ge=0, le=19)
+    """Added to the probe worker's nice value: > 0 lets queries win a shared CPU."""
     monitor_interval_min: int | None = Field(default=None, ge=1, le=3600)
     """Lower bound for monitor ``interval`` in seconds; None = the plan's (10 enterprise, 15
     non_enterprise, SPEC.md R-CFG-01). Lower it only for labs and tests."""

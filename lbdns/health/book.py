@@ -113,6 +113,7 @@ class HealthBook:
         self._origins: dict[PairKey, OriginHealth] = {}
         self._rtt: dict[tuple[str, str], _RttEntry] = {}
         self._pool_rtt: dict[str, PoolRtt] = {}
+        self._states_token = object()  # replaced whenever a pair's aggregated state changes
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -202,6 +203,7 @@ class HealthBook:
                 new_state, old.failure_reason, result.at, old.rtt_ms, old.response_code
             )
         if new_state is not old.state:
+            self._states_token = object()
             return Transition(old.state, new_state, pool_id, origin_name, None)
         if group is not None and member_tr is not None:
             return Transition(member_tr.old, member_tr.new, pool_id, origin_name, monitor_id)
@@ -280,9 +282,11 @@ class HealthBook:
     # -- snapshots and reloads -----------------------------------------------------------------
 
     def freeze(self, version: int) -> HealthView:
-        """An immutable :class:`HealthView` of the current state with the given ``version``."""
+        """An immutable :class:`HealthView` of the current state with the given ``version``;
+        its ``states_token`` is shared with earlier views while no pair state changed."""
         return HealthView(
-            version, MappingProxyType(dict(self._origins)), MappingProxyType(dict(self._pool_rtt))
+            version, MappingProxyType(dict(self._origins)), MappingProxyType(dict(self._pool_rtt)),
+            self._states_token,
         )
 
     @classmethod

@@ -58,13 +58,20 @@ _UNKNOWN = OriginHealth()
 
 @dataclass(frozen=True, slots=True)
 class HealthView:
-    """An immutable snapshot of health, read by steering once per query."""
+    """An immutable snapshot of health, read by steering once per query.
+
+    ``states_token`` is an identity that two views share only when every origin's ``state``
+    is the same in both: caches of state-derived steering facts (pool usability, memoised LB
+    answers) key on it, so publishing new probe details (times, RTTs) does not drop them.
+    A view built without one gets a fresh token.
+    """
 
     version: int = 0
     origins: Mapping[tuple[str, str], OriginHealth] = field(
         default_factory=lambda: MappingProxyType({})
     )
     pool_rtt: Mapping[str, PoolRtt] = field(default_factory=lambda: MappingProxyType({}))
+    states_token: object = field(default_factory=object, compare=False)
 
     def origin(self, pool_id: str, origin_name: str) -> OriginHealth:
         """The health of (pool, origin); UNKNOWN when nothing was recorded."""

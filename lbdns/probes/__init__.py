@@ -1,15 +1,20 @@
 """Health probes (edge): http/https/tcp/udp_icmp/icmp_ping/smtp checks that never raise, the
-probe scheduler and health notifications (SPEC.md §10, §11; DESIGN.md "One probe result").
+probe scheduler, the probe worker process, the recorder that turns results into health views,
+and health notifications (SPEC.md §10, §11; DESIGN.md "One probe result").
 """
 
+from lbdns.probes.recorder import HealthRecorder, ProbeSink
 from lbdns.probes.result import FAILURE_REASONS, ProbeResult
-from lbdns.probes.scheduler import ProbeContext, ProbeScheduler, ProbeTarget, build_targets, run_check
+from lbdns.probes.scheduler import ProbeContext, ProbeScheduler, run_check
+from lbdns.probes.targets import ProbeTarget, build_targets
 
 __all__ = [
     "FAILURE_REASONS",
+    "HealthRecorder",
     "ProbeContext",
     "ProbeResult",
     "ProbeScheduler",
+    "ProbeSink",
     "ProbeTarget",
     "build_targets",
     "run_check",

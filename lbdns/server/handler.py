@@ -51,7 +51,7 @@ log = logging.getLogger("lbdns.server")
 @dataclass(slots=True)
 class _LbMemo:
     """A cacheable LB answer (SPEC.md issue #3 point 7): valid while the snapshot and the
-    health view are the ones it was computed with. Multi-answers rotate through ``rrs``;
+    origin states (``HealthView.states_token``) are the ones it was computed with. Multi-answers rotate through ``rrs``;
     random single answers redraw from the cumulative ``weights`` over ``choices``."""
 
     snapshot: object
@@ -135,7 +135,7 @@ class Handler:
         resolver address, which is not part of the key)."""
         d = ans.decision
         assert d is not None and ans.lb is not None
-        memo = _LbMemo(cur.snapshot, cur.health, ans, ans.rrs, tuple(rr for _, rr in ans.weighted),
+        memo = _LbMemo(cur.snapshot, cur.health.states_token, ans, ans.rrs, tuple(rr for _, rr in ans.weighted),
                        tuple(accumulate(w for w, _ in ans.weighted)), dkey)
         loc = d.location
         if loc is None:
@@ -227,7 +227,7 @@ class Handler:
                     src = ecs_for_answer.source_prefix
                     scope = min(lbm.network_prefix, src) if lbm.network_prefix >= 0 else (
                         src if lbm.network_prefix == -1 else 0)
-            if lbm is not None and lbm.health is cur.health and lbm.snapshot is cur.snapshot:
+            if lbm is not None and lbm.health is cur.health.states_token and lbm.snapshot is cur.snapshot:
                 self.counters.decisions[lbm.decision_key] += 1
                 a = lbm.answer
                 self.counters.queries[("tcp" if tcp else "udp", q.qtype, a.rcode)] += 1

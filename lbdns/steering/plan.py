@@ -2,8 +2,9 @@
 every query, built once per snapshot (DESIGN.md "Compile once, serve many").
 
 Health-dependent facts (which origins count as healthy, whether a pool is usable) are
-memoised per :class:`~lbdns.health.view.HealthView` object inside each :class:`CompiledPool`,
-so a query after the first one for a given view does no per-origin work.
+memoised per :attr:`HealthView.states_token <lbdns.health.view.HealthView>` inside each
+:class:`CompiledPool`, so a query after the first one for given origin states does no
+per-origin work, however many views with new probe details are published meanwhile.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class CompiledOrigin:
 class PoolState:
     """Health-derived facts of a pool for one health view (SPEC.md R-HLT-10, R-GTS-02)."""
 
-    view: HealthView | None
+    token: object                            # the HealthView.states_token it was computed for
     healthy: tuple[CompiledOrigin, ...]      # enabled origins that count as healthy
     usable: bool                             # enabled, ≥ minimum_origins healthy, has an eligible origin
 
@@ -69,9 +70,9 @@ class CompiledPool:
     _state: PoolState = field(default_factory=lambda: PoolState(None, (), False))
 
     def state(self, view: HealthView) -> PoolState:
-        """Health facts for ``view`` (memoised on the view object)."""
+        """Health facts for ``view`` (memoised on its ``states_token``)."""
         st = self._state
-        if st.view is view:
+        if st.token is view.states_token:
             return st
         if self.monitored:
             pid = self.id
@@ -81,7 +82,7 @@ class CompiledPool:
             healthy = tuple(o for o in self.origins if o.enabled)
         usable = (self.enabled and len(healthy) >= self.minimum_origins
                   and any(o.weight > 0 for o in healthy))
-        st = PoolState(view, healthy, usable)
+        st = PoolState(view.states_token, healthy, usable)
         self._state = st
         return st
 

@@ -8,6 +8,8 @@ monitors use 1 s intervals (``monitor_interval_min: 1``).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import urllib.request
@@ -121,8 +123,9 @@ def http_get(server: Server, path: str) -> str:
         return str(resp.read().decode())
 
 
-def test_warm_start_then_failover_within_bound_and_back(tmp_path, origins):
-    s = start(tmp_path, origins)
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+def test_warm_start_then_failover_within_bound_and_back(tmp_path, origins, isolation):
+    s = start(tmp_path, origins, probe_isolation=isolation)
     try:
         # warm start: the first answer already comes from the healthy primary pool
         assert lb(s) == {"127.0.0.11", "127.0.0.12"}
@@ -184,11 +187,32 @@ def test_metrics_and_status_parse(tmp_path, origins):
         assert healthy[("primary", "e1")] == 1
         assert any(x.value > 0 for x in families["lbdns_probes"].samples)
         assert "lbdns_probe_schedule_lag_seconds" in families
+        # the checks run in the probe worker process, whose CPU time is exported beside ours
+        assert families["lbdns_probe_worker_process_cpu_seconds"].samples[0].value > 0
+        assert families["process_cpu_seconds"].samples[0].value > 0
+        assert families["lbdns_probe_worker_restarts"].samples[0].value == 0
         status = json.loads(http_get(s, "/status"))
         origin = status["pools"][0]["origins"][0]
         assert origin["health"] == "healthy" and origin["rtt_ms"] is not None and origin["last_probe_at"] > 0
     finally:
         s.stop()
+
+
+def test_probe_worker_killed_is_restarted_and_health_keeps_flowing(tmp_path, origins):
+    s = start(tmp_path, origins)
+    try:
+        runtime = s.app.health_runtime
+        pid = runtime.worker_pid
+        assert pid is not None and pid != os.getpid()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: runtime.worker_pid not in (None, pid), 10)
+        assert runtime.metrics()["worker_restarts"] == 1
+        assert lb(s) == {"127.0.0.11", "127.0.0.12"}  # health was kept meanwhile (stale, not reset)
+        origins["e2"].stop()  # the new worker probes: a failure is still noticed
+        wait_for(lambda: lb(s) == {"127.0.0.11"}, INTERVAL * DOWN + TIMEOUT + 6)
+    finally:
+        s.stop()
+    assert runtime.worker_pid is None  # stopped with the server
 
 
 def test_admin_health_override_and_reload_carry_over(tmp_path, origins):

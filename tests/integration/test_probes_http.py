@@ -263,7 +263,8 @@ def test_reset_is_connection_reset() -> None:
 
 def test_unknown_hostname_is_dns_unknown_host() -> None:
     from lbdns.config.model import Pool
-    from lbdns.probes.scheduler import ProbeContext, ProbeTarget, run_check
+    from lbdns.probes.scheduler import ProbeContext, run_check
+    from lbdns.probes.targets import ProbeTarget
 
     pool = Pool.model_validate({"name": "p", "monitor": "m",
                                 "origins": [{"name": "o", "address": "no-such-host.invalid"}]})

@@ -19,8 +19,10 @@ from aiohttp import web
 from lbdns.config.model import Monitor, Pool
 from lbdns.health.view import HealthView, OriginState
 from lbdns.probes.notify import HealthEvent
+from lbdns.probes.recorder import HealthRecorder
 from lbdns.probes.result import ProbeResult, failed, passed
-from lbdns.probes.scheduler import ProbeContext, ProbeScheduler, ProbeTarget, build_targets
+from lbdns.probes.scheduler import ProbeContext, ProbeScheduler
+from lbdns.probes.targets import ProbeTarget, build_targets
 from tests.integration.test_probes_http import Recorder, make_app, run
 
 U, H, X = OriginState.UNKNOWN, OriginState.HEALTHY, OriginState.UNHEALTHY
@@ -59,6 +61,15 @@ async def _wait(pred: Callable[[], bool], limit: float) -> float:
     return time.monotonic() - t0
 
 
+def _inline(targets: list[ProbeTarget], publish: Callable[[HealthView], None], *, on_event: Any = None,
+            coalesce_ms: float = 200.0, initial_version: int = 0,
+            **kw: Any) -> tuple[HealthRecorder, ProbeScheduler]:
+    """A recorder and a scheduler in this event loop, as ``probe_isolation: inline`` runs them."""
+    rec = HealthRecorder(publish, on_event=on_event, coalesce_ms=coalesce_ms, initial_version=initial_version)
+    rec.set_targets(targets, publish=False)
+    return rec, ProbeScheduler(targets, rec, **kw)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,8 +88,8 @@ def test_listener_stop_detected_and_recovery(caplog: pytest.LogCaptureFixture) -
         pool = _pool("p", [port])
         views: list[HealthView] = []
         events: list[HealthEvent] = []
-        sched = ProbeScheduler(build_targets({"p": pool}, {"m": mon}), views.append,
-                               jitter=0, on_event=events.append)
+        _rec, sched = _inline(build_targets({"p": pool}, {"m": mon}), views.append,
+                              jitter=0, on_event=events.append)
         await sched.start()
         try:
             await _wait(lambda: bool(views) and views[-1].state("p", "o0") is H, 5.0)
@@ -116,10 +127,11 @@ def test_run_one_round_warm_start() -> None:
         pool = _pool("p", [port, _free_port()])
         mon = _monitor(consecutive_up=0, consecutive_down=0, timeout=1, retries=1)
         views: list[HealthView] = []
-        sched = ProbeScheduler(build_targets({"p": pool}, {"m": mon}), views.append, initial_version=41)
+        rec, sched = _inline(build_targets({"p": pool}, {"m": mon}), views.append, initial_version=41)
         try:
             t0 = time.monotonic()
-            view = await sched.run_one_round()
+            await sched.run_one_round()
+            view = rec.publish_now()
             took = time.monotonic() - t0
         finally:
             await sched.stop()
@@ -160,9 +172,9 @@ def test_coalesced_publish_and_immediate_unhealthy() -> None:
     async def main() -> tuple[float, float]:
         pool = _pool("p", [1, 2, 3, 4, 5])
         mon = _monitor(consecutive_up=0, consecutive_down=0)
-        sched = ProbeScheduler(build_targets({"p": pool}, {"m": mon}),
-                               lambda v: stamps.append((time.monotonic(), v)),
-                               jitter=0, coalesce_ms=400, checker=script)
+        rec, sched = _inline(build_targets({"p": pool}, {"m": mon}),
+                             lambda v: stamps.append((time.monotonic(), v)),
+                             jitter=0, coalesce_ms=400, checker=script)
         await sched.start()
         try:
             await _wait(lambda: bool(stamps) and stamps[-1][1].state("p", "o4") is H, 3.0)
@@ -175,7 +187,8 @@ def test_coalesced_publish_and_immediate_unhealthy() -> None:
             assert len(stamps) >= n_before
         finally:
             n_running = len(stamps)
-            await sched.stop()  # flushes a pending publish at once
+            await sched.stop()
+            rec.flush()  # a pending publish goes out at once
         del stamps[n_running:]
         return t_flip, t_seen
 
@@ -196,11 +209,11 @@ def test_replace_targets_carries_health_over() -> None:
     script = Script()
     views: list[HealthView] = []
 
-    async def main() -> ProbeScheduler:
+    async def main() -> HealthRecorder:
         pool = _pool("p", [1, 2])
         mon = _monitor(consecutive_up=0, consecutive_down=3)
-        sched = ProbeScheduler(build_targets({"p": pool}, {"m": mon}), views.append,
-                               jitter=0, coalesce_ms=0, checker=script)
+        rec, sched = _inline(build_targets({"p": pool}, {"m": mon}), views.append,
+                             jitter=0, coalesce_ms=0, checker=script)
         await sched.start()
         try:
             await _wait(lambda: bool(views) and views[-1].state("p", "o1") is H, 3.0)
@@ -210,7 +223,9 @@ def test_replace_targets_carries_health_over() -> None:
                 {"name": "o2", "address": "127.0.0.1", "port": 3}]})
             q = _pool("q", [4])
             v_before = views[-1].version
-            sched.replace_targets(build_targets({"p": pool2, "q": q}, {"m": mon}))
+            new_targets = build_targets({"p": pool2, "q": q}, {"m": mon})
+            rec.set_targets(new_targets)
+            sched.replace_targets(new_targets)
             v = views[-1]
             assert v.version > v_before
             assert v.state("p", "o0") is H  # carried over
@@ -222,10 +237,10 @@ def test_replace_targets_carries_health_over() -> None:
             await _wait(lambda: views[-1].state("p", "o0") is X, 5.0)
         finally:
             await sched.stop()
-        return sched
+        return rec
 
-    sched = run(main())
-    assert sched.book.member_keys() == {("p", "o0", "m"), ("p", "o2", "m"), ("q", "o0", "m")}
+    rec = run(main())
+    assert rec.book.member_keys() == {("p", "o0", "m"), ("p", "o2", "m"), ("q", "o0", "m")}
 
 
 def test_hook_errors_do_not_stop_probing(caplog: pytest.LogCaptureFixture) -> None:
@@ -241,14 +256,14 @@ def test_hook_errors_do_not_stop_probing(caplog: pytest.LogCaptureFixture) -> No
 
     async def main() -> int:
         pool = _pool("p", [1])
-        sched = ProbeScheduler(build_targets({"p": pool}, {"m": _monitor(consecutive_up=0)}), bad_publish,
-                               jitter=0, coalesce_ms=0, checker=script, on_event=bad_hook)
+        rec, sched = _inline(build_targets({"p": pool}, {"m": _monitor(consecutive_up=0)}), bad_publish,
+                             jitter=0, coalesce_ms=0, checker=script, on_event=bad_hook)
         await sched.start()
         try:
             await _wait(lambda: script.calls >= 3, 5.0)
         finally:
             await sched.stop()
-        return sched.probes_run
+        return rec.probes_run
 
     assert run(main()) >= 3
     assert views and views[-1].state("p", "o0") is H
@@ -258,10 +273,10 @@ def test_hook_errors_do_not_stop_probing(caplog: pytest.LogCaptureFixture) -> No
 def test_schedule_lag_and_first_round_jitter() -> None:
     script = Script()
 
-    async def main() -> ProbeScheduler:
+    async def main() -> HealthRecorder:
         pools = {f"p{i}": _pool(f"p{i}", [1]) for i in range(20)}
-        sched = ProbeScheduler(build_targets(pools, {"m": _monitor()}), lambda v: None,
-                               jitter=0.5, checker=script)
+        rec, sched = _inline(build_targets(pools, {"m": _monitor()}), lambda v: None,
+                             jitter=0.5, checker=script)
         await sched.start()
         try:
             await asyncio.sleep(0.3)
@@ -270,10 +285,10 @@ def test_schedule_lag_and_first_round_jitter() -> None:
             assert 0 < early < 20 or early == 20  # jittered start spread over ≤ 0.5 s
         finally:
             await sched.stop()
-        return sched
+        return rec
 
-    sched = run(main())
-    lags = list(sched.schedule_lag)
+    rec = run(main())
+    lags = list(rec.schedule_lag)
     assert len(lags) >= 20
     assert all(-0.001 <= lag < 0.5 for lag in lags), max(lags)
 
@@ -284,9 +299,10 @@ def test_run_one_round_settles_consecutive_up() -> None:
         script.up["o1"] = False
         pool = _pool("p", [1, 2])
         mon = _monitor(consecutive_up=3, consecutive_down=3)
-        sched = ProbeScheduler(build_targets({"p": pool}, {"m": mon}), lambda v: None, checker=script)
+        rec, sched = _inline(build_targets({"p": pool}, {"m": mon}), lambda v: None, checker=script)
         try:
-            view = await sched.run_one_round(settle=settle)
+            await sched.run_one_round(settle=settle)
+            view = rec.publish_now()
         finally:
             await sched.stop()
         return view, script.calls

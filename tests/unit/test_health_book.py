@@ -103,6 +103,31 @@ def test_freeze_is_immutable_snapshot() -> None:
     assert v1.state("p", "zzz") is U
 
 
+def test_states_token_changes_only_with_a_state() -> None:
+    """Views share a states_token while no pair state changes, so steering caches survive
+    publishes that only carry new probe details (times, RTTs)."""
+    book = HealthBook()
+    th = Thresholds(consecutive_up=2, consecutive_down=2)
+    v0 = book.freeze(0)
+    book.record("p", "a", Res(True, 10.0), th, 1.0)  # one pass of two: still UNKNOWN
+    v1 = book.freeze(1)
+    assert v1.states_token is v0.states_token and v1 is not v0
+    book.record("p", "a", Res(True, 11.0), th, 2.0)  # UNKNOWN → HEALTHY
+    v2 = book.freeze(2)
+    assert v2.states_token is not v1.states_token
+    book.add_round_rtt("p", [30.0], 2.5)
+    book.record("p", "a", Res(True, 50.0, at=9.0), th, 3.0)  # new details, same state
+    book.record("p", "a", BAD, th, 4.0)  # one failure of two: still HEALTHY
+    v3 = book.freeze(3)
+    assert v3.states_token is v2.states_token
+    assert v3.origin("p", "a").failure_reason != v2.origin("p", "a").failure_reason
+    assert v3.pool_rtt != v2.pool_rtt
+    book.record("p", "a", BAD, th, 5.0)  # HEALTHY → UNHEALTHY
+    assert book.freeze(4).states_token is not v3.states_token
+    kept = carry_over(book, [("p", "a", "")])
+    assert kept.freeze(5).states_token is not book.freeze(5).states_token  # a reload starts afresh
+
+
 def test_group_record_aggregates_and_member_transitions() -> None:
     group = (MemberSpec("A", must_be_healthy=True), MemberSpec("B"), MemberSpec("C"),
              MemberSpec("D", monitoring_only=True))

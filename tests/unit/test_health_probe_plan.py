@@ -18,7 +18,7 @@ from lbdns.config.model import (
 from lbdns.health.view import OriginHealth, OriginState
 from lbdns.probes.http import plan_request, probe_port, user_agent
 from lbdns.probes.notify import HealthEvent, WebhookNotifier, build_event, filter_allows
-from lbdns.probes.scheduler import build_targets
+from lbdns.probes.targets import build_targets
 
 POOL_ID = "17b5962d775c646f3f9725cbc7a53df4"
 UA = ("Mozilla/5.0 (compatible; Cloudflare-Traffic-Manager/1.0; "

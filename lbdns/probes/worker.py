@@ -1,0 +1,371 @@
+"""The probe worker process: health checks off the query path (issue #4; docs/architecture.md).
+
+A serving lbdns runs its :class:`~lbdns.probes.scheduler.ProbeScheduler` in a child process
+(``python -m lbdns.probes.worker``) so that probing — TCP handshakes, TLS, HTTP parsing, about
+0.4 ms of CPU per HTTP probe — never competes with the query loop for the GIL, and can run on
+another CPU (``probe_cpus``) at a lower priority (``probe_nice``). The health state stays in the
+server: the worker only runs checks and streams their results back; the server's
+:class:`~lbdns.probes.recorder.HealthRecorder` turns them into health views.
+
+The channel is the worker's stdin/stdout, each message one frame: a 4-byte big-endian length
+and a pickled tuple (a private pipe between two processes of the same installation).
+
+Server → worker: ``("start", WorkerOptions, targets)`` once, then any of
+``("targets", targets)`` (reload), ``("warm", timeout_s | None)`` (one warm-start round;
+answered by ``("warm_done", probes)``) and ``("run",)`` (start periodic probing). EOF on stdin
+stops the worker. Worker → server: ``("events", [("probe", key, ProbeResult, lag_s | None) |
+("round", job, rtts_ms), ...])``, batched at most every ``BATCH_S`` seconds, in order.
+
+:class:`ProbeWorker` is the server side: it spawns the worker, restarts it (with backoff) when
+it dies, and feeds its results into a :class:`~lbdns.probes.recorder.ProbeSink`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import struct
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lbdns.health.book import MemberKey
+from lbdns.probes.recorder import JobKey, ProbeSink
+from lbdns.probes.result import ProbeResult
+from lbdns.probes.targets import ProbeTarget
+
+log = logging.getLogger("lbdns.probes")
+
+FRAME = struct.Struct("!I")
+MAX_FRAME = 1 << 30
+"""Largest accepted frame in bytes (a target list of a very large configuration fits)."""
+BATCH_S = 0.01
+"""Seconds the worker gathers results before writing them as one frame."""
+START_GRACE_S = 15.0
+"""Seconds allowed for the worker to start (interpreter, imports) on top of a warm-start bound."""
+RESTART_DELAY_S = (1.0, 30.0)
+"""First and largest delay in seconds before a dead worker is restarted (doubling)."""
+STOP_TIMEOUT_S = 5.0
+"""Seconds a stopping worker gets to exit after its stdin closes, before it is killed."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How the worker probes. ``concurrency``: probes in flight at most (≥ 1);
+    ``strict_public_endpoints`` (R-MON-16); ``cpus``: CPU ids the worker may run on (None ⇒
+    inherited from the server); ``nice``: added to the worker's nice value (0–19, a lower
+    priority than the query loop); ``log_level``: the logging level number;
+    ``round_rate``: see :class:`~lbdns.probes.scheduler.ProbeScheduler`."""
+
+    concurrency: int = 256
+    strict_public_endpoints: bool = False
+    cpus: tuple[int, ...] | None = None
+    nice: int = 0
+    log_level: int = logging.WARNING
+    round_rate: float = 500.0
+
+
+def encode(message: tuple[Any, ...]) -> bytes:
+    """One frame: length prefix + pickled ``message``."""
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME.pack(len(body)) + body
+
+
+async def read_message(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
+    """The next message from ``reader``, or None at EOF. Raises ValueError for a frame longer
+    than :data:`MAX_FRAME` or a body that is not a tuple."""
+    try:
+        head = await reader.readexactly(FRAME.size)
+        (size,) = FRAME.unpack(head)
+        if size > MAX_FRAME:
+            raise ValueError(f"probe worker frame of {size} bytes exceeds {MAX_FRAME}")
+        body = await reader.readexactly(size)
+    except asyncio.IncompleteReadError:
+        return None
+    msg = pickle.loads(body)
+    if not isinstance(msg, tuple) or not msg:
+        raise ValueError(f"probe worker message is not a tuple: {type(msg).__name__}")
+    return msg
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side (the child process)
+# ---------------------------------------------------------------------------------------------
+
+
+class _PipeSink:
+    """A :class:`ProbeSink` that batches events and writes them to the server as frames."""
+
+    def __init__(self, write: Any) -> None:
+        self._write = write
+        self._events: list[tuple[Any, ...]] = []
+        self._handle: asyncio.TimerHandle | None = None
+
+    def probe_done(self, key: MemberKey, result: ProbeResult, lag: float | None) -> None:
+        self._events.append(("probe", key, result, lag))
+        self._schedule()
+
+    def round_done(self, job: JobKey, rtts_ms: list[float]) -> None:
+        self._events.append(("round", job, rtts_ms))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_later(BATCH_S, self.flush)
+
+    def flush(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._events:
+            events, self._events = self._events, []
+            self._write(encode(("events", events)))
+
+
+def _apply_placement(options: WorkerOptions) -> None:
+    if options.cpus:
+        try:
+            os.sched_setaffinity(0, set(options.cpus))
+        except (OSError, AttributeError) as exc:
+            log.warning("probe worker: cannot set CPU affinity %s: %s", list(options.cpus), exc)
+    if options.nice:
+        try:
+            os.nice(options.nice)
+        except OSError as exc:
+            log.warning("probe worker: cannot change nice value by %d: %s", options.nice, exc)
+
+
+async def _serve(in_fd: int, out_fd: int) -> None:
+    from lbdns.probes.scheduler import ProbeScheduler
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_FRAME)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(in_fd, "rb", 0))
+    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(out_fd, "wb", 0))
+    sink = _PipeSink(transport.write)
+    scheduler: ProbeScheduler | None = None
+    try:
+        while (msg := await read_message(reader)) is not None:
+            kind = msg[0]
+            if kind == "start" and scheduler is None:
+                options: WorkerOptions = msg[1]
+                logging.getLogger().setLevel(options.log_level)
+                _apply_placement(options)
+                scheduler = ProbeScheduler(msg[2], sink, concurrency=options.concurrency,
+                                           strict_public_endpoints=options.strict_public_endpoints,
+                                           round_rate=options.round_rate)
+            elif scheduler is None:
+                raise ValueError(f"probe worker: {kind!r} before 'start'")
+            elif kind == "targets":
+                scheduler.replace_targets(msg[1])
+            elif kind == "warm":
+                n = await scheduler.run_one_round(msg[1])
+                sink.flush()
+                transport.write(encode(("warm_done", n)))
+            elif kind == "run":
+                await scheduler.start()
+            else:
+                raise ValueError(f"probe worker: unknown message {kind!r}")
+    finally:
+        if scheduler is not None:
+            await scheduler.stop()
+        sink.flush()
+        transport.close()
+
+
+def main() -> int:
+    """Entry point of ``python -m lbdns.probes.worker``: serve the protocol on stdin/stdout
+    until stdin closes. Returns the exit status (0 normally)."""
+    out_fd = os.dup(1)
+    os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server handles ^C and closes our stdin
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads arrive as "targets"
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s[probe-worker]: %(message)s")
+    try:
+        import uvloop
+
+        uvloop.run(_serve(0, out_fd))
+    except KeyboardInterrupt:  # pragma: no cover
+        return 0
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Server side
+# ---------------------------------------------------------------------------------------------
+
+
+class ProbeWorker:
+    """The server's handle on the probe worker process.
+
+    Takes the :class:`ProbeSink` that receives every result (in the server's event loop) and
+    the :class:`WorkerOptions`. :meth:`start` spawns the worker and optionally waits for a
+    warm-start round; :meth:`replace_targets` forwards a reload; :meth:`stop` ends it. A worker
+    that exits unexpectedly is restarted after 1 s (doubling up to 30 s), with the current
+    targets and no warm start; ``restarts`` counts that. ``pid`` is the running worker's
+    process id (None when none runs). ``command`` is the worker's argv (default: this
+    interpreter running ``-m lbdns.probes.worker``); ``stop_timeout`` the seconds :meth:`stop`
+    waits for it to exit before killing it.
+    """
+
+    def __init__(self, sink: ProbeSink, options: WorkerOptions, *,
+                 restart_delay: tuple[float, float] = RESTART_DELAY_S,
+                 command: Sequence[str] = (sys.executable, "-m", "lbdns.probes.worker"),
+                 stop_timeout: float = STOP_TIMEOUT_S) -> None:
+        self.sink = sink
+        self.stop_timeout = stop_timeout
+        self.command = tuple(command)
+        self.options = options
+        self.restarts = 0
+        self._delay = restart_delay
+        self._targets: list[ProbeTarget] = []
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._warm: asyncio.Future[int] | None = None
+        self._stopping = False
+        self._supervisor: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running worker, or None."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.returncode is None else None
+
+    async def start(self, targets: Sequence[ProbeTarget], *, warm_start: bool,
+                    warm_timeout: float | None = None) -> int | None:
+        """Spawn the worker with ``targets``; with ``warm_start`` run one warm-start round first
+        (see :meth:`ProbeScheduler.run_one_round`; bounded by ``warm_timeout`` or the monitors'
+        own bound, plus :data:`START_GRACE_S`), then start periodic probing. Returns the number
+        of warm-start probes reported (None without warm start or when the bound passed).
+        Raises OSError when the worker cannot be spawned."""
+        self._targets = list(targets)
+        await self._spawn()
+        done: int | None = None
+        if warm_start and self._targets:
+            done = await self._warm_round(warm_timeout)
+        self._send(("run",))
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="lbdns-probe-worker")
+        return done
+
+    def replace_targets(self, targets: Sequence[ProbeTarget]) -> None:
+        """Forward a reloaded configuration's targets (the worker keeps unchanged schedules)."""
+        self._targets = list(targets)
+        self._send(("targets", self._targets))
+
+    async def stop(self) -> None:
+        """Close the worker's stdin, wait up to ``stop_timeout`` seconds for it to exit, kill it
+        otherwise; deliver the results it flushed on the way out."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), self.stop_timeout)
+        except TimeoutError:
+            log.warning("probe worker %d did not exit in %.1f s; killing it", proc.pid, self.stop_timeout)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        if self._reader_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._reader_task, 1.0)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    async def _spawn(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            *self.command,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            limit=MAX_FRAME, start_new_session=False,
+        )
+        log.info("probe worker started (pid %d, %d targets)", self._proc.pid, len(self._targets))
+        self._send(("start", self.options, self._targets))
+        self._reader_task = asyncio.get_running_loop().create_task(self._read(self._proc))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdin.is_closing():
+            return
+        proc.stdin.write(encode(message))
+
+    async def _warm_round(self, timeout: float | None) -> int | None:
+        bound = timeout
+        if bound is None:
+            bound = max((t.monitor.timeout * (t.monitor.retries + 1) for t in self._targets), default=0) + 1.0
+        self._warm = asyncio.get_running_loop().create_future()
+        self._send(("warm", timeout))
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._warm), bound + START_GRACE_S)
+        except TimeoutError:
+            log.warning("warm start: no answer from the probe worker within %.1f s", bound + START_GRACE_S)
+            return None
+        finally:
+            self._warm = None
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        try:
+            while (msg := await read_message(proc.stdout)) is not None:
+                if msg[0] == "events":
+                    self._deliver(msg[1])
+                elif msg[0] == "warm_done" and self._warm is not None and not self._warm.done():
+                    self._warm.set_result(int(msg[1]))
+        except Exception:
+            log.exception("probe worker %d sent an unreadable message; restarting it", proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+    def _deliver(self, events: list[tuple[Any, ...]]) -> None:
+        for ev in events:
+            try:
+                if ev[0] == "probe":
+                    self.sink.probe_done(ev[1], ev[2], ev[3])
+                else:
+                    self.sink.round_done(ev[1], ev[2])
+            except Exception:  # a broken sink must not stop the reader
+                log.exception("probe sink failed")
+
+    async def _supervise(self) -> None:
+        delay = self._delay[0]
+        while not self._stopping:
+            proc = self._proc
+            assert proc is not None
+            started = time.monotonic()
+            code = await proc.wait()
+            if self._reader_task is not None:
+                with contextlib.suppress(Exception):
+                    await self._reader_task
+            if self._stopping:
+                return
+            if time.monotonic() - started > 60.0:
+                delay = self._delay[0]
+            log.error("probe worker %d exited with status %s; restarting in %.0f s (health is stale meanwhile)",
+                      proc.pid, code, delay)
+            self.restarts += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._delay[1])
+            if self._stopping:
+                return
+            try:
+                await self._spawn()
+            except OSError:
+                log.exception("probe worker restart failed")
+                continue
+            self._send(("run",))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
