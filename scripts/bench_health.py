@@ -3,9 +3,14 @@
 listeners (127.0.0.1–127.0.0.10, one port each) in 100 pools, probed every ``--interval``
 seconds while dnsperf queries an LB for ``--duration`` seconds; then the same dnsperf run with
 probing off. Prints the probe schedule lag (p50/p99 from the server's own samples via
-``/metrics``), probes run, and the qps ratio probing/no-probing.
+``/metrics``), probes run, the qps ratio probing/no-probing, and the CPU of the server and of
+the probe worker (µs of server CPU per answered query is the capacity figure: it does not
+depend on whether dnsperf, sharing the other CPU, kept up).
 
-    .venv/bin/python scripts/bench_health.py --origins 1000 --interval 5 --duration 30
+The server is pinned to ``--server-cpu``; dnsperf and the origin listeners to ``--client-cpu``.
+The probe worker inherits the server's CPU unless ``--probe-cpus`` places it elsewhere.
+
+    .venv/bin/python scripts/bench_health.py --origins 1000 --interval 5 --duration 30 [--probe-cpus 0]
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _listeners(n: int, conn: Connection, cpu: str) -> None:
+def _listeners(n: int, conn: Connection, cpu: str, nice: int) -> None:
     if cpu:
         os.sched_setaffinity(0, {int(c) for c in cpu.split(",")})
+    if nice:
+        os.nice(nice)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n * 4 + 256)), hard))
 
@@ -101,13 +108,12 @@ def run_server(d: Path, port: int, admin: int, probes: bool, cpu: str) -> subpro
         cmd.append("--no-probes")
     if cpu and shutil.which("taskset"):
         cmd = ["taskset", "-c", cpu, *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
+    log = d / "server.log"
+    with log.open("w") as out:  # a file, not a pipe: a full pipe would block the server's logging
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
     t0 = time.monotonic()
-    while time.monotonic() - t0 < 60:
-        line = proc.stdout.readline()
-        if "listening on" in line or not line:
-            break
+    while time.monotonic() - t0 < 60 and proc.poll() is None and "listening on" not in log.read_text():
+        time.sleep(0.05)
     return proc
 
 
@@ -143,12 +149,14 @@ def main() -> int:
     ap.add_argument("--probe-cpus", default="",
                     help="probe_cpus for the worker, e.g. 0 (default: the server's CPUs)")
     ap.add_argument("--probe-nice", type=int, default=0, help="probe_nice for the worker")
+    ap.add_argument("--origins-nice", type=int, default=0,
+                    help="nice value of the origin listeners (so dnsperf wins the client CPU)")
     ap.add_argument("--origins-cpu", default=None,
                     help="CPUs of the origin listeners (default: the client's, so the server core measures only lbdns)")
     args = ap.parse_args()
     parent, child = mp.Pipe()
     origins_cpu = args.client_cpu if args.origins_cpu is None else args.origins_cpu
-    lst = mp.Process(target=_listeners, args=(args.origins, child, origins_cpu), daemon=True)
+    lst = mp.Process(target=_listeners, args=(args.origins, child, origins_cpu, args.origins_nice), daemon=True)
     lst.start()
     origins = parent.recv()
     d = Path(tempfile.mkdtemp(prefix="lbdns-health-bench-"))
@@ -164,7 +172,7 @@ def main() -> int:
             proc = run_server(d, port, admin, probes, args.server_cpu)
             try:
                 if proc.poll() is not None:
-                    out = proc.stdout.read() if proc.stdout else ""
+                    out = (d / "server.log").read_text()
                     raise SystemExit(f"lbdns exited early ({proc.returncode}):\n{out}")
                 before = _metrics(admin)
                 qps = dnsperf(port, args.duration, args.client_cpu)
@@ -179,6 +187,9 @@ def main() -> int:
                 if used > 0:
                     result[f"{key}_cpu_pct_{'with' if probes else 'without'}_probes"] = round(
                         100 * used / args.duration, 1)
+                    if key == "server" and qps > 0:  # CPU cost per answered query: capacity, not load
+                        result[f"server_us_per_query_{'with' if probes else 'without'}_probes"] = round(
+                            1e6 * used / args.duration / qps, 2)
             if probes:
                 result["probes_run"] = sum(v for _, v in metric(text, "lbdns_probes_total"))
                 result["probes_failed"] = sum(v for _, v in metric(text, "lbdns_probes_failed_total"))
