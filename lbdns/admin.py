@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from lbdns import logpipe
 from lbdns.health.view import HealthView, OriginHealth, OriginState
 from lbdns.snapshot import Snapshot
 
@@ -141,6 +142,8 @@ class _Collector(Collector):
             yield lq
             yield CounterMetricFamily("lbdns_probe_worker_restarts", "Probe worker processes restarted after dying",
                                       value=m["worker_restarts"])
+        yield CounterMetricFamily("lbdns_log_lines_dropped", "Log lines dropped because stderr was not keeping up",
+                                  value=logpipe.dropped())
         qlog = app.query_log
         if qlog is not None:
             yield CounterMetricFamily("lbdns_query_log_dropped", "Query log lines dropped (writer behind)",

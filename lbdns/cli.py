@@ -79,10 +79,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``lbdns serve``: run the server until SIGTERM."""
+    from lbdns import logpipe
+
+    pipe = logpipe.install(getattr(logging, args.log_level.upper()))
+    try:
+        return _serve(args)
+    finally:
+        pipe.stop()
+
+
+def _serve(args: argparse.Namespace) -> int:
     from lbdns.app import App
 
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = _settings_from_args(args)
     except ConfigError as exc:

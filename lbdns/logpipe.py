@@ -1,0 +1,104 @@
+"""Log lines written off the event loop (edge): ``lbdns serve`` logs through a bounded queue
+that a writer thread drains to stderr (stdlib :class:`logging.handlers.QueueHandler` /
+:class:`~logging.handlers.QueueListener`).
+
+Writing to stderr can block: a full pipe nobody reads, a stalled terminal, a slow journal. A
+blocked ``write`` inside the event loop would stop DNS answering altogether (seen in the
+health scale run, whose harness stopped reading the server's output). Here the loop only
+appends to a queue; when the queue is full the line is dropped and counted
+(``lbdns_log_lines_dropped_total``), never waited for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import logging.handlers
+import queue
+import sys
+from typing import TextIO
+
+QUEUE_LINES = 10_000
+"""Log records buffered before new ones are dropped."""
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+STOP_TIMEOUT_S = 2.0
+"""Seconds :meth:`LogPipe.stop` waits for queued lines to be written."""
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """A QueueHandler that drops (and counts) records when the queue is full."""
+
+    def __init__(self, q: queue.Queue[logging.LogRecord | None]) -> None:
+        super().__init__(q)
+        self.dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+
+class _Listener(logging.handlers.QueueListener):
+    """A QueueListener whose stop is bounded: a writer stuck on a blocked stream is abandoned
+    (it is a daemon thread) after ``STOP_TIMEOUT_S``."""
+
+    def __init__(self, q: queue.Queue[logging.LogRecord | None], handler: logging.Handler) -> None:
+        super().__init__(q, handler, respect_handler_level=False)
+        self._records = q
+
+    def stop(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        with contextlib.suppress(queue.Full):
+            self._records.put(None, timeout=STOP_TIMEOUT_S)  # QueueListener's sentinel
+        thread.join(STOP_TIMEOUT_S)
+        self._thread = None
+
+
+class LogPipe:
+    """The installed logging pipeline: ``dropped`` counts records lost to a full queue."""
+
+    def __init__(self, handler: _DroppingQueueHandler, listener: _Listener) -> None:
+        self._handler = handler
+        self._listener = listener
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the writer thread was behind (≥ 0)."""
+        return self._handler.dropped
+
+    def stop(self) -> None:
+        """Write out what is queued and stop the writer thread (waiting at most
+        :data:`STOP_TIMEOUT_S` seconds per step)."""
+        self._listener.stop()
+        logging.getLogger().removeHandler(self._handler)
+
+
+_current: LogPipe | None = None
+
+
+def install(level: int, stream: TextIO | None = None, *, lines: int = QUEUE_LINES) -> LogPipe:
+    """Route the root logger at ``level`` through a queue of ``lines`` records to ``stream``
+    (default stderr), replacing its handlers. Returns the pipeline (also kept for
+    :func:`dropped`)."""
+    global _current
+    q: queue.Queue[logging.LogRecord | None] = queue.Queue(maxsize=lines)
+    out = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    out.setFormatter(logging.Formatter(FORMAT))
+    handler = _DroppingQueueHandler(q)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    listener = _Listener(q, out)
+    listener.start()
+    _current = LogPipe(handler, listener)
+    return _current
+
+
+def dropped() -> int:
+    """Records dropped by the installed pipeline (0 when none is installed)."""
+    return _current.dropped if _current is not None else 0
