@@ -79,6 +79,8 @@ class _LbMemo:
 
 
 _LB_MEMO_MAX = 50_000
+_PACKET_MEMO_MAX = 20_000
+"""Entries of the UDP packet memo before it is emptied (each ≤ one response)."""
 
 
 @dataclass(slots=True)
@@ -108,6 +110,13 @@ class Handler:
 
     ``ref`` is the published state; ``geo`` a GeoIP lookup (None disables location: the
     PoP is used); ``lookup`` the hostname-origin cache; ``rng`` the randomness source.
+
+    ``packet_memo`` maps a UDP query's bytes after the message ID to (snapshot, counter key,
+    response bytes after the ID) for answers that depend on nothing but those bytes and the
+    snapshot: static answers (the static memo) to queries without a DNS cookie (its server
+    half depends on the client address) and without ECS (one entry per subnet would churn).
+    A repeated query is then answered by one dict lookup — the strict path's own bytes, with
+    the new ID. It is not used when a query log is on (the log needs the parsed query).
     """
 
     def __init__(self, ref: StateRef, *, geo: Callable[..., object | None] | None = None,
@@ -126,6 +135,8 @@ class Handler:
         self.cookie_secret = os.urandom(16)
         self.lb_memo: dict[tuple[bytes, int, str], _LbMemo] = {}
         self.loc_memo: dict[tuple[bytes, int, str, bool, int], _LbMemo] = {}
+        self.packet_memo: dict[bytes, tuple[object, tuple[str, int, int], bytes]] = {}
+        self._packet_snapshot: object = None
 
     def _remember(self, q: Query, pop: Pop, cur: Current, ans: Answer, ecs: ClientSubnet | None,
                   dkey: tuple[str, str, bool]) -> None:
@@ -167,6 +178,11 @@ class Handler:
         Returns the response bytes, or None when the packet must be dropped. Raises
         :class:`NeedsLookup` only (everything else is answered).
         """
+        if not tcp:
+            hit = self.packet_memo.get(data[2:])
+            if hit is not None and hit[0] is self.ref.current.snapshot:
+                self.counters.queries[hit[1]] += 1
+                return data[:2] + hit[2]
         try:
             q = parse_query(data)
         except FormError as exc:
@@ -180,7 +196,7 @@ class Handler:
             payload = self.ref.current.snapshot.settings.edns_udp_payload if isinstance(exc, EdnsOptionError) else None
             return build_error(data, rcode, edns_payload=payload)
         try:
-            return self._answer(q, peer_ip, tcp, pop)
+            return self._answer(q, peer_ip, tcp, pop, data)
         except NeedsLookup:
             raise
         except Exception:
@@ -189,7 +205,7 @@ class Handler:
             return build_response(q, rcode=RCODE_SERVFAIL, aa=False,
                                   max_size=65535 if tcp else 512)
 
-    def _answer(self, q: Query, peer_ip: str, tcp: bool, pop: Pop) -> bytes:
+    def _answer(self, q: Query, peer_ip: str, tcp: bool, pop: Pop, data: bytes) -> bytes:
         cur = self.ref.current
         settings = cur.snapshot.settings
         ours = settings.edns_udp_payload
@@ -215,6 +231,7 @@ class Handler:
         ecs_for_answer = None if ecs is not None and ecs.source_prefix == 0 else ecs
         memo = snapshot_cache(cur.snapshot)
         ans = memo.get((q.qname_lower, q.qtype))
+        static = ans is not None
         if ans is None:
             lbm = self.lb_memo.get((q.qname_lower, q.qtype, pop.code))
             scope = 0
@@ -253,7 +270,8 @@ class Handler:
                     self._remember(q, pop, cur, ans, ecs_for_answer, dkey)
                 for name in ans.matched_rules:
                     self.counters.rule_matches[(ans.lb.name, name)] += 1
-        self.counters.queries[("tcp" if tcp else "udp", q.qtype, ans.rcode)] += 1
+        counter_key = ("tcp" if tcp else "udp", q.qtype, ans.rcode)
+        self.counters.queries[counter_key] += 1
         out = build_response(
             q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
             authority=ans.authority, nscount=ans.nscount, additional=ans.additional, arcount=ans.arcount,
@@ -262,4 +280,10 @@ class Handler:
         )
         if self.on_answer is not None:
             self.on_answer(q, peer_ip, tcp, pop, ans)
+        elif static and not tcp and (edns is None or (edns.client_cookie is None and ecs is None)):
+            packets = self.packet_memo
+            if len(packets) >= _PACKET_MEMO_MAX or self._packet_snapshot is not cur.snapshot:
+                packets.clear()  # bounded, and never keeps an old snapshot alive
+                self._packet_snapshot = cur.snapshot
+            packets[data[2:]] = (cur.snapshot, counter_key, out[2:])
         return out

@@ -641,3 +641,50 @@ def test_any_at_missing_name_is_nxdomain(srv):
 def test_any_at_empty_non_terminal_is_nodata(srv):
     assert_negative(ask(srv, "b.c.example.com", "ANY"), NOERROR)
 
+
+
+# --- the UDP packet memo gives the strict path's bytes (server/handler.py) ---------------------
+
+_MEMO_CASES = [
+    make("www.example.com"), make("WwW.ExAmPlE.cOm", "AAAA"), make("www.example.com", rd=True),
+    make("www.example.com", edns=None), make("big.example.com", edns=None),  # TC at 512
+    make("big.example.com", payload=600), make("big.example.com", payload=4096, do=True),
+    make("nonexistent.example.com"), make("x.e.w.example.com", "TXT"), make("e.w.example.com"),
+    make("anything.w.example.com"), make("chain-a.example.com"), make("dangling.example.com"),
+    make("loop-x.example.com"), make("host.sub.example.com"), make("example.com", "ANY"),
+    make("example.com", "MX"), make("bigtxt.example.com", "TXT", payload=512),
+    make("www.example.org"),  # REFUSED (not served)
+]
+
+
+@pytest.mark.parametrize("query", _MEMO_CASES, ids=lambda q: f"{q.question[0].name}/{q.question[0].rdtype}")
+def test_repeated_udp_query_gets_identical_bytes(srv, query):
+    """The first answer comes from the strict path, later ones from the static memo and then the
+    packet memo: apart from the message ID every byte is the same."""
+    wire = bytearray(query.to_wire())
+    replies = []
+    for qid in (0x1111, 0x2222, 0x3333, 0x4444):
+        wire[:2] = qid.to_bytes(2, "big")
+        _msg, out = ask_raw(srv, bytes(wire))
+        assert out[:2] == qid.to_bytes(2, "big")
+        replies.append(out[2:])
+    assert all(r == replies[0] for r in replies), "a repeated query was answered differently"
+    _msg, tcp_out = ask_raw(srv, bytes(wire), tcp=True)  # TCP (never memoised) agrees unless truncated
+    if not dns.message.from_wire(b"\0\0" + replies[0]).flags & dns.flags.TC:
+        assert tcp_out[2:] == replies[0]
+
+
+def test_packet_memo_skips_cookies_and_ecs(srv):
+    """Server cookies depend on the client address and ECS answers echo the client's subnet:
+    neither may come from the memo; a plain repeated query does."""
+    handler = srv.app.handler
+    client = os.urandom(8)
+    cookie_q = make("www.example.com", options=[dns.edns.GenericOption(COOKIE, client)])
+    ecs_q = make("www.example.com", options=[dns.edns.ECSOption("192.0.2.0", 24)])
+    plain = make("www.example.com", payload=1400)
+    for q in (cookie_q, ecs_q, plain):
+        for _ in range(3):
+            ask(srv, q)
+    assert not any(client in key for key in handler.packet_memo), "a cookie query was memoised"
+    assert ecs_q.to_wire()[2:] not in handler.packet_memo
+    assert plain.to_wire()[2:] in handler.packet_memo
