@@ -51,8 +51,9 @@ log = logging.getLogger("lbdns.server")
 @dataclass(slots=True)
 class _LbMemo:
     """A cacheable LB answer (SPEC.md issue #3 point 7): valid while the snapshot and the
-    origin states (``HealthView.states_token``) are the ones it was computed with. Multi-answers rotate through ``rrs``;
-    random single answers redraw from the cumulative ``weights`` over ``choices``."""
+    origin states (``HealthView.states_token``) are the ones it was computed with.
+    Multi-answers rotate through ``rrs``; random single answers redraw from the cumulative
+    ``weights`` over ``choices``."""
 
     snapshot: object
     health: object
@@ -76,6 +77,21 @@ class _LbMemo:
             return rrs[0]
         self.turn = k = (self.turn + 1) % n
         return b"".join(rrs[k:] + rrs[:k])
+
+
+@dataclass(slots=True)
+class _Packet:
+    """A memoised UDP response for one exact query (bytes after the ID), see
+    :class:`Handler`. Static: ``head`` is the whole response after the ID. LB: ``head`` runs
+    up to the answer section, which ``memo`` supplies per query, and ``tail`` follows it; valid
+    for PoP ``pop`` while ``memo`` is."""
+
+    snapshot: object
+    counter_key: tuple[str, int, int]
+    head: bytes
+    memo: _LbMemo | None = None
+    pop: Pop | None = None
+    tail: bytes = b""
 
 
 _LB_MEMO_MAX = 50_000
@@ -111,12 +127,14 @@ class Handler:
     ``ref`` is the published state; ``geo`` a GeoIP lookup (None disables location: the
     PoP is used); ``lookup`` the hostname-origin cache; ``rng`` the randomness source.
 
-    ``packet_memo`` maps a UDP query's bytes after the message ID to (snapshot, counter key,
-    response bytes after the ID) for answers that depend on nothing but those bytes and the
-    snapshot: static answers (the static memo) to queries without a DNS cookie (its server
-    half depends on the client address) and without ECS (one entry per subnet would churn).
-    A repeated query is then answered by one dict lookup — the strict path's own bytes, with
-    the new ID. It is not used when a query log is on (the log needs the parsed query).
+    ``packet_memo`` maps a UDP query's bytes after the message ID to a :class:`_Packet`: the
+    strict path's own response bytes, for answers that depend on nothing but those bytes, the
+    snapshot and (for LB names) the origin states and the PoP — static answers (the static
+    memo) and memoised LB answers whose location did not matter, to queries without a DNS
+    cookie (its server half depends on the client address) and without ECS (one entry per
+    subnet would churn). A repeated query is then answered by one dict lookup: the stored bytes
+    with the new ID, and for an LB the answer section drawn or rotated afresh as before. It is
+    not used when a query log is on (the log needs the parsed query).
     """
 
     def __init__(self, ref: StateRef, *, geo: Callable[..., object | None] | None = None,
@@ -135,7 +153,7 @@ class Handler:
         self.cookie_secret = os.urandom(16)
         self.lb_memo: dict[tuple[bytes, int, str], _LbMemo] = {}
         self.loc_memo: dict[tuple[bytes, int, str, bool, int], _LbMemo] = {}
-        self.packet_memo: dict[bytes, tuple[object, tuple[str, int, int], bytes]] = {}
+        self.packet_memo: dict[bytes, _Packet] = {}
         self._packet_snapshot: object = None
 
     def _remember(self, q: Query, pop: Pop, cur: Current, ans: Answer, ecs: ClientSubnet | None,
@@ -166,6 +184,27 @@ class Handler:
             self.loc_memo.clear()
         self.loc_memo[(q.qname_lower, q.qtype, pop.code, ecs is not None, id(rec))] = memo
 
+    def _remember_packet(self, data: bytes, cur: Current, packet: _Packet) -> None:
+        packets = self.packet_memo
+        if len(packets) >= _PACKET_MEMO_MAX or self._packet_snapshot is not cur.snapshot:
+            packets.clear()  # bounded, and never keeps an old snapshot alive
+            self._packet_snapshot = cur.snapshot
+        packets[data[2:]] = packet
+
+    def _remember_lb_packet(self, data: bytes, cur: Current, pop: Pop, lbm: _LbMemo,
+                            counter_key: tuple[str, int, int], out: bytes, section: bytes, qlen: int,
+                            limit: int) -> None:
+        """Keep the parts around the answer section of an LB response, when every answer the
+        memo can draw fits the same way (no truncation, same size budget)."""
+        start = 12 + qlen
+        end = start + len(section)
+        if out[2] & 0x02 or out[start:end] != section:  # truncated, or not laid out as expected
+            return
+        longest = max(len(c) for c in lbm.choices) if lbm.choices else len(section)
+        if len(out) - len(section) + longest > limit:
+            return
+        self._remember_packet(data, cur, _Packet(cur.snapshot, counter_key, out[2:start], lbm, pop, out[end:]))
+
     def _country_of(self, ip: IPv4Address | IPv6Address) -> str | None:
         if self.geo is None:
             return None
@@ -180,9 +219,17 @@ class Handler:
         """
         if not tcp:
             hit = self.packet_memo.get(data[2:])
-            if hit is not None and hit[0] is self.ref.current.snapshot:
-                self.counters.queries[hit[1]] += 1
-                return data[:2] + hit[2]
+            if hit is not None:
+                cur = self.ref.current
+                if hit.snapshot is cur.snapshot:
+                    lbm = hit.memo
+                    if lbm is None:
+                        self.counters.queries[hit.counter_key] += 1
+                        return data[:2] + hit.head
+                    if hit.pop is pop and lbm.health is cur.health.states_token:
+                        self.counters.decisions[lbm.decision_key] += 1
+                        self.counters.queries[hit.counter_key] += 1
+                        return data[:2] + hit.head + lbm.data(self.rng) + hit.tail
         try:
             q = parse_query(data)
         except FormError as exc:
@@ -235,6 +282,7 @@ class Handler:
         if ans is None:
             lbm = self.lb_memo.get((q.qname_lower, q.qtype, pop.code))
             scope = 0
+            located = lbm is None
             if lbm is None and self.loc_memo:
                 rec = self.geo(ecs_for_answer.packed) if (ecs_for_answer is not None and self.geo is not None) else None
                 lbm = self.loc_memo.get((q.qname_lower, q.qtype, pop.code, ecs_for_answer is not None, id(rec)))
@@ -247,12 +295,16 @@ class Handler:
             if lbm is not None and lbm.health is cur.health.states_token and lbm.snapshot is cur.snapshot:
                 self.counters.decisions[lbm.decision_key] += 1
                 a = lbm.answer
-                self.counters.queries[("tcp" if tcp else "udp", q.qtype, a.rcode)] += 1
-                out = build_response(q, rcode=a.rcode, aa=True, answer=lbm.data(self.rng), ancount=a.ancount,
+                counter_key = ("tcp" if tcp else "udp", q.qtype, a.rcode)
+                self.counters.queries[counter_key] += 1
+                section = lbm.data(self.rng)
+                out = build_response(q, rcode=a.rcode, aa=True, answer=section, ancount=a.ancount,
                                      max_size=limit, edns_payload=ours, ecs_scope=scope if ecs is not None else None,
                                      server_cookie=cookie)
                 if self.on_answer is not None:
                     self.on_answer(q, peer_ip, tcp, pop, a)
+                elif not (tcp or located or cookie is not None or ecs is not None):
+                    self._remember_lb_packet(data, cur, pop, lbm, counter_key, out, section, len(q.question), limit)
                 return out
         if ans is None:
             env = QueryEnv(
@@ -281,9 +333,5 @@ class Handler:
         if self.on_answer is not None:
             self.on_answer(q, peer_ip, tcp, pop, ans)
         elif static and not tcp and (edns is None or (edns.client_cookie is None and ecs is None)):
-            packets = self.packet_memo
-            if len(packets) >= _PACKET_MEMO_MAX or self._packet_snapshot is not cur.snapshot:
-                packets.clear()  # bounded, and never keeps an old snapshot alive
-                self._packet_snapshot = cur.snapshot
-            packets[data[2:]] = (cur.snapshot, counter_key, out[2:])
+            self._remember_packet(data, cur, _Packet(cur.snapshot, counter_key, out[2:]))
         return out

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import dns.flags
+import dns.message
 import dns.rcode
 import dns.rdatatype
 
@@ -422,3 +424,45 @@ def test_health_switches_by_health_view_only(fx, serve):
     s = serve(fx)
     s.set_health({("p-us-east", "e1"): H, ("p-us-east", "e2"): U})
     assert addresses(s.query("lb.example.com")) == {"192.0.2.10"}
+
+
+def _lb_packet() -> bytearray:
+    q = dns.message.make_query("lb.example.com", "A")
+    q.flags &= ~dns.flags.RD
+    return bytearray(q.to_wire())
+
+
+def test_repeated_lb_packet_rotates_and_follows_health(fx, serve):
+    """The UDP packet memo (server/handler.py) answers a repeated LB query from stored bytes
+    around a freshly rotated answer section, and only while the origin states are the same."""
+    s = serve(fx)
+    wire = _lb_packet()
+    replies = []
+    for i in range(40):
+        wire[:2] = (0x100 + i).to_bytes(2, "big")
+        out = s.raw(bytes(wire))
+        assert out is not None and out[:2] == wire[:2]
+        replies.append(out)
+    assert bytes(wire[2:]) in s.app.handler.packet_memo
+    e1, e2 = bytes([192, 0, 2, 10]), bytes([192, 0, 2, 11])
+    orders = {out.index(e1) < out.index(e2) for out in replies}
+    assert orders == {True, False}  # both rotations served
+    assert len({len(out) for out in replies}) == 1
+    strict = s.query("lb.example.com", tcp=True)  # TCP never uses the packet memo
+    for out in replies:
+        assert answer_set(dns.message.from_wire(out)) == answer_set(strict)
+    s.set_health({("p-us-east", "e1"): U, ("p-us-east", "e2"): U})
+    wire[:2] = b"\x77\x77"
+    assert addresses(dns.message.from_wire(s.raw(bytes(wire)))) == WEST
+
+
+def test_repeated_lb_packet_weighted_single_still_draws(fx, serve):
+    fx.lb["default_pools"] = ["p-weighted"]
+    s = serve(fx)
+    wire = _lb_packet()
+    seen = Counter()
+    for i in range(400):
+        wire[:2] = i.to_bytes(2, "big")
+        seen[frozenset(addresses(dns.message.from_wire(s.raw(bytes(wire)))))] += 1
+    assert set(seen) == {frozenset({"192.0.2.60"}), frozenset({"192.0.2.61"})}
+    assert 0.55 <= seen[frozenset({"192.0.2.60"})] / 400 <= 0.85  # 70 % ± sampling error
