@@ -119,8 +119,9 @@ def _serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"cannot listen: {exc}", file=sys.stderr)
             return 1
-        for b in app.listeners:
-            print(f"lbdns: listening on {b.transport} {b.address}:{b.port} (PoP {b.pop})", flush=True)
+        for b in app.listeners:  # one write per line: the log writer thread shares the terminal
+            sys.stdout.write(f"lbdns: listening on {b.transport} {b.address}:{b.port} (PoP {b.pop})\n")
+            sys.stdout.flush()
         await app.run_forever(watch=not args.no_watch)
         return 0
 
