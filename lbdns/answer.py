@@ -209,7 +209,7 @@ def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, 
     if plan is not None:
         lb_types = LB_TYPES_ENTERPRISE if plan.serves_mx_srv else LB_TYPES_BASE
         if qtype in lb_types:
-            return _lb_answer(zone, plan, qname, qtype, env, owner)
+            return _lb_answer(snapshot, zone, plan, qname, qtype, env, owner, depth)
         if qtype == QTYPE_ANY:
             ttl = plan.base.ttl
             rr = owner + struct.pack("!HHIH", QTYPE_HINFO, CLASS_IN, ttl, len(_HINFO_RDATA)) + _HINFO_RDATA
@@ -232,18 +232,31 @@ def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, 
         data = cname.at_qname if owner is QNAME_POINTER else cname.with_owner(owner)
         first = Answer(RCODE_NOERROR, True, data, cname.count)
         target = cname.targets[0] if cname.targets else b""
-        if not target or depth + 1 >= MAX_CNAME_CHAIN:
-            return first
-        tz, _, _ = find_zone(snapshot, target)
-        if tz is None:
-            return first  # out-of-zone target: not chased (RFC 1034 §4.3.2; SPEC.md R-ANS-12)
-        rest = _resolve(snapshot, target, qtype, env, target, depth + 1)
-        if rest.rcode == RCODE_REFUSED or not rest.aa:
+        rest = _chase(snapshot, target, qtype, env, depth)
+        if rest is None:
             return first
         return Answer(rest.rcode, True, first.answer + rest.answer, first.ancount + rest.ancount,
                       rest.authority, rest.nscount, rest.additional, rest.arcount, rest.ecs_scope, rest.lb,
                       rest.decision, rest.matched_rules, rest.static)
     return _negative(zone, RCODE_NOERROR)
+
+
+def _chases(snapshot: Snapshot, target: bytes, depth: int) -> bool:
+    """Whether a CNAME to ``target`` (wire name) at chain depth ``depth`` is followed here:
+    the target lies in a served zone and the chain is shorter than ``MAX_CNAME_CHAIN``
+    (RFC 1034 §4.3.2; SPEC.md R-ANS-12)."""
+    return bool(target) and depth + 1 < MAX_CNAME_CHAIN and find_zone(snapshot, target)[0] is not None
+
+
+def _chase(snapshot: Snapshot, target: bytes, qtype: int, env: QueryEnv | None, depth: int) -> Answer | None:
+    """The answer for ``target`` to append after a CNAME, or None when the chain stops there
+    (out-of-zone target, too deep, or nothing authoritative to add)."""
+    if not _chases(snapshot, target, depth):
+        return None
+    rest = _resolve(snapshot, target, qtype, env, target, depth + 1)
+    if rest.rcode == RCODE_REFUSED or not rest.aa:
+        return None
+    return rest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,8 +315,8 @@ def _ip(text: str) -> IPv4Address | IPv6Address | None:
         return None
 
 
-def _lb_answer(zone: ZoneIndex, plan: LbPlan, qname: bytes, qtype: int, env: QueryEnv | None,
-               owner: bytes) -> Answer:
+def _lb_answer(snapshot: Snapshot, zone: ZoneIndex, plan: LbPlan, qname: bytes, qtype: int,
+               env: QueryEnv | None, owner: bytes, depth: int) -> Answer:
     if env is None:
         raise RuntimeError("LB answers need a QueryEnv")
     eff = plan.base
@@ -325,6 +338,17 @@ def _lb_answer(zone: ZoneIndex, plan: LbPlan, qname: bytes, qtype: int, env: Que
     weighted: tuple[tuple[float, bytes], ...] = ()
     if plan.rules:
         d.cacheable = False
+    drawable = (*recs, *(rec for _, rec in d.weighted or ()))
+    if qtype != QTYPE_CNAME and d.cacheable and any(
+            rt == QTYPE_CNAME and _chases(snapshot, rd, depth) for rt, rd in drawable):
+        d.cacheable = False  # an in-zone CNAME target is chased per answer (R-ANS-32)
+    if n == 1 and recs[0][0] == QTYPE_CNAME and qtype != QTYPE_CNAME:
+        data = owner + _tail(QTYPE_CNAME, ttl, recs[0][1])
+        rest = _chase(snapshot, recs[0][1], qtype, env, depth)
+        if rest is not None:  # R-ANS-32: the CNAME, then the target's RRset when served here
+            return Answer(rest.rcode, True, data + rest.answer, 1 + rest.ancount, rest.authority, rest.nscount,
+                          rest.additional, rest.arcount, ecs_scope=scope, lb=plan, decision=d,
+                          matched_rules=matched, static=False)
     if n == 1:
         rtype, rdata = recs[0]
         data = owner + _tail(rtype, ttl, rdata)

@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dns.rcode
 import pytest
 import yaml
 
+from lbdns.health.view import OriginState
 from tests.integration.harness import SOA, Server, addresses, answer_set
 
 EAST = {"192.0.2.10", "192.0.2.11"}
@@ -98,6 +100,36 @@ def test_ex21_non_flattened_hostname_returns_cname(fx, serve, upstream):
     cname = {("lb-cname.example.com.", 30, "CNAME", "app.saas.example.net.")}
     assert answer_set(s.query("lb-cname.example.com", "A")) == cname
     assert answer_set(s.query("lb-cname.example.com", "CNAME")) == cname
+
+
+def test_non_flattened_in_zone_target_is_chased(fx, serve):
+    """R-ANS-32: the CNAME is followed by the target's RRset when the target is served here —
+    a static name, a name missing from the zone (NXDOMAIN, RFC 6604) and another LB."""
+    fx.zone["records"]["app"] = {"type": "A", "ttl": 120, "values": ["192.0.2.150", "192.0.2.151"]}
+    fx.account["pools"] += [
+        {"name": "p-static", "origins": [{"name": "c", "address": "app.example.com", "flatten_cname": False}]},
+        {"name": "p-gone", "origins": [{"name": "c", "address": "gone.example.com", "flatten_cname": False}]},
+        {"name": "p-to-lb", "origins": [{"name": "c", "address": "lb.example.com", "flatten_cname": False}]}]
+    for name in ("static", "gone", "to-lb"):
+        fx.zone["load_balancers"][f"lb-{name}"] = {"default_pools": [f"p-{name}"], "fallback_pool": "p-fallback"}
+    s = serve(fx)
+    for _ in range(3):  # the memo must not drop the chased part
+        r = s.query("lb-static.example.com", "A")
+        assert r.rcode() == dns.rcode.NOERROR
+        assert answer_set(r) == {("lb-static.example.com.", 30, "CNAME", "app.example.com."),
+                                 ("app.example.com.", 120, "A", "192.0.2.150"),
+                                 ("app.example.com.", 120, "A", "192.0.2.151")}
+    assert answer_set(s.query("lb-static.example.com", "CNAME")) == {
+        ("lb-static.example.com.", 30, "CNAME", "app.example.com.")}  # a CNAME query is not chased
+    r = s.query("lb-gone.example.com", "A")
+    assert r.rcode() == dns.rcode.NXDOMAIN
+    assert answer_set(r) == {("lb-gone.example.com.", 30, "CNAME", "gone.example.com.")}
+    assert answer_set(s.query("lb-to-lb.example.com", "A")) == {
+        ("lb-to-lb.example.com.", 30, "CNAME", "lb.example.com."),
+        ("lb.example.com.", 30, "A", "192.0.2.10"), ("lb.example.com.", 30, "A", "192.0.2.11")}
+    s.set_health({("p-us-east", "e1"): OriginState.UNHEALTHY, ("p-us-east", "e2"): OriginState.UNHEALTHY})
+    assert {rd for _, _, t, rd in answer_set(s.query("lb-to-lb.example.com", "A")) if t == "A"} == {
+        "192.0.2.20", "192.0.2.21"}  # the chased LB follows health
 
 
 def test_ex21_3_flattened_variant(fx, serve, upstream):
