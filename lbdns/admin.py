@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -39,12 +39,38 @@ def qtype_name(qtype: int) -> str:
     return _QTYPES.get(qtype, f"TYPE{qtype}")
 
 
-def pool_status(snapshot: Snapshot, view: HealthView, pool_id: str) -> dict[str, Any]:
-    """JSON-ready status of one pool: health status (SPEC.md R-HLT-11) and its origins."""
+def serving_fallbacks(snapshot: Snapshot, view: HealthView) -> dict[str, list[str]]:
+    """Pool id → names of the enabled load balancers whose every query currently goes to that
+    pool as their ``fallback_pool``: none of the LB's pools (default, region, country and PoP
+    pools) is usable for steering (SPEC.md R-HLT-11, A-48; R-GTS-02). Rules are not
+    considered."""
+    from lbdns.health.pool_health import usable_for_steering
+
+    pools = snapshot.config.pools
+    out: dict[str, list[str]] = {}
+    for name, plan in sorted(snapshot.plans.items()):
+        lb = plan.model
+        fallback = lb.fallback_pool
+        if not lb.enabled or fallback is None or fallback not in pools:
+            continue
+        candidates = set(lb.default_pools)
+        for mapping in (lb.region_pools, lb.country_pools, lb.pop_pools):
+            for names in mapping.values():
+                candidates.update(names)
+        if not any(usable_for_steering(pools[p], view) for p in candidates if p in pools):
+            out.setdefault(pools[fallback].id, []).append(name)
+    return out
+
+
+def pool_status(snapshot: Snapshot, view: HealthView, pool_id: str,
+                fallback_for: Sequence[str] = ()) -> dict[str, Any]:
+    """JSON-ready status of one pool: health status (SPEC.md R-HLT-11) and its origins.
+    ``fallback_for`` names the LBs it is serving as fallback pool for (status ``no_health``,
+    see :func:`serving_fallbacks`)."""
     from lbdns.health.pool_health import pool_status as compute_status
 
     pool_model = snapshot.config.pools[pool_id]
-    status = compute_status(pool_model, view)
+    status = compute_status(pool_model, view, serving_as_fallback=bool(fallback_for))
     origins = []
     for o in pool_model.origins:
         h: OriginHealth = view.origin(pool_model.id, o.name)
@@ -60,6 +86,7 @@ def pool_status(snapshot: Snapshot, view: HealthView, pool_id: str) -> dict[str,
         "id": pool_model.id, "name": pool_model.name, "enabled": pool_model.enabled,
         "monitor": pool_model.monitor, "monitor_group": pool_model.monitor_group,
         "minimum_origins": pool_model.minimum_origins, "status": str(status),
+        "serving_as_fallback_for": list(fallback_for),
         "rtt_ewma_ms": rtt.ewma_ms if rtt else None, "origins": origins,
     }
 
@@ -106,8 +133,9 @@ class _Collector(Collector):
         pg = GaugeMetricFamily("lbdns_pool_status", "Pool health status (1 for the current status)",
                                labels=["pool", "status"])
         rt = GaugeMetricFamily("lbdns_pool_rtt_ewma_ms", "RTT EWMA of the pool in milliseconds", labels=["pool"])
+        fallbacks = serving_fallbacks(snap, view)
         for pid, pool_model in snap.config.pools.items():
-            st = pool_status(snap, view, pid)
+            st = pool_status(snap, view, pid, fallbacks.get(pid, ()))
             pg.add_metric([pool_model.name, st["status"]], 1)
             for o in st["origins"]:
                 og.add_metric([pool_model.name, o["name"]], 1 if o["healthy_for_steering"] else 0)
@@ -213,7 +241,8 @@ class AdminServer:
         assert self.app.ref is not None
         cur = self.app.ref.current
         snap, view = cur.snapshot, cur.health
-        pools = {pid: pool_status(snap, view, pid) for pid in snap.config.pools}
+        fallbacks = serving_fallbacks(snap, view)
+        pools = {pid: pool_status(snap, view, pid, fallbacks.get(pid, ())) for pid in snap.config.pools}
         lbs = []
         for name, plan in sorted(snap.plans.items()):
             lb = plan.model

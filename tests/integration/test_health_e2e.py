@@ -145,6 +145,8 @@ def test_wrong_status_and_body_mark_down_fallback_when_all_down(tmp_path, origin
     s = start(tmp_path, origins)
     try:
         assert lb(s) == {"127.0.0.11", "127.0.0.12"}
+        before = {p["name"]: p for p in json.loads(http_get(s, "/status"))["pools"]}
+        assert before["fallback"]["status"] == "healthy" and before["fallback"]["serving_as_fallback_for"] == []
         origins["e1"].status = 503
         origins["e2"].body = b"ok"
         wait_for(lambda: lb(s) == {"127.0.0.21"}, 6)
@@ -158,6 +160,11 @@ def test_wrong_status_and_body_mark_down_fallback_when_all_down(tmp_path, origin
         assert reasons == {"e1": "Response code mismatch error", "e2": "Response body mismatch error"}
         lbs = {x["name"]: x for x in status["load_balancers"]}
         assert lbs["lb.example.com."]["status"] == "critical"
+        # R-HLT-11 / A-48: the fallback pool shows "No health" while it serves, whatever its probes say
+        assert pools["fallback"]["status"] == "no_health"
+        assert pools["fallback"]["serving_as_fallback_for"] == ["lb.example.com."]
+        metrics = http_get(s, "/metrics")
+        assert 'lbdns_pool_status{pool="fallback",status="no_health"} 1.0' in metrics
     finally:
         s.stop()
 
