@@ -94,6 +94,31 @@ class _Packet:
     tail: bytes = b""
 
 
+@dataclass(slots=True)
+class _EcsPacket:
+    """A memoised UDP response shape for LB queries that carry ECS and differ only in the ECS
+    address (the query's last octets, the OPT record holding nothing but that option). The
+    response is ``flags`` (flags and QDCOUNT) + ANCOUNT + ``head`` (NSCOUNT, ARCOUNT, question)
+    + answer section + ``opt_prefix`` + SCOPE octet + the address. With
+    ``fixed`` the answer did not depend on the location (scope 0); otherwise the LB memo of
+    the address's GeoIP record (``loc_key`` + record identity) supplies it and the scope."""
+
+    snapshot: object
+    pop: Pop
+    counter_key: tuple[str, int, int]
+    flags: bytes
+    head: bytes
+    opt_prefix: bytes
+    max_section: int
+    pad: bytes
+    low_mask: int
+    source: int
+    fixed: _LbMemo | None
+    loc_key: tuple[bytes, int, str, bool]
+
+
+_SCOPE_OCTET = tuple(bytes((i,)) for i in range(129))
+_COUNT = tuple(i.to_bytes(2, "big") for i in range(1024))
 _LB_MEMO_MAX = 50_000
 _PACKET_MEMO_MAX = 20_000
 """Entries of the UDP packet memo before it is emptied (each ≤ one response)."""
@@ -155,6 +180,9 @@ class Handler:
         self.loc_memo: dict[tuple[bytes, int, str, bool, int], _LbMemo] = {}
         self.packet_memo: dict[bytes, _Packet] = {}
         self._packet_snapshot: object = None
+        self.ecs_packet_memo: dict[bytes, _EcsPacket] = {}
+        self._ecs_address_len: dict[int, int] = {}
+        self._ecs_snapshot: object = None
 
     def _remember(self, q: Query, pop: Pop, cur: Current, ans: Answer, ecs: ClientSubnet | None,
                   dkey: tuple[str, str, bool]) -> None:
@@ -205,6 +233,70 @@ class Handler:
             return
         self._remember_packet(data, cur, _Packet(cur.snapshot, counter_key, out[2:start], lbm, pop, out[end:]))
 
+    def _ecs_hit(self, data: bytes, alen: int, pop: Pop) -> bytes | None:
+        """The response to an ECS query from :attr:`ecs_packet_memo`, or None (strict path)."""
+        t = self.ecs_packet_memo.get(data[2:-alen])
+        if t is None or t.pop is not pop:
+            return None
+        cur = self.ref.current
+        if t.snapshot is not cur.snapshot:
+            return None
+        address = data[-alen:]
+        if address[-1] & t.low_mask:
+            return None  # bits beyond the source prefix: the strict path answers FORMERR
+        lbm = t.fixed
+        scope = 0
+        if lbm is None:
+            rec = self.geo(address + t.pad) if self.geo is not None else None
+            lbm = self.loc_memo.get((*t.loc_key, id(rec)))
+            if lbm is None or lbm.rec is not rec:
+                return None
+            npfx = lbm.network_prefix
+            scope = min(npfx, t.source) if npfx >= 0 else (t.source if npfx == -1 else 0)
+        ancount = lbm.answer.ancount
+        if lbm.health is not cur.health.states_token or lbm.snapshot is not cur.snapshot or ancount >= 1024:
+            return None
+        section = lbm.data(self.rng)
+        if len(section) > t.max_section:
+            return None
+        self.counters.decisions[lbm.decision_key] += 1
+        self.counters.queries[t.counter_key] += 1
+        return (data[:2] + t.flags + _COUNT[ancount] + t.head + section + t.opt_prefix + _SCOPE_OCTET[scope]
+                + address)
+
+    def _remember_ecs_packet(self, data: bytes, cur: Current, pop: Pop, q: Query, ecs: ClientSubnet,
+                             fixed: _LbMemo | None, lbm: _LbMemo, scope: int, counter_key: tuple[str, int, int],
+                             out: bytes, section: bytes, limit: int) -> None:
+        """Keep the shape of an ECS LB response when the query ends with an OPT record whose
+        only option is the ECS option, so that a query differing only in the address can be
+        answered from :attr:`ecs_packet_memo`."""
+        address = ecs.address
+        alen = len(address)
+        n = len(data)
+        if (alen == 0 or data[n - alen:] != address or data[n - alen - 8:n - alen - 6] != b"\x00\x08"
+                or data[n - alen - 10:n - alen - 8] != (8 + alen).to_bytes(2, "big")):
+            return
+        start = 12 + len(q.question)
+        end = start + len(section)
+        if (out[2] & 0x02 or out[start:end] != section or out[len(out) - alen:] != address
+                or out[len(out) - alen - 1] != scope):
+            return
+        fixed_len = len(out) - len(section)
+        longest = max(len(c) for c in lbm.choices) if lbm.choices else len(section)
+        if fixed_len + longest > limit:
+            return
+        memo = self.ecs_packet_memo
+        if len(memo) >= _PACKET_MEMO_MAX or self._ecs_snapshot is not cur.snapshot or len(self._ecs_address_len) > 4096:
+            memo.clear()
+            self._ecs_address_len.clear()
+            self._ecs_snapshot = cur.snapshot
+        bits = ecs.source_prefix % 8
+        memo[data[2:n - alen]] = _EcsPacket(
+            cur.snapshot, pop, counter_key, out[2:6], out[8:start], out[end:len(out) - alen - 1],
+            limit - fixed_len, bytes((4 if ecs.family == 1 else 16) - alen), (0xFF >> bits) if bits else 0,
+            ecs.source_prefix, fixed, (q.qname_lower, q.qtype, pop.code, True))
+        self._ecs_address_len[n] = alen
+
     def _country_of(self, ip: IPv4Address | IPv6Address) -> str | None:
         if self.geo is None:
             return None
@@ -230,6 +322,10 @@ class Handler:
                         self.counters.decisions[lbm.decision_key] += 1
                         self.counters.queries[hit.counter_key] += 1
                         return data[:2] + hit.head + lbm.data(self.rng) + hit.tail
+            elif (alen := self._ecs_address_len.get(len(data))) is not None:
+                out = self._ecs_hit(data, alen, pop)
+                if out is not None:
+                    return out
         try:
             q = parse_query(data)
         except FormError as exc:
@@ -303,8 +399,15 @@ class Handler:
                                      server_cookie=cookie)
                 if self.on_answer is not None:
                     self.on_answer(q, peer_ip, tcp, pop, a)
-                elif not (tcp or located or cookie is not None or ecs is not None):
-                    self._remember_lb_packet(data, cur, pop, lbm, counter_key, out, section, len(q.question), limit)
+                elif tcp or cookie is not None:
+                    pass
+                elif ecs is None:
+                    if not located:
+                        self._remember_lb_packet(data, cur, pop, lbm, counter_key, out, section, len(q.question),
+                                                 limit)
+                elif ecs_for_answer is not None:
+                    self._remember_ecs_packet(data, cur, pop, q, ecs_for_answer, None if located else lbm, lbm, scope,
+                                              counter_key, out, section, limit)
                 return out
         if ans is None:
             env = QueryEnv(

@@ -11,6 +11,7 @@ import struct
 import time
 
 import dns.edns
+import dns.flags
 import dns.message
 import dns.rcode
 
@@ -261,3 +262,56 @@ def test_ecs_source_zero_treated_as_absent(fx, serve):
     assert addresses(r) == EAST
     opt = ecs_option(r)
     assert (opt.srclen, opt.scopelen) == (0, 0)
+
+
+def _ecs_wire(addr: str, plen: int, qid: int = 7) -> bytes:
+    q = dns.message.make_query("lb.example.com", "A", use_edns=0, options=[dns.edns.ECSOption(addr, plen)])
+    q.flags &= ~dns.flags.RD
+    q.id = qid
+    return q.to_wire()
+
+
+def _summary(msg: dns.message.Message) -> tuple:
+    opt = ecs_option(msg)
+    return (msg.rcode(), msg.flags, addresses(msg), opt.family, opt.srclen, opt.scopelen, opt.address)
+
+
+def test_ecs_packet_memo_matches_strict_path(fx, serve):
+    """Queries that differ only in the ECS address are answered from a memoised response shape
+    (server/handler.py ``ecs_packet_memo``): same answers, ECS echo and scope as the strict path
+    (TCP, never memoised), per GeoIP record, following health, and never for an address with bits
+    beyond its prefix (FORMERR)."""
+    _prox(fx)
+    s = serve(fx)
+    handler = s.app.handler
+    pop = s.app.pops["IAD"]
+    cases = {"198.51.100.64": WEST, "198.51.100.128": ASIA, "203.0.113.192": EAST, "198.51.100.0": None}
+    for addr in cases:  # warm: the strict path fills the LB memos and the shape
+        for _ in range(2):
+            s.raw(_ecs_wire(addr, 26))
+    assert handler.ecs_packet_memo
+    for addr, expected in cases.items():
+        wire = _ecs_wire(addr, 26, qid=0x4242)
+        via_memo = handler._ecs_hit(wire, 4, pop)
+        assert via_memo is not None, addr
+        got = dns.message.from_wire(via_memo)
+        strict = s.query("lb.example.com", pop="IAD", ecs=f"{addr}/26", tcp=True)
+        assert _summary(got) == _summary(strict), addr
+        assert got.id == 0x4242
+        if expected is not None:
+            assert addresses(got) == expected
+        udp = dns.message.from_wire(s.raw(wire))
+        assert _summary(udp) == _summary(strict)
+    # health: the same shape now steers to the next nearest pool
+    s.set_health({("p-us-west", "w1"): U, ("p-us-west", "w2"): U})
+    assert addresses(dns.message.from_wire(s.raw(_ecs_wire("198.51.100.64", 26)))) == EAST
+    # bits beyond the /26 prefix: FORMERR from the strict path, never a memoised answer
+    bad = bytearray(_ecs_wire("198.51.100.64", 26))
+    bad[-1] |= 0x01
+    assert handler._ecs_hit(bytes(bad), 4, pop) is None
+    assert dns.message.from_wire(s.raw(bytes(bad))).rcode() == dns.rcode.FORMERR
+    # IPv6 /56 (7 address octets)
+    for _ in range(2):
+        s.raw(_ecs_wire("2001:db8:1::", 56))
+    v6 = dns.message.from_wire(s.raw(_ecs_wire("2001:db8:1::", 56)))
+    assert addresses(v6) == ASIA and ecs_option(v6).scopelen == 48
