@@ -106,11 +106,12 @@ def _usable(pool: CompiledPool, view: HealthView, q: Query, rng: Rng, lookup: Ho
                 if len(st.healthy) < pool.minimum_origins else "no origin with weight > 0")
             d.note(f"pool {pool.name}: not usable — {why}")
         return False
-    if pool.has_hostnames and q.qtype in (QTYPE_A, QTYPE_AAAA) and lookup is not None and not any(
-            o.weight > 0 and (o.hostname is None or not o.flatten_cname or lookup(o.hostname).ok)
-            for o in st.healthy):
-        d.note(f"pool {pool.name}: not usable — every hostname origin failed to resolve")
-        return False
+    if pool.has_hostnames and q.qtype in (QTYPE_A, QTYPE_AAAA) and lookup is not None:
+        d.cacheable = False  # the outcome depends on the hostname cache, not only on health
+        if not any(o.weight > 0 and (o.hostname is None or not o.flatten_cname or lookup(o.hostname).ok)
+                   for o in st.healthy):
+            d.note(f"pool {pool.name}: not usable — every hostname origin failed to resolve")
+            return False
     if pool.shed_percent > 0:
         d.cacheable = False
     if pool.shed_percent > 0 and shed(pool, rng, q.resolver_ip):
@@ -313,12 +314,12 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
     for o in base:
         if o.weight <= 0:
             continue
+        if o.hostname is not None:
+            d.cacheable = False  # depends on the hostname cache (lookup results, failures)
         if (o.hostname is not None and o.flatten_cname and qtype in (QTYPE_A, QTYPE_AAAA) and lookup is not None
                 and not lookup(o.hostname).ok):
             d.note(f"origin {o.name}: hostname {o.hostname} failed to resolve")
             continue
-        if o.hostname is not None:
-            d.cacheable = False
         rd = _rdata_for(o, qtype, lookup)
         if qtype == QTYPE_CNAME:
             cands.append((o, rd))  # CNAME selection ignores family (R-ANS-33)
