@@ -15,7 +15,7 @@ import random
 import time
 from bisect import bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from itertools import accumulate
 from typing import Any, cast
@@ -84,13 +84,11 @@ class _Packet:
     """A memoised UDP response for one exact query (bytes after the ID), see
     :class:`Handler`. Static: ``head`` is the whole response after the ID. LB: ``head`` runs
     up to the answer section, which ``memo`` supplies per query, and ``tail`` follows it; valid
-    for PoP ``pop`` while ``memo`` is."""
+    while ``memo`` is."""
 
-    snapshot: object
     counter_key: tuple[str, int, int]
     head: bytes
     memo: _LbMemo | None = None
-    pop: Pop | None = None
     tail: bytes = b""
 
 
@@ -103,8 +101,6 @@ class _EcsPacket:
     ``fixed`` the answer did not depend on the location (scope 0); otherwise the LB memo of
     the address's GeoIP record (``loc_key`` + record identity) supplies it and the scope."""
 
-    snapshot: object
-    pop: Pop
     counter_key: tuple[str, int, int]
     flags: bytes
     head: bytes
@@ -117,11 +113,35 @@ class _EcsPacket:
     loc_key: tuple[bytes, int, str, bool]
 
 
+@dataclass(slots=True)
+class _PopMemos:
+    """The packet memos of one PoP, all for ``snapshot``: ``packets`` by query bytes after the
+    ID, ``ecs`` by query bytes after the ID without the trailing ECS address, and
+    ``ecs_address_len`` (query length → address length) to find that address."""
+
+    snapshot: object = None
+    packets: dict[bytes, _Packet] = field(default_factory=dict)
+    ecs: dict[bytes, _EcsPacket] = field(default_factory=dict)
+    ecs_address_len: dict[int, int] = field(default_factory=dict)
+
+    def reset(self, snapshot: object) -> None:
+        """Empty every memo (they now belong to ``snapshot``)."""
+        self.packets.clear()
+        self.ecs.clear()
+        self.ecs_address_len.clear()
+        self.snapshot = snapshot
+
+
 _SCOPE_OCTET = tuple(bytes((i,)) for i in range(129))
 _COUNT = tuple(i.to_bytes(2, "big") for i in range(1024))
 _LB_MEMO_MAX = 50_000
-_PACKET_MEMO_MAX = 20_000
-"""Entries of the UDP packet memo before it is emptied (each ≤ one response)."""
+_PACKET_MEMO_MAX = 10_000
+"""Entries per PoP of each UDP packet memo before it is emptied."""
+_PACKET_QUERY_MAX = 512
+"""Longest query (octets) whose response is memoised: keys stay small whatever options a
+client sends, so a memo holds at most about 10,000 × (512 + 1,500) octets per PoP."""
+_PACKET_REPLY_MAX = 1500
+"""Longest response (octets) that is memoised."""
 
 
 @dataclass(slots=True)
@@ -152,14 +172,17 @@ class Handler:
     ``ref`` is the published state; ``geo`` a GeoIP lookup (None disables location: the
     PoP is used); ``lookup`` the hostname-origin cache; ``rng`` the randomness source.
 
-    ``packet_memo`` maps a UDP query's bytes after the message ID to a :class:`_Packet`: the
-    strict path's own response bytes, for answers that depend on nothing but those bytes, the
-    snapshot and (for LB names) the origin states and the PoP — static answers (the static
-    memo) and memoised LB answers whose location did not matter, to queries without a DNS
-    cookie (its server half depends on the client address) and without ECS (one entry per
-    subnet would churn). A repeated query is then answered by one dict lookup: the stored bytes
-    with the new ID, and for an LB the answer section drawn or rotated afresh as before. It is
-    not used when a query log is on (the log needs the parsed query).
+    ``packet_memos`` holds per PoP code a :class:`_PopMemos`. Its ``packets`` map a UDP
+    query's bytes after the message ID to a :class:`_Packet`: the strict path's own response
+    bytes, for answers that depend on nothing but those bytes, the snapshot and (for LB names)
+    the origin states — static answers (the static memo) and memoised LB answers whose location
+    did not matter, to queries without a DNS cookie (its server half depends on the client
+    address) and without ECS. A repeated query is then answered by one dict lookup: the stored
+    bytes with the new ID, and for an LB the answer section drawn or rotated afresh as before.
+    Its ``ecs`` map does the same for LB queries with ECS that differ only in the address (the
+    GeoIP record of the address picks the memoised LB answer and the scope). Only queries of at
+    most 512 octets with responses of at most 1,500 are kept, at most 10,000 per memo; a new
+    snapshot empties them. Not used when a query log is on (the log needs the parsed query).
     """
 
     def __init__(self, ref: StateRef, *, geo: Callable[..., object | None] | None = None,
@@ -178,11 +201,7 @@ class Handler:
         self.cookie_secret = os.urandom(16)
         self.lb_memo: dict[tuple[bytes, int, str], _LbMemo] = {}
         self.loc_memo: dict[tuple[bytes, int, str, bool, int], _LbMemo] = {}
-        self.packet_memo: dict[bytes, _Packet] = {}
-        self._packet_snapshot: object = None
-        self.ecs_packet_memo: dict[bytes, _EcsPacket] = {}
-        self._ecs_address_len: dict[int, int] = {}
-        self._ecs_snapshot: object = None
+        self.packet_memos: dict[str, _PopMemos] = {}
 
     def _remember(self, q: Query, pop: Pop, cur: Current, ans: Answer, ecs: ClientSubnet | None,
                   dkey: tuple[str, str, bool]) -> None:
@@ -212,11 +231,20 @@ class Handler:
             self.loc_memo.clear()
         self.loc_memo[(q.qname_lower, q.qtype, pop.code, ecs is not None, id(rec))] = memo
 
-    def _remember_packet(self, data: bytes, cur: Current, packet: _Packet) -> None:
-        packets = self.packet_memo
-        if len(packets) >= _PACKET_MEMO_MAX or self._packet_snapshot is not cur.snapshot:
-            packets.clear()  # bounded, and never keeps an old snapshot alive
-            self._packet_snapshot = cur.snapshot
+    def _pop_memos(self, pop: Pop, cur: Current) -> _PopMemos:
+        memos = self.packet_memos.get(pop.code)
+        if memos is None:
+            memos = self.packet_memos[pop.code] = _PopMemos()
+        if memos.snapshot is not cur.snapshot:
+            memos.reset(cur.snapshot)
+        return memos
+
+    def _remember_packet(self, data: bytes, cur: Current, pop: Pop, packet: _Packet, reply_len: int) -> None:
+        if len(data) > _PACKET_QUERY_MAX or reply_len > _PACKET_REPLY_MAX:
+            return
+        packets = self._pop_memos(pop, cur).packets
+        if len(packets) >= _PACKET_MEMO_MAX:
+            packets.clear()
         packets[data[2:]] = packet
 
     def _remember_lb_packet(self, data: bytes, cur: Current, pop: Pop, lbm: _LbMemo,
@@ -231,15 +259,12 @@ class Handler:
         longest = max(len(c) for c in lbm.choices) if lbm.choices else len(section)
         if len(out) - len(section) + longest > limit:
             return
-        self._remember_packet(data, cur, _Packet(cur.snapshot, counter_key, out[2:start], lbm, pop, out[end:]))
+        self._remember_packet(data, cur, pop, _Packet(counter_key, out[2:start], lbm, out[end:]), len(out))
 
-    def _ecs_hit(self, data: bytes, alen: int, pop: Pop) -> bytes | None:
-        """The response to an ECS query from :attr:`ecs_packet_memo`, or None (strict path)."""
-        t = self.ecs_packet_memo.get(data[2:-alen])
-        if t is None or t.pop is not pop:
-            return None
-        cur = self.ref.current
-        if t.snapshot is not cur.snapshot:
+    def _ecs_hit(self, memos: _PopMemos, data: bytes, alen: int, cur: Current) -> bytes | None:
+        """The response to an ECS query from ``memos.ecs``, or None (strict path)."""
+        t = memos.ecs.get(data[2:-alen])
+        if t is None:
             return None
         address = data[-alen:]
         if address[-1] & t.low_mask:
@@ -269,11 +294,13 @@ class Handler:
                              out: bytes, section: bytes, limit: int) -> None:
         """Keep the shape of an ECS LB response when the query ends with an OPT record whose
         only option is the ECS option, so that a query differing only in the address can be
-        answered from :attr:`ecs_packet_memo`."""
+        answered from the PoP's ``ecs`` memo."""
         address = ecs.address
         alen = len(address)
         n = len(data)
-        if (alen == 0 or data[n - alen:] != address or data[n - alen - 8:n - alen - 6] != b"\x00\x08"
+        if alen == 0 or n > _PACKET_QUERY_MAX or len(out) > _PACKET_REPLY_MAX:
+            return
+        if (data[n - alen:] != address or data[n - alen - 8:n - alen - 6] != b"\x00\x08"
                 or data[n - alen - 10:n - alen - 8] != (8 + alen).to_bytes(2, "big")):
             return
         start = 12 + len(q.question)
@@ -285,17 +312,16 @@ class Handler:
         longest = max(len(c) for c in lbm.choices) if lbm.choices else len(section)
         if fixed_len + longest > limit:
             return
-        memo = self.ecs_packet_memo
-        if len(memo) >= _PACKET_MEMO_MAX or self._ecs_snapshot is not cur.snapshot or len(self._ecs_address_len) > 4096:
-            memo.clear()
-            self._ecs_address_len.clear()
-            self._ecs_snapshot = cur.snapshot
+        memos = self._pop_memos(pop, cur)
+        if len(memos.ecs) >= _PACKET_MEMO_MAX:
+            memos.ecs.clear()
+            memos.ecs_address_len.clear()
         bits = ecs.source_prefix % 8
-        memo[data[2:n - alen]] = _EcsPacket(
-            cur.snapshot, pop, counter_key, out[2:6], out[8:start], out[end:len(out) - alen - 1],
+        memos.ecs[data[2:n - alen]] = _EcsPacket(
+            counter_key, out[2:6], out[8:start], out[end:len(out) - alen - 1],
             limit - fixed_len, bytes((4 if ecs.family == 1 else 16) - alen), (0xFF >> bits) if bits else 0,
             ecs.source_prefix, fixed, (q.qname_lower, q.qtype, pop.code, True))
-        self._ecs_address_len[n] = alen
+        memos.ecs_address_len[n] = alen
 
     def _country_of(self, ip: IPv4Address | IPv6Address) -> str | None:
         if self.geo is None:
@@ -309,21 +335,21 @@ class Handler:
         Returns the response bytes, or None when the packet must be dropped. Raises
         :class:`NeedsLookup` only (everything else is answered).
         """
-        if not tcp:
-            hit = self.packet_memo.get(data[2:])
-            if hit is not None:
-                cur = self.ref.current
-                if hit.snapshot is cur.snapshot:
-                    lbm = hit.memo
-                    if lbm is None:
-                        self.counters.queries[hit.counter_key] += 1
-                        return data[:2] + hit.head
-                    if hit.pop is pop and lbm.health is cur.health.states_token:
-                        self.counters.decisions[lbm.decision_key] += 1
-                        self.counters.queries[hit.counter_key] += 1
-                        return data[:2] + hit.head + lbm.data(self.rng) + hit.tail
-            elif (alen := self._ecs_address_len.get(len(data))) is not None:
-                out = self._ecs_hit(data, alen, pop)
+        if not tcp and (memos := self.packet_memos.get(pop.code)) is not None:
+            cur = self.ref.current
+            if memos.snapshot is not cur.snapshot:
+                memos.reset(None)  # a reload: drop the old snapshot's entries (and references)
+            elif (hit := memos.packets.get(data[2:])) is not None:
+                lbm = hit.memo
+                if lbm is None:
+                    self.counters.queries[hit.counter_key] += 1
+                    return data[:2] + hit.head
+                if lbm.health is cur.health.states_token:
+                    self.counters.decisions[lbm.decision_key] += 1
+                    self.counters.queries[hit.counter_key] += 1
+                    return data[:2] + hit.head + lbm.data(self.rng) + hit.tail
+            elif (alen := memos.ecs_address_len.get(len(data))) is not None:
+                out = self._ecs_hit(memos, data, alen, cur)
                 if out is not None:
                     return out
         try:
@@ -436,5 +462,5 @@ class Handler:
         if self.on_answer is not None:
             self.on_answer(q, peer_ip, tcp, pop, ans)
         elif static and not tcp and (edns is None or (edns.client_cookie is None and ecs is None)):
-            self._remember_packet(data, cur, _Packet(cur.snapshot, counter_key, out[2:]))
+            self._remember_packet(data, cur, pop, _Packet(counter_key, out[2:]), len(out))
         return out

@@ -685,6 +685,16 @@ def test_packet_memo_skips_cookies_and_ecs(srv):
     for q in (cookie_q, ecs_q, plain):
         for _ in range(3):
             ask(srv, q)
-    assert not any(client in key for key in handler.packet_memo), "a cookie query was memoised"
-    assert ecs_q.to_wire()[2:] not in handler.packet_memo
-    assert plain.to_wire()[2:] in handler.packet_memo
+    assert not any(client in key for key in handler.packet_memos["IAD"].packets), "a cookie query was memoised"
+    assert ecs_q.to_wire()[2:] not in handler.packet_memos["IAD"].packets
+    assert plain.to_wire()[2:] in handler.packet_memos["IAD"].packets
+
+
+def test_packet_memo_keeps_only_small_queries(srv):
+    """A query padded with a large unknown EDNS option is answered but never memoised, so the
+    memo's keys stay small whatever clients send."""
+    big = make("www.example.com", options=[dns.edns.GenericOption(65001, os.urandom(1000))])
+    for _ in range(3):
+        assert ask(srv, big).rcode() == NOERROR
+    assert big.to_wire()[2:] not in srv.app.handler.packet_memos["IAD"].packets
+    assert all(len(key) <= 510 for key in srv.app.handler.packet_memos["IAD"].packets)

@@ -278,21 +278,21 @@ def _summary(msg: dns.message.Message) -> tuple:
 
 def test_ecs_packet_memo_matches_strict_path(fx, serve):
     """Queries that differ only in the ECS address are answered from a memoised response shape
-    (server/handler.py ``ecs_packet_memo``): same answers, ECS echo and scope as the strict path
+    (server/handler.py ``packet_memos[pop].ecs``): same answers, ECS echo and scope as the strict path
     (TCP, never memoised), per GeoIP record, following health, and never for an address with bits
     beyond its prefix (FORMERR)."""
     _prox(fx)
     s = serve(fx)
     handler = s.app.handler
-    pop = s.app.pops["IAD"]
     cases = {"198.51.100.64": WEST, "198.51.100.128": ASIA, "203.0.113.192": EAST, "198.51.100.0": None}
     for addr in cases:  # warm: the strict path fills the LB memos and the shape
         for _ in range(2):
             s.raw(_ecs_wire(addr, 26))
-    assert handler.ecs_packet_memo
+    memos = handler.packet_memos["IAD"]
+    assert memos.ecs
     for addr, expected in cases.items():
         wire = _ecs_wire(addr, 26, qid=0x4242)
-        via_memo = handler._ecs_hit(wire, 4, pop)
+        via_memo = handler._ecs_hit(memos, wire, 4, s.app.ref.current)
         assert via_memo is not None, addr
         got = dns.message.from_wire(via_memo)
         strict = s.query("lb.example.com", pop="IAD", ecs=f"{addr}/26", tcp=True)
@@ -308,7 +308,7 @@ def test_ecs_packet_memo_matches_strict_path(fx, serve):
     # bits beyond the /26 prefix: FORMERR from the strict path, never a memoised answer
     bad = bytearray(_ecs_wire("198.51.100.64", 26))
     bad[-1] |= 0x01
-    assert handler._ecs_hit(bytes(bad), 4, pop) is None
+    assert handler._ecs_hit(memos, bytes(bad), 4, s.app.ref.current) is None
     assert dns.message.from_wire(s.raw(bytes(bad))).rcode() == dns.rcode.FORMERR
     # IPv6 /56 (7 address octets)
     for _ in range(2):

@@ -8,6 +8,7 @@ dnspython. Answers are compared as sets (R-ANS-27).
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 
 import dns.flags
@@ -443,7 +444,7 @@ def test_repeated_lb_packet_rotates_and_follows_health(fx, serve):
         out = s.raw(bytes(wire))
         assert out is not None and out[:2] == wire[:2]
         replies.append(out)
-    assert bytes(wire[2:]) in s.app.handler.packet_memo
+    assert bytes(wire[2:]) in s.app.handler.packet_memos["IAD"].packets
     e1, e2 = bytes([192, 0, 2, 10]), bytes([192, 0, 2, 11])
     orders = {out.index(e1) < out.index(e2) for out in replies}
     assert orders == {True, False}  # both rotations served
@@ -466,3 +467,22 @@ def test_repeated_lb_packet_weighted_single_still_draws(fx, serve):
         seen[frozenset(addresses(dns.message.from_wire(s.raw(bytes(wire)))))] += 1
     assert set(seen) == {frozenset({"192.0.2.60"}), frozenset({"192.0.2.61"})}
     assert 0.55 <= seen[frozenset({"192.0.2.60"})] / 400 <= 0.85  # 70 % ± sampling error
+
+
+def test_packet_memo_per_pop(fx, serve):
+    """Each PoP has its own packet memo: the same query alternating between two PoPs is
+    memoised at both, and each answers with its own PoP's decision."""
+    fx.lb["steering_policy"] = ""
+    fx.lb["pop_pools"] = {"LHR": ["p-eu"]}
+    s = serve(fx)
+    wire = _lb_packet()
+    for i in range(6):
+        wire[:2] = i.to_bytes(2, "big")
+        pop = "IAD" if i % 2 else "LHR"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(2)
+            sock.sendto(bytes(wire), ("127.0.0.1", s.ports[pop]))
+            got = addresses(dns.message.from_wire(sock.recv(4096)))
+        assert got == (EAST if pop == "IAD" else EU)
+    for pop in ("IAD", "LHR"):
+        assert bytes(wire[2:]) in s.app.handler.packet_memos[pop].packets
