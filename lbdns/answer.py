@@ -346,6 +346,8 @@ def _lb_answer(snapshot: Snapshot, zone: ZoneIndex, plan: LbPlan, qname: bytes, 
         data = owner + _tail(QTYPE_CNAME, ttl, recs[0][1])
         rest = _chase(snapshot, recs[0][1], qtype, env, depth)
         if rest is not None:  # R-ANS-32: the CNAME, then the target's RRset when served here
+            if rest.ecs_scope is not None:  # a chased LB's location counts too: the narrower scope
+                scope = rest.ecs_scope if scope is None else max(scope, rest.ecs_scope)
             return Answer(rest.rcode, True, data + rest.answer, 1 + rest.ancount, rest.authority, rest.nscount,
                           rest.additional, rest.arcount, ecs_scope=scope, lb=plan, decision=d,
                           matched_rules=matched, static=False)

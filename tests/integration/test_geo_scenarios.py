@@ -315,3 +315,19 @@ def test_ecs_packet_memo_matches_strict_path(fx, serve):
         s.raw(_ecs_wire("2001:db8:1::", 56))
     v6 = dns.message.from_wire(s.raw(_ecs_wire("2001:db8:1::", 56)))
     assert addresses(v6) == ASIA and ecs_option(v6).scopelen == 48
+
+
+def test_non_flattened_cname_into_geo_lb_keeps_ecs_scope(fx, serve):
+    """A flatten_cname: false origin whose target is a geo-steered LB served here: the chased
+    answer depends on the client subnet, so the ECS scope is the inner LB's (R-ANS-32, R-ANS-50)."""
+    fx.account["pools"].append({"name": "p-to-geo", "origins": [
+        {"name": "c", "address": "geo.example.com", "flatten_cname": False}]})
+    fx.zone["load_balancers"]["front"] = {"default_pools": ["p-to-geo"], "steering_policy": "off"}
+    fx.zone["load_balancers"]["geo"] = {"default_pools": ["p-us-east"], "country_pools": {"JP": ["p-asia"]},
+                                        "fallback_pool": "p-fallback", "steering_policy": "geo",
+                                        "location_strategy": {"prefer_ecs": "geo", "mode": "pop"}}
+    s = serve(fx)
+    for subnet, expected in (("198.51.100.128/26", ASIA), ("198.51.100.0/26", EAST)):
+        r = s.query("front.example.com", pop="IAD", ecs=subnet)
+        assert addresses(r) == expected
+        assert ecs_option(r).scopelen == 26
