@@ -39,12 +39,31 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
             self.dropped += 1
 
 
+class _StreamWriter:
+    """Writes formatted records to a stream for the listener thread. Deliberately not a
+    :class:`logging.Handler`: handlers are flushed under their lock by ``logging.shutdown`` at
+    exit, which would wait forever for a writer stuck on a blocked stream."""
+
+    level = logging.NOTSET
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.formatter = logging.Formatter(FORMAT)
+
+    def handle(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.formatter.format(record) + "\n")
+            self.stream.flush()
+        except Exception:  # a closed or broken stream: the line is lost, the thread lives on
+            pass
+
+
 class _Listener(logging.handlers.QueueListener):
     """A QueueListener whose stop is bounded: a writer stuck on a blocked stream is abandoned
     (it is a daemon thread) after ``STOP_TIMEOUT_S``."""
 
-    def __init__(self, q: queue.Queue[logging.LogRecord | None], handler: logging.Handler) -> None:
-        super().__init__(q, handler, respect_handler_level=False)
+    def __init__(self, q: queue.Queue[logging.LogRecord | None], writer: _StreamWriter) -> None:
+        super().__init__(q, writer, respect_handler_level=False)  # type: ignore[arg-type]
         self._records = q
 
     def stop(self) -> None:
@@ -85,8 +104,7 @@ def install(level: int, stream: TextIO | None = None, *, lines: int = QUEUE_LINE
     :func:`dropped`)."""
     global _current
     q: queue.Queue[logging.LogRecord | None] = queue.Queue(maxsize=lines)
-    out = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    out.setFormatter(logging.Formatter(FORMAT))
+    out = _StreamWriter(stream if stream is not None else sys.stderr)
     handler = _DroppingQueueHandler(q)
     root = logging.getLogger()
     for old in list(root.handlers):

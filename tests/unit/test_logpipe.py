@@ -53,3 +53,24 @@ def test_everything_written_when_the_stream_keeps_up() -> None:
     lines = buf.getvalue().splitlines()
     assert [ln.rsplit(" ", 1)[1] for ln in lines] == [f"w{i}" for i in range(50)]
     assert pipe.dropped == 0
+
+
+def test_process_exits_even_when_the_writer_is_stuck(tmp_path) -> None:
+    """stop() gives up on a writer blocked on a full pipe, and the interpreter still exits
+    (logging.shutdown must not wait for that writer)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "stuck.py"
+    script.write_text(
+        "import logging, os\n"
+        "from lbdns import logpipe\n"
+        "r, w = os.pipe()\n"
+        "pipe = logpipe.install(logging.INFO, os.fdopen(w, 'w'))\n"
+        "for i in range(3000):\n"
+        "    logging.getLogger('x').info('line %d %s', i, 'x' * 100)\n"
+        "pipe.stop()\n")
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], timeout=30, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - t0 < 10
