@@ -51,8 +51,8 @@ def serving_fallbacks(snapshot: Snapshot, view: HealthView) -> dict[str, list[st
     for name, plan in sorted(snapshot.plans.items()):
         lb = plan.model
         fallback = lb.fallback_pool
-        if not lb.enabled or fallback is None or fallback not in pools:
-            continue
+        if not lb.enabled or fallback is None or fallback not in pools or not pools[fallback].enabled:
+            continue  # a disabled fallback serves nothing (NODATA, R-HLT-20)
         candidates = set(lb.default_pools)
         for mapping in (lb.region_pools, lb.country_pools, lb.pop_pools):
             for names in mapping.values():

@@ -116,8 +116,8 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"lbdns: invalid settings: {exc}", file=sys.stderr)
             await app.stop()
             return 1
-        except OSError as exc:
-            print(f"cannot listen: {exc}", file=sys.stderr)
+        except OSError as exc:  # binding a listener, or spawning the probe worker
+            print(f"lbdns: cannot start: {exc}", file=sys.stderr)
             return 1
         for b in app.listeners:  # one write per line: the log writer thread shares the terminal
             sys.stdout.write(f"lbdns: listening on {b.transport} {b.address}:{b.port} (PoP {b.pop})\n")

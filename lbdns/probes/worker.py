@@ -13,8 +13,9 @@ and a pickled tuple (a private pipe between two processes of the same installati
 Server → worker: ``("start", WorkerOptions, targets)`` once, then any of
 ``("targets", targets)`` (reload), ``("warm", timeout_s | None)`` (one warm-start round;
 answered by ``("warm_done", probes)``) and ``("run",)`` (start periodic probing). EOF on stdin
-stops the worker. Worker → server: ``("events", [("probe", key, ProbeResult, lag_s | None) |
-("round", job, rtts_ms), ...])``, batched at most every ``BATCH_S`` seconds, in order.
+stops the worker (it ignores SIGINT, SIGHUP and SIGTERM). Worker → server: ``("events",
+[("probe", key, ProbeResult, lag_s | None) | ("round", job, rtts_ms), ...])``, batched at most
+every ``BATCH_S`` seconds, in order.
 
 :class:`ProbeWorker` is the server side: it spawns the worker, restarts it (with backoff) when
 it dies, and feeds its results into a :class:`~lbdns.probes.recorder.ProbeSink`.
@@ -184,8 +185,11 @@ def main() -> int:
     until stdin closes. Returns the exit status (0 normally)."""
     out_fd = os.dup(1)
     os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server handles ^C and closes our stdin
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads arrive as "targets"
+    # The worker's lifetime is its stdin: the server closes it on stop, and it reaches EOF when
+    # the server dies. ^C, SIGHUP and a SIGTERM sent to the whole process group (systemd's
+    # default) are the server's to handle; SIGKILL still ends the worker at once.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s[probe-worker]: %(message)s")
     try:
@@ -308,12 +312,16 @@ class ProbeWorker:
         self._warm = asyncio.get_running_loop().create_future()
         self._send(("warm", timeout))
         try:
-            return await asyncio.wait_for(asyncio.shield(self._warm), bound + START_GRACE_S)
+            done = await asyncio.wait_for(asyncio.shield(self._warm), bound + START_GRACE_S)
         except TimeoutError:
             log.warning("warm start: no answer from the probe worker within %.1f s", bound + START_GRACE_S)
             return None
         finally:
             self._warm = None
+        if done < 0:
+            log.warning("warm start: the probe worker exited before finishing its round")
+            return None
+        return done
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -327,6 +335,9 @@ class ProbeWorker:
             log.exception("probe worker %d sent an unreadable message; restarting it", proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+        finally:
+            if self._warm is not None and not self._warm.done():
+                self._warm.set_result(-1)  # the worker is gone: do not wait for its warm start
 
     def _deliver(self, events: list[tuple[Any, ...]]) -> None:
         for ev in events:

@@ -486,3 +486,20 @@ def test_packet_memo_per_pop(fx, serve):
         assert got == (EAST if pop == "IAD" else EU)
     for pop in ("IAD", "LHR"):
         assert bytes(wire[2:]) in s.app.handler.packet_memos[pop].packets
+
+
+def test_status_no_health_only_for_a_serving_enabled_fallback(fx, serve):
+    """R-HLT-11/A-48 as /status reports it: the fallback pool is 'serving' when none of the
+    LB's pools is usable — unless it is disabled (then the LB answers NODATA, EX-06)."""
+    from lbdns.admin import serving_fallbacks
+
+    s = serve(fx)
+    cur = lambda: s.app.ref.current  # noqa: E731
+    assert serving_fallbacks(cur().snapshot, cur().health) == {}
+    s.set_health(ALL_DOWN)
+    assert serving_fallbacks(cur().snapshot, cur().health) == {"p-fallback": ["lb.example.com."]}
+    fx.pool("p-fallback")["enabled"] = False
+    s2 = serve(fx)
+    s2.set_health(ALL_DOWN)
+    assert_nodata(s2.query("lb.example.com"))
+    assert serving_fallbacks(s2.app.ref.current.snapshot, s2.app.ref.current.health) == {}

@@ -142,3 +142,25 @@ def test_worker_that_ignores_stop_is_killed(tmp_path: Any) -> None:
         return took
 
     assert 0.4 <= run(main()) < 3.0
+
+
+def test_warm_start_does_not_wait_for_a_dead_worker() -> None:
+    """A worker that exits at once (here: a program that is not the worker) ends the warm start
+    immediately instead of holding the listeners for the whole warm-start bound."""
+
+    async def main() -> tuple[int | None, float]:
+        mon = _monitor(type="tcp", port=9)
+        targets = build_targets({"p": _pool("p", [9])}, {"m": mon})
+        rec = HealthRecorder(lambda v: None)
+        rec.set_targets(targets, publish=False)
+        worker = ProbeWorker(rec, WorkerOptions(), command=(sys.executable, "-c", "raise SystemExit(1)"),
+                             restart_delay=(30.0, 30.0))
+        t0 = time.monotonic()
+        try:
+            done = await worker.start(targets, warm_start=True)
+            return done, time.monotonic() - t0
+        finally:
+            await worker.stop()
+
+    done, took = run(main())
+    assert done is None and took < 5.0, took
