@@ -59,10 +59,12 @@ class HealthRuntime:
             self.worker = ProbeWorker(self.recorder, WorkerOptions(
                 concurrency=s.probe_concurrency, strict_public_endpoints=s.strict_public_endpoints,
                 cpus=tuple(s.probe_cpus) if s.probe_cpus else None, nice=s.probe_nice,
-                log_level=logging.getLogger().getEffectiveLevel()))
+                log_level=logging.getLogger().getEffectiveLevel(),
+                upstream_resolvers=tuple(s.upstream_resolvers)))
         else:
             self.scheduler = ProbeScheduler(targets, self.recorder, concurrency=s.probe_concurrency,
-                                            strict_public_endpoints=s.strict_public_endpoints)
+                                            strict_public_endpoints=s.strict_public_endpoints,
+                                            upstream_resolvers=s.upstream_resolvers)
 
     @property
     def worker_pid(self) -> int | None:

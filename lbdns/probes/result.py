@@ -14,6 +14,10 @@ import socket
 import time
 from dataclasses import dataclass
 
+import dns.asyncresolver
+import dns.exception
+import dns.rdatatype
+
 # Appendix B vocabulary -----------------------------------------------------------------------
 NO_FAILURES = "No failures"
 TCP_CONNECTION_FAILED = "TCP connection failed"
@@ -110,29 +114,41 @@ def is_public(ip: str) -> bool:
 
 
 async def resolve_host(
-    host: str, timeout: float, *, strict_public: bool = False
+    host: str, timeout: float, *, strict_public: bool = False,
+    resolver: dns.asyncresolver.Resolver | None = None,
 ) -> tuple[str | None, ProbeResult | None]:
     """Resolve a hostname origin before a probe (SPEC.md R-MON-16).
 
-    Takes the hostname, a timeout in seconds and whether private results are rejected
-    (``strict_public_endpoints``). Returns ``(ip, None)`` on success, or ``(None, failure)``
-    with "DNS Unknown Host" (no such name, resolver failure or timeout) or "DNS Internal".
-    IP literals are returned unchanged. Never raises.
+    Takes the hostname, a timeout in seconds, whether private results are rejected
+    (``strict_public_endpoints``) and the resolver: a dnspython resolver for the configured
+    ``upstream_resolvers`` (A first, then AAAA — the same upstreams that answers use, see
+    :mod:`lbdns.upstream`), or None for the system resolver (``getaddrinfo``). Returns ``(ip,
+    None)`` on success, or ``(None, failure)`` with "DNS Unknown Host" (no such name, no
+    address, resolver failure or timeout) or "DNS Internal". IP literals are returned
+    unchanged. Never raises.
     """
     try:
         ipaddress.ip_address(host)
         return host, None
     except ValueError:
         pass
-    loop = asyncio.get_running_loop()
+    ip: str | None = None
     try:
         async with asyncio.timeout(timeout):
-            infos = await loop.getaddrinfo(host.rstrip("."), None, type=socket.SOCK_STREAM)
-    except (OSError, TimeoutError) as exc:
-        return None, failed(DNS_UNKNOWN_HOST, detail=f"{host}: {exc}")
-    if not infos:
+            if resolver is not None:
+                for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                    ans = await resolver.resolve(host, rdtype, raise_on_no_answer=False, search=False)
+                    if ans.rrset:
+                        ip = str(next(iter(ans.rrset)).address)
+                        break
+            else:
+                infos = await asyncio.get_running_loop().getaddrinfo(host.rstrip("."), None,
+                                                                     type=socket.SOCK_STREAM)
+                ip = str(infos[0][4][0]) if infos else None
+    except (OSError, TimeoutError, dns.exception.DNSException) as exc:
+        return None, failed(DNS_UNKNOWN_HOST, detail=f"{host}: {type(exc).__name__}: {exc}")
+    if ip is None:
         return None, failed(DNS_UNKNOWN_HOST, detail=f"{host}: no addresses")
-    ip = str(infos[0][4][0])
     if strict_public and not is_public(ip):
         return None, failed(DNS_INTERNAL, detail=f"{host} resolves to non-public {ip}")
     return ip, None

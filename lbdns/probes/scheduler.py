@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import dns.asyncresolver
 
 from lbdns.config.model import Monitor, Origin
 from lbdns.probes import result as r
@@ -42,6 +43,7 @@ from lbdns.probes.smtp import DEFAULT_HELO, check_smtp
 from lbdns.probes.targets import ProbeTarget
 from lbdns.probes.tcp import check_tcp
 from lbdns.probes.udp import check_udp_icmp
+from lbdns.upstream import make_resolver
 
 log = logging.getLogger("lbdns.probes")
 
@@ -56,13 +58,15 @@ DEFAULT_JITTER = 5.0
 
 @dataclass(slots=True)
 class ProbeContext:
-    """Shared resources of the checks: the aiohttp session, TLS trust, ICMP mode, options."""
+    """Shared resources of the checks: the aiohttp session, TLS trust, ICMP mode, options, and
+    the resolver for hostname origins (None: the system resolver)."""
 
     session: aiohttp.ClientSession | None = None
     ssl_context: ssl.SSLContext | None = None
     strict_public: bool = False
     pinger: IcmpPinger = field(default_factory=IcmpPinger)
     smtp_helo: str = DEFAULT_HELO
+    resolver: dns.asyncresolver.Resolver | None = None
 
 
 def _port(monitor: Monitor, origin: Origin) -> int:
@@ -77,7 +81,8 @@ async def run_check(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     """
     mon, origin = target.monitor, target.origin
     try:
-        ip, failure = await resolve_host(origin.address, mon.timeout, strict_public=ctx.strict_public)
+        ip, failure = await resolve_host(origin.address, mon.timeout, strict_public=ctx.strict_public,
+                                         resolver=ctx.resolver)
         if failure is not None or ip is None:
             return failure or r.failed(r.DNS_UNKNOWN_HOST)
         kind = mon.type
@@ -146,7 +151,9 @@ class ProbeScheduler:
     by :meth:`stop`); ``checker`` — replaces :func:`run_check` (tests); ``rng`` — jitter
     randomness; ``round_rate`` — probes of one round (one pool and monitor) start at most this
     many per second, spread over at most half the interval, so a pool with many origins does
-    not start them all at once. Raises ValueError for ``concurrency`` < 1 or ``round_rate`` ≤ 0.
+    not start them all at once; ``upstream_resolvers`` — resolve hostname origins through these
+    (the ``upstream_resolvers`` setting, as answers do; empty: the system resolver). Raises
+    ValueError for ``concurrency`` < 1, ``round_rate`` ≤ 0 or a malformed upstream.
     """
 
     def __init__(
@@ -164,6 +171,7 @@ class ProbeScheduler:
         checker: Checker | None = None,
         rng: random.Random | None = None,
         round_rate: float = 500.0,
+        upstream_resolvers: Sequence[str] = (),
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency {concurrency} is invalid (≥ 1)")
@@ -175,7 +183,8 @@ class ProbeScheduler:
         self.jitter = max(0.0, jitter)
         self.clock = clock
         self._ctx = ProbeContext(session, ssl_context, strict_public_endpoints,
-                                 IcmpPinger(icmp_privileged))
+                                 IcmpPinger(icmp_privileged),
+                                 resolver=make_resolver(upstream_resolvers, 30.0) if upstream_resolvers else None)
         self._own_session = session is None
         self._checker: Checker = checker or run_check
         self._rng = rng or random.Random()

@@ -21,52 +21,22 @@ import dns.resolver
 
 from lbdns.steering.decide import NeedsLookup
 from lbdns.steering.origins import HostAddresses
+from lbdns.upstream import make_resolver
 
 log = logging.getLogger("lbdns.hostnames")
-
-
-def parse_upstream(text: str) -> tuple[str, int]:
-    """``IP``, ``IP:port`` or ``[IPv6]:port`` → (ip, port); port defaults to 53.
-    Raises ValueError for anything else (SPEC.md §2.1 ``upstream_resolvers``)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else 53
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        port = int(p)
-    else:
-        host, port = text, 53
-    ip_address(host)
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} out of range")
-    return host, port
 
 
 class HostnameResolver:
     """Cache of hostname origin addresses.
 
-    ``upstreams`` are resolver addresses (see :func:`parse_upstream`); empty means the
+    ``upstreams`` are resolver addresses (see :func:`lbdns.upstream.parse_upstream`); empty means the
     system resolver configuration. ``max_ttl`` caps the cache time in seconds; ``timeout``
     bounds one resolution (seconds).
     """
 
     def __init__(self, upstreams: list[str], *, max_ttl: float = 5.0, timeout: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if upstreams:
-            self.resolver = dns.asyncresolver.Resolver(configure=False)
-            parsed = [parse_upstream(u) for u in upstreams]
-            self.resolver.nameservers = [h for h, _ in parsed]
-            self.resolver.nameserver_ports = {h: p for h, p in parsed}
-            self.resolver.port = parsed[0][1]
-        else:
-            try:
-                self.resolver = dns.asyncresolver.Resolver()
-            except dns.resolver.NoResolverConfiguration:
-                self.resolver = dns.asyncresolver.Resolver(configure=False)
-                self.resolver.nameservers = ["127.0.0.1"]
-        self.resolver.lifetime = timeout
-        self.resolver.timeout = timeout
+        self.resolver = make_resolver(upstreams, timeout)
         self.max_ttl = max_ttl
         self.clock = clock
         self.cache: dict[str, tuple[HostAddresses, float]] = {}

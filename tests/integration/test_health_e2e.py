@@ -236,3 +236,44 @@ def test_admin_health_override_and_reload_carry_over(tmp_path, origins):
         assert "127.0.0.12" in lb(s)
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+def test_hostname_origin_probed_through_upstream_resolvers(tmp_path, origins, isolation):
+    """Probes resolve a hostname origin through ``upstream_resolvers`` — the resolvers answers
+    use — not the system resolver (which knows nothing of probe.test): the origin becomes
+    healthy, and when the upstream stops knowing the name the probe fails with DNS Unknown Host."""
+    up_dir = tmp_path / "up"
+    (up_dir / "zones").mkdir(parents=True)
+    soa = dict(SOA, mname="ns1.probe.test.", rname="hostmaster.probe.test.")
+
+    def upstream_zone(records: dict[str, Any]) -> None:
+        (up_dir / "zones" / "probe.test.yaml").write_text(yaml.safe_dump(
+            {"zone": "probe.test", "soa": soa, "ns": ["ns1.probe.test."], "records": records}))
+
+    upstream_zone({"web": {"type": "A", "ttl": 1, "value": origins["e1"].address}})
+    up = Server(up_dir / "zones", up_dir, geoip=False)
+    try:
+        work = tmp_path / "main"
+        work.mkdir()
+        zones = write_zones(work, origins)
+        account = yaml.safe_load((zones / "_account.yaml").read_text())
+        account["pools"][0]["origins"] = [{"name": "e1", "address": "web.probe.test", "port": origins["e1"].port}]
+        (zones / "_account.yaml").write_text(yaml.safe_dump(account))
+        s = Server(zones, work, geoip=False, health="none", probes_enabled=True, monitor_interval_min=1,
+                   admin={"enabled": True, "address": "127.0.0.1", "port": 0}, probe_isolation=isolation,
+                   upstream_resolvers=[f"127.0.0.1:{up.ports['IAD']}"], hostname_cache_max_ttl=0)
+        try:
+            def e1() -> dict[str, Any]:
+                pools = {p["name"]: p for p in json.loads(http_get(s, "/status"))["pools"]}
+                return pools["primary"]["origins"][0]
+
+            wait_for(lambda: e1()["health"] == "healthy", 6)
+            assert lb(s) == {origins["e1"].address}
+            upstream_zone({})
+            assert up.reload()
+            wait_for(lambda: e1()["failure_reason"] == "DNS Unknown Host", INTERVAL * DOWN + TIMEOUT + 4)
+        finally:
+            s.stop()
+    finally:
+        up.stop()
