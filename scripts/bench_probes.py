@@ -2,7 +2,8 @@
 """Scale run of the probe scheduler (DESIGN.md "One probe result"; SPEC.md R-MON-01).
 
 Starts N local origins (TCP or HTTP listeners on 127.0.0.1, one port each) in a child process,
-then probes all of them with :class:`lbdns.probes.ProbeScheduler` every ``--interval`` seconds
+then probes all of them with :class:`lbdns.probes.ProbeScheduler` feeding a
+:class:`lbdns.probes.HealthRecorder`, in this process, every ``--interval`` seconds
 for ``--duration`` seconds and prints the schedule lag (actual probe start − due time) p50/p99,
 the probe rate and the health outcome.
 
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lbdns.config.model import Monitor, Pool
 from lbdns.health.view import HealthView, OriginState
-from lbdns.probes import ProbeScheduler, build_targets
+from lbdns.probes import HealthRecorder, ProbeScheduler, build_targets
 
 
 def raise_fd_limit(needed: int) -> tuple[int, int]:
@@ -114,8 +115,9 @@ async def bench(args: argparse.Namespace, ports: list[int]) -> dict[str, object]
     })
     targets = build_targets(pools, {"m": mon})
     published: list[HealthView] = []
-    sched = ProbeScheduler(targets, published.append, concurrency=args.concurrency,
-                           jitter=args.interval)
+    recorder = HealthRecorder(published.append)
+    recorder.set_targets(targets, publish=False)
+    sched = ProbeScheduler(targets, recorder, concurrency=args.concurrency, jitter=args.interval)
     loop = asyncio.get_running_loop()
     # event-loop responsiveness: how late a 10 ms timer fires while probing
     loop_lag: list[float] = []
@@ -132,11 +134,12 @@ async def bench(args: argparse.Namespace, ports: list[int]) -> dict[str, object]
     await sched.start()
     await asyncio.sleep(args.duration)
     await sched.stop()
+    recorder.flush()
     wall = time.monotonic() - t0
     cpu = time.process_time() - cpu0
     tick.cancel()
-    lags = list(sched.schedule_lag)
-    view = sched.view
+    lags = list(recorder.schedule_lag)
+    view = recorder.view
     states = [view.state(t.pool.id, t.origin.name) for t in targets]
     return {
         "kind": args.kind,
@@ -146,9 +149,9 @@ async def bench(args: argparse.Namespace, ports: list[int]) -> dict[str, object]
         "duration_s": round(wall, 2),
         "concurrency": args.concurrency,
         "loop": type(loop).__module__,
-        "probes": sched.probes_run,
-        "probes_failed": sched.probes_failed,
-        "probes_per_s": round(sched.probes_run / wall, 1),
+        "probes": recorder.probes_run,
+        "probes_failed": recorder.probes_failed,
+        "probes_per_s": round(recorder.probes_run / wall, 1),
         "expected_probes_per_s": round(len(targets) / args.interval, 1),
         "schedule_lag_ms_p50": round(pct(lags, 0.50) * 1000, 3),
         "schedule_lag_ms_p99": round(pct(lags, 0.99) * 1000, 3),
