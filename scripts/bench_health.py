@@ -24,7 +24,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import yaml
+from bench import free_port  # scripts/ is on sys.path when this file runs as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,14 +69,6 @@ def _listeners(n: int, conn: Connection, cpu: str, nice: int) -> None:
         await runner.cleanup()
 
     asyncio.run(main())
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
-        u.bind(("127.0.0.1", 0))
-        p = u.getsockname()[1]
-        t.bind(("127.0.0.1", p))
-        return int(p)
 
 
 def write_config(d: Path, origins: list[tuple[str, int]], interval: int, probe_settings: dict[str, object]) -> Path:
