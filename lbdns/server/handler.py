@@ -132,6 +132,29 @@ class _PopMemos:
         self.snapshot = snapshot
 
 
+def _memo_scope(network_prefix: int, source: int) -> int:
+    """The ECS SCOPE of a location-memoised LB answer for a query with SOURCE PREFIX-LENGTH
+    ``source``: the deciding GeoIP network's prefix clamped to the source; ``-1`` (ECS consulted,
+    no data) gives the source, ``-2`` (location not from ECS) gives 0 (SPEC.md R-ANS-50)."""
+    if network_prefix >= 0:
+        return min(network_prefix, source)
+    return source if network_prefix == -1 else 0
+
+
+def _section_fits(out: bytes, section: bytes, qlen: int, lbm: _LbMemo, limit: int) -> tuple[int, int] | None:
+    """Where the answer ``section`` sits in the LB response ``out`` (start, end), or None when
+    the response is truncated, not laid out as header + question + section + rest, or some
+    answer ``lbm`` can draw would not fit the ``limit`` (octets) the same way."""
+    start = 12 + qlen
+    end = start + len(section)
+    if out[2] & 0x02 or out[start:end] != section:
+        return None
+    longest = max(len(c) for c in lbm.choices) if lbm.choices else len(section)
+    if len(out) - len(section) + longest > limit:
+        return None
+    return start, end
+
+
 _SCOPE_OCTET = tuple(bytes((i,)) for i in range(129))
 _COUNT = tuple(i.to_bytes(2, "big") for i in range(1024))
 _LB_MEMO_MAX = 50_000
@@ -251,14 +274,11 @@ class Handler:
                             counter_key: tuple[str, int, int], out: bytes, section: bytes, qlen: int,
                             limit: int) -> None:
         """Keep the parts around the answer section of an LB response, when every answer the
-        memo can draw fits the same way (no truncation, same size budget)."""
-        start = 12 + qlen
-        end = start + len(section)
-        if out[2] & 0x02 or out[start:end] != section:  # truncated, or not laid out as expected
+        memo can draw fits the same way (:func:`_section_fits`)."""
+        bounds = _section_fits(out, section, qlen, lbm, limit)
+        if bounds is None:
             return
-        longest = max(len(c) for c in lbm.choices) if lbm.choices else len(section)
-        if len(out) - len(section) + longest > limit:
-            return
+        start, end = bounds
         self._remember_packet(data, cur, pop, _Packet(counter_key, out[2:start], lbm, out[end:]), len(out))
 
     def _ecs_hit(self, memos: _PopMemos, data: bytes, alen: int, cur: Current) -> bytes | None:
@@ -276,8 +296,7 @@ class Handler:
             lbm = self.loc_memo.get((*t.loc_key, id(rec)))
             if lbm is None or lbm.rec is not rec:
                 return None
-            npfx = lbm.network_prefix
-            scope = min(npfx, t.source) if npfx >= 0 else (t.source if npfx == -1 else 0)
+            scope = _memo_scope(lbm.network_prefix, t.source)
         ancount = lbm.answer.ancount
         if lbm.health is not cur.health.states_token or lbm.snapshot is not cur.snapshot or ancount >= 1024:
             return None
@@ -290,11 +309,12 @@ class Handler:
                 + address)
 
     def _remember_ecs_packet(self, data: bytes, cur: Current, pop: Pop, q: Query, ecs: ClientSubnet,
-                             fixed: _LbMemo | None, lbm: _LbMemo, scope: int, counter_key: tuple[str, int, int],
+                             lbm: _LbMemo, located: bool, scope: int, counter_key: tuple[str, int, int],
                              out: bytes, section: bytes, limit: int) -> None:
         """Keep the shape of an ECS LB response when the query ends with an OPT record whose
         only option is the ECS option, so that a query differing only in the address can be
-        answered from the PoP's ``ecs`` memo."""
+        answered from the PoP's ``ecs`` memo. ``located``: ``lbm`` came from the location memo
+        (another address may need another entry) rather than being the same for every client."""
         address = ecs.address
         alen = len(address)
         n = len(data)
@@ -303,15 +323,10 @@ class Handler:
         if (data[n - alen:] != address or data[n - alen - 8:n - alen - 6] != b"\x00\x08"
                 or data[n - alen - 10:n - alen - 8] != (8 + alen).to_bytes(2, "big")):
             return
-        start = 12 + len(q.question)
-        end = start + len(section)
-        if (out[2] & 0x02 or out[start:end] != section or out[len(out) - alen:] != address
-                or out[len(out) - alen - 1] != scope):
+        bounds = _section_fits(out, section, len(q.question), lbm, limit)
+        if bounds is None or out[len(out) - alen:] != address or out[len(out) - alen - 1] != scope:
             return
-        fixed_len = len(out) - len(section)
-        longest = max(len(c) for c in lbm.choices) if lbm.choices else len(section)
-        if fixed_len + longest > limit:
-            return
+        start, end = bounds
         memos = self._pop_memos(pop, cur)
         if len(memos.ecs) >= _PACKET_MEMO_MAX:
             memos.ecs.clear()
@@ -319,8 +334,9 @@ class Handler:
         bits = ecs.source_prefix % 8
         memos.ecs[data[2:n - alen]] = _EcsPacket(
             counter_key, out[2:6], out[8:start], out[end:len(out) - alen - 1],
-            limit - fixed_len, bytes((4 if ecs.family == 1 else 16) - alen), (0xFF >> bits) if bits else 0,
-            ecs.source_prefix, fixed, (q.qname_lower, q.qtype, pop.code, True))
+            limit - (len(out) - len(section)), bytes((4 if ecs.family == 1 else 16) - alen),
+            (0xFF >> bits) if bits else 0, ecs.source_prefix, None if located else lbm,
+            (q.qname_lower, q.qtype, pop.code, True))
         memos.ecs_address_len[n] = alen
 
     def _country_of(self, ip: IPv4Address | IPv6Address) -> str | None:
@@ -411,9 +427,7 @@ class Handler:
                 if lbm is not None and lbm.rec is not rec:
                     lbm = None
                 if lbm is not None and ecs_for_answer is not None:
-                    src = ecs_for_answer.source_prefix
-                    scope = min(lbm.network_prefix, src) if lbm.network_prefix >= 0 else (
-                        src if lbm.network_prefix == -1 else 0)
+                    scope = _memo_scope(lbm.network_prefix, ecs_for_answer.source_prefix)
             if lbm is not None and lbm.health is cur.health.states_token and lbm.snapshot is cur.snapshot:
                 self.counters.decisions[lbm.decision_key] += 1
                 a = lbm.answer
@@ -425,15 +439,13 @@ class Handler:
                                      server_cookie=cookie)
                 if self.on_answer is not None:
                     self.on_answer(q, peer_ip, tcp, pop, a)
-                elif tcp or cookie is not None:
-                    pass
-                elif ecs is None:
-                    if not located:
+                elif not tcp and cookie is None:
+                    if ecs is None and not located:
                         self._remember_lb_packet(data, cur, pop, lbm, counter_key, out, section, len(q.question),
                                                  limit)
-                elif ecs_for_answer is not None:
-                    self._remember_ecs_packet(data, cur, pop, q, ecs_for_answer, None if located else lbm, lbm, scope,
-                                              counter_key, out, section, limit)
+                    elif ecs_for_answer is not None:
+                        self._remember_ecs_packet(data, cur, pop, q, ecs_for_answer, lbm, located, scope,
+                                                  counter_key, out, section, limit)
                 return out
         if ans is None:
             env = QueryEnv(
