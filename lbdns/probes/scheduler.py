@@ -40,7 +40,7 @@ from lbdns.probes.icmp import IcmpPinger, check_icmp
 from lbdns.probes.recorder import JobKey, ProbeSink
 from lbdns.probes.result import ProbeResult, resolve_host
 from lbdns.probes.smtp import DEFAULT_HELO, check_smtp
-from lbdns.probes.targets import ProbeTarget
+from lbdns.probes.targets import ProbeTarget, warm_start_bound
 from lbdns.probes.tcp import check_tcp
 from lbdns.probes.udp import check_udp_icmp
 from lbdns.upstream import make_resolver
@@ -255,10 +255,7 @@ class ProbeScheduler:
         then are cancelled and not reported. Returns the number of probes reported.
         """
         self._ensure_session()
-        bound = timeout
-        if bound is None:
-            bound = max((t.monitor.timeout * (t.monitor.retries + 1) for t in self._targets),
-                        default=0) + 1.0
+        bound = timeout if timeout is not None else warm_start_bound(self._targets)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + bound
         passes: dict[int, int] = {}

@@ -5,7 +5,7 @@ picklable data: the probe worker process receives them over its pipe.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from lbdns.config.model import Monitor, MonitorGroup, Origin, Pool
@@ -98,3 +98,9 @@ def build_targets(
                 exp = _expected(mon)
                 out.extend(ProbeTarget(pool, o, mon, specs, exp) for o in origins)
     return out
+
+
+def warm_start_bound(targets: Iterable[ProbeTarget]) -> float:
+    """Seconds a warm-start round may take: the largest ``timeout × (retries + 1)`` of the
+    targets' monitors plus 1 s for name resolution (1 s without targets)."""
+    return max((t.monitor.timeout * (t.monitor.retries + 1) for t in targets), default=0) + 1.0

@@ -39,7 +39,7 @@ from typing import Any
 from lbdns.health.book import MemberKey
 from lbdns.probes.recorder import JobKey, ProbeSink
 from lbdns.probes.result import ProbeResult
-from lbdns.probes.targets import ProbeTarget
+from lbdns.probes.targets import ProbeTarget, warm_start_bound
 
 log = logging.getLogger("lbdns.probes")
 
@@ -308,9 +308,7 @@ class ProbeWorker:
         proc.stdin.write(encode(message))
 
     async def _warm_round(self, timeout: float | None) -> int | None:
-        bound = timeout
-        if bound is None:
-            bound = max((t.monitor.timeout * (t.monitor.retries + 1) for t in self._targets), default=0) + 1.0
+        bound = timeout if timeout is not None else warm_start_bound(self._targets)
         self._warm = asyncio.get_running_loop().create_future()
         self._send(("warm", timeout))
         try:
