@@ -1,5 +1,6 @@
 """Custom-rule conditions: the Cloudflare Rules language subset for DNS-only load balancers
-(SPEC.md §8.2), plus documented lbdns extensions (docs/rules.md).
+(Cloudflare docs: Load Balancing › Expressions; Load Balancing › Supported fields and operators),
+plus documented lbdns extensions (docs/rules.md).
 
 Pipeline: :mod:`~lbdns.rules.lexer` → :mod:`~lbdns.rules.parser` (AST) →
 :func:`~lbdns.rules.compiler.check` (types) → :func:`~lbdns.rules.compiler.build` (closures).

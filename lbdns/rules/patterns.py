@@ -1,5 +1,6 @@
 """Pattern literals of custom rules: ``matches`` regular expressions and ``wildcard`` patterns
-(SPEC.md §8.2 R-RUL-15; bounds and extensions in docs/rules.md).
+(Cloudflare docs: Load Balancing › Supported fields and operators; bounds and extensions in
+docs/rules.md).
 
 Regular expressions run on Python's backtracking ``re`` engine, and the usual subject — the
 query name — is chosen by whoever sends the query. :func:`regex_hazard` therefore refuses, at
