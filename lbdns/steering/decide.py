@@ -1,9 +1,10 @@
-"""The load-balancer decision (SPEC.md §3.3, §6, §7, §9; Appendix C): effective config →
-pool order → usable pool (or fallback) → endpoints → records.
+"""The load-balancer decision: effective config → pool order → usable pool (or fallback) →
+endpoints → records (Cloudflare docs: Load Balancing › Traffic steering, with its Global and
+Local traffic steering pages; Load Balancing › Load shedding; docs/steering.md).
 
 Pure and synchronous: health comes as a :class:`HealthView`, randomness as an ``Rng``,
 hostname addresses through a :data:`HostLookup`, the client location through a
-:data:`Locator` — all injected (SPEC.md R-ARCH-02).
+:data:`Locator` — all injected, so tests need neither probes nor sockets.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_MX, QTYPE_S
 class NeedsLookup(Exception):
     """Raised when hostname origins must be resolved before the answer can be computed;
     ``hostnames`` lists the FQDNs missing from the cache. The edge resolves them and asks
-    again (SPEC.md R-ANS-30)."""
+    again (docs/steering.md › Hostname origins)."""
 
     def __init__(self, hostnames: frozenset[str]) -> None:
         super().__init__(", ".join(sorted(hostnames)))
@@ -33,9 +34,10 @@ class NeedsLookup(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ClientLocation:
-    """Where the client is, for geo and proximity (SPEC.md R-LOC-06). ``source`` is
-    ``ecs``/``resolver``/``pop``; ``network_prefix`` the GeoIP network length that decided
-    (ECS scope, R-ANS-50); ``ecs_consulted`` True when the ECS address was looked up."""
+    """Where the client is, for geo and proximity (from ``location_strategy``, see
+    :func:`lbdns.geo.location.resolve_location`). ``source`` is ``ecs``/``resolver``/``pop``;
+    ``network_prefix`` the GeoIP network length that decided (ECS scope, RFC 7871 §7.2.1);
+    ``ecs_consulted`` True when the ECS address was looked up."""
 
     source: str
     country: str | None
@@ -86,8 +88,8 @@ class Decision:
 @dataclass(slots=True)
 class Query:
     """The per-query inputs steering needs. ``resolver_ip`` is the packet source (hash and
-    shedding key, A-14); ``pop``/``pop_region`` identify the receiving PoP; ``now`` is a
-    monotonic time in seconds (RTT freshness)."""
+    shedding key, lbdns decision, docs/decisions.md › Steering); ``pop``/``pop_region`` identify
+    the receiving PoP; ``now`` is a monotonic time in seconds (RTT freshness)."""
 
     qtype: int
     resolver_ip: str
@@ -126,7 +128,10 @@ def _usable(pool: CompiledPool, view: HealthView, q: Query, rng: Rng, lookup: Ho
 
 def _weighted_pools(eff: Effective, pools: Sequence[CompiledPool], view: HealthView, q: Query, rng: Rng,
                     lookup: HostLookup | None, d: Decision) -> Iterator[CompiledPool]:
-    """Random / LOR / LC: one weighted draw among usable pools (R-GTS-20/21/60/61, R-SHD-04)."""
+    """Random / LOR / LC: one weighted draw among usable, non-shed pools (Cloudflare docs: Load
+    Balancing › Standard › Random steering; Load Balancing › Global traffic steering › Least
+    Outstanding Requests: DNS-only uses the weights alone; weight-0 pools and shedding before the
+    draw: docs/decisions.md › Steering)."""
     usable: list[tuple[CompiledPool, float]] = []
     total = 0.0
     for p in pools:
@@ -161,7 +166,8 @@ def _ordered(pools: Sequence[CompiledPool], view: HealthView, q: Query, rng: Rng
 
 def _geo_list(eff: Effective, q: Query, locate: Locator | None, d: Decision) -> tuple[
         Sequence[CompiledPool], bool]:
-    """The geo candidate list and whether it came from a mapping (R-GTS-31, R-LOC-07)."""
+    """The geo candidate list and whether it came from a mapping (Cloudflare docs: Load Balancing ›
+    Geo › Pool assignment: PoP, then country, then region, then ``default_pools``)."""
     lst = eff.pop_pools.get(q.pop)
     if lst:
         d.note(f"geo: pop_pools[{q.pop}]")
@@ -189,7 +195,8 @@ def _geo_list(eff: Effective, q: Query, locate: Locator | None, d: Decision) -> 
 
 
 def _proximity_order(eff: Effective, locate: Locator | None, d: Decision) -> list[CompiledPool]:
-    """Pools by distance from the client location; pools without coordinates last (R-GTS-40/41)."""
+    """Pools by distance from the client location (Cloudflare docs: Load Balancing › Proximity);
+    pools without coordinates last (lbdns decision)."""
     if locate is None:
         return list(eff.default_pools)
     loc = locate(need="coordinates", prefer_ecs=eff.prefer_ecs, mode=eff.location_mode, policy="proximity")
@@ -220,7 +227,8 @@ networks share coordinates, so the order is computed once per place."""
 
 
 def _latency_order(eff: Effective, view: HealthView, now: float, d: Decision) -> list[CompiledPool]:
-    """Pools with current RTT data first by EWMA, then the rest in failover order (R-GTS-51)."""
+    """Pools with current RTT data first by EWMA, then the rest in failover order (Cloudflare
+    docs: Load Balancing › Global traffic steering › Dynamic)."""
     timed: list[tuple[float, int, CompiledPool]] = []
     rest: list[CompiledPool] = []
     for i, p in enumerate(eff.default_pools):
@@ -238,10 +246,12 @@ def _latency_order(eff: Effective, view: HealthView, now: float, d: Decision) ->
 
 def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: HostLookup | None = None,
            locate: Locator | None = None, trace: bool = False) -> Decision:
-    """Run pool and endpoint selection for one query (SPEC.md Appendix C).
+    """Run pool and endpoint selection for one query (docs/steering.md › The decision in one
+    paragraph).
 
-    Returns a :class:`Decision` whose ``records`` are the answer rdatas (empty ⇒ NODATA,
-    R-ANS-22/23). Raises :class:`NeedsLookup` when hostname origins are not yet cached.
+    Returns a :class:`Decision` whose ``records`` are the answer rdatas (empty ⇒ NODATA, RFC 2308;
+    docs/decisions.md › Answers and precedence). Raises :class:`NeedsLookup` when hostname origins
+    are not yet cached.
     """
     d = Decision(trail=[] if trace else None, policy=eff.steering_policy)
     policy = eff.steering_policy
@@ -283,7 +293,9 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
 
 
 def _rdata_for(o: CompiledOrigin, qtype: int, lookup: HostLookup | None) -> list[tuple[int, bytes]]:
-    """The answer rdatas one eligible origin contributes for ``qtype`` (R-ANS-24, 32, 41, 42)."""
+    """The answer rdatas one eligible origin contributes for ``qtype``: its addresses of the
+    family, its CNAME (``flatten_cname: false``), or its MX / SRV record (docs/steering.md ›
+    Hostname origins; › MX and SRV)."""
     if qtype == QTYPE_MX:
         if o.hostname is None:
             return []
@@ -308,7 +320,8 @@ def _rdata_for(o: CompiledOrigin, qtype: int, lookup: HostLookup | None) -> list
 def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: Rng,
             lookup: HostLookup | None, d: Decision, eff: Effective) -> None:
     """Endpoint selection in ``pool`` among ``base`` (healthy, or all enabled in fallback
-    mode): eligibility, single- vs multi-answer (R-EPS-01, R-EPS-10)."""
+    mode): eligibility, single- vs multi-answer (Cloudflare docs: Load Balancing Reference
+    Architecture › DNS-only load balancing; docs/steering.md › Endpoint steering)."""
     qtype = q.qtype
     cands: list[tuple[CompiledOrigin, list[tuple[int, bytes]]]] = []
     for o in base:
@@ -322,7 +335,7 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
             continue
         rd = _rdata_for(o, qtype, lookup)
         if qtype == QTYPE_CNAME:
-            cands.append((o, rd))  # CNAME selection ignores family (R-ANS-33)
+            cands.append((o, rd))  # CNAME selection ignores family
         elif rd:
             cands.append((o, rd))
     if not cands:

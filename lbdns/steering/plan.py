@@ -1,5 +1,5 @@
 """Compiled load-balancer plans: the per-LB, per-pool and per-origin data steering reads on
-every query, built once per snapshot (DESIGN.md "Compile once, serve many").
+every query, built once per snapshot (docs/architecture.md › Compile once).
 
 Health-dependent facts (which origins count as healthy, whether a pool is usable) are
 memoised per :attr:`HealthView.states_token <lbdns.health.view.HealthView>` inside each
@@ -43,7 +43,8 @@ class CompiledOrigin:
 
 @dataclass(slots=True)
 class PoolState:
-    """Health-derived facts of a pool for one health view (SPEC.md R-HLT-10, R-GTS-02)."""
+    """Health-derived facts of a pool for one health view (the Health Threshold of Cloudflare
+    docs: Load Balancing › Manage pools, and whether the pool is usable)."""
 
     token: object                            # the HealthView.states_token it was computed for
     healthy: tuple[CompiledOrigin, ...]      # enabled origins that count as healthy
@@ -89,8 +90,10 @@ class CompiledPool:
 
 @dataclass(frozen=True, slots=True)
 class Effective:
-    """The effective configuration of one LB for one query (SPEC.md §3.3 step 2): the LB's
-    fields after rule overrides. ``steering_policy`` is already resolved (R-GTS-30)."""
+    """The effective configuration of one LB for one query: the LB's fields after rule overrides
+    (Cloudflare docs: Load Balancing › Create custom rules). ``steering_policy`` is already
+    resolved (``""`` ⇒ ``geo`` with geo maps, else ``off``; Cloudflare API docs: Load Balancer
+    Details › ``steering_policy``)."""
 
     default_pools: tuple[CompiledPool, ...]
     fallback_pool: CompiledPool | None
