@@ -22,7 +22,7 @@ from lbdns.rules.patterns import MAX_REGEX_LENGTH
 
 RUNTIME_ERRORS: Counter[str] = Counter()
 """Run-time evaluation errors per condition text (a failing rule counts as not matching,
-issue #6); exported as ``lbdns_rule_runtime_errors`` by the admin listener."""
+docs/architecture.md › Failure containment); exported as ``lbdns_rule_runtime_errors`` by the admin listener."""
 
 
 def count_runtime_error(text: str) -> Callable[[BaseException], None]:

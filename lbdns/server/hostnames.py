@@ -1,5 +1,6 @@
-"""Resolution of hostname origins (SPEC.md R-ANS-30/31, A-17): an asynchronous resolver
-feeding a cache the synchronous query path reads.
+"""Resolution of hostname origins (docs/steering.md › Hostname origins; the cache: docs/decisions.md
+› Answers and precedence): an asynchronous resolver feeding a cache the synchronous query path
+reads.
 
 Results (including failures) are cached for min(upstream TTL, ``hostname_cache_max_ttl``)
 seconds. A stale entry is still served while a background refresh runs, so only the very
@@ -80,7 +81,8 @@ class HostnameResolver:
             return False, (), self.max_ttl
         rrset = ans.rrset
         if rrset is None:
-            return True, (), self.max_ttl  # NODATA is not a failure (R-ANS-31)
+            # NODATA is not a failure: the origin stays eligible (docs/steering.md › Hostname origins)
+            return True, (), self.max_ttl
         return True, tuple(ip_address(rd.address).packed for rd in rrset), float(rrset.ttl)
 
     async def _resolve_one(self, name: str) -> None:
