@@ -202,3 +202,14 @@ def test_settings_with_a_recursive_alias_raise_config_error(tmp_path: Path) -> N
         load_settings(path)
     assert [str(i) for i in info.value.issues] == [
         f"{path}:1:13: listen[0]: E-YAML: alias *l: recursive alias: it refers to a collection that contains it"]
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '[{"id": 1' + "0" * 4400 + "}]"])
+def test_import_cloudflare_rejects_deep_or_huge_json(tmp_path: Path, text: str) -> None:
+    from lbdns.importers import ImportFailed
+    from lbdns.importers.cloudflare import load_export
+
+    path = tmp_path / "pools.json"
+    path.write_text(text)
+    with pytest.raises(ImportFailed, match=r"pools\.json: invalid JSON: "):
+        load_export(path)
