@@ -23,6 +23,9 @@ import dns.rdatatype
 import dns.rrset
 from pydantic import BaseModel, ValidationError
 
+from lbdns.config.loaded import Config as Config  # re-exported: app and tests import them from here
+from lbdns.config.loaded import LoadedConfig as LoadedConfig
+from lbdns.config.loaded import ZoneData as ZoneData
 from lbdns.config.model import (
     MONITOR_TYPES,
     REGION_CODES,
@@ -67,34 +70,6 @@ _FIELD_CODES: dict[str, str] = {
     "address": "E-ADDRESS", "Host": "E-VALIDATION",
 }
 _MONITOR_FIELDS = frozenset(Monitor.model_fields)
-
-
-@dataclass(frozen=True, slots=True)
-class ZoneData:
-    """One validated zone.
-
-    ``origin`` is the apex; ``rrsets`` maps (owner, rdtype) to a dnspython RRset with
-    lower-case absolute owner names; ``load_balancers`` maps the LB owner name to its model
-    (``name`` filled in as a lower-case FQDN with trailing dot); ``file`` is the source.
-    """
-
-    origin: dns.name.Name
-    soa: Soa
-    rrsets: Mapping[tuple[dns.name.Name, int], dns.rrset.RRset]
-    load_balancers: Mapping[dns.name.Name, LoadBalancer]
-    file: str
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """A whole validated configuration: every zone plus the account-level objects
-    (pools by id, monitors by id, monitor groups by id) and the warnings found."""
-
-    zones: tuple[ZoneData, ...]
-    pools: Mapping[str, Pool]
-    monitors: Mapping[str, Monitor]
-    monitor_groups: Mapping[str, MonitorGroup]
-    warnings: tuple[Issue, ...] = ()
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -744,15 +719,6 @@ def resolve_policy(policy: str, region_pools: Mapping[str, list[str]] | Mapping[
 # ---------------------------------------------------------------------------------------------
 # Whole configuration
 # ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class LoadedConfig:
-    """A validated config plus the compiled rule conditions per LB
-    (``rules[(zone origin, lb name)] = [CompiledCondition, …]`` in array order)."""
-
-    config: Config
-    rules: Mapping[tuple[dns.name.Name, dns.name.Name], tuple[Any, ...]]
-
 
 def load_config(directory: Path, settings: ServerSettings | None = None,
                 *, display_root: Path | None = None) -> LoadedConfig:
