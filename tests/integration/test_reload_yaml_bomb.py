@@ -4,18 +4,16 @@ configuration keeps being answered."""
 
 from __future__ import annotations
 
-import os
 import queue
 import resource
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from tests.integration.harness import addresses
-from tests.integration.test_reload import ROOT, ask, free_port, wait_answer
+from tests.integration.test_reload import ask, serve_process, wait_answer
 from tests.unit.test_config_source_limits import billion_laughs
 
 
@@ -31,14 +29,7 @@ def _cap_memory() -> None:  # the old reader would take the whole machine; 2 GB 
 
 
 def test_sighup_with_an_alias_bomb_is_rejected_fast_and_small(tmp_path, fx):
-    fx.zone["records"]["svc"] = {"type": "A", "ttl": 60, "value": "192.0.2.201"}
-    zones = fx.write(tmp_path)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(zones), "--listen", f"127.0.0.1:{port}",
-         "--admin", "off", "--no-probes", "--no-watch"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_cap_memory,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc, zones, port = serve_process(fx, tmp_path, "--no-watch", preexec_fn=_cap_memory)
     lines: queue.Queue[str] = queue.Queue()
 
     def pump() -> None:
