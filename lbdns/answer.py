@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from lbdns.health.view import HealthView
-from lbdns.snapshot import LB_TYPES_BASE, LB_TYPES_ENTERPRISE, LbPlan, Node, Snapshot, ZoneIndex
+from lbdns.snapshot_types import LB_TYPES_BASE, LB_TYPES_ENTERPRISE, LbPlan, Node, Snapshot, ZoneIndex
 from lbdns.steering.decide import ClientLocation, Decision, Locator, Query, decide
 from lbdns.steering.origins import HostLookup, Rng
 from lbdns.steering.plan import Effective

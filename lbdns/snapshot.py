@@ -1,6 +1,7 @@
-"""Validated configuration → immutable :class:`Snapshot` (DESIGN.md principle 2).
+"""Validated configuration → immutable :class:`Snapshot` (DESIGN.md principle 2): the builder.
 
-The snapshot holds, per served zone, a node index keyed by the lower-case wire-format owner
+The types live in :mod:`lbdns.snapshot_types` (pure; what the query path imports) and are
+re-exported here. The snapshot holds, per served zone, a node index keyed by the lower-case wire-format owner
 name with pre-encoded RRsets, and, per load balancer, an :class:`LbPlan` with its compiled
 pools, base effective configuration and compiled rules. Nothing here runs per query.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -17,13 +17,23 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
+from lbdns.config.loaded import LoadedConfig
 from lbdns.config.model import LoadBalancer, Pool, RuleOverrides
 from lbdns.config.settings import ServerSettings
-from lbdns.config.validate import Config, LoadedConfig, resolve_policy
+from lbdns.config.validate import resolve_policy
+from lbdns.snapshot_types import (
+    LB_TYPES_BASE,
+    LB_TYPES_ENTERPRISE,
+    CompiledRule,
+    EncodedRRset,
+    LbPlan,
+    Node,
+    Snapshot,
+    ZoneIndex,
+)
 from lbdns.steering.plan import CompiledOrigin, CompiledPool, Effective
 from lbdns.wire.codec import (
     CLASS_IN,
-    QTYPE_AAAA,
     QTYPE_CNAME,
     QTYPE_MX,
     QTYPE_NS,
@@ -32,104 +42,10 @@ from lbdns.wire.codec import (
 )
 from lbdns.wire.render import QNAME_POINTER
 
-
-@dataclass(frozen=True, slots=True)
-class EncodedRRset:
-    """An RRset pre-encoded for answers. ``tails`` are the per-RR bytes after the owner name
-    (TYPE, CLASS, TTL, RDLENGTH, RDATA; names in RDATA uncompressed); ``at_qname`` the whole
-    RRset with the owner written as a pointer to the question name (offset 12);
-    ``targets`` the lower-case wire names the RDATA points to (CNAME/NS/MX/SRV targets)."""
-
-    rtype: int
-    ttl: int
-    tails: tuple[bytes, ...]
-    at_qname: bytes
-    targets: tuple[bytes, ...] = ()
-
-    @property
-    def count(self) -> int:
-        """Number of RRs."""
-        return len(self.tails)
-
-    def with_owner(self, owner: bytes) -> bytes:
-        """The RRset with ``owner`` (wire form) written in full before every RR."""
-        return b"".join(owner + t for t in self.tails)
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledRule:
-    """One enabled custom rule in evaluation order (SPEC.md §8.3). ``condition`` is a
-    :class:`lbdns.rules.compiler.CompiledCondition`; ``apply`` maps an Effective to the
-    Effective with this rule's overrides (R-RUL-31/32); ``stops`` is ``terminates`` or a
-    ``fixed_response`` (R-RUL-33/34)."""
-
-    name: str
-    index: int
-    condition: Any
-    apply: Callable[[Effective], Effective]
-    stops: bool
-    overrides: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class LbPlan:
-    """A compiled load balancer. ``name`` is the LB hostname (lower case, trailing dot);
-    ``rule_name`` the ``cf.load_balancer.name`` value; ``base`` the effective config
-    without rules; ``rules`` enabled rules sorted by (priority, array index);
-    ``rule_fields`` every rule field any condition reads."""
-
-    name: str
-    rule_name: str
-    zone: str
-    base: Effective
-    rules: tuple[CompiledRule, ...]
-    rule_fields: frozenset[str]
-    model: LoadBalancer
-    serves_mx_srv: bool
-
-
-@dataclass(slots=True)
-class Node:
-    """One owner name of a zone: its RRsets by type, an enabled LB (or None), and whether
-    it is a delegation point."""
-
-    name: bytes
-    rrsets: dict[int, EncodedRRset] = field(default_factory=dict)
-    lb: LbPlan | None = None
-    is_cut: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ZoneIndex:
-    """A served zone. ``origin`` is the lower-case wire apex; ``nodes`` every existing name
-    including empty non-terminals; ``cuts`` the delegation points below the apex;
-    ``negative_soa`` the SOA RR (owner in full) with TTL min(SOA TTL, MINIMUM) for
-    NXDOMAIN/NODATA (RFC 2308 §3, §5)."""
-
-    origin: bytes
-    origin_text: str
-    nodes: Mapping[bytes, Node]
-    cuts: frozenset[bytes]
-    negative_soa: bytes
-    soa_ttl: int
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Everything the query path reads about configuration, immutable once built.
-
-    ``zones`` maps the lower-case wire apex to its :class:`ZoneIndex`; ``pools`` the
-    compiled pools by id; ``plans`` every LB plan (enabled or not) by name; ``config`` the
-    validated model (for explain, status and probes); ``settings`` the server settings.
-    """
-
-    zones: Mapping[bytes, ZoneIndex]
-    pools: Mapping[str, CompiledPool]
-    plans: Mapping[str, LbPlan]
-    config: Config
-    settings: ServerSettings
-    generation: int = 0
-
+__all__ = [  # the types are re-exported: importers of lbdns.snapshot keep working
+    "LB_TYPES_BASE", "LB_TYPES_ENTERPRISE", "CompiledRule", "EncodedRRset", "LbPlan", "Node", "Snapshot",
+    "ZoneIndex", "base_effective", "build_snapshot", "compile_pool", "name_wire",
+]
 
 def name_wire(name: dns.name.Name) -> bytes:
     """Lower-case uncompressed wire form of an absolute name."""
@@ -344,7 +260,3 @@ def build_snapshot(loaded: LoadedConfig, settings: ServerSettings, generation: i
                                   soa.ttl)
     return Snapshot(MappingProxyType(zones), MappingProxyType(pools), MappingProxyType(plans), config, settings,
                     generation)
-
-
-LB_TYPES_BASE = frozenset({1, QTYPE_AAAA, QTYPE_CNAME})
-LB_TYPES_ENTERPRISE = frozenset({1, QTYPE_AAAA, QTYPE_CNAME, QTYPE_MX, QTYPE_SRV})

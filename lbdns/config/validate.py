@@ -23,6 +23,9 @@ import dns.rdatatype
 import dns.rrset
 from pydantic import BaseModel, ValidationError
 
+from lbdns.config.loaded import Config as Config  # re-exported: app and tests import them from here
+from lbdns.config.loaded import LoadedConfig as LoadedConfig
+from lbdns.config.loaded import ZoneData as ZoneData
 from lbdns.config.model import (
     MONITOR_TYPES,
     REGION_CODES,
@@ -44,6 +47,11 @@ SUPPORTED_TYPES: frozenset[str] = frozenset(
 )
 """Record types accepted in ``records`` (issue #2 scope; SOA only via the ``soa`` key)."""
 
+MONITOR_TIMEOUT_MAX = 3600
+"""Upper bound of a monitor ``timeout`` in seconds (the longest ``interval``); lbdns's own bound."""
+MONITOR_RETRIES_MAX = 100
+"""Upper bound of a monitor ``retries`` (lbdns's own bound; the default is 2)."""
+
 TOP_LEVEL_KEYS = ("zone", "soa", "ns", "records", "load_balancers", "monitors", "monitor_groups", "pools")
 PROXIED_ONLY_SA = ("cookie", "ip_cookie", "header")
 PRIVATE_NETS = (
@@ -62,34 +70,6 @@ _FIELD_CODES: dict[str, str] = {
     "address": "E-ADDRESS", "Host": "E-VALIDATION",
 }
 _MONITOR_FIELDS = frozenset(Monitor.model_fields)
-
-
-@dataclass(frozen=True, slots=True)
-class ZoneData:
-    """One validated zone.
-
-    ``origin`` is the apex; ``rrsets`` maps (owner, rdtype) to a dnspython RRset with
-    lower-case absolute owner names; ``load_balancers`` maps the LB owner name to its model
-    (``name`` filled in as a lower-case FQDN with trailing dot); ``file`` is the source.
-    """
-
-    origin: dns.name.Name
-    soa: Soa
-    rrsets: Mapping[tuple[dns.name.Name, int], dns.rrset.RRset]
-    load_balancers: Mapping[dns.name.Name, LoadBalancer]
-    file: str
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """A whole validated configuration: every zone plus the account-level objects
-    (pools by id, monitors by id, monitor groups by id) and the warnings found."""
-
-    zones: tuple[ZoneData, ...]
-    pools: Mapping[str, Pool]
-    monitors: Mapping[str, Monitor]
-    monitor_groups: Mapping[str, MonitorGroup]
-    warnings: tuple[Issue, ...] = ()
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -483,10 +463,15 @@ def _check_monitor(col: _Collector, p: _Placed, settings: ServerSettings,
                 f"interval {m.interval} s is out of range ({lo}–3600 s for plan {settings.plan})")
     if m.timeout < 1:
         col.add(src, (*path, "timeout"), "E-MON", f"timeout {m.timeout} s must be at least 1 s")
+    elif m.timeout > MONITOR_TIMEOUT_MAX:  # a probe's deadline must stay a usable float
+        col.add(src, (*path, "timeout"), "E-MON", f"timeout {m.timeout} s is out of range (1–{MONITOR_TIMEOUT_MAX} s)")
     for fld in ("retries", "consecutive_up", "consecutive_down"):
         if getattr(m, fld) < 0:
             col.add(src, (*path, fld), "E-MON", f"{fld} must not be negative")
-    if m.timeout >= 1 and m.timeout * (m.retries + 1) >= m.interval:
+    if m.retries > MONITOR_RETRIES_MAX:  # retries run back to back inside one probe
+        col.add(src, (*path, "retries"), "E-MON", f"retries {m.retries} is out of range (0–{MONITOR_RETRIES_MAX})")
+    if 1 <= m.timeout <= MONITOR_TIMEOUT_MAX and 0 <= m.retries <= MONITOR_RETRIES_MAX \
+            and m.timeout * (m.retries + 1) >= m.interval:
         col.add(src, (*path, "timeout"), "W-INTERVAL-TIMEOUT",
                 f"timeout × (retries + 1) = {m.timeout * (m.retries + 1)} s ≥ interval {m.interval} s",
                 warning=True)
@@ -623,7 +608,8 @@ def _check_lb(col: _Collector, src: SourceFile, path: PathKey, lb: LoadBalancer,
             col.add(src, (*path, "random_steering", "pool_weights", name), "W-UNUSED",
                     f"pool {name!r} is not in default_pools; its weight is ignored", warning=True)
     if resolved == "proximity":
-        missing = [n for n in lb.default_pools if n in pools and pools[n].latitude is None]
+        # a pool that failed validation is in ``pools`` as None (its own errors are reported)
+        missing = [n for n in lb.default_pools if (pool := pools.get(n)) is not None and pool.latitude is None]
         if missing:
             col.add(src, (*path, "steering_policy"), "W-NOCOORD",
                     f"pools without coordinates are tried last: {', '.join(missing)} "
@@ -733,15 +719,6 @@ def resolve_policy(policy: str, region_pools: Mapping[str, list[str]] | Mapping[
 # ---------------------------------------------------------------------------------------------
 # Whole configuration
 # ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class LoadedConfig:
-    """A validated config plus the compiled rule conditions per LB
-    (``rules[(zone origin, lb name)] = [CompiledCondition, …]`` in array order)."""
-
-    config: Config
-    rules: Mapping[tuple[dns.name.Name, dns.name.Name], tuple[Any, ...]]
-
 
 def load_config(directory: Path, settings: ServerSettings | None = None,
                 *, display_root: Path | None = None) -> LoadedConfig:

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from lbdns.config.model import Origin, Pool
 from lbdns.health.view import OriginState
+
+if TYPE_CHECKING:  # annotations only: importing health loads no pydantic
+    from lbdns.config.model import Origin, Pool
 
 
 class HealthLookup(Protocol):

@@ -176,6 +176,10 @@ def load_export(path: str | Path, what: str | None = None) -> list[dict[str, Any
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ImportFailed(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ImportFailed(f"{path}: invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # an integer beyond Python's 4,300-digit int-to-str limit
+        raise ImportFailed(f"{path}: invalid JSON: {exc}") from None
     return parse_export(data, str(path))
 
 

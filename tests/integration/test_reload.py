@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.query
@@ -85,15 +86,22 @@ def wait_answer(port: int, name: str, want: set[str], limit: float = 10.0) -> No
     raise AssertionError(f"{name} did not become {want}")
 
 
-def test_serve_process_sighup_file_watch_and_sigterm(tmp_path, fx):
+def serve_process(fx: Any, tmp_path: Path, *flags: str, **popen: Any) -> tuple[subprocess.Popen[str], Path, int]:
+    """``lbdns serve`` as a real process on a free loopback port, serving ``fx`` with svc A 192.0.2.201
+    (no admin, no probes); returns (process, zones directory, port). Output goes to ``stdout``."""
     fx.zone["records"]["svc"] = {"type": "A", "ttl": 60, "value": "192.0.2.201"}
     zones = fx.write(tmp_path)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(zones), "--listen", f"127.0.0.1:{port}",
-         "--admin", "off", "--no-probes"],
+         "--admin", "off", "--no-probes", *flags],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, **popen)
+    return proc, zones, port
+
+
+def test_serve_process_sighup_file_watch_and_sigterm(tmp_path, fx):
+    proc, _zones, port = serve_process(fx, tmp_path)
     try:
         wait_answer(port, "svc.example.com", {"192.0.2.201"})
         r = ask(port, "svc.example.com", tcp=True)
