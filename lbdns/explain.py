@@ -59,7 +59,7 @@ def fetch_health(url: str, timeout: float = 2.0) -> HealthView | None:
         return None
 
 
-def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: str = "198.51.100.5",
+def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: str = "198.51.100.5",  # noqa: C901, PLR0912, PLR0915 -- a linear report, one section per step of the answer
             ecs: str | None = None, pop: str | None = None, admin_url: str | None = None,
             use_geoip: bool = True, health: HealthView | None = None, seed: int | None = None) -> str:
     """Explain the answer to ``name``/``qtype`` from resolver ``client`` (with optional ECS

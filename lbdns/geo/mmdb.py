@@ -300,7 +300,7 @@ class GeoDatabase:
         path = Path(str(packaged.filename))
         return cls.open(path, cache_size=cache_size)
 
-    def lookup(self, ip: str | bytes | IPv4Address | IPv6Address) -> GeoRecord | None:
+    def lookup(self, ip: str | bytes | IPv4Address | IPv6Address) -> GeoRecord | None:  # noqa: PLR0912 -- per-query hot path: the address forms dispatched inline
         """Look an address up.
 
         Takes an IPv4/IPv6 address as text, ``ipaddress`` object or packed network-order bytes
