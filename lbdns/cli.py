@@ -148,7 +148,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lbdns`` command."""
+    from lbdns import __version__
+
     parser = argparse.ArgumentParser(prog="lbdns", description="Authoritative DNS with DNS-only load balancing")
+    parser.add_argument("--version", action="version", version=f"lbdns {__version__}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
