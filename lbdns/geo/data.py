@@ -59,8 +59,8 @@ def read_csv_rows(path: DataFile) -> list[dict[str, str]]:
     """
     p = _as_file(path)
     try:
-        with p.open("r", encoding="utf-8", newline="") as f:
-            lines = [line for line in f if not line.startswith("#")]
+        lines = [line for line in p.read_text(encoding="utf-8").splitlines(keepends=True)
+                 if not line.startswith("#")]
     except OSError as exc:
         raise GeoDataError(f"{p}: cannot read ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
