@@ -27,7 +27,7 @@ def test_explain_failover(tmp_path, fx):
     health = view({**ALL, ("p-us-east", "e1"): OriginState.UNHEALTHY, ("p-us-east", "e2"): OriginState.UNHEALTHY})
     text = explain(settings(tmp_path, fx), "lb.example.com", "A", health=health, use_geoip=False)
     assert text.splitlines() == [
-        "query: lb.example.com. A from 198.51.100.5 at PoP IAD (ENAM)",
+        "query: lb.example.com. A from 127.0.0.1 at PoP IAD (ENAM)",
         "health: given",
         "load balancer: lb.example.com. (zone example.com.), configured steering_policy 'off'",
         "  steering_policy: off",
