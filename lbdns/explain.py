@@ -193,12 +193,13 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
     else:
         raise ValueError("hostname origins could not be resolved through "
                          f"{', '.join(settings.upstream_resolvers) or 'the system resolver'}: "
-                         + ", ".join(sorted(resolved)))
+                         + ", ".join(sorted(h.rstrip(".") for h in resolved)))
     if resolved:
-        failed = sorted(h for h in resolved if not resolver.cache[h][0].ok)
+        failed = sorted(h.rstrip(".") for h in resolved if not resolver.cache[h][0].ok)
         lines.append("hostname origins resolved through "
                      f"{', '.join(settings.upstream_resolvers) or 'the system resolver'}: "
-                     + ", ".join(sorted(resolved)) + (f" (failed: {', '.join(failed)})" if failed else ""))
+                     + ", ".join(sorted(h.rstrip(".") for h in resolved))
+                     + (f" (failed: {', '.join(failed)})" if failed else ""))
     if ans.lb is None and ans.rcode == dns.rcode.REFUSED:
         zones = ", ".join(sorted(z.origin.to_text() for z in loaded.config.zones)) or "none"
         raise ValueError(f"{qname.to_text()} is in no zone served from {settings.zones_dir} "
