@@ -253,8 +253,9 @@ def startup_summary(app: Any) -> list[str]:
     else:
         lines.append("GeoIP: none (locations come from the PoP)")
     if app.health_runtime is not None:
-        lines.append(f"health: {len(cfg.monitors)} monitor(s), probes {s.probe_isolation}"
-                     + (", warm start" if s.warm_start else ""))
+        where = "in a worker process" if s.probe_isolation == "process" else "in the server process"
+        lines.append(f"health: {len(cfg.monitors)} monitor(s), probes {where}"
+                     + (", warm start done" if s.warm_start else ", no warm start"))
     else:
         lines.append("health: " + ("no monitors" if s.probes_enabled else "probes disabled")
                      + (f", {len(s.health_overrides)} static override(s)" if s.health_overrides else ""))
@@ -363,11 +364,14 @@ def format_status(doc: dict[str, Any]) -> str:
     for p in pools:
         for o in p.get("origins", []):
             reason = o.get("failure_reason") or ""
-            if o.get("response_code") is not None and reason:
+            if reason == "static override":
+                reason = "override (health_overrides)"
+            elif o.get("health") == "healthy":
+                reason = ""  # the probe's "No failures"
+            elif o.get("response_code") is not None and reason:
                 reason += f" (response code {o['response_code']})"
             rows.append([f"{p.get('name')}/{o.get('name')}", o.get("address"), "yes" if o.get("enabled") else "no",
-                         o.get("weight"), o.get("health"), rtt(o.get("rtt_ms")),
-                         "override" if reason == "static override" else reason])
+                         o.get("weight"), o.get("health"), rtt(o.get("rtt_ms")), reason])
     out += _table(["POOL/ORIGIN", "ADDRESS", "ENABLED", "WEIGHT", "HEALTH", "RTT", "REASON"], rows)
     return "\n".join(out)
 
