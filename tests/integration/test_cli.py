@@ -102,6 +102,10 @@ BAD_INPUT = [
     (["serve", "--config", "missing.yaml"], 2, r"lbdns serve: --config missing\.yaml: no such file"),
     (["serve", "--zones", "no-such-dir", "--listen", "127.0.0.1:0", "--admin", "off"], 1,
      r"no-such-dir: E-ZONE: zones directory does not exist"),
+    # importers: missing input files
+    (["import-zone", "missing.zone"], 2, r"lbdns import-zone: .*missing\.zone.*"),
+    (["import-cloudflare", "--monitors", "m.json", "--pools", "p.json", "--load-balancers", "l.json", "--zone",
+      "example.com", "--out", "out"], 2, r"lbdns import-cloudflare: .*m\.json.*"),
     # status: nothing listening, missing token file
     (["status", "--admin", "http://127.0.0.1:{closed}"], 3,
      r"lbdns status: cannot reach the admin listener at http://127\.0\.0\.1:\d+: Connection refused \(.*\)"),
@@ -110,7 +114,11 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(("args", "status", "pattern"), BAD_INPUT, ids=[" ".join(a[:3]) for a, _, _ in BAD_INPUT])
+def _case_id(args: list[str]) -> str:
+    return " ".join(x for x in args if x not in (str(ZONES), "--zones"))
+
+
+@pytest.mark.parametrize(("args", "status", "pattern"), BAD_INPUT, ids=[_case_id(a) for a, _, _ in BAD_INPUT])
 def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, args: list[str], status: int, pattern: str) -> None:
     closed = str(free_port(socket.SOCK_STREAM))
     assert_one_line_error(lbdns(*(a.replace("{closed}", closed) for a in args), cwd=tmp_path), status, pattern)
