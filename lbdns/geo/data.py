@@ -4,9 +4,10 @@ The only module of ``lbdns.geo`` that reads data files besides ``mmdb.py``. It p
 files (``#`` comment lines carry source and licence, see ``tables/README.md``) and hands the rows to
 the pure builders :meth:`RegionMap.from_rows` and :meth:`PopCatalogue.from_rows`.
 
-Files: ``region-codes.csv`` (the 13 regions, SPEC.md Appendix A), ``regions.csv`` (country /
-US-CA subdivision → region, PROPOSED mapping, SPEC.md R-LOC-11), ``countries.csv`` (valid
-ISO-3166-1 alpha-2 codes, SPEC.md R-LOC-12), ``pops.csv`` (PoP catalogue, SPEC.md §2.1 ``pops``).
+Files: ``region-codes.csv`` (the 13 regions of Cloudflare's Regions API,
+https://developers.cloudflare.com/load-balancing/reference/region-mapping-api/), ``regions.csv``
+(country / US-CA subdivision → region, a PROPOSED mapping), ``countries.csv`` (valid ISO 3166-1
+alpha-2 codes), ``pops.csv`` (the PoP catalogue).
 """
 
 from __future__ import annotations
