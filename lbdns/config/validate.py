@@ -737,7 +737,7 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
     sources: list[SourceFile] = []
     for path in zone_files(directory):
         try:
-            shown = str(path.relative_to(root.parent)) if display_root is None else str(path.relative_to(root))
+            shown = str(path) if display_root is None else str(path.relative_to(root))  # as the caller named it
         except ValueError:
             shown = str(path)
         src, issues = load_yaml(path, shown)
