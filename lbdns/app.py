@@ -7,7 +7,9 @@ cleanly on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import errno as errno_names
 import logging
+import os
 import random
 import signal
 import socket
@@ -37,6 +39,27 @@ log = logging.getLogger("lbdns")
 _STATES = {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY, "unknown": OriginState.UNKNOWN}
 
 
+def host_port(address: str, port: int) -> str:
+    """``address:port`` for display, with an IPv6 address in brackets (``[::1]:5300``, RFC 3986 §3.2.2)."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+class ListenError(OSError):
+    """A listener could not be bound: ``what`` (``udp``, ``tcp``, ``admin http``), the address
+    and port, and the operating system's error (``errno``, ``strerror``). ``str()`` is one line:
+    ``cannot listen on udp 127.0.0.1:5300: [Errno 98] Address already in use``."""
+
+    def __init__(self, what: str, address: str, port: int, cause: OSError) -> None:
+        code = cause.errno
+        reason = os.strerror(code) if code else (cause.strerror or str(cause))
+        super().__init__(code, reason)
+        self.what, self.address, self.port = what, address, port
+
+    def __str__(self) -> str:
+        name = f"[Errno {self.errno}] " if self.errno else ""
+        return f"cannot listen on {self.what} {host_port(self.address, self.port)}: {name}{self.strerror}"
+
+
 @dataclass(slots=True)
 class BoundListener:
     """A listening socket: transport ``udp``/``tcp``, the address and actual port, the PoP."""
@@ -46,6 +69,9 @@ class BoundListener:
     port: int
     pop: str
     closer: Callable[[], Any]
+
+    def __str__(self) -> str:
+        return f"{self.transport} {host_port(self.address, self.port)} (PoP {self.pop})"
 
 
 def apply_overrides(view: HealthView, settings: ServerSettings) -> HealthView:
@@ -91,6 +117,8 @@ class App:
     extra_on_answer: Callable[..., None] | None = None
     query_log: Any = None
     _reloads: set[asyncio.Future[bool]] = field(default_factory=set)
+    geo_db: Any = None
+    """The opened :class:`~lbdns.geo.mmdb.GeoDatabase` (None: none opened by this App)."""
 
     # -- construction ------------------------------------------------------------------------
     def load(self) -> Snapshot:
@@ -112,12 +140,13 @@ class App:
             db = GeoDatabase.open(self.settings.geoip_city_db, self.settings.geoip_asn_db)
         else:
             db = GeoDatabase.default()
+        self.geo_db = db
         self.geo = db.lookup
         self.asn_of = lambda ip: (rec.asn if (rec := db.lookup(ip)) is not None else None)
 
     def _pop(self, code: str) -> Pop:
-        """The PoP ``code`` from :attr:`pops`, else from the catalogue (``pops_file`` or
-        ``geo/pops.csv``). Raises :class:`ConfigError` (``E-POP``) for an unknown code."""
+        """The PoP ``code`` from :attr:`pops`, else from the catalogue (``pops_file`` or the
+        shipped one). Raises :class:`ConfigError` (``E-POP``) for an unknown code."""
         pop = self.pops.get(code)
         if pop is None:
             from lbdns.errors import Issue, Location
@@ -125,8 +154,9 @@ class App:
 
             pop = load_pops(Path(self.settings.pops_file) if self.settings.pops_file else None).get(code)
             if pop is None:
-                raise ConfigError([Issue(Location("lbdns.yaml"), "pop", "E-POP",
-                                         f"unknown PoP {code!r} (see geo/pops.csv or set pops_file)")])
+                raise ConfigError([Issue(Location("settings"), "pop", "E-POP",
+                                         f"unknown PoP {code!r}: not in the PoP catalogue (IATA codes such as "
+                                         "IAD, LHR, NRT; set pops_file for your own)")])
             self.pops[code] = pop
         return pop
 
@@ -178,7 +208,7 @@ class App:
                 self.listeners.extend(bound)
                 break
         for b in self.listeners:
-            log.info("listening on %s %s:%d (PoP %s)", b.transport, b.address, b.port, b.pop)
+            log.info("listening on %s", b)
         await self._start_admin()
 
     async def _bind(self, address: str, port: int, transport: str, family: int, pop: Pop, code: str,
@@ -188,8 +218,11 @@ class App:
         handler = self.handler
         tcp_port = port
         if transport in ("udp", "both"):
-            udp, _ = await loop.create_datagram_endpoint(
-                lambda: UdpServer(handler, pop, resolver.resolve), local_addr=(address, port), family=family)
+            try:
+                udp, _ = await loop.create_datagram_endpoint(
+                    lambda: UdpServer(handler, pop, resolver.resolve), local_addr=(address, port), family=family)
+            except OSError as exc:
+                raise ListenError("udp", address, port, _bind_cause(exc)) from exc
             bound_port = udp.get_extra_info("sockname")[1]
             self._grow_rcvbuf(udp.get_extra_info("socket"))
             out.append(BoundListener("udp", address, bound_port, code, udp.close))
@@ -197,7 +230,10 @@ class App:
         if transport in ("tcp", "both"):
             factory = TcpServer(handler, pop, idle_timeout=self.settings.tcp_idle_timeout,
                                 max_connections=self.settings.tcp_max_connections, resolve=resolver.resolve)
-            server = await loop.create_server(factory, address, tcp_port, family=family, reuse_address=True)
+            try:
+                server = await loop.create_server(factory, address, tcp_port, family=family, reuse_address=True)
+            except OSError as exc:
+                raise ListenError("tcp", address, tcp_port, _bind_cause(exc)) from exc
             out.append(BoundListener("tcp", address, server.sockets[0].getsockname()[1], code, server.close))
 
     def _grow_rcvbuf(self, sock: Any) -> None:
@@ -233,7 +269,11 @@ class App:
         from lbdns.admin import AdminServer
 
         self.admin = AdminServer(self)
-        await self.admin.start()
+        try:
+            await self.admin.start()
+        except OSError as exc:
+            a = self.settings.admin
+            raise ListenError("admin http", a.address, a.port, _bind_cause(exc)) from exc
 
     # -- reload ------------------------------------------------------------------------------
     def publish_health(self, view: HealthView) -> None:
@@ -326,3 +366,18 @@ class App:
     def port(self, transport: str = "udp") -> int:
         """The bound port of the first listener of ``transport``."""
         return next(b.port for b in self.listeners if b.transport == transport)
+
+
+def _bind_cause(exc: OSError) -> OSError:
+    """The bind error with its errno: asyncio's ``create_server`` re-raises it as
+    ``OSError(errno, 'error while attempting to bind on address …')``, uvloop's
+    ``create_datagram_endpoint`` chains the original; otherwise EADDRINUSE is recognised from the
+    text."""
+    if exc.errno:
+        return exc
+    cause = exc.__cause__  # uvloop: OSError("could not bind to local_addr …") from OSError(98, …)
+    if isinstance(cause, OSError) and cause.errno:
+        return cause
+    if "address already in use" in str(exc).lower():
+        return OSError(errno_names.EADDRINUSE, os.strerror(errno_names.EADDRINUSE))
+    return exc

@@ -22,7 +22,7 @@ class Listener(_Settings):
     overrides the server PoP for queries received here (multi-PoP, SPEC.md R-LOC-00)."""
 
     address: str = "127.0.0.1"
-    port: int = Field(default=5353, ge=0, le=65535)
+    port: int = Field(default=5300, ge=0, le=65535)
     transport: Literal["udp", "tcp", "both"] = "both"
     pop: str | None = None
 
@@ -83,6 +83,9 @@ class ServerSettings(_Settings):
     non_enterprise, SPEC.md R-CFG-01). Lower it only for labs and tests."""
     notification_webhook: str | None = None
     query_log: str | None = None
+    log_format: Literal["text", "json"] = "text"
+    """``text``: one readable line per event; ``json``: one JSON object per line (health changes
+    carry the webhook's event body under ``event``). ``--log-format`` overrides it."""
 
 
 def load_settings(path: Path | None) -> ServerSettings:

@@ -19,6 +19,7 @@ younger fills), so the memo stays bounded without per-entry bookkeeping.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv6Address
 from os import PathLike
@@ -299,6 +300,21 @@ class GeoDatabase:
             raise GeoDataError("the maxminddb-geolite2 package is not installed") from exc
         path = Path(str(packaged.filename))
         return cls.open(path, cache_size=cache_size)
+
+    def describe(self) -> str:
+        """One line naming the database for the start-up log: file, database type and build date
+        from the MMDB metadata (``database_type``, ``build_epoch``), and the ASN database if any,
+        e.g. ``/var/lib/GeoIP/GeoLite2-City.mmdb (GeoLite2-City, built 2024-05-03)``."""
+
+        def one(reader: Any, path: str | None) -> str:
+            meta = reader.metadata()
+            built = time.strftime("%Y-%m-%d", time.gmtime(int(meta.build_epoch)))
+            return f"{path or '?'} ({meta.database_type}, built {built})"
+
+        text = one(self._city, self.city_path)
+        if self._asn is not None:
+            text += f"; ASN {one(self._asn, self.asn_path)}"
+        return text
 
     def lookup(self, ip: str | bytes | IPv4Address | IPv6Address) -> GeoRecord | None:  # noqa: PLR0912 -- per-query hot path: the address forms dispatched inline
         """Look an address up.

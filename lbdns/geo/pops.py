@@ -73,7 +73,7 @@ def make_pop(
 ) -> Pop:
     """Build a :class:`Pop`, deriving ``region`` from the country (and US/CA subdivision) when it
     is not given, through the proposed country / subdivision → region mapping of
-    ``geo/regions.csv`` (modelled on Cloudflare docs: Load Balancing › Regions API).
+    ``geo/tables/regions.csv`` (modelled on Cloudflare docs: Load Balancing › Regions API).
 
     Takes coordinates in decimal degrees; ``regions`` defaults to the shipped mapping. Returns the
     PoP. Raises ValueError if no region is given and none can be derived, or if a field is invalid

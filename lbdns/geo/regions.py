@@ -6,7 +6,7 @@ Geo › Country steering (``country_pools`` keys are ISO-3166-1 alpha-2 codes; l
 subdivision keys).
 
 This module never reads files: :class:`RegionMap` is built from already parsed CSV rows
-(``lbdns.geo.data`` reads ``geo/regions.csv`` and ``geo/countries.csv``). The module-level
+(``lbdns.geo.data`` reads ``geo/tables/regions.csv`` and ``geo/tables/countries.csv``). The module-level
 :func:`region_of` and :func:`is_country` use the shipped default tables, loaded once on first
 use through ``lbdns.geo.data``.
 
@@ -120,8 +120,8 @@ class RegionMap:
         """Build a map from CSV rows.
 
         ``region_rows`` carry ``code`` (``"FR"`` for a country, ``"US-CA"`` for a US state or
-        Canadian province) and ``region`` (``geo/regions.csv`` layout). ``country_rows`` carry
-        ``alpha2`` (``geo/countries.csv`` layout); when omitted, the mapped countries are the valid
+        Canadian province) and ``region`` (``geo/tables/regions.csv`` layout). ``country_rows`` carry
+        ``alpha2`` (``geo/tables/countries.csv`` layout); when omitted, the mapped countries are the valid
         ones. Returns the map. Raises ValueError on a malformed or duplicate code, an unknown
         region, or a subdivision outside the US and Canada.
         """
@@ -222,7 +222,7 @@ def region_of(
 ) -> str | None:
     """Return the region code of a country (and US/CA subdivision), or None if unmapped.
 
-    Uses ``regions`` or, when omitted, the shipped default mapping (``geo/regions.csv``, loaded
+    Uses ``regions`` or, when omitted, the shipped default mapping (``geo/tables/regions.csv``, loaded
     once; a missing or broken data file raises ``lbdns.geo.data.GeoDataError`` on first use).
     See :meth:`RegionMap.region_of` for the argument forms. Used for PoPs without a region and
     for ``geo_region_source: location`` (docs/steering.md › ``geo``).
@@ -233,7 +233,7 @@ def region_of(
 def is_country(code: str, regions: RegionMap | None = None) -> bool:
     """Tell whether ``code`` is a valid upper-case ISO-3166-1 alpha-2 country code.
 
-    Uses ``regions`` or the shipped default country list (``geo/countries.csv``).
+    Uses ``regions`` or the shipped default country list (``geo/tables/countries.csv``).
     Cloudflare docs: Load Balancing › Geo › Country steering (``E-COUNTRY`` for anything else,
     including ``US-CA``).
     """

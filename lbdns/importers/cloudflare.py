@@ -88,7 +88,7 @@ AUTO_TTL = 300
 # SPEC.md §2.10: what DNS-only does instead of each proxied-only feature
 SA_INSTEAD = ("session affinity needs an HTTP proxy and is ignored in DNS-only mode; for stickiness use "
               "origin_steering policy 'hash' (same resolver → same origin) or the DNS persistence methods "
-              "of SPEC §9.2")
+              "in docs/steering.md (Cloudflare: DNS persistence)")
 DRAIN_INSTEAD = ("endpoint drain is proxied-only and ignored; to drain an origin in DNS-only mode disable it or "
                  "set its weight to 0 (clients move as cached answers expire, after the LB ttl)")
 ADAPTIVE_INSTEAD = ("adaptive routing / zero-downtime failover retries proxied requests on HTTP 52x errors and is "
@@ -355,8 +355,8 @@ def _origin(obj: Mapping[str, Any], where: str, ctx: _Ctx, zone: dns.name.Name) 
             else:
                 o.pop("header")
                 ctx.warn(where, f"Host header {hosts[0]!r} dropped: lbdns accepts a Host override only for a "
-                                "name inside a zone it serves or equal to the origin address (SPEC §12 "
-                                "E-VALIDATION); the monitor will send the origin address")
+                                "name inside a zone it serves or equal to the origin address; the monitor "
+                                "will send the origin address")
     if o.get("virtual_network_id"):
         ctx.warn(where, "virtual_network_id (a private endpoint): DNS-only load balancing supports public "
                         "endpoints only (W-PRIVATE)")

@@ -70,6 +70,28 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
+def event_line(event: HealthEvent, old: OriginState, new: OriginState) -> str:
+    """The one-line log text of a health change: ``pool/origin address old -> new``, then the
+    failure reason (and response code) when the new state is not healthy, then the pool's new
+    state when it changed, e.g. ``web/p1 192.0.2.10 healthy -> unhealthy: TCP connection failed;
+    pool web now unhealthy``. For a monitor-group member change (``event.monitor_id`` set),
+    ``old``/``new`` are the member's states and the reason is the member's."""
+    origin = event.body["origins"][0]
+    reason, code = origin.get("failure_reason"), origin.get("response_code")
+    subject = f"{event.pool.name}/{event.origin.name} {event.origin.address}"
+    if event.monitor_id is not None:
+        subject += f" monitor {event.monitor_id}"
+        member = next((m for m in origin.get("monitors", ()) if m["id"] == event.monitor_id), None)
+        reason = member["failure_reason"] if member is not None else ""
+        code = member["response_code"] if member is not None else None
+    text = f"{subject} {old.name.lower()} -> {new.name.lower()}"
+    if new is not OriginState.HEALTHY and reason:
+        text += f": {reason}" + (f" (response code {code})" if code is not None else "")
+    if event.pool_changed:
+        text += f"; pool {event.pool.name} now {'healthy' if event.pool_healthy else 'unhealthy'}"
+    return text
+
+
 def build_event(
     pool: Pool,
     origin: Origin,

@@ -4,9 +4,9 @@
 A :class:`HealthRecorder` is the receiving end of a probe scheduler — in this process or in
 the probe worker process (:mod:`lbdns.probes.worker`). It knows the current targets by key
 ``(pool id, origin name, monitor id)``, feeds each result into the :class:`HealthBook`
-(the pure consecutive up/down trackers), writes one log line per health transition (the
-R-LOG-01 JSON on logger ``lbdns.health``), calls the notification hook once per origin
-event, and publishes immutable :class:`HealthView` objects through ``publish(view)``:
+(the pure consecutive up/down trackers), writes one log line per health transition (logger
+``lbdns.health``: readable text, the event JSON attached as ``record.event``), calls the
+notification hook once per origin event, and publishes immutable :class:`HealthView` objects through ``publish(view)``:
 coalesced to at most one per ``coalesce_ms``, but at once when an origin becomes UNHEALTHY.
 
 It also keeps the probe figures ``/metrics`` exports: probes run and failed, transitions and
@@ -16,7 +16,6 @@ recent schedule-lag samples (seconds a probe started behind its due time).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
@@ -28,7 +27,7 @@ from lbdns.health.book import HealthBook, MemberKey
 from lbdns.health.pool_health import pool_healthy
 from lbdns.health.tracker import Transition
 from lbdns.health.view import HealthView, OriginState
-from lbdns.probes.notify import HealthEvent, NotificationHook, build_event
+from lbdns.probes.notify import HealthEvent, NotificationHook, build_event, event_line
 from lbdns.probes.result import ProbeResult
 from lbdns.probes.targets import ProbeTarget
 
@@ -211,14 +210,13 @@ class HealthRecorder:
             monitor_id=tr.monitor_id, at=res.at,
         )
         self.events += 1
-        line = json.dumps(event.body, separators=(",", ":"))
-        if tr.monitor_id is not None:
-            health_log.info("health monitor %s %s->%s %s", tr.monitor_id, tr.old.name,
-                            tr.new.name, line)
-        elif tr.new is OriginState.UNHEALTHY:
-            health_log.warning("health %s->%s %s", tr.old.name, tr.new.name, line)
+        # one readable line; the JSON event rides along for `log_format: json` (lbdns.logpipe)
+        line = event_line(event, tr.old, tr.new)
+        extra = {"event": event.body}
+        if tr.monitor_id is None and tr.new is OriginState.UNHEALTHY:
+            health_log.warning("%s", line, extra=extra)
         else:
-            health_log.info("health %s->%s %s", tr.old.name, tr.new.name, line)
+            health_log.info("%s", line, extra=extra)
         if self.on_event is not None and origin_changed:
             self._notify(event)
 

@@ -28,7 +28,7 @@ from lbdns.errors import ConfigError, Issue
 def load_config(directory: Path, settings: ServerSettings | None = None,
                 *, display_root: Path | None = None) -> LoadedConfig:
     """Load and validate every YAML file under ``directory`` (``display_root``: what file
-    names in issues are shown relative to; default the parent of ``directory``).
+    names in issues are shown relative to; by default they are shown as the caller named them).
 
     Returns the :class:`LoadedConfig`; raises :class:`ConfigError` with every issue (errors
     and warnings, each sorted by file and position) when there is at least one error, or

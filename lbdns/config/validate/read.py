@@ -16,10 +16,10 @@ TOP_LEVEL_KEYS = ("zone", "soa", "ns", "records", "load_balancers", "monitors", 
 def read_zone_files(col: Collector, directory: Path, display_root: Path | None) -> list[SourceFile]:
     """The YAML files under ``directory`` that parsed to a mapping, in :func:`zone_files` order.
 
-    File names in issues are shown relative to ``display_root`` when given, else relative to
-    the parent of ``directory``. YAML errors, a file that is not a mapping and unknown
-    top-level keys are recorded in ``col``. Raises :class:`ConfigError` when ``directory``
-    is not a directory.
+    File names in issues are shown relative to ``display_root`` when given, else as the
+    caller named them (``directory`` joined with the file's path below it). YAML errors, a
+    file that is not a mapping and unknown top-level keys are recorded in ``col``. Raises
+    :class:`ConfigError` when ``directory`` is not a directory.
     """
     if not directory.is_dir():
         raise ConfigError([Issue(Location(str(directory)), "", "E-ZONE", "zones directory does not exist")])
@@ -27,7 +27,7 @@ def read_zone_files(col: Collector, directory: Path, display_root: Path | None) 
     sources: list[SourceFile] = []
     for path in zone_files(directory):
         try:
-            shown = str(path.relative_to(root.parent)) if display_root is None else str(path.relative_to(root))
+            shown = str(path) if display_root is None else str(path.relative_to(root))  # as the caller named it
         except ValueError:
             shown = str(path)
         src, issues = load_yaml(path, shown)
