@@ -15,34 +15,43 @@ from __future__ import annotations
 
 import csv
 import functools
-from importlib.resources import files
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from lbdns.errors import LbdnsError
 from lbdns.geo.pops import PopCatalogue
 from lbdns.geo.regions import RegionMap
 
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 __all__ = [
-    "GEO_DIR",
     "GeoDataError",
     "default_pops",
     "default_regions",
+    "geo_dir",
     "load_pops",
     "load_region_names",
     "load_regions",
     "read_csv_rows",
 ]
 
-#: Directory of the shipped data files: the package data ``lbdns/geo/tables`` (found through
-#: :mod:`importlib.resources`, so it works from a checkout, an editable install and a wheel).
-GEO_DIR: Traversable = files("lbdns.geo") / "tables"
 
-DataFile = Path | str | Traversable
+def geo_dir() -> Traversable:
+    """Directory of the shipped data files: the package data ``lbdns/geo/tables`` (found through
+    :mod:`importlib.resources`, so it works from a checkout, an editable install and a wheel).
+    Imported on first use: importlib.resources
+    loads ``tempfile`` (and with it ``random``), which the pure geo tables must not."""
+    from importlib.resources import files
+
+    return files("lbdns.geo") / "tables"
+
+
+DataFile: TypeAlias = "Path | str | Traversable"
 """A data file: a filesystem path, or a :class:`~importlib.resources.abc.Traversable` (package data)."""
 
 
-def _as_file(path: DataFile) -> Traversable:
+def _as_file(path: Path | str | Traversable) -> Traversable:
     return Path(path) if isinstance(path, str) else path
 
 
@@ -78,7 +87,7 @@ def load_region_names(path: DataFile | None = None) -> dict[str, str]:
 
     Raises GeoDataError if the file cannot be read or lacks ``code`` / ``name`` columns.
     """
-    p = _as_file(path) if path is not None else GEO_DIR / "region-codes.csv"
+    p = _as_file(path) if path is not None else geo_dir() / "region-codes.csv"
     rows = read_csv_rows(p)
     try:
         return {row["code"].strip(): row["name"].strip() for row in rows}
@@ -94,8 +103,8 @@ def load_regions(path: DataFile | None = None, countries_path: DataFile | None =
     file if either cannot be read or is invalid (unknown region, malformed code, a mapped country
     missing from the country list).
     """
-    rp = _as_file(path) if path is not None else GEO_DIR / "regions.csv"
-    cp = _as_file(countries_path) if countries_path is not None else GEO_DIR / "countries.csv"
+    rp = _as_file(path) if path is not None else geo_dir() / "regions.csv"
+    cp = _as_file(countries_path) if countries_path is not None else geo_dir() / "countries.csv"
     region_rows = read_csv_rows(rp)
     country_rows = read_csv_rows(cp)
     try:
@@ -111,7 +120,7 @@ def load_pops(path: DataFile | None = None, regions: RegionMap | None = None) ->
     shipped mapping). Returns a :class:`PopCatalogue`. Raises GeoDataError naming the file and PoP
     on a bad row or an unreadable file.
     """
-    p = _as_file(path) if path is not None else GEO_DIR / "pops.csv"
+    p = _as_file(path) if path is not None else geo_dir() / "pops.csv"
     rows = read_csv_rows(p)
     try:
         return PopCatalogue.from_rows(rows, regions if regions is not None else default_regions())

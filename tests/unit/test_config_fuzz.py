@@ -308,7 +308,7 @@ def test_bad_origin_in_a_pool_of_a_proximity_lb_is_located(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as info:
         load_config(zones)
     errors = [str(i) for i in info.value.issues if i.is_error]
-    assert len(errors) == 1 and errors[0].startswith("rich/_account.yaml:") and "E-ADDRESS" in errors[0]
+    assert len(errors) == 1 and errors[0].startswith(f"{zones}/_account.yaml:32:") and "E-ADDRESS" in errors[0]
 
 
 def test_huge_monitor_timeout_and_retries_are_located(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def test_every_mapped_region_is_valid_and_every_valid_country_is_mapped() -> Non
 
 
 def test_country_list_is_iso_3166_1_plus_xk() -> None:
-    rows = data.read_csv_rows(data.GEO_DIR / "countries.csv")
+    rows = data.read_csv_rows(data.geo_dir() / "countries.csv")
     iso = {r["alpha2"] for r in rows if r["status"] == "iso"}
     assert len(iso) == 249  # ISO 3166-1 officially assigned alpha-2 codes
     assert {r["alpha2"] for r in rows if r["status"] != "iso"} == {"XK"}
@@ -181,11 +181,11 @@ def test_shipped_files_keep_source_and_licence_headers() -> None:
         "pops.csv": ("Source:", "licence MIT", "Netrvin", "LufsX"),
     }.items():
         head = "".join(
-            line for line in (data.GEO_DIR / name).read_text(encoding="utf-8").splitlines(True)
+            line for line in (data.geo_dir() / name).read_text(encoding="utf-8").splitlines(True)
             if line.startswith("#")
         )  # fmt: skip
         for needle in needles:
             assert needle in head, (name, needle)
-    readme = (data.GEO_DIR / "README.md").read_text(encoding="utf-8")
+    readme = (data.geo_dir() / "README.md").read_text(encoding="utf-8")
     assert "proposed" in readme.lower()
     assert "CC BY-SA 4.0" in readme
