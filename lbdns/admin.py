@@ -44,6 +44,7 @@ def serving_fallbacks(snapshot: Snapshot, view: HealthView) -> dict[str, list[st
     pool as their ``fallback_pool``: none of the LB's pools (default, region, country and PoP
     pools) is usable for steering (SPEC.md R-HLT-11, A-48; R-GTS-02). Rules are not
     considered."""
+    from lbdns.config.refs import pool_refs
     from lbdns.health.pool_health import usable_for_steering
 
     pools = snapshot.config.pools
@@ -53,10 +54,7 @@ def serving_fallbacks(snapshot: Snapshot, view: HealthView) -> dict[str, list[st
         fallback = lb.fallback_pool
         if not lb.enabled or fallback is None or fallback not in pools or not pools[fallback].enabled:
             continue  # a disabled fallback serves nothing (NODATA, R-HLT-20)
-        candidates = set(lb.default_pools)
-        for mapping in (lb.region_pools, lb.country_pools, lb.pop_pools):
-            for names in mapping.values():
-                candidates.update(names)
+        candidates = {name for _, name in pool_refs(lb, fallback=False, rules=False)}
         if not any(usable_for_steering(pools[p], view) for p in candidates if p in pools):
             out.setdefault(pools[fallback].id, []).append(name)
     return out

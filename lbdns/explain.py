@@ -112,7 +112,7 @@ def parse_ecs(text: str) -> tuple[str, int]:
     return str(addr), plen
 
 
-def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: str = DEFAULT_CLIENT,
+def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: str = DEFAULT_CLIENT,  # noqa: C901, PLR0912, PLR0915 -- a linear report, one section per step of the answer
             ecs: str | None = None, pop: str | None = None, admin_url: str | None = None,
             use_geoip: bool = True, health: HealthView | None = None, seed: int | None = None) -> str:
     """Explain the answer to ``name``/``qtype`` from resolver ``client`` (with optional ECS

@@ -19,8 +19,8 @@ import dns.rrset
 
 from lbdns.config.loaded import LoadedConfig
 from lbdns.config.model import LoadBalancer, Pool, RuleOverrides
+from lbdns.config.refs import resolve_policy
 from lbdns.config.settings import ServerSettings
-from lbdns.config.validate import resolve_policy
 from lbdns.snapshot_types import (
     LB_TYPES_BASE,
     LB_TYPES_ENTERPRISE,
@@ -167,8 +167,7 @@ def _rule_applier(ov: RuleOverrides, pools: Mapping[str, CompiledPool]) -> tuple
         out = eff.with_changes(**changes) if changes else eff
         if reresolve:
             configured = new_policy if new_policy is not None else out.configured_policy
-            resolved = configured if configured != "" else (
-                "geo" if (out.region_pools or out.country_pools or out.pop_pools) else "off")
+            resolved = resolve_policy(configured, out.region_pools, out.country_pools, out.pop_pools)
             out = out.with_changes(configured_policy=configured, steering_policy=resolved)
         return out
 

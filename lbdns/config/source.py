@@ -104,7 +104,7 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _measure(root: yaml.Node, budget: int | None) -> tuple[int, int]:
+def _measure(root: yaml.Node, budget: int | None) -> tuple[int, int]:  # noqa: C901 -- one iterative walk of the YAML node graph on purpose: no recursion on hostile input
     """Walk the composed node graph once, in document order, without expanding aliases.
 
     A collection met a second time is an alias (or a merge key) of an anchored collection: its
@@ -228,7 +228,7 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def load_yaml(path: Path, display_name: str | None = None) -> tuple[SourceFile | None, list[Issue]]:
+def load_yaml(path: Path, display_name: str | None = None) -> tuple[SourceFile | None, list[Issue]]:  # noqa: C901, PLR0915 -- its build/flatten/scalar closures share one file's marks, issues and merge memo
     """Read and parse one YAML file.
 
     Returns ``(SourceFile, issues)``; the SourceFile is None when the file cannot be read, is

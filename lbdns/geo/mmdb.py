@@ -316,7 +316,7 @@ class GeoDatabase:
             text += f"; ASN {one(self._asn, self.asn_path)}"
         return text
 
-    def lookup(self, ip: str | bytes | IPv4Address | IPv6Address) -> GeoRecord | None:
+    def lookup(self, ip: str | bytes | IPv4Address | IPv6Address) -> GeoRecord | None:  # noqa: PLR0912 -- per-query hot path: the address forms dispatched inline
         """Look an address up.
 
         Takes an IPv4/IPv6 address as text, ``ipaddress`` object or packed network-order bytes

@@ -680,7 +680,7 @@ def default_serial(today: datetime.date | None = None) -> int:
     return int(d.strftime("%Y%m%d")) * 100 + 1
 
 
-def convert(monitors: Sequence[Mapping[str, Any]], pools: Sequence[Mapping[str, Any]],
+def convert(monitors: Sequence[Mapping[str, Any]], pools: Sequence[Mapping[str, Any]],  # noqa: C901, PLR0912, PLR0915 -- a linear import, one step per exported object kind
             load_balancers: Sequence[Mapping[str, Any]], dns_records: Sequence[Mapping[str, Any]] | None = None,
             *, zone: str, ns: Sequence[str] | None = None, soa: SoaOptions | None = None,
             compile_condition: Callable[[str], Any] | None = None) -> CloudflareImport:

@@ -262,7 +262,7 @@ class _Scanner:
         self.i = i + length
         return _Item("char", p[i : i + length], i)
 
-    def group(self) -> _Item | None:
+    def group(self) -> _Item | None:  # noqa: C901, PLR0912 -- one branch per regex group syntax, a flat scanner
         p, i = self.p, self.i
         kind = "group"
         j = i + 1

@@ -317,7 +317,7 @@ def _rdata_for(o: CompiledOrigin, qtype: int, lookup: HostLookup | None) -> list
     return [(qtype, a) for a in (addrs.v4 if fam == 4 else addrs.v6)]
 
 
-def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: Rng,
+def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: Rng,  # noqa: C901, PLR0912 -- per-query hot path in one frame; split only with a bench comparison
             lookup: HostLookup | None, d: Decision, eff: Effective) -> None:
     """Endpoint selection in ``pool`` among ``base`` (healthy, or all enabled in fallback
     mode): eligibility, single- vs multi-answer (Cloudflare docs: Load Balancing Reference

@@ -275,7 +275,7 @@ def parse_header(data: bytes) -> tuple[int, int, int]:
     return qid, flags, qdcount
 
 
-def parse_query(data: bytes) -> Query:
+def parse_query(data: bytes) -> Query:  # noqa: C901, PLR0912, PLR0915 -- per-packet hot path in one frame; split only with a bench comparison
     """Parse one DNS query message (RFC 1035 §4.1, RFC 6891 §6, RFC 7871 §6, RFC 7873 §5.2).
 
     Takes the raw message (a UDP payload or one de-framed TCP message, ≤ 65535 octets;
