@@ -31,6 +31,7 @@ from tests.fixtures.geo import BASE_GEO_TABLE
 from tests.fixtures.snapshots import Built, build, build_dir, decoded, healthy, parsed
 from tests.integration.harness import Fixture
 from tests.integration.static_zone import BIG_ADDRS, COM_NEG_SOA, NET_NEG_SOA, write_static_zones
+from tests.integration.test_rules_scenarios import _ex36 as ex36
 
 NOERROR, NXDOMAIN, REFUSED = dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED
 U = OriginState.UNHEALTHY
@@ -313,14 +314,14 @@ def ex35(**r2_extra: Any) -> list[dict[str, Any]]:
              "overrides": {"ttl": 120, "default_pools": ["p-eu"]}, **r2_extra}]
 
 
-EX36 = [
-    {"name": "v6", "condition": "dns.qry.type eq 28", "overrides": {"default_pools": ["p-mixed"]}},
-    {"name": "ecs", "condition": 'dns.rr.opt.client and dns.rr.opt.client.addr eq "203.0.113.0"',
-     "overrides": {"default_pools": ["p-eu"]}},
-    {"name": "name", "condition": 'dns.qry.name eq "lb.example.com." and dns.qry.name.len eq 15',
-     "overrides": {"ttl": 45}},
-    {"name": "asn", "condition": "ip.src.asnum in {64502}", "overrides": {"default_pools": ["p-asia"]}},
-]
+def _ex36_rules() -> list[dict[str, Any]]:
+    fx = Fixture()
+    ex36(fx)  # the EX-36 rules of the black-box scenario, on default pools [p-us-east]
+    rules: list[dict[str, Any]] = fx.lb["rules"]
+    return rules
+
+
+EX36 = _ex36_rules()
 
 RULES: list[tuple[str, list[dict[str, Any]], str, dict[str, Any], set[tuple[int, str]], list[str]]] = [
     # id, rules, qtype, env arguments, {(ttl, address)}, matched rule names
