@@ -242,8 +242,9 @@ def test_ex25_hash_is_sticky_per_resolver_and_weighted(fx, tmp_path):
                                     pool("p-weighted", origin_steering={"policy": "hash"})))
     view = healthy(b.snapshot)
     first = tally(b, view, resolvers=distinct_resolvers, seed=1)
-    again = tally(b, view, resolvers=distinct_resolvers, seed=99)  # another rng: the same choices
-    assert first == again
+    # another rng, the same choices (checked on the first 1,000 resolvers)
+    assert tally(b, view, n=1000, resolvers=distinct_resolvers, seed=99) == tally(
+        b, view, n=1000, resolvers=distinct_resolvers, seed=1)
     assert abs(share(first, WA) - 0.70) <= TOL
     for i in range(50):  # per resolver: the same origin whatever the rng
         q = query(resolver=distinct_resolvers(i))
@@ -508,7 +509,8 @@ def test_ex38_hash_shedding_is_per_resolver_and_half_of_them(fx, tmp_path):
                                          origin_steering={"policy": "hash"})))
     view = healthy(b.snapshot)
     first = tally(b, view, resolvers=distinct_resolvers, seed=1)
-    assert first == tally(b, view, resolvers=distinct_resolvers, seed=2)  # the rng plays no part
+    assert tally(b, view, n=1000, resolvers=distinct_resolvers, seed=2) == tally(
+        b, view, n=1000, resolvers=distinct_resolvers, seed=1)  # the rng plays no part
     assert set(first) == {EAST, WEST}
     assert abs(share(first, EAST) - 0.5) <= TOL
 
