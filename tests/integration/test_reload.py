@@ -60,11 +60,20 @@ def test_queries_answered_during_reload_and_broken_change_rejected(fx, serve, ca
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t.bind(("127.0.0.1", port))
-        return int(port)
+    """A loopback port free for UDP and for a TCP listener. The TCP socket binds the way the
+    server's does (SO_REUSEADDR: connections in TIME_WAIT on that port do not count), and an
+    unlucky pick — the UDP port taken for TCP, e.g. by a parallel test — is retried."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                t.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(port)
+    raise AssertionError("no port free for both UDP and TCP")
 
 
 def ask(port: int, name: str, tcp: bool = False) -> dns.message.Message:

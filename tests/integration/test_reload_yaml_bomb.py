@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.integration.harness import addresses
 from tests.integration.test_reload import ask, serve_process, wait_answer
-from tests.unit.test_config_source_limits import billion_laughs
+from tests.unit.config.test_source_limits import billion_laughs
 
 
 def _rss_kb(pid: int) -> int:

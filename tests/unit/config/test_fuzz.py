@@ -30,7 +30,7 @@ from lbdns.errors import ConfigError, Issue
 from lbdns.snapshot import build_snapshot
 from tests.integration.harness import Fixture
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SEED = 20261111
 CASES = 600
 SETTINGS_CASES = 200

@@ -24,7 +24,7 @@ from lbdns.wire import names
 from lbdns.wire.codec import Query, parse_query
 from lbdns.wire.framing import TcpFramer, frame
 from lbdns.wire.render import QNAME_POINTER, build_error, build_response, encode_rr
-from tests.unit.test_wire_codec import assert_matches_dnspython
+from tests.unit.wire.test_codec import assert_matches_dnspython
 
 FAST = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HEAVY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,7 +9,14 @@ import time
 import pytest
 
 from lbdns.errors import RuleError
-from lbdns.rules.patterns import REGEX_COST_BUDGET, regex_cost, regex_hazard, wildcard_parts
+from lbdns.rules.patterns import (
+    MAX_REGEX_SUBJECT,
+    REGEX_COST_BUDGET,
+    regex_cost,
+    regex_hazard,
+    regex_predicate,
+    wildcard_parts,
+)
 
 NESTED = (
     "the group at position {} is repeated and contains a quantifier or '|', which can take "
@@ -76,9 +83,19 @@ def test_rejected_patterns(pattern: str, reason: str) -> None:
     assert regex_hazard(pattern) == reason
 
 
-def test_accepted_patterns_still_compile() -> None:
-    for pattern in ("^[a-z0-9.-]*\\.example\\.com\\.$", "(www\\.)?example", "(ab)*c"):
-        re.compile(pattern)
+@pytest.mark.parametrize(
+    ("pattern", "matching", "not_matching"),
+    [
+        ("^[a-z0-9.-]*\\.example\\.com\\.$", "www.example.com.", "www.example.org."),
+        ("(www\\.)?example", "api.example.com.", "api.exampl.com."),  # unanchored: a search, not a match
+        ("(ab)*c", "xababc", "abab"),
+    ],
+)
+def test_accepted_patterns_compile_to_searching_predicates(pattern: str, matching: str, not_matching: str) -> None:
+    pred = regex_predicate(pattern, 0)
+    assert pred(matching) is True
+    assert pred(not_matching) is False
+    assert pred("x" * MAX_REGEX_SUBJECT + matching) is False  # longer subjects are never searched
 
 
 COMMON = [

@@ -37,7 +37,7 @@ from lbdns.importers.cloudflare import (
 )
 from tests.integration.harness import Server, addresses
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cloudflare"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "cloudflare"
 PRIMARY, SECONDARY, TERTIARY, EU = ("17b5962d775c646f3f9725cbc7a53df4", "9290f38c5d07c2e2f4df57b1f61d4196",
                                     "00920f38ce07c2e2f4df50b1f61d4194", "ff02c959d17f7bb2b1184a202e3c0af7")
 

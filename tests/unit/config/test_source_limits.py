@@ -17,7 +17,7 @@ from lbdns.config.source import ALIAS_BUDGET, MAX_DEPTH, MAX_FILE_BYTES, load_ya
 from lbdns.config.validate import load_config
 from lbdns.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def billion_laughs(levels: int) -> str:
