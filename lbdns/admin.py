@@ -123,6 +123,21 @@ class _Collector(Collector):
                                   value=c.deferred_lookups)
         yield CounterMetricFamily("lbdns_tcp_rejected", "TCP connections rejected over the cap",
                                   value=c.tcp_rejected)
+        rrl = app.handler.rrl if app.handler is not None else None
+        if rrl is not None:
+            yield CounterMetricFamily("lbdns_rrl_dropped", "UDP responses dropped by response rate limiting",
+                                      value=rrl.dropped)
+            yield CounterMetricFamily("lbdns_rrl_slipped",
+                                      "UDP responses sent truncated (TC=1) by response rate limiting",
+                                      value=rrl.slipped)
+            yield CounterMetricFamily("lbdns_rrl_evicted", "Rate-limit table entries evicted (table full)",
+                                      value=rrl.evicted)
+            nets, buckets = rrl.sizes()
+            size = GaugeMetricFamily("lbdns_rrl_table_entries", "Entries in the rate-limit tables",
+                                     labels=["table"])
+            size.add_metric(["networks"], nets)
+            size.add_metric(["responses"], buckets)
+            yield size
         if app.ref is None:
             return
         cur = app.ref.current

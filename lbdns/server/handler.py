@@ -20,11 +20,12 @@ from ipaddress import IPv4Address, IPv6Address
 from itertools import accumulate
 from typing import Any, cast
 
-from lbdns.answer import Answer, QueryEnv, resolve, snapshot_cache
+from lbdns.answer import Answer, QueryEnv, find_zone, resolve, snapshot_cache
 from lbdns.errors import FormError
 from lbdns.geo.location import resolve_location
 from lbdns.geo.pops import Pop
 from lbdns.server.counters import QueryCounters
+from lbdns.server.rrl import RateLimiter, RrlParams
 from lbdns.server.state import Current, StateRef
 from lbdns.steering.decide import ClientLocation, NeedsLookup
 from lbdns.steering.origins import HostLookup
@@ -225,6 +226,29 @@ class Handler:
         self.lb_memo: dict[tuple[bytes, int, str], _LbMemo] = {}
         self.loc_memo: dict[tuple[bytes, int, str, bool, int], _LbMemo] = {}
         self.packet_memos: dict[str, _PopMemos] = {}
+        rrl = ref.current.snapshot.settings.rrl
+        self.rrl = RateLimiter(RrlParams(
+            rrl.responses_per_second, rrl.nxdomains_per_second, rrl.errors_per_second, rrl.window, rrl.slip,
+            rrl.ipv4_prefix_length, rrl.ipv6_prefix_length, tuple(rrl.exempt), rrl.table_size,
+        ), clock, self.valid_cookie, self.wildcard_zone) if rrl.enabled else None
+        """Response rate limiter for UDP answers (None when ``rrl.enabled`` is false); the
+        transport applies it."""
+
+    def wildcard_zone(self, qname: bytes) -> bytes | None:
+        """The apex of the zone answering ``qname`` (lower-case wire) from a wildcard
+        (RFC 4592: no such node), else None."""
+        zone = find_zone(self.ref.current.snapshot, qname)[0]
+        return zone.origin if zone is not None and qname not in zone.nodes else None
+
+    def valid_cookie(self, data: bytes, peer_ip: str) -> bool:
+        """True when the query ``data`` from ``peer_ip`` carries the server cookie we would
+        give that client: its source address is not spoofed (RFC 7873 §5.2.3)."""
+        try:
+            edns = parse_query(data).edns
+        except FormError:
+            return False
+        return (edns is not None and edns.client_cookie is not None and edns.server_cookie is not None
+                and edns.server_cookie == make_server_cookie(self.cookie_secret, edns.client_cookie, peer_ip))
 
     def _remember(self, q: Query, pop: Pop, cur: Current, ans: Answer, ecs: ClientSubnet | None,
                   dkey: tuple[str, str, bool]) -> None:

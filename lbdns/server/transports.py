@@ -2,6 +2,9 @@
 synchronous :class:`~lbdns.server.handler.Handler` and back. One task is created only for
 queries that need hostname lookups; everything else is answered inside the callback.
 
+UDP answers pass the handler's response rate limiter (:mod:`lbdns.server.rrl`) when it has one;
+TCP answers never do (a TCP client's address is not spoofable).
+
 TCP: 2-byte framing with partial reads and pipelining (RFC 7766 §6.2.1), an idle timeout
 (default 10 s, RFC 7766 §6.2.3) and a connection cap; a client that misbehaves (bad frame,
 over the cap) is disconnected without affecting others.
@@ -18,6 +21,7 @@ from typing import cast
 from lbdns.errors import FormError
 from lbdns.geo.pops import Pop
 from lbdns.server.handler import Handler
+from lbdns.server.rrl import DROP, slip_reply
 from lbdns.steering.decide import NeedsLookup
 from lbdns.wire.framing import TcpFramer, frame
 
@@ -64,14 +68,22 @@ class UdpServer(asyncio.DatagramProtocol):
             task.add_done_callback(self._tasks.discard)
             return
         if out is not None and self.transport is not None:
+            rrl = self.handler.rrl
+            verdict = rrl.check(peer, data, out) if rrl is not None else 0
+            if verdict and (verdict == DROP or (out := slip_reply(out, len(data))) is None):
+                return
             self.transport.sendto(out, addr)
 
     async def _deferred(self, data: bytes, addr: tuple[str | int, ...], exc: NeedsLookup) -> None:
+        peer = str(addr[0])
         try:
-            out = await _answer_after_lookup(self.handler, self.resolve, data, str(addr[0]), False, self.pop, exc)
+            out = await _answer_after_lookup(self.handler, self.resolve, data, peer, False, self.pop, exc)
         except Exception:
             log.exception("deferred UDP answer failed")
             return
+        rrl = self.handler.rrl
+        if out is not None and rrl is not None:
+            out = rrl.filter(peer, data, out)
         if out is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(out, addr)
 
