@@ -121,8 +121,12 @@ class _Collector(Collector):
         yield CounterMetricFamily("lbdns_dropped_packets", "Packets dropped (unanswerable)", value=c.dropped)
         yield CounterMetricFamily("lbdns_deferred_lookups", "Queries that waited for hostname-origin lookups",
                                   value=c.deferred_lookups)
-        yield CounterMetricFamily("lbdns_tcp_rejected", "TCP connections rejected over the cap",
-                                  value=c.tcp_rejected)
+        yield CounterMetricFamily("lbdns_tcp_evicted",
+                                  "TCP connections closed to make room for a new one over the cap",
+                                  value=c.tcp_evicted)
+        yield CounterMetricFamily("lbdns_tcp_slow_closed",
+                                  "TCP connections closed for not completing a message within tcp_message_timeout",
+                                  value=c.tcp_slow_closed)
         rrl = app.handler.rrl if app.handler is not None else None
         if rrl is not None:
             yield CounterMetricFamily("lbdns_rrl_dropped", "UDP responses dropped by response rate limiting",

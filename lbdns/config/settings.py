@@ -96,7 +96,11 @@ class ServerSettings(_Settings):
     udp_rcvbuf: int = Field(default=4 * 1024 * 1024, ge=0, le=1 << 30)
     """UDP socket receive buffer in bytes (0 = the kernel default): absorbs query bursts."""
     tcp_idle_timeout: float = Field(default=10.0, gt=0, le=3600)
+    tcp_message_timeout: float = Field(default=2.0, gt=0, le=3600)
+    """Seconds a TCP client has to complete a message once its first octet arrived (RFC 7766
+    §6.2.3 and §10: connections that do not deliver whole messages are closed)."""
     tcp_max_connections: int = Field(default=1024, ge=1, le=1_000_000)
+    """TCP connections at once; a new one over the cap closes the least recently active."""
     rrl: RateLimit = Field(default_factory=RateLimit)
     admin: AdminListener = Field(default_factory=AdminListener)
     health_overrides: list[HealthOverride] = Field(default_factory=list)

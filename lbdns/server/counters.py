@@ -11,13 +11,16 @@ from dataclasses import dataclass, field
 class QueryCounters:
     """Counts since start: ``queries[(transport, qtype, rcode)]``,
     ``decisions[(lb, pool, fallback)]``, ``rule_matches[(lb, rule)]``, plus error counts
-    (``internal_errors`` answered SERVFAIL, ``dropped`` unanswerable packets, ``tcp_rejected``
-    connections over the cap, ``deferred_lookups`` queries that waited for hostname lookups)."""
+    (``internal_errors`` answered SERVFAIL, ``dropped`` unanswerable packets, ``tcp_evicted``
+    connections closed to make room for a new one over the cap, ``tcp_slow_closed``
+    connections closed for not completing a message in time, ``deferred_lookups`` queries that
+    waited for hostname lookups)."""
 
     queries: Counter[tuple[str, int, int]] = field(default_factory=Counter)
     decisions: Counter[tuple[str, str, bool]] = field(default_factory=Counter)
     rule_matches: Counter[tuple[str, str]] = field(default_factory=Counter)
     internal_errors: int = 0
     dropped: int = 0
-    tcp_rejected: int = 0
+    tcp_evicted: int = 0
+    tcp_slow_closed: int = 0
     deferred_lookups: int = 0
