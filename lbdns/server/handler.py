@@ -24,7 +24,7 @@ from lbdns.answer import Answer, QueryEnv, find_zone, resolve, snapshot_cache
 from lbdns.errors import FormError
 from lbdns.geo.location import resolve_location
 from lbdns.geo.pops import Pop
-from lbdns.server.counters import QueryCounters
+from lbdns.server.counters import QTYPE_BUCKET, QueryCounters
 from lbdns.server.rrl import RateLimiter, RrlParams
 from lbdns.server.state import Current, StateRef
 from lbdns.steering.decide import ClientLocation, NeedsLookup
@@ -432,7 +432,7 @@ class Handler:
         else:
             rcode = -1
         if rcode >= 0:
-            self.counters.queries[("tcp" if tcp else "udp", q.qtype, rcode)] += 1
+            self.counters.queries[("tcp" if tcp else "udp", QTYPE_BUCKET[q.qtype], rcode)] += 1
             return build_response(q, rcode=rcode, aa=False, max_size=limit, edns_payload=ours,
                                   server_cookie=cookie)
         ecs = edns.ecs if edns is not None else None
@@ -455,7 +455,7 @@ class Handler:
             if lbm is not None and lbm.health is cur.health.states_token and lbm.snapshot is cur.snapshot:
                 self.counters.decisions[lbm.decision_key] += 1
                 a = lbm.answer
-                counter_key = ("tcp" if tcp else "udp", q.qtype, a.rcode)
+                counter_key = ("tcp" if tcp else "udp", QTYPE_BUCKET[q.qtype], a.rcode)
                 self.counters.queries[counter_key] += 1
                 section = lbm.data(self.rng)
                 out = build_response(q, rcode=a.rcode, aa=True, answer=section, ancount=a.ancount,
@@ -487,7 +487,7 @@ class Handler:
                     self._remember(q, pop, cur, ans, ecs_for_answer, dkey)
                 for name in ans.matched_rules:
                     self.counters.rule_matches[(ans.lb.name, name)] += 1
-        counter_key = ("tcp" if tcp else "udp", q.qtype, ans.rcode)
+        counter_key = ("tcp" if tcp else "udp", QTYPE_BUCKET[q.qtype], ans.rcode)
         self.counters.queries[counter_key] += 1
         out = build_response(
             q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
