@@ -51,7 +51,7 @@ class RateLimit(_Settings):
     ipv4_prefix_length: int = Field(default=24, ge=8, le=32)
     ipv6_prefix_length: int = Field(default=56, ge=16, le=128)
     exempt: list[str] = Field(default_factory=list)
-    table_size: int = Field(default=100_000, ge=100, le=10_000_000)
+    table_size: int = Field(default=20_000, ge=100, le=10_000_000)
 
     @field_validator("exempt")
     @classmethod

@@ -32,8 +32,10 @@ below zero the network is *hot*: every response is classified until the network 
 full again. Quiet networks (nearly every resolver) thus cost two dict lookups and a little
 arithmetic per response.
 
-Memory: two tables (networks, class buckets), each at most ``table_size`` entries, least
-recently used evicted first; plus a cache of at most 65,536 source address strings.
+Memory: two tables (networks, class buckets), each at most ``table_size`` entries (default
+20,000, as BIND's ``max-table-size``), least recently used evicted first, plus a cache of at
+most 32,768 source address strings: about 360 octets per table entry, 15.5 MB measured with
+every table full at the defaults.
 
 Pure: no I/O, no logging; time comes from the injected ``clock`` (seconds, monotonic).
 """
@@ -67,7 +69,7 @@ POSITIVE, NODATA, REFERRAL, NXDOMAIN, ERROR = range(5)
 CLASSES = ("positive", "nodata", "referral", "nxdomain", "error")
 """Class names by class number (for logs and tests)."""
 
-_ADDRESS_CACHE_MAX = 65_536
+_ADDRESS_CACHE_MAX = 32_768
 _EXEMPT = -1
 """Cached network key of an exempt source address."""
 _MAX_HOPS = 16
@@ -87,7 +89,7 @@ class RrlParams:
     ipv4_prefix: int = 24
     ipv6_prefix: int = 56
     exempt: tuple[str, ...] = ()
-    table_size: int = 100_000
+    table_size: int = 20_000
 
     def rates(self) -> tuple[float, ...]:
         """Rate of each class, indexed by class number."""
