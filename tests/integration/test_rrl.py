@@ -158,7 +158,7 @@ def test_flood_of_identical_queries_from_one_source_is_limited(start):
 def test_other_sources_and_names_are_not_affected_by_a_flood(start):
     srv = start()
     port = srv.ports["IAD"]
-    flood(port, "127.0.22.1", same(wire("www.example.com"), 1000))
+    assert flood(port, "127.0.22.1", same(wire("www.example.com"), 1000)).dropped > 0
     other_net = flood(port, "127.0.23.1", same(wire("www.example.com"), 10))
     assert other_net.answered == 10
     other_name = flood(port, "127.0.22.1", same(wire("mail.example.com"), 10))
