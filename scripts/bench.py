@@ -20,6 +20,10 @@ every query from 127.0.0.1, far above any per-client limit, so
   dnsperf runs with 50,000 queries outstanding (``-t 1``) to keep flooding, its qps counts
   the answers and slips that came back, and ``handled`` (queries the server processed per
   second, from its ``lbdns_queries_total``) is the server's capacity under that flood.
+
+Besides dnsperf's figures each row has the server's CPU time per processed query (from its
+``process_cpu_seconds_total``), which moves far less than qps when other processes share the
+machine.
 """
 
 from __future__ import annotations
@@ -125,13 +129,16 @@ def percentiles(text: str) -> tuple[float, float, int]:
     return p50, p99, len(lat)
 
 
-def queries_handled(admin: int) -> float:
-    """Sum of ``lbdns_queries_total`` on the admin listener (0 when there is none)."""
+def server_counts(admin: int) -> tuple[float, float]:
+    """(queries counted in ``lbdns_queries_total``, ``process_cpu_seconds_total``) from the
+    admin listener ((0, 0) when there is none)."""
     if not admin:
-        return 0.0
+        return 0.0, 0.0
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
         text = r.read().decode()
-    return sum(float(m.group(1)) for m in re.finditer(r"^lbdns_queries_total\{[^}]*\} ([\d.e+]+)$", text, re.M))
+    queries = sum(float(m.group(1)) for m in re.finditer(r"^lbdns_queries_total\{[^}]*\} ([\d.e+]+)$", text, re.M))
+    cpu = re.search(r"^process_cpu_seconds_total ([\d.e+]+)$", text, re.M)
+    return queries, float(cpu.group(1)) if cpu else 0.0
 
 
 def start_server(tmp: Path, mode: str, cpu: str) -> tuple[subprocess.Popen[str], int, int]:
@@ -196,7 +203,9 @@ def main() -> int:
     print(f"lbdns benchmark: dnsperf -c {args.clients} -q {args.outstanding} -l {args.duration:g} -t 1, "
           f"server cpu {args.server_cpu or 'any'}, dnsperf cpu {args.client_cpu or 'any'}")
     print(f"{'rrl':9} {'workload':8} {'qps':>10} {'avg ms':>8} {'lost %':>7} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'handled':>9} (p50/p99 at {args.light_qps} qps; handled: queries/s the server processed)")
+          f"{'handled':>9} {'cpu µs/q':>8}")
+    print(f"(p50/p99 at {args.light_qps} qps; handled: queries/s the server processed; cpu µs/q: server CPU "
+          "time per processed query, steadier than qps on a shared machine)")
     try:
         for mode in modes:
             proc = None
@@ -208,14 +217,17 @@ def main() -> int:
                     datafile, binary = files[w]
                     runs = []
                     handled = []
+                    cpu_us = []
                     # limited queries are never answered: keep enough outstanding to go on flooding
                     outstanding = max(args.outstanding, 50_000) if mode == "on" else args.outstanding
                     for _ in range(args.rounds):
-                        before, t0 = queries_handled(admin), time.monotonic()
+                        (q0, c0), t0 = server_counts(admin), time.monotonic()
                         runs.append(parse_summary(run_dnsperf(port, datafile, binary=binary, cpu=args.client_cpu,
                                                               duration=args.duration, clients=args.clients,
                                                               outstanding=outstanding)))
-                        handled.append((queries_handled(admin) - before) / (time.monotonic() - t0))
+                        q1, c1 = server_counts(admin)
+                        handled.append((q1 - q0) / (time.monotonic() - t0))
+                        cpu_us.append((c1 - c0) / (q1 - q0) * 1e6 if q1 > q0 else float("nan"))
                     qps = statistics.median(r["qps"] for r in runs)
                     avg = statistics.median(r["avg_ms"] for r in runs)
                     lost = max(r["lost_pct"] for r in runs)
@@ -225,7 +237,7 @@ def main() -> int:
                                            clients=1, outstanding=20, qps_limit=args.light_qps, verbose=True)
                         p50, p99, _ = percentiles(text)
                     print(f"{mode:9} {w:8} {qps:10.0f} {avg:8.3f} {lost:7.2f} {p50:8.3f} {p99:8.3f} "
-                          f"{statistics.median(handled):9.0f}", flush=True)
+                          f"{statistics.median(handled):9.0f} {statistics.median(cpu_us):7.2f}", flush=True)
             finally:
                 stop_server(proc)
     finally:

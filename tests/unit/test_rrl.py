@@ -25,6 +25,7 @@ from lbdns.server.rrl import (
     RateLimiter,
     RrlParams,
     classify,
+    question_end,
     slip_reply,
 )
 
@@ -70,6 +71,11 @@ def query(qname: str = "www.example.com", qtype: str = "A", **kw: object) -> byt
     return dns.message.make_query(qname, qtype, **kw).to_wire()  # type: ignore[arg-type]
 
 
+def query_for(resp: bytes) -> bytes:
+    """The query ``resp`` answers (its question, no EDNS)."""
+    return resp[:2] + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + resp[12:question_end(resp)]
+
+
 # --- classification ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("resp", "cls", "key"), [
@@ -101,7 +107,7 @@ def limiter(clock: Clock, **kw: object) -> RateLimiter:
 def run(lim: RateLimiter, clock: Clock, n: int, *, peer: str = "192.0.2.1", resp: bytes | None = None,
         every: float = 0.0) -> list[int]:
     resp = resp if resp is not None else response()
-    q = query()
+    q = query_for(resp)
     out = []
     for _ in range(n):
         out.append(lim.check(peer, q, resp))
@@ -174,7 +180,7 @@ def test_classes_and_names_have_separate_buckets() -> None:
     aaaa = response(qtype="AAAA")
     assert run(lim, clock, 5, resp=aaaa) == [ALLOW] * 5  # another type: its own bucket
     nx = [response(f"r{i}.example.com", rcode=3, answers=0, soa_zone="example.com") for i in range(10)]
-    assert [lim.check("192.0.2.1", query(), r) for r in nx].count(ALLOW) == 5  # NXDOMAIN: per zone
+    assert [lim.check("192.0.2.1", query_for(r), r) for r in nx].count(ALLOW) == 5  # NXDOMAIN: per zone
 
 
 def test_nxdomain_and_error_rates() -> None:
@@ -242,10 +248,10 @@ def test_quiet_network_skips_classification_but_limits_exactly_once_hot() -> Non
     lim = limiter(clock, responses_per_second=10)
     names = [response(f"n{i}.example.com") for i in range(5)]
     for i in range(50):  # 5 names, 5 qps together: quiet
-        lim.check("192.0.2.1", query(), names[i % 5])
+        lim.check("192.0.2.1", query_for(names[i % 5]), names[i % 5])
         clock.now += 0.2
     assert lim.sizes() == (1, 0)
-    verdicts = [lim.check("192.0.2.1", query(), names[i % 5]) for i in range(100)]  # a burst of 100
+    verdicts = [lim.check("192.0.2.1", query_for(names[i % 5]), names[i % 5]) for i in range(100)]  # a burst
     assert lim.sizes()[1] == 5
     assert verdicts.count(ALLOW) <= 10 + 5 * 10  # network burst + one class burst each
 
@@ -305,3 +311,16 @@ def test_filter_returns_response_slip_or_nothing() -> None:
     assert lim.filter("192.0.2.1", q, r) is None
     slipped = lim.filter("192.0.2.1", q, r)
     assert slipped is not None and len(slipped) <= len(q) and slipped[2] & 0x02
+
+
+def test_classification_memo_follows_the_response() -> None:
+    """The same question answered differently (e.g. after a health change) is classified
+    again: a positive answer turning into NXDOMAIN moves to the zone's NXDOMAIN bucket."""
+    clock = Clock()
+    lim = limiter(clock, responses_per_second=3)
+    pos = response("x.example.com")
+    nx = response("x.example.com", rcode=3, answers=0, soa_zone="example.com")
+    q = query_for(pos)
+    assert [lim.check("192.0.2.1", q, pos) for _ in range(8)].count(ALLOW) == 6
+    assert [lim.check("192.0.2.1", q, nx) for _ in range(5)].count(ALLOW) == 3
+    assert sorted(k[1] for k in lim.buckets) == [POSITIVE, NXDOMAIN]
