@@ -105,16 +105,24 @@ class RrlParams:
 
 class _Bucket:
     """One token bucket: ``tokens`` (may be negative), ``stamp`` (clock of the last update),
-    ``limited`` (limited responses so far, for the slip turn), ``hot`` (network buckets:
-    responses are being classified)."""
+    ``limited`` (limited responses so far, for the slip turn). Network buckets also keep
+    ``hot`` (responses are being classified), ``net`` (their key), ``mark`` (the clock second
+    of their last move to the most recently used end) and ``live`` (still in the table)."""
 
-    __slots__ = ("hot", "limited", "stamp", "tokens")
+    __slots__ = ("hot", "limited", "live", "mark", "net", "stamp", "tokens")
 
-    def __init__(self, tokens: float, stamp: float) -> None:
+    def __init__(self, tokens: float, stamp: float, net: int = 0) -> None:
         self.tokens = tokens
         self.stamp = stamp
         self.limited = 0
         self.hot = False
+        self.net = net
+        self.mark = int(stamp)
+        self.live = True
+
+
+_EXEMPT_BUCKET = _Bucket(0.0, 0.0, _EXEMPT)
+"""What the address cache holds for an exempt source."""
 
 
 def _read_name(buf: bytes, off: int) -> bytes:
@@ -250,7 +258,7 @@ class RateLimiter:
             net = ip_network(text, strict=False)
             mask = int(net.netmask)
             (self.exempt4 if net.version == 4 else self.exempt6).append((int(net.network_address), mask))
-        self.addresses: dict[str, int] = {}
+        self.addresses: dict[str, _Bucket] = {}
         self._classes: dict[bytes, tuple[bytes, int, bytes]] = {}
         self.nets: OrderedDict[int, _Bucket] = OrderedDict()
         self.buckets: OrderedDict[tuple[int, int, bytes], _Bucket] = OrderedDict()
@@ -262,44 +270,62 @@ class RateLimiter:
         """The network key of source address ``peer`` (text), or -1 when exempt. IPv6 keys
         have bit 128 set so they never equal an IPv4 key. Unparsable text is its own
         network (key from its hash)."""
-        key = self.addresses.get(peer)
-        if key is not None:
-            return key
         text = peer.partition("%")[0]
         try:
             if ":" in text:
                 value = int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
-                key = _EXEMPT if any(value & m == n for n, m in self.exempt6) else (1 << 128) | (value & self.v6_mask)
-            else:
-                value = int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
-                key = _EXEMPT if any(value & m == n for n, m in self.exempt4) else value & self.v4_mask
+                if any(value & m == n for n, m in self.exempt6):
+                    return _EXEMPT
+                return (1 << 128) | (value & self.v6_mask)
+            value = int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+            return _EXEMPT if any(value & m == n for n, m in self.exempt4) else value & self.v4_mask
         except OSError:
-            key = (2 << 128) | (hash(peer) & 0xFFFFFFFF)
-        if len(self.addresses) >= _ADDRESS_CACHE_MAX:
-            self.addresses.clear()
-        self.addresses[peer] = key
-        return key
+            return (2 << 128) | (hash(peer) & 0xFFFFFFFF)
+
+    def _network_bucket(self, peer: str, bucket: _Bucket | None = None) -> _Bucket:
+        """The bucket of ``peer``'s network, from the table or new (evicting the least
+        recently used), remembered in the address cache. ``bucket``: the evicted bucket the
+        cache held for ``peer``, put back when its network has no newer one."""
+        net = bucket.net if bucket is not None else self.network_of(peer)
+        if net < 0:
+            b = _EXEMPT_BUCKET
+        else:
+            nets = self.nets
+            found = nets.get(net)
+            if found is None:
+                if len(nets) >= self.table_size:
+                    nets.popitem(last=False)[1].live = False
+                    self.evicted += 1
+                if bucket is None:
+                    bucket = _Bucket(self.net_rate, self.clock(), net)
+                bucket.live = True
+                nets[net] = found = bucket
+            else:
+                nets.move_to_end(net)
+            b = found
+        addresses = self.addresses
+        if len(addresses) >= _ADDRESS_CACHE_MAX and peer not in addresses:
+            addresses.clear()
+        addresses[peer] = b
+        return b
 
     def check(self, peer: str, query: bytes, response: bytes) -> int:
         """Account one UDP ``response`` to ``query`` from source address ``peer``: ALLOW (0),
         DROP (1) or SLIP (2: send :func:`slip_reply`, which is then known to fit). Counts
         drops and slips."""
-        net = self.addresses.get(peer)
-        if net is None:
-            net = self.network_of(peer)
-        if net < 0:
+        b = self.addresses.get(peer)
+        if b is None:
+            b = self._network_bucket(peer)
+        if b is _EXEMPT_BUCKET:
             return ALLOW
         now = self.clock()
-        nets = self.nets
-        b = nets.get(net)
+        if b.mark != int(now):  # least recently used order, kept to the second
+            b.mark = int(now)
+            if b.live:
+                self.nets.move_to_end(b.net)
+            else:  # evicted while this address was cached
+                b = self._network_bucket(peer, b)
         rate = self.net_rate
-        if b is None:
-            if len(nets) >= self.table_size:
-                nets.popitem(last=False)
-                self.evicted += 1
-            b = nets[net] = _Bucket(rate, now)
-        else:
-            nets.move_to_end(net)
         t = b.tokens + (now - b.stamp) * rate
         if t >= rate:
             t = rate
@@ -310,7 +336,7 @@ class RateLimiter:
         if t >= 0 and not b.hot:
             return ALLOW
         b.hot = True
-        return self._check_response(net, peer, query, response, now)
+        return self._check_response(b.net, peer, query, response, now)
 
     def _classify(self, query: bytes, response: bytes) -> tuple[int, bytes]:
         """:func:`classify` through a memo keyed by the query after its ID, valid while the

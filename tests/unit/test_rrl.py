@@ -257,18 +257,33 @@ def test_quiet_network_skips_classification_but_limits_exactly_once_hot() -> Non
 
 
 def test_tables_are_bounded_and_evict_the_least_recently_used() -> None:
+    """Spoofed random sources fill the tables; the flooding network, used every 0.1 s, stays
+    (the order is kept to the second) and stays limited."""
     clock = Clock()
     lim = limiter(clock, responses_per_second=1, table_size=100)
     flooder = "198.51.100.7"
-    run(lim, clock, 5, peer=flooder)
-    for i in range(1000):  # random spoofed sources, each hot once
+    run(lim, clock, 50, peer=flooder)
+    for i in range(1000):  # 50 new spoofed networks per second for 20 s
         run(lim, clock, 2, peer=f"10.{i // 256}.{i % 256}.1")
-        if i % 10 == 0:
-            run(lim, clock, 1, peer=flooder)  # the flooder stays recently used: not evicted
+        if i % 5 == 0:
+            assert run(lim, clock, 1, peer=flooder) != [ALLOW]
+        clock.now += 0.02
     nets, buckets = lim.sizes()
     assert nets <= 100 and buckets <= 100
     assert lim.evicted > 0
-    assert run(lim, clock, 1, peer=flooder) != [ALLOW]
+    assert lim.network_of(flooder) in lim.nets
+
+
+def test_an_evicted_network_comes_back_with_its_state() -> None:
+    clock = Clock()
+    lim = limiter(clock, responses_per_second=1, table_size=100)
+    run(lim, clock, 50, peer="198.51.100.7")  # in debt
+    for i in range(150):  # pushes it out of the table within the same second
+        run(lim, clock, 1, peer=f"10.0.{i}.1")
+    assert lim.network_of("198.51.100.7") not in lim.nets
+    clock.now += 1.0
+    assert run(lim, clock, 1, peer="198.51.100.7") != [ALLOW]  # the cached bucket is put back
+    assert lim.network_of("198.51.100.7") in lim.nets and lim.sizes()[0] <= 100
 
 
 def test_clock_going_backwards_does_not_grant_tokens() -> None:
