@@ -9,19 +9,24 @@ plain counters the query path increments (no per-query metric objects).
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from lbdns import logpipe
 from lbdns.health.view import HealthView, OriginHealth, OriginState
+from lbdns.server.counters import QTYPE_NAMES
 from lbdns.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -30,13 +35,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("lbdns.admin")
 
 _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
-_QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT", 28: "AAAA",
-           33: "SRV", 251: "IXFR", 252: "AXFR", 255: "ANY", 257: "CAA", 0: "NONE"}
 
 
 def qtype_name(qtype: int) -> str:
-    """Mnemonic of a QTYPE (``TYPE123`` for unknown ones, RFC 3597 §5)."""
-    return _QTYPES.get(qtype, f"TYPE{qtype}")
+    """The ``qtype`` label of a counted QTYPE bucket: its mnemonic, or ``other`` (see
+    :data:`lbdns.server.counters.QTYPE_BUCKET`)."""
+    return QTYPE_NAMES.get(qtype, "other")
 
 
 def serving_fallbacks(snapshot: Snapshot, view: HealthView) -> dict[str, list[str]]:
@@ -89,17 +93,121 @@ def pool_status(snapshot: Snapshot, view: HealthView, pool_id: str,
     }
 
 
+_go_float = cast(Callable[[float], str], floatToGoString)
+"""prometheus_client's float formatting (Go's: ``+Inf``, ``1.5e+06``), typed."""
+
+
+def _escape(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def render_text(metrics: Iterable[Metric]) -> str:
+    """The Prometheus text exposition (format 0.0.4) of ``metrics``: the output of
+    :func:`prometheus_client.generate_latest` for the metric and label names lbdns uses (valid
+    legacy names, so only label values and help texts are escaped), at a small fraction of its
+    cost (it validates every label name of every sample)."""
+    out: list[str] = []
+    for metric in metrics:
+        name, mtype = metric.name, metric.type
+        if mtype == "counter":
+            name += "_total"
+        elif mtype == "unknown":
+            mtype = "untyped"
+        doc = metric.documentation.replace("\\", "\\\\").replace("\n", "\\n")
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {mtype}\n")
+        for sample in metric.samples:
+            value = sample.value
+            text = repr(float(value)) if 0 <= value < 1e6 else _go_float(value)
+            if sample.labels:
+                labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(sample.labels.items()))
+                out.append(f"{sample.name}{{{labels}}} {text}\n")
+            else:
+                out.append(f"{sample.name} {text}\n")
+    return "".join(out)
+
+
+def pool_families(snap: Snapshot, view: HealthView, pause: Callable[[], None] | None = None) -> list[Metric]:
+    """The pool and origin families of ``/metrics`` (``lbdns_origin_healthy``,
+    ``lbdns_pool_status``, ``lbdns_pool_rtt_ewma_ms``, ``lbdns_origin_probe_rtt_ms``) for one
+    published (snapshot, health view). Reads only those immutable objects, so it may run off
+    the event loop; ``pause`` is called every 20 pools (a worker thread passes
+    ``time.sleep(0)`` to hand the GIL back to the query loop often)."""
+    from lbdns.health.pool_health import pool_status as compute_status
+
+    og = GaugeMetricFamily("lbdns_origin_healthy", "1 when the origin counts as healthy for steering, 0 otherwise",
+                           labels=["pool", "origin"])
+    pg = GaugeMetricFamily("lbdns_pool_status", "Pool health status (1 for the current status)",
+                           labels=["pool", "status"])
+    rt = GaugeMetricFamily("lbdns_pool_rtt_ewma_ms", "RTT EWMA of the pool in milliseconds", labels=["pool"])
+    fallbacks = serving_fallbacks(snap, view)
+    healthy = OriginState.HEALTHY
+    for i, (pid, pool_model) in enumerate(snap.config.pools.items()):
+        if pause is not None and i % 20 == 19:
+            pause()
+        pg.add_metric([pool_model.name, str(compute_status(pool_model, view, serving_as_fallback=pid in fallbacks))],
+                      1)
+        monitored = pool_model.monitored
+        for o in pool_model.origins:
+            ok = o.enabled and (not monitored or view.origin(pid, o.name).state is healthy)
+            og.add_metric([pool_model.name, o.name], 1 if ok else 0)
+        rtt_ewma = view.pool_rtt.get(pid)
+        if rtt_ewma is not None:
+            rt.add_metric([pool_model.name], rtt_ewma.ewma_ms)
+    rtt = GaugeMetricFamily("lbdns_origin_probe_rtt_ms", "Last passing probe round-trip time (ms)",
+                            labels=["pool", "origin"])
+    for (pid, origin), h in sorted(view.origins.items()):
+        if h.rtt_ms is not None:
+            rtt.add_metric([pid, origin], h.rtt_ms)
+    return [og, pg, rt, rtt]
+
+
+def _pool_text(snap: Snapshot, view: HealthView) -> str:
+    return render_text(pool_families(snap, view, lambda: time.sleep(0)))
+
+
 class _Collector(Collector):
+    """The lbdns families. :meth:`collect_counters` reads the counters the query path
+    increments (bounded label sets, cheap); the pool and origin families, whose size grows
+    with the configuration, are rendered once per published (snapshot, health view) — off the
+    event loop by :meth:`pool_text` — and reused by every scrape until either changes."""
+
     def __init__(self, app: App) -> None:
         self.app = app
+        self._pools_key: tuple[int, int, int, int] | None = None
+        self._pools_text = ""
+
+    @staticmethod
+    def _key(snap: Snapshot, view: HealthView) -> tuple[int, int, int, int]:
+        return id(snap), snap.generation, id(view), view.version
+
+    async def pool_text(self) -> str:
+        """The pool and origin families as exposition text for the current published state,
+        rendered in a worker thread when the state changed since the last scrape."""
+        if self.app.ref is None:
+            return ""
+        cur = self.app.ref.current
+        key = self._key(cur.snapshot, cur.health)
+        if key != self._pools_key:
+            text = await asyncio.get_running_loop().run_in_executor(None, _pool_text, cur.snapshot, cur.health)
+            self._pools_key, self._pools_text = key, text
+        return self._pools_text
 
     def collect(self) -> Iterator[Any]:
+        yield from self.collect_counters()
+        if self.app.ref is not None:
+            cur = self.app.ref.current
+            yield from pool_families(cur.snapshot, cur.health)
+
+    def collect_counters(self) -> Iterator[Any]:
+        """Every family except the per-pool and per-origin ones."""
         app = self.app
         c = app.counters
         q = CounterMetricFamily("lbdns_queries", "DNS queries answered, by transport, qtype and rcode",
                                 labels=["transport", "qtype", "rcode"])
         for (transport, qtype, rcode), n in sorted(c.queries.items()):
-            q.add_metric([transport, qtype_name(qtype), _RCODES.get(rcode, str(rcode))], n)
+            q.add_metric([transport, qtype_name(qtype), _RCODES.get(rcode, "other")], n)
         yield q
         d = CounterMetricFamily("lbdns_lb_decisions", "Load-balancer decisions by load balancer and pool",
                                 labels=["load_balancer", "pool", "fallback"])
@@ -119,37 +227,30 @@ class _Collector(Collector):
         yield CounterMetricFamily("lbdns_dropped_packets", "Packets dropped (unanswerable)", value=c.dropped)
         yield CounterMetricFamily("lbdns_deferred_lookups", "Queries that waited for hostname-origin lookups",
                                   value=c.deferred_lookups)
-        yield CounterMetricFamily("lbdns_tcp_rejected", "TCP connections rejected over the cap",
-                                  value=c.tcp_rejected)
-        if app.ref is None:
-            return
-        cur = app.ref.current
-        snap, view = cur.snapshot, cur.health
-        og = GaugeMetricFamily("lbdns_origin_healthy",
-                               "1 when the origin counts as healthy for steering, 0 otherwise",
-                               labels=["pool", "origin"])
-        pg = GaugeMetricFamily("lbdns_pool_status", "Pool health status (1 for the current status)",
-                               labels=["pool", "status"])
-        rt = GaugeMetricFamily("lbdns_pool_rtt_ewma_ms", "RTT EWMA of the pool in milliseconds", labels=["pool"])
-        fallbacks = serving_fallbacks(snap, view)
-        for pid, pool_model in snap.config.pools.items():
-            st = pool_status(snap, view, pid, fallbacks.get(pid, ()))
-            pg.add_metric([pool_model.name, st["status"]], 1)
-            for o in st["origins"]:
-                og.add_metric([pool_model.name, o["name"]], 1 if o["healthy_for_steering"] else 0)
-            if st["rtt_ewma_ms"] is not None:
-                rt.add_metric([pool_model.name], st["rtt_ewma_ms"])
-        yield og
-        yield pg
-        yield rt
-        yield GaugeMetricFamily("lbdns_config_generation", "Configuration generation being served",
-                                value=snap.generation)
-        rtt = GaugeMetricFamily("lbdns_origin_probe_rtt_ms", "Last passing probe round-trip time (ms)",
-                                labels=["pool", "origin"])
-        for (pid, origin), h in sorted(view.origins.items()):
-            if h.rtt_ms is not None:
-                rtt.add_metric([pid, origin], h.rtt_ms)
-        yield rtt
+        yield CounterMetricFamily("lbdns_tcp_evicted",
+                                  "TCP connections closed to make room for a new one over the cap",
+                                  value=c.tcp_evicted)
+        yield CounterMetricFamily("lbdns_tcp_slow_closed",
+                                  "TCP connections closed for not completing a message within tcp_message_timeout",
+                                  value=c.tcp_slow_closed)
+        rrl = app.handler.rrl if app.handler is not None else None
+        if rrl is not None:
+            yield CounterMetricFamily("lbdns_rrl_dropped", "UDP responses dropped by response rate limiting",
+                                      value=rrl.dropped)
+            yield CounterMetricFamily("lbdns_rrl_slipped",
+                                      "UDP responses sent truncated (TC=1) by response rate limiting",
+                                      value=rrl.slipped)
+            yield CounterMetricFamily("lbdns_rrl_evicted", "Rate-limit table entries evicted (table full)",
+                                      value=rrl.evicted)
+            nets, buckets = rrl.sizes()
+            size = GaugeMetricFamily("lbdns_rrl_table_entries", "Entries in the rate-limit tables",
+                                     labels=["table"])
+            size.add_metric(["networks"], nets)
+            size.add_metric(["responses"], buckets)
+            yield size
+        if app.ref is not None:
+            yield GaugeMetricFamily("lbdns_config_generation", "Configuration generation being served",
+                                    value=app.ref.current.snapshot.generation)
         sched = app.health_runtime
         if sched is not None:
             m = sched.metrics()
@@ -182,11 +283,14 @@ class AdminServer:
     def __init__(self, app: App) -> None:
         self.app = app
         self.registry = CollectorRegistry()
-        self.registry.register(_Collector(app))
+        self.collector = _Collector(app)
+        self.registry.register(self.collector)
         # CPU, memory and file descriptors of this process (process_*) and of the probe worker
         # (lbdns_probe_worker_process_*; absent while no worker runs), read from /proc
-        ProcessCollector(registry=self.registry)
-        ProcessCollector(namespace="lbdns_probe_worker", pid=self._worker_pid, registry=self.registry)
+        self.process_collectors = (
+            ProcessCollector(registry=self.registry),
+            ProcessCollector(namespace="lbdns_probe_worker", pid=self._worker_pid, registry=self.registry),
+        )
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.started = time.time()
@@ -224,9 +328,18 @@ class AdminServer:
             await self.runner.cleanup()
 
     async def metrics(self, request: web.Request) -> web.Response:
-        """``GET /metrics``: Prometheus text exposition."""
-        body = generate_latest(self.registry)
-        return web.Response(body=body, content_type="text/plain", charset="utf-8")
+        """``GET /metrics``: Prometheus text exposition. The pool and origin families come
+        rendered from a worker thread (once per published state) and the ``process_*`` ones
+        are read there; the counters are rendered here with :func:`render_text`, a cost bounded
+        by their bounded label sets."""
+        pools = await self.collector.pool_text()
+        process = await asyncio.get_running_loop().run_in_executor(None, self._process_text)
+        body = render_text(self.collector.collect_counters())
+        return web.Response(text=body + pools + process, content_type="text/plain", charset="utf-8")
+
+    def _process_text(self) -> str:
+        """The ``process_*`` families (files under /proc: read in a worker thread)."""
+        return render_text(itertools.chain.from_iterable(c.collect() for c in self.process_collectors))
 
     async def healthz(self, request: web.Request) -> web.Response:
         """``GET /healthz``: 200 while serving."""

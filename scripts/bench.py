@@ -10,11 +10,26 @@ from dnsperf's per-query output. Workloads:
   (weighted single answer), alternating;
 * ``ecs`` — ``geo.example.net A`` (proximity LB) with a different ECS /24 in every query
   (a TCP-stream binary query file, ``dnsperf -B``).
+
+Response rate limiting (``--rrl``, a comma list, one server per mode, same run): dnsperf sends
+every query from 127.0.0.1, far above any per-client limit, so
+
+* ``exempt`` (default) — RRL on with 127.0.0.1/32 in ``rrl.exempt``: what the check costs;
+* ``off`` — ``rrl.enabled: false``: the baseline for ``exempt``;
+* ``on`` — RRL at its defaults: what a flooding client sees. Most responses are dropped, so
+  dnsperf runs with 50,000 queries outstanding (``-t 1``) to keep flooding, its qps counts
+  the answers and slips that came back, and ``handled`` (queries the server processed per
+  second, from its ``lbdns_queries_total``) is the server's capacity under that flood.
+
+Besides dnsperf's figures each row has the server's CPU time per processed query (from its
+``process_cpu_seconds_total``), which moves far less than qps when other processes share the
+machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import shutil
@@ -26,10 +41,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import dns.edns
 import dns.message
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,10 +84,18 @@ def write_ecs_queries(path: Path, name: str, count: int, seed: int = 7) -> Path:
     return path
 
 
+RRL_MODES = {
+    "off": {"enabled": False},
+    "exempt": {"exempt": ["127.0.0.1/32"]},
+    "on": {},
+}
+"""``rrl:`` settings of each ``--rrl`` mode."""
+
+
 def run_dnsperf(port: int, datafile: Path, *, binary: bool, cpu: str, duration: float, clients: int,
                 outstanding: int, qps_limit: int | None = None, verbose: bool = False) -> str:
     cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(datafile), "-c", str(clients),
-           "-q", str(outstanding), "-l", str(duration)]
+           "-q", str(outstanding), "-l", str(duration), "-t", "1"]
     if binary:
         cmd.append("-B")
     if qps_limit:
@@ -104,9 +129,55 @@ def percentiles(text: str) -> tuple[float, float, int]:
     return p50, p99, len(lat)
 
 
+def server_counts(admin: int) -> tuple[float, float]:
+    """(queries counted in ``lbdns_queries_total``, ``process_cpu_seconds_total``) from the
+    admin listener ((0, 0) when there is none)."""
+    if not admin:
+        return 0.0, 0.0
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    queries = sum(float(m.group(1)) for m in re.finditer(r"^lbdns_queries_total\{[^}]*\} ([\d.e+]+)$", text, re.M))
+    cpu = re.search(r"^process_cpu_seconds_total ([\d.e+]+)$", text, re.M)
+    return queries, float(cpu.group(1)) if cpu else 0.0
+
+
+def start_server(tmp: Path, mode: str, cpu: str) -> tuple[subprocess.Popen[str], int, int]:
+    """``lbdns serve`` on the example zones with the ``rrl`` settings of ``mode``; returns the
+    process, its DNS port and its admin port."""
+    port, admin = free_port(), free_port()
+    config = tmp / f"lbdns-{mode}.yaml"
+    config.write_text(yaml.safe_dump({"rrl": RRL_MODES[mode]}))
+    cmd = [sys.executable, "-m", "lbdns.cli", "serve", "--config", str(config), "--zones", str(ROOT / "zones"),
+           "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--no-probes", "--no-watch",
+           "--log-level", "warning"]
+    if cpu and shutil.which("taskset"):
+        cmd = ["taskset", "-c", cpu, *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 30
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "listening on" in line or not line:
+            break
+    time.sleep(0.3)
+    return proc, port, admin
+
+
+def stop_server(proc: subprocess.Popen[str] | None) -> None:
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", default="static,lb,ecs", help="comma list of static, lb, ecs")
+    ap.add_argument("--rrl", default="exempt", help="comma list of off, exempt, on (one server each)")
     ap.add_argument("--port", type=int, default=0, help="benchmark a server already on this port (no start)")
     ap.add_argument("--server-cpu", default="1", help="core for the server (taskset); '' = no pinning")
     ap.add_argument("--client-cpu", default="0", help="core for dnsperf (taskset); '' = no pinning")
@@ -118,54 +189,58 @@ def main() -> int:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="lbdns-bench-"))
-    proc = None
-    port = args.port
-    if not port:
-        port = free_port()
-        cmd = [str(ROOT / ".venv/bin/lbdns"), "serve", "--zones", str(ROOT / "zones"), "--listen",
-               f"127.0.0.1:{port}", "--admin", "off", "--no-probes", "--no-watch", "--log-level", "warning"]
-        if args.server_cpu and shutil.which("taskset"):
-            cmd = ["taskset", "-c", args.server_cpu, *cmd]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-        deadline = time.monotonic() + 30
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if "listening on" in line or not line:
-                break
-        time.sleep(0.3)
+    modes = [m.strip() for m in args.rrl.split(",") if m.strip()]
+    for m in modes:
+        if m not in RRL_MODES:
+            ap.error(f"--rrl: unknown mode {m!r} (off, exempt, on)")
+    if args.port:
+        modes = ["(running)"]
     files = {
         "static": (write_text_queries(tmp / "static.txt", ["static.example.com A"]), False),
         "lb": (write_text_queries(tmp / "lb.txt", ["www.example.com A", "api.example.com A"]), False),
         "ecs": (write_ecs_queries(tmp / "ecs.bin", "geo.example.net", 65536), True),
     }
-    print(f"lbdns benchmark: dnsperf -c {args.clients} -q {args.outstanding} -l {args.duration:g}, "
-          f"server cpu {args.server_cpu or 'any'}, dnsperf cpu {args.client_cpu or 'any'}, port {port}")
-    print(f"{'workload':8} {'qps':>10} {'avg ms':>8} {'lost %':>7} {'p50 ms':>8} {'p99 ms':>8} (p50/p99 at "
-          f"{args.light_qps} qps)")
+    print(f"lbdns benchmark: dnsperf -c {args.clients} -q {args.outstanding} -l {args.duration:g} -t 1, "
+          f"server cpu {args.server_cpu or 'any'}, dnsperf cpu {args.client_cpu or 'any'}")
+    print(f"{'rrl':9} {'workload':8} {'qps':>10} {'avg ms':>8} {'lost %':>7} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'handled':>9} {'cpu µs/q':>8}")
+    print(f"(p50/p99 at {args.light_qps} qps; handled: queries/s the server processed; cpu µs/q: server CPU "
+          "time per processed query, steadier than qps on a shared machine)")
     try:
-        for w in [x.strip() for x in args.workloads.split(",") if x.strip()]:
-            datafile, binary = files[w]
-            runs = [parse_summary(run_dnsperf(port, datafile, binary=binary, cpu=args.client_cpu,
-                                              duration=args.duration, clients=args.clients,
-                                              outstanding=args.outstanding))
-                    for _ in range(args.rounds)]
-            qps = statistics.median(r["qps"] for r in runs)
-            avg = statistics.median(r["avg_ms"] for r in runs)
-            lost = max(r["lost_pct"] for r in runs)
-            p50 = p99 = float("nan")
-            if args.light_qps:
-                text = run_dnsperf(port, datafile, binary=binary, cpu=args.client_cpu, duration=5, clients=1,
-                                   outstanding=20, qps_limit=args.light_qps, verbose=True)
-                p50, p99, _ = percentiles(text)
-            print(f"{w:8} {qps:10.0f} {avg:8.3f} {lost:7.2f} {p50:8.3f} {p99:8.3f}", flush=True)
-    finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
+        for mode in modes:
+            proc = None
+            port, admin = args.port, 0
+            if not args.port:
+                proc, port, admin = start_server(tmp, mode, args.server_cpu)
             try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                for w in [x.strip() for x in args.workloads.split(",") if x.strip()]:
+                    datafile, binary = files[w]
+                    runs = []
+                    handled = []
+                    cpu_us = []
+                    # limited queries are never answered: keep enough outstanding to go on flooding
+                    outstanding = max(args.outstanding, 50_000) if mode == "on" else args.outstanding
+                    for _ in range(args.rounds):
+                        (q0, c0), t0 = server_counts(admin), time.monotonic()
+                        runs.append(parse_summary(run_dnsperf(port, datafile, binary=binary, cpu=args.client_cpu,
+                                                              duration=args.duration, clients=args.clients,
+                                                              outstanding=outstanding)))
+                        q1, c1 = server_counts(admin)
+                        handled.append((q1 - q0) / (time.monotonic() - t0))
+                        cpu_us.append((c1 - c0) / (q1 - q0) * 1e6 if q1 > q0 else float("nan"))
+                    qps = statistics.median(r["qps"] for r in runs)
+                    avg = statistics.median(r["avg_ms"] for r in runs)
+                    lost = max(r["lost_pct"] for r in runs)
+                    p50 = p99 = float("nan")
+                    if args.light_qps:
+                        text = run_dnsperf(port, datafile, binary=binary, cpu=args.client_cpu, duration=5,
+                                           clients=1, outstanding=20, qps_limit=args.light_qps, verbose=True)
+                        p50, p99, _ = percentiles(text)
+                    print(f"{mode:9} {w:8} {qps:10.0f} {avg:8.3f} {lost:7.2f} {p50:8.3f} {p99:8.3f} "
+                          f"{statistics.median(handled):9.0f} {statistics.median(cpu_us):7.2f}", flush=True)
+            finally:
+                stop_server(proc)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

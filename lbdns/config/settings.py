@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lbdns.config.source import load_yaml
 from lbdns.errors import ConfigError, Issue, Location
@@ -33,6 +33,37 @@ class AdminListener(_Settings):
     enabled: bool = True
     address: str = "127.0.0.1"
     port: int = Field(default=8053, ge=0, le=65535)
+
+
+class RateLimit(_Settings):
+    """Response rate limiting for UDP answers (``rrl:``), as BIND's ``rate-limit``: per client
+    network and response class, ``responses_per_second`` identical responses (NXDOMAINs per
+    zone and errors may have their own rates), a debt of up to ``window`` seconds, every
+    ``slip``-th limited response sent truncated (TC=1; 0 = drop all, 1 = slip all). Networks
+    in ``exempt`` are never limited; ``table_size`` bounds each of the two tables."""
+
+    enabled: bool = True
+    responses_per_second: int = Field(default=20, ge=1, le=1_000_000)
+    nxdomains_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
+    errors_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
+    window: int = Field(default=15, ge=1, le=3600)
+    slip: int = Field(default=2, ge=0, le=10)
+    ipv4_prefix_length: int = Field(default=24, ge=8, le=32)
+    ipv6_prefix_length: int = Field(default=56, ge=16, le=128)
+    exempt: list[str] = Field(default_factory=list)
+    table_size: int = Field(default=20_000, ge=100, le=10_000_000)
+
+    @field_validator("exempt")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from ipaddress import ip_network
+
+        for text in value:
+            try:
+                ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP network: {text!r} (e.g. 192.0.2.0/24 or 2001:db8::/56)") from None
+        return value
 
 
 class HealthOverride(_Settings):
@@ -65,7 +96,12 @@ class ServerSettings(_Settings):
     udp_rcvbuf: int = Field(default=4 * 1024 * 1024, ge=0, le=1 << 30)
     """UDP socket receive buffer in bytes (0 = the kernel default): absorbs query bursts."""
     tcp_idle_timeout: float = Field(default=10.0, gt=0, le=3600)
+    tcp_message_timeout: float = Field(default=2.0, gt=0, le=3600)
+    """Seconds a TCP client has to complete a message once its first octet arrived (RFC 7766
+    §6.2.3 and §10: connections that do not deliver whole messages are closed)."""
     tcp_max_connections: int = Field(default=1024, ge=1, le=1_000_000)
+    """TCP connections at once; a new one over the cap closes the least recently active."""
+    rrl: RateLimit = Field(default_factory=RateLimit)
     admin: AdminListener = Field(default_factory=AdminListener)
     health_overrides: list[HealthOverride] = Field(default_factory=list)
     probes_enabled: bool = True

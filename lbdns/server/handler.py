@@ -20,11 +20,12 @@ from ipaddress import IPv4Address, IPv6Address
 from itertools import accumulate
 from typing import Any, cast
 
-from lbdns.answer import Answer, QueryEnv, resolve, snapshot_cache
+from lbdns.answer import Answer, QueryEnv, find_zone, resolve, snapshot_cache
 from lbdns.errors import FormError
 from lbdns.geo.location import resolve_location
 from lbdns.geo.pops import Pop
-from lbdns.server.counters import QueryCounters
+from lbdns.server.counters import QTYPE_BUCKET, QueryCounters
+from lbdns.server.rrl import RateLimiter, RrlParams
 from lbdns.server.state import Current, StateRef
 from lbdns.steering.decide import ClientLocation, NeedsLookup
 from lbdns.steering.origins import HostLookup
@@ -225,6 +226,29 @@ class Handler:
         self.lb_memo: dict[tuple[bytes, int, str], _LbMemo] = {}
         self.loc_memo: dict[tuple[bytes, int, str, bool, int], _LbMemo] = {}
         self.packet_memos: dict[str, _PopMemos] = {}
+        rrl = ref.current.snapshot.settings.rrl
+        self.rrl = RateLimiter(RrlParams(
+            rrl.responses_per_second, rrl.nxdomains_per_second, rrl.errors_per_second, rrl.window, rrl.slip,
+            rrl.ipv4_prefix_length, rrl.ipv6_prefix_length, tuple(rrl.exempt), rrl.table_size,
+        ), clock, self.valid_cookie, self.wildcard_zone) if rrl.enabled else None
+        """Response rate limiter for UDP answers (None when ``rrl.enabled`` is false); the
+        transport applies it."""
+
+    def wildcard_zone(self, qname: bytes) -> bytes | None:
+        """The apex of the zone answering ``qname`` (lower-case wire) from a wildcard
+        (RFC 4592: no such node), else None."""
+        zone = find_zone(self.ref.current.snapshot, qname)[0]
+        return zone.origin if zone is not None and qname not in zone.nodes else None
+
+    def valid_cookie(self, data: bytes, peer_ip: str) -> bool:
+        """True when the query ``data`` from ``peer_ip`` carries the server cookie we would
+        give that client: its source address is not spoofed (RFC 7873 §5.2.3)."""
+        try:
+            edns = parse_query(data).edns
+        except FormError:
+            return False
+        return (edns is not None and edns.client_cookie is not None and edns.server_cookie is not None
+                and edns.server_cookie == make_server_cookie(self.cookie_secret, edns.client_cookie, peer_ip))
 
     def _remember(self, q: Query, pop: Pop, cur: Current, ans: Answer, ecs: ClientSubnet | None,
                   dkey: tuple[str, str, bool]) -> None:
@@ -408,7 +432,7 @@ class Handler:
         else:
             rcode = -1
         if rcode >= 0:
-            self.counters.queries[("tcp" if tcp else "udp", q.qtype, rcode)] += 1
+            self.counters.queries[("tcp" if tcp else "udp", QTYPE_BUCKET[q.qtype], rcode)] += 1
             return build_response(q, rcode=rcode, aa=False, max_size=limit, edns_payload=ours,
                                   server_cookie=cookie)
         ecs = edns.ecs if edns is not None else None
@@ -431,7 +455,7 @@ class Handler:
             if lbm is not None and lbm.health is cur.health.states_token and lbm.snapshot is cur.snapshot:
                 self.counters.decisions[lbm.decision_key] += 1
                 a = lbm.answer
-                counter_key = ("tcp" if tcp else "udp", q.qtype, a.rcode)
+                counter_key = ("tcp" if tcp else "udp", QTYPE_BUCKET[q.qtype], a.rcode)
                 self.counters.queries[counter_key] += 1
                 section = lbm.data(self.rng)
                 out = build_response(q, rcode=a.rcode, aa=True, answer=section, ancount=a.ancount,
@@ -463,7 +487,7 @@ class Handler:
                     self._remember(q, pop, cur, ans, ecs_for_answer, dkey)
                 for name in ans.matched_rules:
                     self.counters.rule_matches[(ans.lb.name, name)] += 1
-        counter_key = ("tcp" if tcp else "udp", q.qtype, ans.rcode)
+        counter_key = ("tcp" if tcp else "udp", QTYPE_BUCKET[q.qtype], ans.rcode)
         self.counters.queries[counter_key] += 1
         out = build_response(
             q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,

@@ -2,22 +2,29 @@
 synchronous :class:`~lbdns.server.handler.Handler` and back. One task is created only for
 queries that need hostname lookups; everything else is answered inside the callback.
 
+UDP answers pass the handler's response rate limiter (:mod:`lbdns.server.rrl`) when it has one;
+TCP answers never do (a TCP client's address is not spoofable).
+
 TCP: 2-byte framing with partial reads and pipelining (RFC 7766 §6.2.1), an idle timeout
-(default 10 s, RFC 7766 §6.2.3) and a connection cap; a client that misbehaves (bad frame,
-over the cap) is disconnected without affecting others.
+(default 10 s, RFC 7766 §6.2.3) that only complete messages (or the client reading answers)
+restart, a per-message deadline (default 2 s) once a message has begun — so a client dribbling
+octets cannot hold a connection (RFC 7766 §10) — and a connection cap at which a new
+connection closes the least recently active one instead of being refused. A client that
+misbehaves (bad frame, too slow) is disconnected without affecting others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import cast
 
 from lbdns.errors import FormError
 from lbdns.geo.pops import Pop
 from lbdns.server.handler import Handler
+from lbdns.server.rrl import DROP, slip_reply
 from lbdns.steering.decide import NeedsLookup
 from lbdns.wire.framing import TcpFramer, frame
 
@@ -64,14 +71,22 @@ class UdpServer(asyncio.DatagramProtocol):
             task.add_done_callback(self._tasks.discard)
             return
         if out is not None and self.transport is not None:
+            rrl = self.handler.rrl
+            verdict = rrl.check(peer, data, out) if rrl is not None else 0
+            if verdict and (verdict == DROP or (out := slip_reply(out, len(data))) is None):
+                return
             self.transport.sendto(out, addr)
 
     async def _deferred(self, data: bytes, addr: tuple[str | int, ...], exc: NeedsLookup) -> None:
+        peer = str(addr[0])
         try:
-            out = await _answer_after_lookup(self.handler, self.resolve, data, str(addr[0]), False, self.pop, exc)
+            out = await _answer_after_lookup(self.handler, self.resolve, data, peer, False, self.pop, exc)
         except Exception:
             log.exception("deferred UDP answer failed")
             return
+        rrl = self.handler.rrl
+        if out is not None and rrl is not None:
+            out = rrl.filter(peer, data, out)
         if out is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(out, addr)
 
@@ -81,25 +96,43 @@ class UdpServer(asyncio.DatagramProtocol):
 
 
 class TcpServer:
-    """Factory of :class:`TcpConnection` protocols sharing a cap and an idle timeout
-    (seconds)."""
+    """Factory of :class:`TcpConnection` protocols sharing a cap, an idle timeout and a
+    per-message deadline (seconds; ``message_timeout`` None: the ``tcp_message_timeout``
+    setting of the published snapshot). ``active`` holds the open connections, least
+    recently active first."""
 
     def __init__(self, handler: Handler, pop: Pop, *, idle_timeout: float = 10.0, max_connections: int = 1024,
-                 resolve: Resolve | None = None) -> None:
+                 resolve: Resolve | None = None, message_timeout: float | None = None) -> None:
         self.handler = handler
         self.pop = pop
         self.idle_timeout = idle_timeout
+        if message_timeout is None:
+            message_timeout = handler.ref.current.snapshot.settings.tcp_message_timeout
+        self.message_timeout = min(message_timeout, idle_timeout)
         self.max_connections = max_connections
         self.resolve = resolve
-        self.active: set[TcpConnection] = set()
+        self.active: OrderedDict[TcpConnection, None] = OrderedDict()
         self.tasks: set[asyncio.Future[None]] = set()
 
     def __call__(self) -> TcpConnection:
         return TcpConnection(self)
 
+    def make_room(self) -> None:
+        """Close the least recently active connection that waits for no hostname lookup
+        (else the least recently active one) and count it."""
+        victim = next((c for c in self.active if not c.pending), None) or next(iter(self.active))
+        del self.active[victim]
+        self.handler.counters.tcp_evicted += 1
+        victim.abort()
+
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP client: framing, pipelining, idle timeout, flow control.
+    """One TCP client: framing, pipelining, timeouts, flow control.
+
+    Timeouts: one timer. Between messages it is the idle timeout, restarted by each complete
+    message and by the client reading answers (never by a partial message). Once a message
+    has begun it is the message deadline (``message_timeout``), which later octets do not
+    extend; a connection that misses it is closed and counted.
 
     Flow control: while the transport's write buffer is above its high-water mark (a client
     that sends queries but does not read the answers) reading is paused and complete
@@ -114,6 +147,7 @@ class TcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.idle: asyncio.TimerHandle | None = None
+        self.in_message = False
         self.pending = 0
         self.closed = False
         self.backlog: deque[bytes] = deque()
@@ -123,28 +157,45 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        if len(self.server.active) >= self.server.max_connections:
-            self.server.handler.counters.tcp_rejected += 1
-            self.transport.abort()
-            self.closed = True
-            return
-        self.server.active.add(self)
+        server = self.server
+        if len(server.active) >= server.max_connections:
+            server.make_room()
+        server.active[self] = None
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else ""
-        self._arm()
+        self._arm(server.idle_timeout)
 
-    def _arm(self) -> None:
+    def abort(self) -> None:
+        """Drop the connection now (pending answers are lost)."""
+        self.closed = True
+        self.backlog.clear()
+        if self.idle is not None:
+            self.idle.cancel()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _arm(self, delay: float) -> None:
         if self.idle is not None:
             self.idle.cancel()
         loop = asyncio.get_running_loop()
-        self.idle = loop.call_later(self.server.idle_timeout, self._timeout)
+        self.idle = loop.call_later(delay, self._timeout)
+
+    def _active(self) -> None:
+        """A complete message arrived or the client read answers: restart the idle timer
+        and move to the most recently active end."""
+        if self in self.server.active:
+            self.server.active.move_to_end(self)
+        self._arm(self.server.idle_timeout)
 
     def _timeout(self) -> None:
         transport = self.transport
         if transport is None or self.closed:
             return
-        if self.pending:
-            self._arm()
+        if self.in_message:
+            self.server.handler.counters.tcp_slow_closed += 1
+            transport.abort()  # a message begun and not completed in time (RFC 7766 §10)
+        elif self.pending:
+            self._arm(self.server.idle_timeout)
         elif transport.get_write_buffer_size():
             transport.abort()  # answers the client has not read for a whole idle period
         else:
@@ -153,14 +204,22 @@ class TcpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed or self.transport is None:
             return
-        self._arm()
         try:
             messages = self.framer.feed(data)
         except FormError:
             self.transport.close()
             return
-        self.backlog.extend(messages)
-        self._process()
+        partial = self.framer.buffered > 0
+        if messages:
+            self._active()
+            if partial:
+                self._arm(self.server.message_timeout)  # a new message began after them
+        elif partial and not self.in_message:
+            self._arm(self.server.message_timeout)
+        self.in_message = partial
+        if messages:
+            self.backlog.extend(messages)
+            self._process()
 
     def _process(self) -> None:
         """Answer queued messages until the backlog is empty or writing is paused."""
@@ -195,7 +254,8 @@ class TcpConnection(asyncio.Protocol):
         self.paused = False
         if self.transport is None or self.transport.is_closing():
             return
-        self._arm()  # the client is reading: not idle
+        if not self.in_message:
+            self._active()  # the client is reading: not idle
         self._process()
         if not self.paused and not self.eof:
             self.transport.resume_reading()
@@ -226,6 +286,6 @@ class TcpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.backlog.clear()
-        self.server.active.discard(self)
+        self.server.active.pop(self, None)
         if self.idle is not None:
             self.idle.cancel()

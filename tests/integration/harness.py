@@ -162,8 +162,10 @@ class Server:
                  **settings: Any) -> None:
         self.zones = zones
         listen = [Listener(address="127.0.0.1", port=0, transport="both", pop=p) for p in POPS]
+        # rate limiting off: these tests send many identical queries from loopback on purpose
+        # (tests/integration/test_rrl.py turns it on)
         base: dict[str, Any] = {"zones_dir": str(zones), "listen": listen, "pop": "IAD",
-                                "probes_enabled": False, "admin": {"enabled": False}}
+                                "probes_enabled": False, "admin": {"enabled": False}, "rrl": {"enabled": False}}
         if geoip:
             city = workdir / "city.mmdb"
             asn = workdir / "asn.mmdb"

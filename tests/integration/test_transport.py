@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import select
 import socket
 import struct
 import threading
@@ -216,33 +217,26 @@ def test_tcp_idle_timeout_closes_connection_holding_half_a_message(start):
         assert is_closed(s, 3.0)
 
 
-def test_tcp_connection_cap(start):
+def test_tcp_connection_cap_closes_the_least_recently_active(start):
+    """Over ``tcp_max_connections`` a new connection is served and the least recently active
+    one is closed instead (a full table must not lock out new clients); counted."""
     srv = start(tcp_max_connections=3)
     port = srv.tcp_ports["IAD"]
     first = [tcp_connect(port) for _ in range(3)]
     try:
-        for i, s in enumerate(first):  # make sure all three are accepted
+        for i, s in enumerate(first):  # all three accepted; first[0] is now the least recently active
             s.sendall(framed(query(qid=i)))
             assert_www(recv_frame(s), i)
+        first[1].sendall(framed(query(qid=7)))  # first[1] becomes the most recently active
+        assert_www(recv_frame(first[1]), 7)
         with tcp_connect(port) as fourth:
-            with contextlib.suppress(OSError):
-                fourth.sendall(framed(query(qid=99)))
-            assert is_closed(fourth, 2.0)
-        for i, s in enumerate(first):  # the first three still work
-            s.sendall(framed(query(qid=10 + i)))
-            assert_www(recv_frame(s), 10 + i)
-        first.pop().close()
-        deadline = time.monotonic() + 3.0
-        while True:  # the freed slot is reusable (once the server saw the close)
-            with tcp_connect(port) as again:
-                try:
-                    again.sendall(framed(query(qid=50)))
-                    assert_www(recv_frame(again), 50)
-                    break
-                except (ConnectionError, OSError):
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            fourth.sendall(framed(query(qid=99)))
+            assert_www(recv_frame(fourth), 99)
+            assert is_closed(first[0], 2.0)
+            for i in (1, 2):  # the others still work
+                first[i].sendall(framed(query(qid=10 + i)))
+                assert_www(recv_frame(first[i]), 10 + i)
+        assert srv.app.counters.tcp_evicted == 1
     finally:
         for s in first:
             s.close()
@@ -256,6 +250,62 @@ def test_connection_cap_does_not_affect_udp(start):
         out = udp_exchange(query(qid=2), srv.ports["IAD"])
         assert out is not None
         assert_www(out, 2)
+
+
+def _closed_now(sock: socket.socket) -> bool:
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1) == b""
+    except OSError:
+        return True
+
+
+def test_slowloris_cannot_hold_the_tcp_slots(start):
+    """A full table of connections that dribble one octet per second: a real client still
+    gets its truncated-over-UDP answer over TCP at once (the least recently active dribbler
+    makes room), and every dribbler is closed within ``tcp_message_timeout`` (default 2 s)
+    of its first octet — later octets do not extend it (RFC 7766 §10)."""
+    cap = 64
+    srv = start(tcp_max_connections=cap)
+    port = srv.tcp_ports["IAD"]
+    wire = framed(query(qid=1))
+    socks = [tcp_connect(port) for _ in range(cap)]
+    try:
+        started = []
+        for s in socks:
+            s.sendall(wire[:1])
+            started.append(time.monotonic())
+        time.sleep(0.2)
+        out = udp_exchange(query("big.example.com", qid=2), srv.ports["IAD"])
+        assert out is not None and parse(out).flags & dns.flags.TC
+        t0 = time.monotonic()
+        msg = parse(tcp_exchange(query("big.example.com", qid=3), port, timeout=2.0))
+        assert time.monotonic() - t0 < 1.0
+        assert msg.id == 3 and len(a_records(msg)) == 40
+        closed_at: dict[int, float] = {}
+        sent = dict.fromkeys(range(cap), 1)
+        deadline = time.monotonic() + 6.0
+        while len(closed_at) < cap and time.monotonic() < deadline:
+            for i, s in enumerate(socks):
+                if i in closed_at:
+                    continue
+                if _closed_now(s):
+                    closed_at[i] = time.monotonic()
+                    continue
+                with contextlib.suppress(OSError):
+                    s.sendall(wire[sent[i]:sent[i] + 1])  # one more octet
+                    sent[i] += 1
+            time.sleep(1.0 if len(closed_at) < cap // 2 else 0.05)
+        assert len(closed_at) == cap, f"{cap - len(closed_at)} dribblers still open"
+        late = [closed_at[i] - started[i] for i in range(cap) if closed_at[i] - started[i] > 2.0 + 1.5]
+        assert not late, f"closed {max(late):.1f} s after their first octet"
+        assert srv.app.counters.tcp_evicted >= 1
+        assert srv.app.counters.tcp_slow_closed >= cap - 1
+    finally:
+        for s in socks:
+            s.close()
 
 
 # --- slow clients ------------------------------------------------------------------------------------------------
