@@ -51,7 +51,9 @@ class Answer:
     ``matched_rules`` the names of rules that matched; ``static`` True when the answer
     depends on nothing but the snapshot (safe to cache by (qname, qtype)); for cacheable LB
     answers ``rrs`` holds the answer RRs one by one (multi-answer, rotated per query) or
-    ``weighted`` the (weight, RR) candidates of a random single answer.
+    ``weighted`` the (weight, RR) candidates of a random single answer. ``optional`` /
+    ``opcount`` / ``optional_parts`` are additional-section records that may be left out when
+    the response is too big (RFC 2181 §9; see :func:`lbdns.wire.render.build_response`).
     """
 
     rcode: int
@@ -69,6 +71,9 @@ class Answer:
     static: bool = True
     rrs: tuple[bytes, ...] = ()
     weighted: tuple[tuple[float, bytes], ...] = ()
+    optional: bytes = b""
+    opcount: int = 0
+    optional_parts: tuple[tuple[bytes, int], ...] = ()
 
 
 REFUSED = Answer(RCODE_REFUSED, False)
@@ -211,9 +216,7 @@ def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, 
         if qtype in lb_types:
             return _lb_answer(snapshot, zone, plan, qname, qtype, env, owner, depth)
         if qtype == QTYPE_ANY:
-            ttl = plan.base.ttl
-            rr = owner + struct.pack("!HHIH", QTYPE_HINFO, CLASS_IN, ttl, len(_HINFO_RDATA)) + _HINFO_RDATA
-            return Answer(RCODE_NOERROR, True, rr, 1, static=True)
+            return _lb_any(plan, qname, env, owner)
     rrsets = node.rrsets
     if qtype == QTYPE_ANY:
         # RFC 8482 §4.1: answer with one RRset (the first present in a fixed preference order)
@@ -306,6 +309,19 @@ def apply_rules(plan: LbPlan, qname_text: str, qtype: int, env: QueryEnv) -> tup
         (src_is_ecs and bool(fields & {"ip.src", "ip.src.asnum", "lbdns.client.country"}))
         or bool(fields & {"dns.rr.opt.client", "dns.rr.opt.client.addr"}))
     return eff, matched, reads_ecs
+
+
+def _lb_any(plan: LbPlan, qname: bytes, env: QueryEnv | None, owner: bytes) -> Answer:
+    """ANY at an LB name: one ``HINFO "RFC8482" ""`` RR (RFC 8482 §4.2) with the effective TTL,
+    a matching rule's ``overrides.ttl`` included (Cloudflare: the LB ``ttl``; rules may override
+    it). Without rules the answer is static; with rules they are evaluated like for an A query
+    (their ECS reads set the scope) and the answer is computed per query."""
+    ttl = plan.base.ttl
+    if not plan.rules or env is None:
+        return Answer(RCODE_NOERROR, True, owner + _tail(QTYPE_HINFO, ttl, _HINFO_RDATA), 1, static=True)
+    eff, matched, reads_ecs = apply_rules(plan, to_text(qname), QTYPE_ANY, env)
+    return Answer(RCODE_NOERROR, True, owner + _tail(QTYPE_HINFO, eff.ttl, _HINFO_RDATA), 1,
+                  ecs_scope=_ecs_scope(env.ecs, None, reads_ecs), lb=plan, matched_rules=matched, static=False)
 
 
 def _ip(text: str) -> IPv4Address | IPv6Address | None:

@@ -1,0 +1,248 @@
+"""Complete answers, black-box over real UDP and TCP sockets: protocol corners (RFC 7873 §5.4
+cookie-only queries, RFC 6891 §6.1.1 OPT on FORMERR, RFC 5001 NSID, RFC 8482 ANY at LB names
+with rule TTLs), the record types beyond A…PTR, DNAME synthesis (RFC 6672), additional-section
+processing (RFC 1034 §4.3.2, RFC 2181 §5.4.1, RFC 9471), health-aware HTTPS/SVCB at LB names
+(RFC 9460) and ``max_answers``.
+
+The zone is :func:`answers_zone`; queries go through dnspython, and ``kdig``/``dig`` where the
+issue asks for an independent client (skipped when the tool is missing).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+import yaml
+
+from tests.integration.harness import Server, base_account
+from tests.integration.static_zone import tcp_exchange, udp_exchange
+
+COOKIE, NSID = 10, 3
+NSID_TEXT = "lbdns-test-pop1"
+
+SOA = {"mname": "ns1.example.com.", "rname": "hostmaster.example.com.", "serial": 2024010101,
+       "refresh": 7200, "retry": 3600, "expire": 1209600, "minimum": 300, "ttl": 3600}
+
+
+def _rec(rtype: str, *values: Any, ttl: int = 300) -> dict[str, Any]:
+    if len(values) == 1:
+        return {"type": rtype, "ttl": ttl, "value": values[0]}
+    return {"type": rtype, "ttl": ttl, "values": list(values)}
+
+
+def answers_zone() -> dict[str, Any]:
+    """``example.com``: ordinary names and load balancers (one with a rule)."""
+    return {
+        "zone": "example.com",
+        "soa": dict(SOA),
+        "ns": {"ttl": 3600, "values": ["ns1.example.com.", "ns2.example.com."]},
+        "records": {
+            "ns1": _rec("A", "192.0.2.1", ttl=3600),
+            "ns2": [_rec("A", "192.0.2.2", ttl=3600), _rec("AAAA", "2001:db8::2", ttl=3600)],
+            "www": _rec("A", "192.0.2.80"),
+        },
+        "load_balancers": {
+            "mx-lb": {"default_pools": ["p-us-east"], "fallback_pool": "p-fallback", "steering_policy": "off"},
+            "ruled": {"default_pools": ["p-us-east"], "fallback_pool": "p-fallback", "ttl": 30,
+                      "rules": [{"name": "any-ttl", "condition": "dns.qry.type eq 255", "overrides": {"ttl": 77}}]},
+        },
+    }
+
+
+def net_zone() -> dict[str, Any]:
+    return {
+        "zone": "example.net",
+        "soa": {**SOA, "rname": "hostmaster.example.net."},
+        "ns": {"ttl": 3600, "values": ["ns1.example.com."]},
+        "records": {"www": _rec("A", "198.51.100.80"), "ns.other": _rec("A", "198.51.100.53")},
+    }
+
+
+def account() -> dict[str, Any]:
+    acc = base_account()
+    acc["pools"].append({"name": "p-six", "monitor": "m-http",
+                         "origins": [{"name": f"s{i}", "address": f"192.0.2.{200 + i}"} for i in range(6)]})
+    return acc
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    d: Path = tmp_path_factory.mktemp("answers")
+    zones = d / "zones"
+    zones.mkdir()
+    (zones / "_account.yaml").write_text(yaml.safe_dump(account(), sort_keys=False))
+    (zones / "example.com.yaml").write_text(yaml.safe_dump(answers_zone(), sort_keys=False))
+    (zones / "example.net.yaml").write_text(yaml.safe_dump(net_zone(), sort_keys=False))
+    s = Server(zones, d, geoip=False, nsid=NSID_TEXT)
+    yield s
+    s.stop()
+
+
+def ask(srv: Server, name: str, rdtype: str | int = "A", *, tcp: bool = False, edns: int | bool = 0,
+        payload: int = 1232, options: list[dns.edns.Option] | None = None, source: str = "127.0.0.1",
+        ecs: str | None = None) -> dns.message.Message:
+    opts = list(options or [])
+    if ecs is not None:
+        addr, _, plen = ecs.partition("/")
+        opts.append(dns.edns.ECSOption(addr, int(plen)))
+    q = dns.message.make_query(name, rdtype, use_edns=edns, payload=payload, options=opts)
+    q.flags &= ~dns.flags.RD
+    if tcp:
+        return dns.query.tcp(q, "127.0.0.1", port=srv.tcp_ports["IAD"], timeout=3, source=source)
+    return dns.query.udp(q, "127.0.0.1", port=srv.ports["IAD"], timeout=3, source=source)
+
+
+def raw(srv: Server, wire: bytes, *, tcp: bool = False) -> tuple[dns.message.Message, bytes]:
+    out = tcp_exchange(wire, srv.tcp_ports["IAD"]) if tcp else udp_exchange(wire, srv.ports["IAD"])
+    assert out is not None, "no reply"
+    assert out[:2] == wire[:2]
+    return dns.message.from_wire(out), out
+
+
+def rrs(section: list[Any]) -> set[tuple[str, int, str, str]]:
+    return {(r.name.to_text(), r.ttl, dns.rdatatype.to_text(r.rdtype), rd.to_text()) for r in section for rd in r}
+
+
+def opt_rr(options: bytes = b"", payload: int = 1232, do: bool = False, version: int = 0) -> bytes:
+    return b"\x00" + struct.pack("!HHBBHH", 41, payload, 0, version, 0x8000 if do else 0, len(options)) + options
+
+
+def option(code: int, data: bytes) -> bytes:
+    return struct.pack("!HH", code, len(data)) + data
+
+
+QUESTION = dns.name.from_text("www.example.com.").to_wire() + struct.pack("!HH", 1, 1)
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (scripts/install-system-deps installs it)")
+    return path
+
+
+# --- protocol corners -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_cookie_only_query_gets_client_and_server_cookie(srv: Server, tcp: bool) -> None:
+    """RFC 7873 §5.4: QDCOUNT=0 and an OPT record with only a client COOKIE → NOERROR, an empty
+    answer section and a COOKIE option holding the client cookie and a server cookie."""
+    client = os.urandom(8)
+    wire = struct.pack("!HHHHHH", 0x5454, 0, 0, 0, 0, 1) + opt_rr(option(COOKIE, client))
+    m, _ = raw(srv, wire, tcp=tcp)
+    assert m.rcode() == dns.rcode.NOERROR
+    assert m.flags & dns.flags.QR and m.question == [] and m.answer == [] and m.authority == []
+    assert m.edns == 0
+    (cookie,) = [o for o in m.options if o.otype == COOKIE]
+    assert isinstance(cookie, dns.edns.CookieOption)
+    assert cookie.client == client and len(cookie.server) == 8
+    # the server cookie sent back is valid: NOERROR again with the same server cookie
+    again = struct.pack("!HHHHHH", 0x5455, 0, 0, 0, 0, 1) + opt_rr(option(COOKIE, client + cookie.server))
+    m2, _ = raw(srv, again, tcp=tcp)
+    assert m2.rcode() == dns.rcode.NOERROR
+    assert [o.server for o in m2.options if o.otype == COOKIE] == [cookie.server]
+    # a server cookie that is not ours: BADCOOKIE with a fresh valid one (RFC 7873 §5.4)
+    bad = struct.pack("!HHHHHH", 0x5456, 0, 0, 0, 0, 1) + opt_rr(option(COOKIE, client + b"\x00" * 8))
+    m3, _ = raw(srv, bad, tcp=tcp)
+    assert m3.rcode() == dns.rcode.BADCOOKIE
+    assert [o.server for o in m3.options if o.otype == COOKIE] == [cookie.server]
+
+
+def test_cookie_only_query_with_dig(srv: Server) -> None:
+    """``dig +header-only +cookie`` sends the RFC 7873 §5.4 query (no question, a client cookie)."""
+    dig = tool("dig")
+    out = subprocess.run([dig, "@127.0.0.1", "-p", str(srv.ports["IAD"]), "+header-only", "+cookie", "+norec"],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert "status: NOERROR" in out and "QUERY: 0" in out, out
+    assert "COOKIE: " in out and "(good)" in out, out
+
+
+@pytest.mark.parametrize("qdcount", [0, 2])
+@pytest.mark.parametrize("tcp", [False, True])
+def test_edns_query_with_qdcount_not_one_gets_formerr_with_opt(srv: Server, qdcount: int, tcp: bool) -> None:
+    """RFC 6891 §6.1.1: a request with an OPT record gets an OPT record in the reply, FORMERR
+    included (dig would otherwise say "retry with +noedns")."""
+    wire = struct.pack("!HHHHHH", 0x4646, 0x0100, qdcount, 0, 0, 1) + QUESTION * qdcount + opt_rr(do=True)
+    m, out = raw(srv, wire, tcp=tcp)
+    assert m.rcode() == dns.rcode.FORMERR
+    assert m.edns == 0 and m.payload == 1232 and m.ednsflags & dns.flags.DO
+    assert m.flags & dns.flags.RD and m.answer == []
+    assert len(out) <= len(wire)
+
+
+def test_edns_version_1_with_qdcount_zero_is_badvers(srv: Server) -> None:
+    wire = struct.pack("!HHHHHH", 0x4647, 0, 0, 0, 0, 1) + opt_rr(option(COOKIE, b"c" * 8), version=1)
+    m, _ = raw(srv, wire)
+    assert m.rcode() == dns.rcode.BADVERS and m.edns == 0
+
+
+def test_qdcount_zero_without_cookie_is_formerr_with_opt(srv: Server) -> None:
+    wire = struct.pack("!HHHHHH", 0x4648, 0, 0, 0, 0, 1) + opt_rr(option(8, b"\x00\x01\x00\x00"))
+    m, _ = raw(srv, wire)
+    assert m.rcode() == dns.rcode.FORMERR and m.edns == 0
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_nsid_returned_when_asked(srv: Server, tcp: bool) -> None:
+    r = ask(srv, "www.example.com", options=[dns.edns.GenericOption(NSID, b"")], tcp=tcp)
+    nsid = [o for o in r.options if o.otype == NSID]
+    assert len(nsid) == 1 and nsid[0].to_wire() == NSID_TEXT.encode()
+    assert r.answer
+    # also on error answers (REFUSED outside the zones) and not when not asked
+    r = ask(srv, "www.example.org", options=[dns.edns.GenericOption(NSID, b"")])
+    assert r.rcode() == dns.rcode.REFUSED and [o.to_wire() for o in r.options if o.otype == NSID] == [
+        NSID_TEXT.encode()]
+    assert not [o for o in ask(srv, "www.example.com").options if o.otype == NSID]
+
+
+def test_nsid_with_dig(srv: Server) -> None:
+    dig = tool("dig")
+    out = subprocess.run([dig, "@127.0.0.1", "-p", str(srv.ports["IAD"]), "+nsid", "+norec", "www.example.com"],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert f'NSID: {NSID_TEXT.encode().hex(" ").upper()}' in out or f'("{NSID_TEXT}")' in out, out
+
+
+def test_nsid_with_kdig(srv: Server) -> None:
+    kdig = tool("kdig")
+    out = subprocess.run([kdig, "@127.0.0.1", "-p", str(srv.ports["IAD"]), "+nsid", "www.example.com"],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert "NSID" in out and NSID_TEXT in out, out
+
+
+def test_nsid_off_unless_configured(tmp_path: Path) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "example.net.yaml").write_text(yaml.safe_dump(net_zone(), sort_keys=False))
+    s = Server(zones, tmp_path, geoip=False, health="none")
+    try:
+        q = dns.message.make_query("www.example.net", "A", use_edns=0, options=[dns.edns.GenericOption(NSID, b"")])
+        r = dns.query.udp(q, "127.0.0.1", port=s.ports["IAD"], timeout=3)
+        assert r.answer and not [o for o in r.options if o.otype == NSID]
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_any_at_lb_name_uses_rule_ttl(srv: Server, tcp: bool) -> None:
+    """RFC 8482 HINFO at an LB name with the effective TTL: a matching rule's overrides.ttl."""
+    r = ask(srv, "ruled.example.com", "ANY", tcp=tcp)
+    assert rrs(r.answer) == {("ruled.example.com.", 77, "HINFO", '"RFC8482" ""')}
+    assert {rd.to_text() for rs in ask(srv, "ruled.example.com").answer for rd in rs} == {"192.0.2.10", "192.0.2.11"}
+    assert ask(srv, "ruled.example.com").answer[0].ttl == 30  # the rule matches ANY only
+    r = ask(srv, "mx-lb.example.com", "ANY", tcp=tcp)  # no rules: the LB ttl
+    assert rrs(r.answer) == {("mx-lb.example.com.", 30, "HINFO", '"RFC8482" ""')}
