@@ -24,9 +24,13 @@ from lbdns.wire.codec import (
     QTYPE_AAAA,
     QTYPE_ANY,
     QTYPE_CNAME,
+    QTYPE_DNAME,
+    QTYPE_DS,
     QTYPE_HINFO,
+    QTYPE_HTTPS,
     QTYPE_NS,
     QTYPE_SOA,
+    QTYPE_SVCB,
     RCODE_NOERROR,
     RCODE_NXDOMAIN,
     RCODE_REFUSED,
@@ -36,10 +40,12 @@ from lbdns.wire.names import to_text
 from lbdns.wire.render import QNAME_POINTER
 
 MAX_CNAME_CHAIN = 8
-_QTYPE_DS = 43
 _HINFO_RDATA = b"\x07RFC8482\x00"
 _STATIC_CACHE_MAX = 100_000
-_ANY_ORDER = (QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, 15, 16, 33, 257, 12, QTYPE_NS, QTYPE_SOA)
+_RCODE_YXDOMAIN = 6
+# RFC 8482 §4.1: the one RRset an ANY query gets — the first present in this order
+_ANY_ORDER = (QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, 15, 16, 33, 257, 12, QTYPE_HTTPS, QTYPE_SVCB, QTYPE_DNAME,
+              35, 256, 52, 44, 29, QTYPE_HINFO, QTYPE_DS, QTYPE_NS, QTYPE_SOA)
 
 
 @dataclass(slots=True)
@@ -114,13 +120,14 @@ def label_offsets(wire: bytes) -> list[int]:
     return offs
 
 
-def find_zone(snapshot: Snapshot, qname: bytes) -> tuple[ZoneIndex | None, list[int], int]:
-    """The closest enclosing served zone of ``qname`` (lower-case wire), the label offsets
-    and the index of the zone apex among them (len(offsets) for the root)."""
+def find_zone(snapshot: Snapshot, qname: bytes, start: int = 0) -> tuple[ZoneIndex | None, list[int], int]:
+    """The closest enclosing served zone of ``qname`` (lower-case wire) whose apex is at least
+    ``start`` labels above it, the label offsets and the index of the zone apex among them
+    (len(offsets) for the root)."""
     zones = snapshot.zones
     offs = label_offsets(qname)
-    for k, off in enumerate(offs):
-        z = zones.get(qname[off:])
+    for k in range(start, len(offs)):
+        z = zones.get(qname[offs[k]:])
         if z is not None:
             return z, offs, k
     z = zones.get(b"\x00")
@@ -188,13 +195,23 @@ def _resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None,
     zone, offs, zi = find_zone(snapshot, qname)
     if zone is None:
         return REFUSED
+    if zi == 0 and qtype == QTYPE_DS and offs:
+        # DS at the apex of a zone whose parent is served too: the parent answers (RFC 4035 §3.1.4.1)
+        parent, _, pzi = find_zone(snapshot, qname, 1)
+        if parent is not None and qname in parent.cuts:
+            zone, zi = parent, pzi
     if zone.cuts:
         for k in range(zi - 1, -1, -1):
             suffix = qname[offs[k]:]
             if suffix in zone.cuts:
-                if k == 0 and qtype == _QTYPE_DS:
+                if k == 0 and qtype == QTYPE_DS:
                     break  # DS at the cut is parent-side data: answered here (RFC 4035 §3.1.4.1)
                 return _referral(zone, suffix)
+    if zone.dnames:
+        for k in range(1, zi + 1):  # an ancestor owning a DNAME (RFC 6672 §3.2)
+            above = qname[offs[k]:] if k < len(offs) else b"\x00"
+            if above in zone.dnames:
+                return _dname_answer(snapshot, zone, above, qname[:offs[k]], qtype, env, owner, depth)
     node = zone.nodes.get(qname)
     if node is None:
         # RFC 4592 §3.3.1: closest encloser, then its wildcard child
@@ -220,7 +237,7 @@ def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, 
     rrsets = node.rrsets
     if qtype == QTYPE_ANY:
         # RFC 8482 §4.1: answer with one RRset (the first present in a fixed preference order)
-        for t in _ANY_ORDER:
+        for t in (*_ANY_ORDER, *sorted(rrsets)):
             if t in rrsets and not (plan is not None and t in LB_TYPES_ENTERPRISE):
                 one = rrsets[t]
                 return Answer(RCODE_NOERROR, True,
@@ -240,8 +257,31 @@ def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, 
             return first
         return Answer(rest.rcode, True, first.answer + rest.answer, first.ancount + rest.ancount,
                       rest.authority, rest.nscount, rest.additional, rest.arcount, rest.ecs_scope, rest.lb,
-                      rest.decision, rest.matched_rules, rest.static)
+                      rest.decision, rest.matched_rules, rest.static, optional=rest.optional,
+                      opcount=rest.opcount, optional_parts=rest.optional_parts)
     return _negative(zone, RCODE_NOERROR)
+
+
+def _dname_answer(snapshot: Snapshot, zone: ZoneIndex, dname_owner: bytes, prefix: bytes, qtype: int,
+                  env: QueryEnv | None, owner: bytes, depth: int) -> Answer:
+    """DNAME substitution (RFC 6672 §2.2, §3.2): the query name is ``prefix`` (its labels
+    below the DNAME owner, wire form without the root) + ``dname_owner``. The answer is the
+    DNAME RR, then a CNAME from the query name to ``prefix`` + the DNAME target with the
+    DNAME's TTL (§3.1), then — unless the query is for CNAME — the answer for the new name
+    when it lies in a served zone (chased like a CNAME, within the same chain limit). A new
+    name longer than 255 octets is YXDOMAIN with the DNAME RR (§2.2)."""
+    dname = zone.nodes[dname_owner].rrsets[QTYPE_DNAME]
+    dname_rr = dname.with_owner(dname_owner)
+    target = prefix + dname.targets[0]
+    if len(target) > 255:
+        return Answer(_RCODE_YXDOMAIN, True, dname_rr, 1)
+    data = dname_rr + owner + _tail(QTYPE_CNAME, dname.ttl, target)
+    rest = _chase(snapshot, target, qtype, env, depth) if qtype != QTYPE_CNAME else None
+    if rest is None:
+        return Answer(RCODE_NOERROR, True, data, 2)
+    return Answer(rest.rcode, True, data + rest.answer, 2 + rest.ancount, rest.authority, rest.nscount,
+                  rest.additional, rest.arcount, rest.ecs_scope, rest.lb, rest.decision, rest.matched_rules,
+                  rest.static, optional=rest.optional, opcount=rest.opcount, optional_parts=rest.optional_parts)
 
 
 def _chases(snapshot: Snapshot, target: bytes, depth: int) -> bool:
@@ -366,7 +406,8 @@ def _lb_answer(snapshot: Snapshot, zone: ZoneIndex, plan: LbPlan, qname: bytes, 
                 scope = rest.ecs_scope if scope is None else max(scope, rest.ecs_scope)
             return Answer(rest.rcode, True, data + rest.answer, 1 + rest.ancount, rest.authority, rest.nscount,
                           rest.additional, rest.arcount, ecs_scope=scope, lb=plan, decision=d,
-                          matched_rules=matched, static=False)
+                          matched_rules=matched, static=False, optional=rest.optional, opcount=rest.opcount,
+                          optional_parts=rest.optional_parts)
     if n == 1:
         rtype, rdata = recs[0]
         data = owner + _tail(rtype, ttl, rdata)

@@ -25,6 +25,7 @@ from lbdns.wire.codec import (
     CLASS_IN,
     QTYPE_AAAA,
     QTYPE_CNAME,
+    QTYPE_DNAME,
     QTYPE_MX,
     QTYPE_NS,
     QTYPE_SOA,
@@ -38,7 +39,7 @@ class EncodedRRset:
     """An RRset pre-encoded for answers. ``tails`` are the per-RR bytes after the owner name
     (TYPE, CLASS, TTL, RDLENGTH, RDATA; names in RDATA uncompressed); ``at_qname`` the whole
     RRset with the owner written as a pointer to the question name (offset 12);
-    ``targets`` the lower-case wire names the RDATA points to (CNAME/NS/MX/SRV targets)."""
+    ``targets`` the lower-case wire names the RDATA points to (CNAME/NS/MX/SRV/DNAME targets)."""
 
     rtype: int
     ttl: int
@@ -104,7 +105,8 @@ class ZoneIndex:
     """A served zone. ``origin`` is the lower-case wire apex; ``nodes`` every existing name
     including empty non-terminals; ``cuts`` the delegation points below the apex;
     ``negative_soa`` the SOA RR (owner in full) with TTL min(SOA TTL, MINIMUM) for
-    NXDOMAIN/NODATA (RFC 2308 §3, §5)."""
+    NXDOMAIN/NODATA (RFC 2308 §3, §5); ``dnames`` the owners of DNAME records (RFC 6672),
+    empty for most zones, so only zones with a DNAME pay for the ancestor check."""
 
     origin: bytes
     origin_text: str
@@ -112,6 +114,7 @@ class ZoneIndex:
     cuts: frozenset[bytes]
     negative_soa: bytes
     soa_ttl: int
+    dnames: frozenset[bytes] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,9 @@ def name_wire(name: dns.name.Name) -> bytes:
     return wire
 
 
+_TARGET_TYPES = (QTYPE_CNAME, QTYPE_NS, QTYPE_MX, QTYPE_SRV, QTYPE_DNAME)
+
+
 def _encode_rrset(rrset: dns.rrset.RRset) -> EncodedRRset:
     tails: list[bytes] = []
     targets: list[bytes] = []
@@ -145,7 +151,7 @@ def _encode_rrset(rrset: dns.rrset.RRset) -> EncodedRRset:
         rdata = rd.to_wire()
         tails.append(struct.pack("!HHIH", rrset.rdtype, CLASS_IN, rrset.ttl, len(rdata)) + rdata)
         target = getattr(rd, "target", None) or getattr(rd, "exchange", None)
-        if isinstance(target, dns.name.Name) and rrset.rdtype in (QTYPE_CNAME, QTYPE_NS, QTYPE_MX, QTYPE_SRV):
+        if isinstance(target, dns.name.Name) and rrset.rdtype in _TARGET_TYPES:
             targets.append(name_wire(target))
     t = tuple(tails)
     return EncodedRRset(rrset.rdtype, rrset.ttl, t, b"".join(QNAME_POINTER + x for x in t), tuple(targets))
@@ -340,8 +346,9 @@ def build_snapshot(loaded: LoadedConfig, settings: ServerSettings, generation: i
             plans[lb.name] = plan
             if lb.enabled:
                 node_for(owner).lb = plan
+        dnames = frozenset(k for k, n in nodes.items() if QTYPE_DNAME in n.rrsets)
         zones[origin] = ZoneIndex(origin, zd.origin.to_text(), MappingProxyType(nodes), cuts, negative_soa,
-                                  soa.ttl)
+                                  soa.ttl, dnames)
     return Snapshot(MappingProxyType(zones), MappingProxyType(pools), MappingProxyType(plans), config, settings,
                     generation)
 

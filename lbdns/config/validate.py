@@ -35,14 +35,15 @@ from lbdns.config.model import (
     RecordSpec,
     Soa,
 )
+from lbdns.config.rdata import EXTRA_TYPES, VALUE_HINTS, check_zone_rdata, lb_conflicts
 from lbdns.config.settings import ServerSettings
 from lbdns.config.source import PathKey, SourceFile, load_yaml, zone_files
 from lbdns.errors import ConfigError, Issue
 
 SUPPORTED_TYPES: frozenset[str] = frozenset(
     {"A", "AAAA", "CNAME", "MX", "SRV", "TXT", "NS", "SOA", "CAA", "PTR"}
-)
-"""Record types accepted in ``records`` (issue #2 scope; SOA only via the ``soa`` key)."""
+) | EXTRA_TYPES
+"""Record types accepted in ``records`` (SOA only via the ``soa`` key; see lbdns.config.rdata)."""
 
 TOP_LEVEL_KEYS = ("zone", "soa", "ns", "records", "load_balancers", "monitors", "monitor_groups", "pools")
 PROXIED_ONLY_SA = ("cookie", "ip_cookie", "header")
@@ -265,6 +266,7 @@ _ALLOWED_VALUE_HINT = {
     "SRV": "'PRIORITY WEIGHT PORT TARGET' or {priority, weight, port, target}",
     "CAA": "'FLAGS TAG \"VALUE\"' or {flags, tag, value}",
     "TXT": "a string (split into 255-octet character-strings)",
+    **VALUE_HINTS,
 }
 
 
@@ -394,10 +396,12 @@ def _zone_section(col: _Collector, src: SourceFile, data: Mapping[str, Any],
                             "(only glue A/AAAA records are allowed there)")
             elif owner == cut:
                 bad = [t for t in types if t not in (dns.rdatatype.NS, dns.rdatatype.A,
-                                                      dns.rdatatype.AAAA)]
+                                                      dns.rdatatype.AAAA, dns.rdatatype.DS)]
                 if bad:
                     col.add(src, ("records", _owner_key(owner, origin, records)), "E-NAME",
-                            f"{owner.to_text()} is a delegation point; only NS and glue are allowed")
+                            f"{owner.to_text()} is a delegation point; only NS, DS and glue are allowed")
+    for owner, code, message, warning in check_zone_rdata(rrsets, origin):
+        col.add(src, ("records", _owner_key(owner, origin, records)), code, message, warning=warning)
 
     lbs: dict[str, Any] = {}
     raw_lbs = data.get("load_balancers") or {}
@@ -895,6 +899,8 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
                 if rdtype == dns.rdatatype.NS and rowner != origin and owner.is_subdomain(rowner):
                     col.add(src, lb_path, "E-LB-NAME",
                             f"load balancer {owner.to_text()} is at or below the delegation {rowner.to_text()}")
+            for problem in lb_conflicts(owner, lb, zd.rrsets):
+                col.add(src, lb_path, "E-LB-NAME", problem)
             lb, compiled = _check_lb(col, src, lb_path, lb, ref_pools, settings, compile_rule)
             lb = lb.model_copy(update={"name": owner.to_text().lower(), "id": lb.id or owner.to_text().lower()})
             lbs[owner] = lb

@@ -24,6 +24,7 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdata
 import dns.rdatatype
 import pytest
 import yaml
@@ -44,21 +45,58 @@ def _rec(rtype: str, *values: Any, ttl: int = 300) -> dict[str, Any]:
     return {"type": rtype, "ttl": ttl, "values": list(values)}
 
 
+ECH = "AAT+DQAA"  # a (tiny) ECHConfigList: 2-octet length prefix + 4 octets, carried opaquely
+
+RECORDS: dict[str, list[tuple[str, str]]] = {
+    # owner → (type, presentation RDATA) of every record type beyond A…PTR, compared with dnspython
+    "": [("HTTPS", '1 . alpn="h2,h3" ipv4hint=192.0.2.80'), ("HINFO", '"PC" "Linux"')],
+    "svc": [("SVCB", f'1 svc-pool.example.com. alpn="h2" port=8443 ech="{ECH}" ipv6hint=2001:db8::1')],
+    "alias": [("HTTPS", "0 www.example.com.")],
+    "_443._tcp.www": [("TLSA", "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")],
+    "host": [("SSHFP", "4 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")],
+    "naptr": [("NAPTR", '100 10 "S" "SIP+D2U" "" _sip._udp.example.com.')],
+    "geo": [("LOC", "52 22 23.000 N 4 53 32.000 E -2.00m 1m 10000m 10m")],
+    "_ftp._tcp": [("URI", '10 1 "ftp://ftp.example.com/public"')],
+    "dn": [("DNAME", "example.net.")],
+    "sub": [("DS", "12345 13 2 " + "ab" * 32)],
+}
+
+
 def answers_zone() -> dict[str, Any]:
-    """``example.com``: ordinary names and load balancers (one with a rule)."""
+    """``example.com``: every supported record type, a DNAME, delegations with glue, MX/SRV
+    targets that are ordinary names and load balancers, and LBs with HTTPS/SVCB, a rule and
+    ``max_answers``."""
+    records: dict[str, Any] = {
+        "": [_rec("MX", "10 mail.example.com.", "20 mx-lb.example.com.", ttl=3600)],
+        "ns1": _rec("A", "192.0.2.1", ttl=3600),
+        "ns2": [_rec("A", "192.0.2.2", ttl=3600), _rec("AAAA", "2001:db8::2", ttl=3600)],
+        "mail": [_rec("A", "192.0.2.25"), _rec("AAAA", "2001:db8::25")],
+        "www": _rec("A", "192.0.2.80"),
+        "_sip._udp": _rec("SRV", "10 60 5060 sip.example.com.", "20 10 5060 mx-lb.example.com."),
+        "sip": _rec("A", "192.0.2.60"),
+        "longdn": _rec("DNAME", ("x" * 63 + ".") * 3 + "example.net."),
+        "sub": [_rec("NS", "ns.sub.example.com.", "ns.other.example.net.", ttl=3600)],
+        "ns.sub": _rec("A", "192.0.2.53", ttl=3600),
+        "sib": _rec("NS", "ns.sub.example.com.", ttl=3600),  # its glue sits in a sibling delegation
+    }
+    for owner, items in RECORDS.items():
+        entries = records.setdefault(owner, [])
+        if isinstance(entries, dict):
+            entries = records[owner] = [entries]
+        for rtype, text in items:
+            entries.append(_rec(rtype, text, ttl=3600 if rtype == "DS" else 300))
     return {
         "zone": "example.com",
         "soa": dict(SOA),
         "ns": {"ttl": 3600, "values": ["ns1.example.com.", "ns2.example.com."]},
-        "records": {
-            "ns1": _rec("A", "192.0.2.1", ttl=3600),
-            "ns2": [_rec("A", "192.0.2.2", ttl=3600), _rec("AAAA", "2001:db8::2", ttl=3600)],
-            "www": _rec("A", "192.0.2.80"),
-        },
+        "records": records,
         "load_balancers": {
+            "lb": {"default_pools": ["p-mixed"], "fallback_pool": "p-fallback", "steering_policy": "off",
+                   "https": {"alpn": ["h2", "h3"], "port": 443, "ech": ECH}, "svcb": {"alpn": ["h2"]}},
             "mx-lb": {"default_pools": ["p-us-east"], "fallback_pool": "p-fallback", "steering_policy": "off"},
             "ruled": {"default_pools": ["p-us-east"], "fallback_pool": "p-fallback", "ttl": 30,
                       "rules": [{"name": "any-ttl", "condition": "dns.qry.type eq 255", "overrides": {"ttl": 77}}]},
+            "many": {"default_pools": ["p-six"], "fallback_pool": "p-fallback", "max_answers": 2},
         },
     }
 
@@ -246,3 +284,102 @@ def test_any_at_lb_name_uses_rule_ttl(srv: Server, tcp: bool) -> None:
     assert ask(srv, "ruled.example.com").answer[0].ttl == 30  # the rule matches ANY only
     r = ask(srv, "mx-lb.example.com", "ANY", tcp=tcp)  # no rules: the LB ttl
     assert rrs(r.answer) == {("mx-lb.example.com.", 30, "HINFO", '"RFC8482" ""')}
+
+
+# --- record types -------------------------------------------------------------------------------------
+
+
+def _expected(owner: str, rtype: str, text: str) -> set[tuple[str, int, str, str]]:
+    name = dns.name.from_text(owner, dns.name.from_text("example.com.")) if owner else dns.name.from_text(
+        "example.com.")
+    rd = dns.rdata.from_text("IN", rtype, text, origin=dns.name.from_text("example.com."), relativize=False)
+    return {(name.to_text(), 3600 if rtype == "DS" else 300, rtype, rd.to_text())}
+
+
+@pytest.mark.parametrize("owner,rtype,text", [(o, t, x) for o, items in RECORDS.items() for t, x in items])
+@pytest.mark.parametrize("tcp", [False, True])
+def test_record_type_served(srv: Server, owner: str, rtype: str, text: str, tcp: bool) -> None:
+    name = f"{owner}.example.com" if owner else "example.com"
+    r = ask(srv, name, rtype, tcp=tcp)
+    assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.AA
+    assert rrs(r.answer) == _expected(owner, rtype, text)
+
+
+def test_any_at_a_name_with_only_a_new_type(srv: Server) -> None:
+    r = ask(srv, "host.example.com", "ANY")
+    assert [dns.rdatatype.to_text(x.rdtype) for x in r.answer] == ["SSHFP"]
+
+
+def test_svcb_with_kdig(srv: Server) -> None:
+    kdig = tool("kdig")
+    out = subprocess.run([kdig, "@127.0.0.1", "-p", str(srv.ports["IAD"]), "+norec", "svc.example.com", "SVCB"],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert "status: NOERROR" in out and "SVCB" in out, out
+    assert "svc-pool.example.com." in out and "port=8443" in out and "2001:db8::1" in out, out
+
+
+def test_https_with_dig(srv: Server) -> None:
+    dig = tool("dig")
+    out = subprocess.run([dig, "@127.0.0.1", "-p", str(srv.ports["IAD"]), "+norec", "+noall", "+answer",
+                          "example.com", "HTTPS"], capture_output=True, text=True, timeout=10).stdout
+    assert "HTTPS" in out and 'alpn="h2,h3"' in out and "ipv4hint=192.0.2.80" in out, out
+
+
+# --- DS at delegations ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_ds_at_delegation_answered_by_the_parent(srv: Server, tcp: bool) -> None:
+    r = ask(srv, "sub.example.com", "DS", tcp=tcp)
+    assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.AA
+    assert rrs(r.answer) == _expected("sub", "DS", RECORDS["sub"][0][1])
+    # other types at the cut, and DS below it, are referrals
+    for name, rdtype in (("sub.example.com", "A"), ("x.sub.example.com", "DS")):
+        ref = ask(srv, name, rdtype, tcp=tcp)
+        assert not ref.flags & dns.flags.AA and ref.answer == []
+        assert [dns.rdatatype.to_text(x.rdtype) for x in ref.authority] == ["NS"]
+
+
+def test_ds_at_a_delegation_without_ds_is_nodata(srv: Server) -> None:
+    r = ask(srv, "sib.example.com", "DS")
+    assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.AA and r.answer == []
+    assert [dns.rdatatype.to_text(x.rdtype) for x in r.authority] == ["SOA"]
+
+
+# --- DNAME (RFC 6672) -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_dname_synthesises_a_cname_and_chases_it(srv: Server, tcp: bool) -> None:
+    r = ask(srv, "WWW.dn.example.com", tcp=tcp)
+    assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.AA
+    assert [(x.name.to_text(), dns.rdatatype.to_text(x.rdtype)) for x in r.answer] == [
+        ("dn.example.com.", "DNAME"), ("WWW.dn.example.com.", "CNAME"), ("www.example.net.", "A")]
+    dname, cname, a = r.answer
+    assert dname[0].target.to_text() == "example.net." and dname.ttl == 300
+    assert cname[0].target.to_text() == "www.example.net." and cname.ttl == dname.ttl  # RFC 6672 §3.1
+    assert a[0].to_text() == "198.51.100.80"
+
+
+def test_dname_to_a_missing_name_is_nxdomain_of_the_target_zone(srv: Server) -> None:
+    r = ask(srv, "nope.dn.example.com")
+    assert r.rcode() == dns.rcode.NXDOMAIN
+    assert [dns.rdatatype.to_text(x.rdtype) for x in r.answer] == ["DNAME", "CNAME"]
+    assert [x.name.to_text() for x in r.authority] == ["example.net."]
+
+
+def test_dname_for_qtype_cname_is_not_chased(srv: Server) -> None:
+    r = ask(srv, "www.dn.example.com", "CNAME")
+    assert [dns.rdatatype.to_text(x.rdtype) for x in r.answer] == ["DNAME", "CNAME"]
+
+
+def test_dname_owner_itself_is_ordinary_data(srv: Server) -> None:
+    assert [dns.rdatatype.to_text(x.rdtype) for x in ask(srv, "dn.example.com", "DNAME").answer] == ["DNAME"]
+    r = ask(srv, "dn.example.com", "A")
+    assert r.rcode() == dns.rcode.NOERROR and r.answer == []
+
+
+def test_dname_substitution_too_long_is_yxdomain(srv: Server) -> None:
+    r = ask(srv, "y" * 63 + ".longdn.example.com")
+    assert r.rcode() == dns.rcode.YXDOMAIN
+    assert [dns.rdatatype.to_text(x.rdtype) for x in r.answer] == ["DNAME"]
