@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from lbdns.health.view import HealthView
-from lbdns.snapshot import LB_TYPES_BASE, LB_TYPES_ENTERPRISE, LbPlan, Node, Snapshot, ZoneIndex
+from lbdns.snapshot import LB_TYPES_ENTERPRISE, EncodedRRset, LbPlan, Node, Snapshot, ZoneIndex
 from lbdns.steering.decide import ClientLocation, Decision, Locator, Query, decide
 from lbdns.steering.origins import HostLookup, Rng
 from lbdns.steering.plan import Effective
@@ -139,23 +139,32 @@ def _negative(zone: ZoneIndex, rcode: int, aa: bool = True) -> Answer:
 
 
 def _referral(zone: ZoneIndex, cut: bytes) -> Answer:
-    """Referral to a delegated child (RFC 1034 §4.3.2 step 3b): AA clear, NS in authority,
-    in-zone glue in additional."""
+    """Referral to a delegated child (RFC 1034 §4.3.2 step 3b): AA clear, NS in authority, the
+    addresses of NS targets held in this zone in additional. Glue of targets below the cut
+    (in-domain) is required: when it does not fit, the response is truncated (RFC 9471 §3).
+    Addresses of other targets in the zone (sibling glue, authoritative names) are optional
+    and left out first (RFC 9471 §2.2, RFC 2181 §9)."""
     node = zone.nodes[cut]
     ns = node.rrsets[QTYPE_NS]
-    add: list[bytes] = []
+    required: list[bytes] = []
     count = 0
-    for target in ns.targets:
+    optional: list[tuple[bytes, int]] = []
+    for target in dict.fromkeys(ns.targets):
         tnode = zone.nodes.get(target)
         if tnode is None:
             continue
+        in_domain = any(target[off:] == cut for off in label_offsets(target))
         for t in (QTYPE_A, QTYPE_AAAA):
             rr = tnode.rrsets.get(t)
             if rr is not None:
-                add.append(rr.with_owner(target))
-                count += rr.count
+                if in_domain:
+                    required.append(rr.with_owner(target))
+                    count += rr.count
+                else:
+                    optional.append((rr.with_owner(target), rr.count))
     return Answer(RCODE_NOERROR, False, authority=ns.with_owner(cut), nscount=ns.count,
-                  additional=b"".join(add), arcount=count)
+                  additional=b"".join(required), arcount=count, optional=b"".join(p for p, _ in optional),
+                  opcount=sum(c for _, c in optional), optional_parts=tuple(optional))
 
 
 def resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None) -> Answer:
@@ -229,8 +238,7 @@ def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, 
                  env: QueryEnv | None, owner: bytes, depth: int) -> Answer:
     plan = node.lb
     if plan is not None:
-        lb_types = LB_TYPES_ENTERPRISE if plan.serves_mx_srv else LB_TYPES_BASE
-        if qtype in lb_types:
+        if qtype in plan.types:
             return _lb_answer(snapshot, zone, plan, qname, qtype, env, owner, depth)
         if qtype == QTYPE_ANY:
             return _lb_any(plan, qname, env, owner)
@@ -246,6 +254,8 @@ def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, 
     rrset = rrsets.get(qtype)
     if rrset is not None:
         data = rrset.at_qname if owner is QNAME_POINTER else rrset.with_owner(owner)
+        if rrset.opcount or rrset.lb_targets:
+            return _with_additional(snapshot, rrset, data, env, depth)
         return Answer(RCODE_NOERROR, True, data, rrset.count)
     cname = rrsets.get(QTYPE_CNAME) if plan is None else None
     if cname is not None and qtype != QTYPE_CNAME:
@@ -260,6 +270,42 @@ def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, 
                       rest.decision, rest.matched_rules, rest.static, optional=rest.optional,
                       opcount=rest.opcount, optional_parts=rest.optional_parts)
     return _negative(zone, RCODE_NOERROR)
+
+
+def _with_additional(snapshot: Snapshot, rrset: EncodedRRset, data: bytes, env: QueryEnv | None,
+                     depth: int) -> Answer:
+    """The answer ``data`` (``rrset``: apex NS, MX or SRV) with the addresses of its targets as
+    optional additional data (RFC 1034 §4.3.2 step 6, RFC 2181 §5.4.1). A target that is a load
+    balancer is steered like a direct A and AAAA query for it (same health, pool choice, rules
+    and ECS scope, the narrower scope wins); only its A/AAAA records are added. Static unless
+    a load balancer was steered."""
+    ans = Answer(RCODE_NOERROR, True, data, rrset.count, optional=rrset.optional, opcount=rrset.opcount,
+                 optional_parts=rrset.optional_parts)
+    if not rrset.lb_targets:
+        return ans
+    ans.static = False
+    if env is None:
+        return ans
+    parts = list(rrset.optional_parts)
+    scope: int | None = None
+    for target, plan in rrset.lb_targets:
+        zone = find_zone(snapshot, target)[0]
+        if zone is None:
+            continue
+        for t in (QTYPE_A, QTYPE_AAAA):
+            if t not in plan.types:
+                continue
+            steered = _lb_answer(snapshot, zone, plan, target, t, env, target, depth)
+            if steered.ecs_scope is not None:
+                scope = steered.ecs_scope if scope is None else max(scope, steered.ecs_scope)
+            d = steered.decision
+            if steered.ancount and d is not None and all(rt == t for rt, _ in d.records):
+                parts.append((steered.answer, steered.ancount))
+    ans.optional = b"".join(p for p, _ in parts)
+    ans.opcount = sum(c for _, c in parts)
+    ans.optional_parts = tuple(parts)
+    ans.ecs_scope = scope
+    return ans
 
 
 def _dname_answer(snapshot: Snapshot, zone: ZoneIndex, dname_owner: bytes, prefix: bytes, qtype: int,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -39,13 +39,23 @@ class EncodedRRset:
     """An RRset pre-encoded for answers. ``tails`` are the per-RR bytes after the owner name
     (TYPE, CLASS, TTL, RDLENGTH, RDATA; names in RDATA uncompressed); ``at_qname`` the whole
     RRset with the owner written as a pointer to the question name (offset 12);
-    ``targets`` the lower-case wire names the RDATA points to (CNAME/NS/MX/SRV/DNAME targets)."""
+    ``targets`` the lower-case wire names the RDATA points to (CNAME/NS/MX/SRV/DNAME targets).
+
+    For the apex NS RRset and MX/SRV RRsets, the additional-section data of an answer
+    (RFC 1034 §4.3.2 step 6, RFC 2181 §5.4.1): ``optional_parts`` the A and AAAA RRsets (owner in
+    full, count) of targets that are ordinary names in a served zone, in target order, joined in
+    ``optional`` with ``opcount`` records; ``lb_targets`` the (target wire name, LB plan) of
+    targets that are load balancers, steered per query."""
 
     rtype: int
     ttl: int
     tails: tuple[bytes, ...]
     at_qname: bytes
     targets: tuple[bytes, ...] = ()
+    optional: bytes = b""
+    opcount: int = 0
+    optional_parts: tuple[tuple[bytes, int], ...] = ()
+    lb_targets: tuple[tuple[bytes, LbPlan], ...] = ()
 
     @property
     def count(self) -> int:
@@ -77,7 +87,8 @@ class LbPlan:
     """A compiled load balancer. ``name`` is the LB hostname (lower case, trailing dot);
     ``rule_name`` the ``cf.load_balancer.name`` value; ``base`` the effective config
     without rules; ``rules`` enabled rules sorted by (priority, array index);
-    ``rule_fields`` every rule field any condition reads."""
+    ``rule_fields`` every rule field any condition reads; ``types`` the query types the LB
+    answers (A, AAAA, CNAME; MX, SRV with plan enterprise)."""
 
     name: str
     rule_name: str
@@ -87,6 +98,7 @@ class LbPlan:
     rule_fields: frozenset[str]
     model: LoadBalancer
     serves_mx_srv: bool
+    types: frozenset[int] = frozenset()
 
 
 @dataclass(slots=True)
@@ -341,7 +353,7 @@ def build_snapshot(loaded: LoadedConfig, settings: ServerSettings, generation: i
             plan = LbPlan(
                 name=lb.name, rule_name=lb.name.rstrip("."), zone=zd.origin.to_text(),
                 base=base_effective(lb, pools, settings), rules=rules, rule_fields=fields, model=lb,
-                serves_mx_srv=enterprise,
+                serves_mx_srv=enterprise, types=LB_TYPES_ENTERPRISE if enterprise else LB_TYPES_BASE,
             )
             plans[lb.name] = plan
             if lb.enabled:
@@ -349,8 +361,57 @@ def build_snapshot(loaded: LoadedConfig, settings: ServerSettings, generation: i
         dnames = frozenset(k for k, n in nodes.items() if QTYPE_DNAME in n.rrsets)
         zones[origin] = ZoneIndex(origin, zd.origin.to_text(), MappingProxyType(nodes), cuts, negative_soa,
                                   soa.ttl, dnames)
+    for z in zones.values():
+        for node in z.nodes.values():
+            for rtype in (QTYPE_NS, QTYPE_MX, QTYPE_SRV):
+                rr = node.rrsets.get(rtype)
+                if rr is not None and rr.targets and (rtype != QTYPE_NS or node.name == z.origin):
+                    node.rrsets[rtype] = _with_additional(rr, zones)
     return Snapshot(MappingProxyType(zones), MappingProxyType(pools), MappingProxyType(plans), config, settings,
                     generation)
+
+
+def zone_of(zones: Mapping[bytes, ZoneIndex], name: bytes) -> tuple[ZoneIndex | None, bytes | None]:
+    """The served zone holding ``name`` (lower-case wire) and the delegation cut at or above
+    ``name`` in it (None when ``name`` is authoritative data of that zone)."""
+    offs: list[int] = []
+    i = 0
+    while name[i]:
+        offs.append(i)
+        i += name[i] + 1
+    offs.append(i)
+    for k, off in enumerate(offs):
+        z = zones.get(name[off:])
+        if z is not None:
+            for j in range(k - 1, -1, -1):
+                if name[offs[j]:] in z.cuts:
+                    return z, name[offs[j]:]
+            return z, None
+    return None, None
+
+
+def _with_additional(rr: EncodedRRset, zones: Mapping[bytes, ZoneIndex]) -> EncodedRRset:
+    """``rr`` with its additional-section data (see :class:`EncodedRRset`): for each distinct
+    target that is authoritative data of a served zone (not at or below a delegation), its A
+    and AAAA RRsets, or the target's LB when an enabled LB answering A/AAAA owns it."""
+    parts: list[tuple[bytes, int]] = []
+    lbs: list[tuple[bytes, LbPlan]] = []
+    for target in dict.fromkeys(rr.targets):
+        zone, cut = zone_of(zones, target)
+        node = zone.nodes.get(target) if zone is not None and cut is None else None
+        if node is None:
+            continue
+        if node.lb is not None and node.lb.types & {1, QTYPE_AAAA}:
+            lbs.append((target, node.lb))
+            continue
+        for t in (1, QTYPE_AAAA):
+            addr = node.rrsets.get(t)
+            if addr is not None:
+                parts.append((addr.with_owner(target), addr.count))
+    if not parts and not lbs:
+        return rr
+    return replace(rr, optional=b"".join(p for p, _ in parts), opcount=sum(c for _, c in parts),
+                   optional_parts=tuple(parts), lb_targets=tuple(lbs))
 
 
 LB_TYPES_BASE = frozenset({1, QTYPE_AAAA, QTYPE_CNAME})

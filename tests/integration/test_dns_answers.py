@@ -78,6 +78,12 @@ def answers_zone() -> dict[str, Any]:
         "sub": [_rec("NS", "ns.sub.example.com.", "ns.other.example.net.", ttl=3600)],
         "ns.sub": _rec("A", "192.0.2.53", ttl=3600),
         "sib": _rec("NS", "ns.sub.example.com.", ttl=3600),  # its glue sits in a sibling delegation
+        # 20 in-domain name servers: their glue (required) does not fit 512 octets
+        "bigsub": _rec("NS", *(f"ns{i}.bigsub.example.com." for i in range(20)), ttl=3600),
+        **{f"ns{i}.bigsub": _rec("A", f"192.0.2.{150 + i}", ttl=3600) for i in range(20)},
+        # an MX RRset that fits 512 octets only without its (optional) additional data
+        "bigmx": _rec("MX", *(f"{i} mx{i}.example.com." for i in range(12))),
+        **{f"mx{i}": _rec("A", f"198.51.100.{i + 1}", f"198.51.100.{i + 101}") for i in range(12)},
     }
     for owner, items in RECORDS.items():
         entries = records.setdefault(owner, [])
@@ -93,7 +99,10 @@ def answers_zone() -> dict[str, Any]:
         "load_balancers": {
             "lb": {"default_pools": ["p-mixed"], "fallback_pool": "p-fallback", "steering_policy": "off",
                    "https": {"alpn": ["h2", "h3"], "port": 443, "ech": ECH}, "svcb": {"alpn": ["h2"]}},
-            "mx-lb": {"default_pools": ["p-us-east"], "fallback_pool": "p-fallback", "steering_policy": "off"},
+            "mx-lb": {"default_pools": ["p-us-east"], "fallback_pool": "p-fallback", "steering_policy": "off",
+                      # reads ECS (ip.src is the ECS address): answers naming mx-lb get SCOPE = SOURCE
+                      "rules": [{"name": "never", "condition": "ip.src in {10.0.0.0/8}",
+                                 "overrides": {"default_pools": ["p-eu"]}}]},
             "ruled": {"default_pools": ["p-us-east"], "fallback_pool": "p-fallback", "ttl": 30,
                       "rules": [{"name": "any-ttl", "condition": "dns.qry.type eq 255", "overrides": {"ttl": 77}}]},
             "many": {"default_pools": ["p-six"], "fallback_pool": "p-fallback", "max_answers": 2},
@@ -383,3 +392,83 @@ def test_dname_substitution_too_long_is_yxdomain(srv: Server) -> None:
     r = ask(srv, "y" * 63 + ".longdn.example.com")
     assert r.rcode() == dns.rcode.YXDOMAIN
     assert [dns.rdatatype.to_text(x.rdtype) for x in r.answer] == ["DNAME"]
+
+
+# --- additional section (RFC 1034 §4.3.2, RFC 2181 §5.4.1, RFC 9471) --------------------------------------
+
+
+def additional(msg: dns.message.Message) -> set[tuple[str, str, str]]:
+    return {(r.name.to_text(), dns.rdatatype.to_text(r.rdtype), rd.to_text()) for r in msg.additional for rd in r}
+
+
+EAST = {("mx-lb.example.com.", "A", "192.0.2.10"), ("mx-lb.example.com.", "A", "192.0.2.11")}
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_mx_answer_carries_exchange_addresses_and_steered_lb(srv: Server, tcp: bool) -> None:
+    r = ask(srv, "example.com", "MX", tcp=tcp)
+    assert r.rcode() == dns.rcode.NOERROR and len(r.answer[0]) == 2
+    assert additional(r) == {("mail.example.com.", "A", "192.0.2.25"), ("mail.example.com.", "AAAA", "2001:db8::25"),
+                             *EAST}
+    lb_ttl = {x.ttl for x in r.additional if x.name.to_text() == "mx-lb.example.com."}
+    assert lb_ttl == {30}  # the steered records carry the LB's TTL
+
+
+def test_steered_additional_follows_health(srv: Server) -> None:
+    from lbdns.health.view import OriginState
+
+    srv.set_health({("p-us-east", "e1"): OriginState.UNHEALTHY, ("p-us-east", "e2"): OriginState.UNHEALTHY})
+    try:
+        r = ask(srv, "example.com", "MX")
+        # p-us-east is down: mx-lb answers from the fallback pool, exactly like a direct A query
+        direct = {(x.name.to_text(), "A", rd.to_text()) for x in ask(srv, "mx-lb.example.com").answer for rd in x}
+        assert direct == {("mx-lb.example.com.", "A", "192.0.2.99")}
+        assert direct <= additional(r) and not EAST & additional(r)
+    finally:
+        srv.set_health()
+
+
+def test_srv_answer_carries_target_addresses(srv: Server) -> None:
+    r = ask(srv, "_sip._udp.example.com", "SRV")
+    assert additional(r) == {("sip.example.com.", "A", "192.0.2.60"), *EAST}
+
+
+def test_apex_ns_answer_carries_name_server_addresses(srv: Server) -> None:
+    r = ask(srv, "example.com", "NS")
+    assert additional(r) == {("ns1.example.com.", "A", "192.0.2.1"), ("ns2.example.com.", "A", "192.0.2.2"),
+                             ("ns2.example.com.", "AAAA", "2001:db8::2")}
+
+
+def test_additional_ecs_scope_follows_the_steered_lb(srv: Server) -> None:
+    r = ask(srv, "example.com", "MX", ecs="192.0.2.0/24")
+    (ecs,) = [o for o in r.options if isinstance(o, dns.edns.ECSOption)]
+    assert ecs.scopelen == 24  # mx-lb's rule reads ip.src = the ECS address
+    assert EAST <= additional(r)
+    r = ask(srv, "example.com", "NS", ecs="192.0.2.0/24")  # no LB involved: scope 0
+    (ecs,) = [o for o in r.options if isinstance(o, dns.edns.ECSOption)]
+    assert ecs.scopelen == 0
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_referral_carries_in_domain_and_sibling_glue(srv: Server, tcp: bool) -> None:
+    r = ask(srv, "www.sub.example.com", tcp=tcp)
+    assert not r.flags & dns.flags.AA and r.answer == []
+    assert additional(r) == {("ns.sub.example.com.", "A", "192.0.2.53")}  # ns.other.example.net: not glue here
+    r = ask(srv, "sib.example.com", "A", tcp=tcp)
+    assert additional(r) == {("ns.sub.example.com.", "A", "192.0.2.53")}  # sibling glue (RFC 9471 §2.2)
+
+
+def test_optional_additional_dropped_before_truncation(srv: Server) -> None:
+    r = ask(srv, "bigmx.example.com", "MX", edns=False)
+    assert not r.flags & dns.flags.TC and len(r.answer[0]) == 12
+    full = ask(srv, "bigmx.example.com", "MX", tcp=True)
+    assert len(additional(full)) == 24
+    assert len(additional(r)) < 24 and additional(r) <= additional(full)  # whole RRsets kept while they fit
+    assert len(r.to_wire()) <= 512
+
+
+def test_required_glue_that_does_not_fit_truncates(srv: Server) -> None:
+    r = ask(srv, "x.bigsub.example.com", edns=False)
+    assert r.flags & dns.flags.TC and r.authority == [] and r.additional == []
+    t = ask(srv, "x.bigsub.example.com", tcp=True)
+    assert len(additional(t)) == 20 and not t.flags & dns.flags.TC
