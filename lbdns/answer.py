@@ -435,11 +435,17 @@ def _lb_answer(snapshot: Snapshot, zone: ZoneIndex, plan: LbPlan, qname: bytes, 
         return ans
     ttl = eff.ttl
     recs = d.records
+    if plan.rules:
+        d.cacheable = False
+    if qtype in plan.service:
+        cname = next((r for r in recs if r[0] == QTYPE_CNAME), None)
+        if cname is None:
+            return _service_answer(plan, qtype, d, ttl, env, owner, scope, matched)
+        recs = d.records = [cname]  # the LB name is an alias here: answer like an A query would
+        d.weighted = None
     n = len(recs)
     rrs: tuple[bytes, ...] = ()
     weighted: tuple[tuple[float, bytes], ...] = ()
-    if plan.rules:
-        d.cacheable = False
     drawable = (*recs, *(rec for _, rec in d.weighted or ()))
     if qtype != QTYPE_CNAME and d.cacheable and any(
             rt == QTYPE_CNAME and _chases(snapshot, rd, depth) for rt, rd in drawable):
@@ -468,6 +474,41 @@ def _lb_answer(snapshot: Snapshot, zone: ZoneIndex, plan: LbPlan, qname: bytes, 
         if d.cacheable:
             rrs = tuple(parts)
     return Answer(RCODE_NOERROR, True, data, n, ecs_scope=scope, lb=plan, decision=d, matched_rules=matched,
+                  static=False, rrs=rrs, weighted=weighted)
+
+
+def _service_answer(plan: LbPlan, qtype: int, d: Decision, ttl: int, env: QueryEnv, owner: bytes,
+                    scope: int | None, matched: list[str]) -> Answer:
+    """An HTTPS/SVCB query at an LB with ``https:``/``svcb:``: one ServiceMode record (RFC 9460
+    §2.4.3, §7.3) whose ipv4hint/ipv6hint are the A/AAAA records of decision ``d`` (the
+    addresses direct A and AAAA queries would get now: same pool, health and ECS scope). The
+    hints of a multi-answer are rotated together at a random start, like the A/AAAA answers; a
+    cacheable decision lists every rotation as an equally weighted choice for the LB memo."""
+    head, mid, tail = plan.service[qtype]
+    v4 = [rd for rt, rd in d.records if rt == QTYPE_A]
+    v6 = [rd for rt, rd in d.records if rt == QTYPE_AAAA]
+    turns = max(len(v4), len(v6), 1)
+
+    def record(k: int) -> bytes:
+        rdata = head
+        if v4:
+            r = k % len(v4)
+            rdata += struct.pack("!HH", 4, 4 * len(v4)) + b"".join(v4[r:] + v4[:r])
+        rdata += mid
+        if v6:
+            r = k % len(v6)
+            rdata += struct.pack("!HH", 6, 16 * len(v6)) + b"".join(v6[r:] + v6[:r])
+        return owner + _tail(qtype, ttl, rdata + tail)
+
+    data = record(int(env.rng.random() * turns) % turns)
+    weighted: tuple[tuple[float, bytes], ...] = ()
+    rrs: tuple[bytes, ...] = ()
+    if d.cacheable:
+        if turns == 1:
+            rrs = (data,)
+        else:
+            weighted = tuple((1.0, record(k)) for k in range(turns))
+    return Answer(RCODE_NOERROR, True, data, 1, ecs_scope=scope, lb=plan, decision=d, matched_rules=matched,
                   static=False, rrs=rrs, weighted=weighted)
 
 

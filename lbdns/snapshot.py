@@ -7,6 +7,7 @@ pools, base effective configuration and compiled rules. Nothing here runs per qu
 
 from __future__ import annotations
 
+import base64
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,7 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
-from lbdns.config.model import LoadBalancer, Pool, RuleOverrides
+from lbdns.config.model import LoadBalancer, Pool, RuleOverrides, ServiceBinding
 from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import Config, LoadedConfig, resolve_policy
 from lbdns.steering.plan import CompiledOrigin, CompiledPool, Effective
@@ -26,10 +27,12 @@ from lbdns.wire.codec import (
     QTYPE_AAAA,
     QTYPE_CNAME,
     QTYPE_DNAME,
+    QTYPE_HTTPS,
     QTYPE_MX,
     QTYPE_NS,
     QTYPE_SOA,
     QTYPE_SRV,
+    QTYPE_SVCB,
 )
 from lbdns.wire.render import QNAME_POINTER
 
@@ -88,7 +91,8 @@ class LbPlan:
     ``rule_name`` the ``cf.load_balancer.name`` value; ``base`` the effective config
     without rules; ``rules`` enabled rules sorted by (priority, array index);
     ``rule_fields`` every rule field any condition reads; ``types`` the query types the LB
-    answers (A, AAAA, CNAME; MX, SRV with plan enterprise)."""
+    answers (A, AAAA, CNAME; MX, SRV with plan enterprise; HTTPS, SVCB when configured);
+    ``service`` the :func:`service_template` per HTTPS/SVCB query type configured."""
 
     name: str
     rule_name: str
@@ -99,6 +103,7 @@ class LbPlan:
     model: LoadBalancer
     serves_mx_srv: bool
     types: frozenset[int] = frozenset()
+    service: Mapping[int, tuple[bytes, bytes, bytes]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -192,7 +197,7 @@ def compile_pool(p: Pool) -> CompiledPool:
         shed_percent=shed.default_percent if shed else 0.0,
         shed_policy=shed.default_policy if shed else "random",
         latitude=p.latitude, longitude=p.longitude,
-        has_hostnames=any(o.hostname is not None for o in origins),
+        has_hostnames=any(o.hostname is not None for o in origins), max_answers=p.max_answers,
     )
 
 
@@ -222,6 +227,7 @@ def base_effective(lb: LoadBalancer, pools: Mapping[str, CompiledPool], settings
         location_mode=lb.location_strategy.mode,
         ttl=lb.ttl,
         region_source=settings.geo_region_source,
+        max_answers=lb.max_answers,
     )
 
 
@@ -350,10 +356,14 @@ def build_snapshot(loaded: LoadedConfig, settings: ServerSettings, generation: i
         for owner, lb in zd.load_balancers.items():
             conds = loaded.rules.get((zd.origin, owner), ())
             rules, fields = _compile_rules(lb, conds, pools)
+            service = {t: service_template(b) for t, b in ((QTYPE_HTTPS, lb.https), (QTYPE_SVCB, lb.svcb))
+                       if b is not None}
             plan = LbPlan(
                 name=lb.name, rule_name=lb.name.rstrip("."), zone=zd.origin.to_text(),
                 base=base_effective(lb, pools, settings), rules=rules, rule_fields=fields, model=lb,
-                serves_mx_srv=enterprise, types=LB_TYPES_ENTERPRISE if enterprise else LB_TYPES_BASE,
+                serves_mx_srv=enterprise,
+                types=(LB_TYPES_ENTERPRISE if enterprise else LB_TYPES_BASE) | frozenset(service),
+                service=MappingProxyType(service),
             )
             plans[lb.name] = plan
             if lb.enabled:
@@ -369,6 +379,27 @@ def build_snapshot(loaded: LoadedConfig, settings: ServerSettings, generation: i
                     node.rrsets[rtype] = _with_additional(rr, zones)
     return Snapshot(MappingProxyType(zones), MappingProxyType(pools), MappingProxyType(plans), config, settings,
                     generation)
+
+
+def service_template(binding: ServiceBinding) -> tuple[bytes, bytes, bytes]:
+    """The fixed parts of an LB's ServiceMode SVCB/HTTPS RDATA (RFC 9460 §2.2): ``head`` =
+    SvcPriority, TargetName ``.`` (the owner itself) and the SvcParams with keys below
+    ``ipv4hint`` (4): alpn (1), no-default-alpn (2), port (3); ``mid`` = the params between
+    ``ipv4hint`` and ``ipv6hint`` (6): ech (5); ``tail`` = params above 6 (none). An answer is
+    ``head`` + ipv4hint + ``mid`` + ipv6hint + ``tail``, keys in increasing order (§2.2)."""
+    head = struct.pack("!H", binding.priority) + b"\x00"
+    if binding.alpn:
+        ids = b"".join(bytes((len(a),)) + a.encode() for a in binding.alpn)
+        head += struct.pack("!HH", 1, len(ids)) + ids
+    if binding.no_default_alpn:
+        head += struct.pack("!HH", 2, 0)
+    if binding.port is not None:
+        head += struct.pack("!HHH", 3, 2, binding.port)
+    mid = b""
+    if binding.ech is not None:
+        ech = base64.b64decode(binding.ech)
+        mid = struct.pack("!HH", 5, len(ech)) + ech
+    return head, mid, b""
 
 
 def zone_of(zones: Mapping[bytes, ZoneIndex], name: bytes) -> tuple[ZoneIndex | None, bytes | None]:

@@ -53,7 +53,8 @@ class PoolState:
 @dataclass(slots=True)
 class CompiledPool:
     """One pool. ``shed_percent`` 0–100 with ``shed_policy`` ``random``/``hash``;
-    ``latitude``/``longitude`` in degrees or None."""
+    ``latitude``/``longitude`` in degrees or None; ``max_answers`` the most addresses a
+    multi-answer from this pool carries (None: no limit)."""
 
     id: str
     name: str
@@ -67,6 +68,7 @@ class CompiledPool:
     latitude: float | None
     longitude: float | None
     has_hostnames: bool
+    max_answers: int | None = None
     _state: PoolState = field(default_factory=lambda: PoolState(None, (), False))
 
     def state(self, view: HealthView) -> PoolState:
@@ -90,7 +92,8 @@ class CompiledPool:
 @dataclass(frozen=True, slots=True)
 class Effective:
     """The effective configuration of one LB for one query (SPEC.md §3.3 step 2): the LB's
-    fields after rule overrides. ``steering_policy`` is already resolved (R-GTS-30)."""
+    fields after rule overrides. ``steering_policy`` is already resolved (R-GTS-30);
+    ``max_answers`` the LB's cap on multi-answers (None: none)."""
 
     default_pools: tuple[CompiledPool, ...]
     fallback_pool: CompiledPool | None
@@ -105,6 +108,7 @@ class Effective:
     location_mode: str
     ttl: int
     region_source: str = "pop"
+    max_answers: int | None = None
 
     def with_changes(self, **changes: Any) -> Effective:
         """A copy with fields replaced (used when rule overrides apply)."""

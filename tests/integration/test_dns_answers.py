@@ -26,6 +26,7 @@ import dns.query
 import dns.rcode
 import dns.rdata
 import dns.rdatatype
+import dns.rdtypes.svcbbase
 import pytest
 import yaml
 
@@ -100,12 +101,14 @@ def answers_zone() -> dict[str, Any]:
             "lb": {"default_pools": ["p-mixed"], "fallback_pool": "p-fallback", "steering_policy": "off",
                    "https": {"alpn": ["h2", "h3"], "port": 443, "ech": ECH}, "svcb": {"alpn": ["h2"]}},
             "mx-lb": {"default_pools": ["p-us-east"], "fallback_pool": "p-fallback", "steering_policy": "off",
+                      "https": {"alpn": ["h3"]},
                       # reads ECS (ip.src is the ECS address): answers naming mx-lb get SCOPE = SOURCE
                       "rules": [{"name": "never", "condition": "ip.src in {10.0.0.0/8}",
                                  "overrides": {"default_pools": ["p-eu"]}}]},
             "ruled": {"default_pools": ["p-us-east"], "fallback_pool": "p-fallback", "ttl": 30,
                       "rules": [{"name": "any-ttl", "condition": "dns.qry.type eq 255", "overrides": {"ttl": 77}}]},
             "many": {"default_pools": ["p-six"], "fallback_pool": "p-fallback", "max_answers": 2},
+            "many3": {"default_pools": ["p-six"], "fallback_pool": "p-fallback"},
         },
     }
 
@@ -121,7 +124,7 @@ def net_zone() -> dict[str, Any]:
 
 def account() -> dict[str, Any]:
     acc = base_account()
-    acc["pools"].append({"name": "p-six", "monitor": "m-http",
+    acc["pools"].append({"name": "p-six", "monitor": "m-http", "max_answers": 3,
                          "origins": [{"name": f"s{i}", "address": f"192.0.2.{200 + i}"} for i in range(6)]})
     return acc
 
@@ -443,7 +446,7 @@ def test_additional_ecs_scope_follows_the_steered_lb(srv: Server) -> None:
     r = ask(srv, "example.com", "MX", ecs="192.0.2.0/24")
     (ecs,) = [o for o in r.options if isinstance(o, dns.edns.ECSOption)]
     assert ecs.scopelen == 24  # mx-lb's rule reads ip.src = the ECS address
-    assert EAST <= additional(r)
+    assert additional(r) >= EAST
     r = ask(srv, "example.com", "NS", ecs="192.0.2.0/24")  # no LB involved: scope 0
     (ecs,) = [o for o in r.options if isinstance(o, dns.edns.ECSOption)]
     assert ecs.scopelen == 0
@@ -472,3 +475,129 @@ def test_required_glue_that_does_not_fit_truncates(srv: Server) -> None:
     assert r.flags & dns.flags.TC and r.authority == [] and r.additional == []
     t = ask(srv, "x.bigsub.example.com", tcp=True)
     assert len(additional(t)) == 20 and not t.flags & dns.flags.TC
+
+
+# --- health-aware HTTPS/SVCB at LB names (RFC 9460) --------------------------------------------------------
+
+
+def service(msg: dns.message.Message, rdtype: str = "HTTPS") -> Any:
+    (rrset,) = [x for x in msg.answer if dns.rdatatype.to_text(x.rdtype) == rdtype]
+    (rd,) = list(rrset)
+    return rrset, rd
+
+
+def plain(rd: Any) -> str:
+    return str(rd.to_text()).replace('"', "")
+
+
+def hints(rd: Any, key: int) -> set[str]:
+    param = rd.params.get(dns.rdtypes.svcbbase.ParamKey(key))
+    return set() if param is None else {str(a) for a in param.addresses}
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_https_at_lb_carries_the_steered_addresses(srv: Server, tcp: bool) -> None:
+    r = ask(srv, "lb.example.com", "HTTPS", tcp=tcp)
+    assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.AA
+    rrset, rd = service(r)
+    assert rrset.name.to_text() == "lb.example.com." and rrset.ttl == 30
+    assert rd.priority == 1 and rd.target == dns.name.root  # ServiceMode, the LB name itself
+    a = {x.to_text() for rs in ask(srv, "lb.example.com", "A").answer for x in rs}
+    aaaa = {x.to_text() for rs in ask(srv, "lb.example.com", "AAAA").answer for x in rs}
+    assert hints(rd, 4) == a == {"192.0.2.50"} and hints(rd, 6) == aaaa == {"2001:db8::50", "2001:db8::51"}
+    assert plain(rd).startswith(f"1 . alpn=h2,h3 port=443 ipv4hint=192.0.2.50 ech={ECH} ipv6hint=2001:db8::5")
+
+
+def test_https_hints_follow_health(srv: Server) -> None:
+    from lbdns.health.view import OriginState
+
+    srv.set_health({("p-mixed", "m6a"): OriginState.UNHEALTHY})
+    try:
+        _, rd = service(ask(srv, "lb.example.com", "HTTPS"))
+        assert hints(rd, 4) == {"192.0.2.50"} and hints(rd, 6) == {"2001:db8::51"}
+        srv.set_health({(p, o): OriginState.UNHEALTHY for p, o in (("p-mixed", "m4"), ("p-mixed", "m6a"),
+                                                                   ("p-mixed", "m6b"))})
+        _, rd = service(ask(srv, "lb.example.com", "HTTPS"))  # every pool down: the fallback pool
+        assert hints(rd, 4) == {"192.0.2.99"} and hints(rd, 6) == set()
+    finally:
+        srv.set_health()
+
+
+def test_https_answers_repeat_identically_through_the_packet_memo(srv: Server) -> None:
+    seen = set()
+    for _ in range(8):
+        _, rd = service(ask(srv, "lb.example.com", "HTTPS", edns=False))
+        assert hints(rd, 4) == {"192.0.2.50"} and hints(rd, 6) == {"2001:db8::50", "2001:db8::51"}
+        seen.add(rd.to_text())
+    assert len(seen) <= 2  # the two rotations of the IPv6 hints
+
+
+def test_https_ecs_scope_is_that_of_the_a_answer(srv: Server) -> None:
+    r = ask(srv, "mx-lb.example.com", "HTTPS", ecs="198.51.100.0/24")
+    a = ask(srv, "mx-lb.example.com", "A", ecs="198.51.100.0/24")
+    scope = [[o.scopelen for o in m.options if isinstance(o, dns.edns.ECSOption)] for m in (r, a)]
+    assert scope == [[24], [24]]
+    _, rd = service(r)
+    assert hints(rd, 4) == {"192.0.2.10", "192.0.2.11"} and plain(rd).startswith("1 . alpn=h3 ipv4hint=")
+
+
+def test_svcb_at_lb(srv: Server) -> None:
+    rrset, rd = service(ask(srv, "lb.example.com", "SVCB"), "SVCB")
+    assert plain(rd).startswith("1 . alpn=h2 ipv4hint=192.0.2.50 ipv6hint=2001:db8::5")
+    assert rrset.ttl == 30
+
+
+def test_https_at_lb_without_https_config_is_nodata(srv: Server) -> None:
+    r = ask(srv, "many.example.com", "HTTPS")
+    assert r.rcode() == dns.rcode.NOERROR and r.answer == []
+
+
+def test_https_at_lb_with_kdig(srv: Server) -> None:
+    kdig = tool("kdig")
+    out = subprocess.run([kdig, "@127.0.0.1", "-p", str(srv.ports["IAD"]), "+norec", "lb.example.com", "HTTPS"],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert "status: NOERROR" in out and "HTTPS" in out, out
+    assert "ipv4hint=192.0.2.50" in out and "2001:db8::51" in out and "alpn=h2,h3" in out.replace('"', ""), out
+
+
+def test_svcb_at_lb_with_dig(srv: Server) -> None:
+    dig = tool("dig")
+    out = subprocess.run([dig, "@127.0.0.1", "-p", str(srv.ports["IAD"]), "+norec", "+noall", "+answer",
+                          "lb.example.com", "SVCB"], capture_output=True, text=True, timeout=10).stdout
+    assert "SVCB" in out and "ipv4hint=192.0.2.50" in out and "2001:db8::50" in out, out
+
+
+# --- max_answers -------------------------------------------------------------------------------------------
+
+
+def _a(srv: Server, name: str, source: str) -> frozenset[str]:
+    return frozenset(x.to_text() for rs in ask(srv, name, source=source).answer for x in rs)
+
+
+def test_max_answers_caps_and_is_stable_per_resolver_network(srv: Server) -> None:
+    from tests.integration.harness import iter_sources
+
+    assert len(_a(srv, "many3.example.com", "127.0.0.1")) == 3  # the pool's max_answers
+    subsets = {}
+    for i, source in enumerate(iter_sources(40, "127.18.0.0")):
+        net = f"127.18.{i}.9"  # one address in each of 40 /24s
+        first = _a(srv, "many.example.com", net)
+        assert len(first) == 2  # the LB's max_answers (smaller than the pool's)
+        assert _a(srv, "many.example.com", net) == first  # stable for a resolver...
+        assert _a(srv, "many.example.com", f"127.18.{i}.77") == first  # ...and its whole /24
+        subsets[source] = first
+    everyone = set().union(*subsets.values())
+    assert everyone == {f"192.0.2.{200 + i}" for i in range(6)}  # networks spread over every origin
+    assert len(set(subsets.values())) > 3
+
+
+def test_max_answers_never_returns_unhealthy_origins(srv: Server) -> None:
+    from lbdns.health.view import OriginState
+
+    srv.set_health({("p-six", "s0"): OriginState.UNHEALTHY, ("p-six", "s1"): OriginState.UNHEALTHY})
+    try:
+        for i in range(20):
+            got = _a(srv, "many.example.com", f"127.19.{i}.1")
+            assert len(got) == 2 and not got & {"192.0.2.200", "192.0.2.201"}
+    finally:
+        srv.set_health()
