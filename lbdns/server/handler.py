@@ -395,7 +395,7 @@ class Handler:
         An opcode we do not implement is NOTIMP whatever its sections hold (RFC 1035 §4.1.1;
         e.g. DSO messages carry QDCOUNT 0, RFC 8490 §5.1.1), anything else FORMERR. When the
         request carried an OPT record the reply carries one (RFC 6891 §6.1.1, §7); an EDNS
-        version above 0 is BADVERS (RFC 6891 §6.1.3). A QDCOUNT of 0 with a COOKIE option is
+        version above 0 in a QUERY is BADVERS (RFC 6891 §6.1.3). A QDCOUNT of 0 with a COOKIE option is
         the query for a server cookie (RFC 7873 §5.4): NOERROR with the client cookie and our
         server cookie, or BADCOOKIE when the server cookie sent back is not the valid one.
         """
@@ -406,7 +406,7 @@ class Handler:
         if isinstance(exc, QuestionCountError) and exc.edns is not None:
             edns = exc.edns
             cookie = None
-            if edns.version > 0:
+            if rcode == RCODE_FORMERR and edns.version > 0:  # NOTIMP first, as for parsed queries
                 rcode = RCODE_BADVERS
             elif rcode == RCODE_FORMERR and exc.qdcount == 0 and edns.client_cookie is not None:
                 server = make_server_cookie(self.cookie_secret, edns.client_cookie, peer_ip)
