@@ -469,7 +469,9 @@ class Handler:
                 section = lbm.data(self.rng)
                 out = build_response(q, rcode=a.rcode, aa=True, answer=section, ancount=a.ancount,
                                      max_size=limit, edns_payload=ours, ecs_scope=scope if ecs is not None else None,
-                                     server_cookie=cookie, nsid=nsid)
+                                     server_cookie=cookie) if nsid is None else build_response(
+                    q, rcode=a.rcode, aa=True, answer=section, ancount=a.ancount, max_size=limit, edns_payload=ours,
+                    ecs_scope=scope if ecs is not None else None, server_cookie=cookie, nsid=nsid)
                 if self.on_answer is not None:
                     self.on_answer(q, peer_ip, tcp, pop, a)
                 elif not tcp and cookie is None:
@@ -499,13 +501,21 @@ class Handler:
                     self.counters.rule_matches[(ans.lb.name, name)] += 1
         counter_key = ("tcp" if tcp else "udp", q.qtype, ans.rcode)
         self.counters.queries[counter_key] += 1
-        out = build_response(
-            q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
-            authority=ans.authority, nscount=ans.nscount, additional=ans.additional, arcount=ans.arcount,
-            max_size=limit, edns_payload=ours, ecs_scope=ans.ecs_scope if ecs is not None else None,
-            server_cookie=cookie, nsid=nsid, optional=ans.optional, opcount=ans.opcount,
-            optional_parts=ans.optional_parts,
-        )
+        if ans.opcount or nsid is not None:  # keyword arguments cost: only pass these when used
+            out = build_response(
+                q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
+                authority=ans.authority, nscount=ans.nscount, additional=ans.additional, arcount=ans.arcount,
+                max_size=limit, edns_payload=ours, ecs_scope=ans.ecs_scope if ecs is not None else None,
+                server_cookie=cookie, nsid=nsid, optional=ans.optional, opcount=ans.opcount,
+                optional_parts=ans.optional_parts,
+            )
+        else:
+            out = build_response(
+                q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
+                authority=ans.authority, nscount=ans.nscount, additional=ans.additional, arcount=ans.arcount,
+                max_size=limit, edns_payload=ours, ecs_scope=ans.ecs_scope if ecs is not None else None,
+                server_cookie=cookie,
+            )
         if self.on_answer is not None:
             self.on_answer(q, peer_ip, tcp, pop, ans)
         elif static and not tcp and (edns is None or (edns.client_cookie is None and ecs is None)):

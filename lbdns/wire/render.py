@@ -128,7 +128,13 @@ def build_response(
         arcount += 1
     question = query.question
     size = 12 + len(question) + len(answer) + len(authority) + len(additional) + len(opt)
-    if size + len(optional) <= max_size:
+    if not optional:
+        if size <= max_size:
+            return b"".join(
+                (_pack_header(query.id, flags, 1, ancount, nscount, arcount), question, answer, authority, additional,
+                 opt)
+            )
+    elif size + len(optional) <= max_size:
         return b"".join(
             (
                 _pack_header(query.id, flags, 1, ancount, nscount, arcount + opcount),
@@ -140,7 +146,7 @@ def build_response(
                 opt,
             )
         )
-    if size <= max_size:
+    elif size <= max_size:
         kept: list[bytes] = []
         for part, count in optional_parts:  # whole RRsets in order while they fit (RFC 2181 §9)
             if size + len(part) > max_size:
