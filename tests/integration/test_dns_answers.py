@@ -275,6 +275,9 @@ def test_nsid_with_kdig(srv: Server) -> None:
 
 
 def test_nsid_off_unless_configured(tmp_path: Path) -> None:
+    from lbdns.config.settings import ServerSettings
+
+    assert ServerSettings().nsid_wire is None and ServerSettings(nsid="pop-é").nsid_wire == "pop-é".encode()
     zones = tmp_path / "zones"
     zones.mkdir()
     (zones / "example.net.yaml").write_text(yaml.safe_dump(net_zone(), sort_keys=False))
