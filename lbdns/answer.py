@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from lbdns.health.view import HealthView
-from lbdns.snapshot_types import LB_TYPES_BASE, LB_TYPES_ENTERPRISE, LbPlan, Node, Snapshot, ZoneIndex
+from lbdns.snapshot_types import LB_TYPES_ENTERPRISE, EncodedRRset, LbPlan, Node, Snapshot, ZoneIndex
 from lbdns.steering.decide import ClientLocation, Decision, Locator, Query, decide
 from lbdns.steering.origins import HostLookup, Rng
 from lbdns.steering.plan import Effective
@@ -24,9 +24,13 @@ from lbdns.wire.codec import (
     QTYPE_AAAA,
     QTYPE_ANY,
     QTYPE_CNAME,
+    QTYPE_DNAME,
+    QTYPE_DS,
     QTYPE_HINFO,
+    QTYPE_HTTPS,
     QTYPE_NS,
     QTYPE_SOA,
+    QTYPE_SVCB,
     RCODE_NOERROR,
     RCODE_NXDOMAIN,
     RCODE_REFUSED,
@@ -36,10 +40,12 @@ from lbdns.wire.names import to_text
 from lbdns.wire.render import QNAME_POINTER
 
 MAX_CNAME_CHAIN = 8
-_QTYPE_DS = 43
 _HINFO_RDATA = b"\x07RFC8482\x00"
 _STATIC_CACHE_MAX = 100_000
-_ANY_ORDER = (QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, 15, 16, 33, 257, 12, QTYPE_NS, QTYPE_SOA)
+_RCODE_YXDOMAIN = 6
+# RFC 8482 §4.1: the one RRset an ANY query gets — the first present in this order
+_ANY_ORDER = (QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, 15, 16, 33, 257, 12, QTYPE_HTTPS, QTYPE_SVCB, QTYPE_DNAME,
+              35, 256, 52, 44, 29, QTYPE_HINFO, QTYPE_DS, QTYPE_NS, QTYPE_SOA)
 
 
 @dataclass(slots=True)
@@ -51,7 +57,9 @@ class Answer:
     ``matched_rules`` the names of rules that matched; ``static`` True when the answer
     depends on nothing but the snapshot (safe to cache by (qname, qtype)); for cacheable LB
     answers ``rrs`` holds the answer RRs one by one (multi-answer, rotated per query) or
-    ``weighted`` the (weight, RR) candidates of a random single answer.
+    ``weighted`` the (weight, RR) candidates of a random single answer. ``optional`` /
+    ``opcount`` / ``optional_parts`` are additional-section records that may be left out when
+    the response is too big (RFC 2181 §9; see :func:`lbdns.wire.render.build_response`).
     """
 
     rcode: int
@@ -69,6 +77,9 @@ class Answer:
     static: bool = True
     rrs: tuple[bytes, ...] = ()
     weighted: tuple[tuple[float, bytes], ...] = ()
+    optional: bytes = b""
+    opcount: int = 0
+    optional_parts: tuple[tuple[bytes, int], ...] = ()
 
 
 REFUSED = Answer(RCODE_REFUSED, False)
@@ -109,13 +120,14 @@ def label_offsets(wire: bytes) -> list[int]:
     return offs
 
 
-def find_zone(snapshot: Snapshot, qname: bytes) -> tuple[ZoneIndex | None, list[int], int]:
-    """The closest enclosing served zone of ``qname`` (lower-case wire), the label offsets
-    and the index of the zone apex among them (len(offsets) for the root)."""
+def find_zone(snapshot: Snapshot, qname: bytes, start: int = 0) -> tuple[ZoneIndex | None, list[int], int]:
+    """The closest enclosing served zone of ``qname`` (lower-case wire) whose apex is at least
+    ``start`` labels above it, the label offsets and the index of the zone apex among them
+    (len(offsets) for the root)."""
     zones = snapshot.zones
     offs = label_offsets(qname)
-    for k, off in enumerate(offs):
-        z = zones.get(qname[off:])
+    for k in range(start, len(offs)):
+        z = zones.get(qname[offs[k]:])
         if z is not None:
             return z, offs, k
     z = zones.get(b"\x00")
@@ -127,23 +139,32 @@ def _negative(zone: ZoneIndex, rcode: int, aa: bool = True) -> Answer:
 
 
 def _referral(zone: ZoneIndex, cut: bytes) -> Answer:
-    """Referral to a delegated child (RFC 1034 §4.3.2 step 3b): AA clear, NS in authority,
-    in-zone glue in additional."""
+    """Referral to a delegated child (RFC 1034 §4.3.2 step 3b): AA clear, NS in authority, the
+    addresses of NS targets held in this zone in additional. Glue of targets below the cut
+    (in-domain) is required: when it does not fit, the response is truncated (RFC 9471 §3).
+    Addresses of other targets in the zone (sibling glue, authoritative names) are optional
+    and left out first (RFC 9471 §2.2, RFC 2181 §9)."""
     node = zone.nodes[cut]
     ns = node.rrsets[QTYPE_NS]
-    add: list[bytes] = []
+    required: list[bytes] = []
     count = 0
-    for target in ns.targets:
+    optional: list[tuple[bytes, int]] = []
+    for target in dict.fromkeys(ns.targets):
         tnode = zone.nodes.get(target)
         if tnode is None:
             continue
+        in_domain = any(target[off:] == cut for off in label_offsets(target))
         for t in (QTYPE_A, QTYPE_AAAA):
             rr = tnode.rrsets.get(t)
             if rr is not None:
-                add.append(rr.with_owner(target))
-                count += rr.count
+                if in_domain:
+                    required.append(rr.with_owner(target))
+                    count += rr.count
+                else:
+                    optional.append((rr.with_owner(target), rr.count))
     return Answer(RCODE_NOERROR, False, authority=ns.with_owner(cut), nscount=ns.count,
-                  additional=b"".join(add), arcount=count)
+                  additional=b"".join(required), arcount=count, optional=b"".join(p for p, _ in optional),
+                  opcount=sum(c for _, c in optional), optional_parts=tuple(optional))
 
 
 def resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None) -> Answer:
@@ -183,13 +204,23 @@ def _resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None,
     zone, offs, zi = find_zone(snapshot, qname)
     if zone is None:
         return REFUSED
+    if zi == 0 and qtype == QTYPE_DS and offs:
+        # DS at the apex of a zone whose parent is served too: the parent answers (RFC 4035 §3.1.4.1)
+        parent, _, pzi = find_zone(snapshot, qname, 1)
+        if parent is not None and qname in parent.cuts:
+            zone, zi = parent, pzi
     if zone.cuts:
         for k in range(zi - 1, -1, -1):
             suffix = qname[offs[k]:]
             if suffix in zone.cuts:
-                if k == 0 and qtype == _QTYPE_DS:
+                if k == 0 and qtype == QTYPE_DS:
                     break  # DS at the cut is parent-side data: answered here (RFC 4035 §3.1.4.1)
                 return _referral(zone, suffix)
+    if zone.dnames:
+        for k in range(1, zi + 1):  # an ancestor owning a DNAME (RFC 6672 §3.2)
+            above = qname[offs[k]:] if k < len(offs) else b"\x00"
+            if above in zone.dnames:
+                return _dname_answer(snapshot, zone, above, qname[:offs[k]], qtype, env, owner, depth)
     node = zone.nodes.get(qname)
     if node is None:
         # RFC 4592 §3.3.1: closest encloser, then its wildcard child
@@ -207,17 +238,14 @@ def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, 
                  env: QueryEnv | None, owner: bytes, depth: int) -> Answer:
     plan = node.lb
     if plan is not None:
-        lb_types = LB_TYPES_ENTERPRISE if plan.serves_mx_srv else LB_TYPES_BASE
-        if qtype in lb_types:
+        if qtype in plan.types:
             return _lb_answer(snapshot, zone, plan, qname, qtype, env, owner, depth)
         if qtype == QTYPE_ANY:
-            ttl = plan.base.ttl
-            rr = owner + struct.pack("!HHIH", QTYPE_HINFO, CLASS_IN, ttl, len(_HINFO_RDATA)) + _HINFO_RDATA
-            return Answer(RCODE_NOERROR, True, rr, 1, static=True)
+            return _lb_any(plan, qname, env, owner)
     rrsets = node.rrsets
     if qtype == QTYPE_ANY:
         # RFC 8482 §4.1: answer with one RRset (the first present in a fixed preference order)
-        for t in _ANY_ORDER:
+        for t in (*_ANY_ORDER, *sorted(rrsets)):
             if t in rrsets and not (plan is not None and t in LB_TYPES_ENTERPRISE):
                 one = rrsets[t]
                 return Answer(RCODE_NOERROR, True,
@@ -226,6 +254,8 @@ def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, 
     rrset = rrsets.get(qtype)
     if rrset is not None:
         data = rrset.at_qname if owner is QNAME_POINTER else rrset.with_owner(owner)
+        if rrset.opcount or rrset.lb_targets:
+            return _with_additional(snapshot, rrset, data, env, depth)
         return Answer(RCODE_NOERROR, True, data, rrset.count)
     cname = rrsets.get(QTYPE_CNAME) if plan is None else None
     if cname is not None and qtype != QTYPE_CNAME:
@@ -237,8 +267,67 @@ def _answer_node(snapshot: Snapshot, zone: ZoneIndex, node: Node, qname: bytes, 
             return first
         return Answer(rest.rcode, True, first.answer + rest.answer, first.ancount + rest.ancount,
                       rest.authority, rest.nscount, rest.additional, rest.arcount, rest.ecs_scope, rest.lb,
-                      rest.decision, rest.matched_rules, rest.static)
+                      rest.decision, rest.matched_rules, rest.static, optional=rest.optional,
+                      opcount=rest.opcount, optional_parts=rest.optional_parts)
     return _negative(zone, RCODE_NOERROR)
+
+
+def _with_additional(snapshot: Snapshot, rrset: EncodedRRset, data: bytes, env: QueryEnv | None,
+                     depth: int) -> Answer:
+    """The answer ``data`` (``rrset``: apex NS, MX or SRV) with the addresses of its targets as
+    optional additional data (RFC 1034 §4.3.2 step 6, RFC 2181 §5.4.1). A target that is a load
+    balancer is steered like a direct A and AAAA query for it (same health, pool choice, rules
+    and ECS scope, the narrower scope wins); only its A/AAAA records are added. Static unless
+    a load balancer was steered."""
+    ans = Answer(RCODE_NOERROR, True, data, rrset.count, optional=rrset.optional, opcount=rrset.opcount,
+                 optional_parts=rrset.optional_parts)
+    if not rrset.lb_targets:
+        return ans
+    ans.static = False
+    if env is None:
+        return ans
+    parts = list(rrset.optional_parts)
+    scope: int | None = None
+    for target, plan in rrset.lb_targets:
+        zone = find_zone(snapshot, target)[0]
+        if zone is None:
+            continue
+        for t in (QTYPE_A, QTYPE_AAAA):
+            if t not in plan.types:
+                continue
+            steered = _lb_answer(snapshot, zone, plan, target, t, env, target, depth)
+            if steered.ecs_scope is not None:
+                scope = steered.ecs_scope if scope is None else max(scope, steered.ecs_scope)
+            d = steered.decision
+            if steered.ancount and d is not None and all(rt == t for rt, _ in d.records):
+                parts.append((steered.answer, steered.ancount))
+    ans.optional = b"".join(p for p, _ in parts)
+    ans.opcount = sum(c for _, c in parts)
+    ans.optional_parts = tuple(parts)
+    ans.ecs_scope = scope
+    return ans
+
+
+def _dname_answer(snapshot: Snapshot, zone: ZoneIndex, dname_owner: bytes, prefix: bytes, qtype: int,
+                  env: QueryEnv | None, owner: bytes, depth: int) -> Answer:
+    """DNAME substitution (RFC 6672 §2.2, §3.2): the query name is ``prefix`` (its labels
+    below the DNAME owner, wire form without the root) + ``dname_owner``. The answer is the
+    DNAME RR, then a CNAME from the query name to ``prefix`` + the DNAME target with the
+    DNAME's TTL (§3.1), then — unless the query is for CNAME — the answer for the new name
+    when it lies in a served zone (chased like a CNAME, within the same chain limit). A new
+    name longer than 255 octets is YXDOMAIN with the DNAME RR (§2.2)."""
+    dname = zone.nodes[dname_owner].rrsets[QTYPE_DNAME]
+    dname_rr = dname.with_owner(dname_owner)
+    target = prefix + dname.targets[0]
+    if len(target) > 255:
+        return Answer(_RCODE_YXDOMAIN, True, dname_rr, 1)
+    data = dname_rr + owner + _tail(QTYPE_CNAME, dname.ttl, target)
+    rest = _chase(snapshot, target, qtype, env, depth) if qtype != QTYPE_CNAME else None
+    if rest is None:
+        return Answer(RCODE_NOERROR, True, data, 2)
+    return Answer(rest.rcode, True, data + rest.answer, 2 + rest.ancount, rest.authority, rest.nscount,
+                  rest.additional, rest.arcount, rest.ecs_scope, rest.lb, rest.decision, rest.matched_rules,
+                  rest.static, optional=rest.optional, opcount=rest.opcount, optional_parts=rest.optional_parts)
 
 
 def _chases(snapshot: Snapshot, target: bytes, depth: int) -> bool:
@@ -308,6 +397,19 @@ def apply_rules(plan: LbPlan, qname_text: str, qtype: int, env: QueryEnv) -> tup
     return eff, matched, reads_ecs
 
 
+def _lb_any(plan: LbPlan, qname: bytes, env: QueryEnv | None, owner: bytes) -> Answer:
+    """ANY at an LB name: one ``HINFO "RFC8482" ""`` RR (RFC 8482 §4.2) with the effective TTL,
+    a matching rule's ``overrides.ttl`` included (Cloudflare: the LB ``ttl``; rules may override
+    it). Without rules the answer is static; with rules they are evaluated like for an A query
+    (their ECS reads set the scope) and the answer is computed per query."""
+    ttl = plan.base.ttl
+    if not plan.rules or env is None:
+        return Answer(RCODE_NOERROR, True, owner + _tail(QTYPE_HINFO, ttl, _HINFO_RDATA), 1, static=True)
+    eff, matched, reads_ecs = apply_rules(plan, to_text(qname), QTYPE_ANY, env)
+    return Answer(RCODE_NOERROR, True, owner + _tail(QTYPE_HINFO, eff.ttl, _HINFO_RDATA), 1,
+                  ecs_scope=_ecs_scope(env.ecs, None, reads_ecs), lb=plan, matched_rules=matched, static=False)
+
+
 def _ip(text: str) -> IPv4Address | IPv6Address | None:
     try:
         return ip_address(text)
@@ -333,11 +435,17 @@ def _lb_answer(snapshot: Snapshot, zone: ZoneIndex, plan: LbPlan, qname: bytes, 
         return ans
     ttl = eff.ttl
     recs = d.records
+    if plan.rules:
+        d.cacheable = False
+    if qtype in plan.service:
+        cname = next((r for r in recs if r[0] == QTYPE_CNAME), None)
+        if cname is None:
+            return _service_answer(plan, qtype, d, ttl, env, owner, scope, matched)
+        recs = d.records = [cname]  # the LB name is an alias here: answer like an A query would
+        d.weighted = None
     n = len(recs)
     rrs: tuple[bytes, ...] = ()
     weighted: tuple[tuple[float, bytes], ...] = ()
-    if plan.rules:
-        d.cacheable = False
     drawable = (*recs, *(rec for _, rec in d.weighted or ()))
     if qtype != QTYPE_CNAME and d.cacheable and any(
             rt == QTYPE_CNAME and _chases(snapshot, rd, depth) for rt, rd in drawable):
@@ -350,7 +458,8 @@ def _lb_answer(snapshot: Snapshot, zone: ZoneIndex, plan: LbPlan, qname: bytes, 
                 scope = rest.ecs_scope if scope is None else max(scope, rest.ecs_scope)
             return Answer(rest.rcode, True, data + rest.answer, 1 + rest.ancount, rest.authority, rest.nscount,
                           rest.additional, rest.arcount, ecs_scope=scope, lb=plan, decision=d,
-                          matched_rules=matched, static=False)
+                          matched_rules=matched, static=False, optional=rest.optional, opcount=rest.opcount,
+                          optional_parts=rest.optional_parts)
     if n == 1:
         rtype, rdata = recs[0]
         data = owner + _tail(rtype, ttl, rdata)
@@ -365,6 +474,41 @@ def _lb_answer(snapshot: Snapshot, zone: ZoneIndex, plan: LbPlan, qname: bytes, 
         if d.cacheable:
             rrs = tuple(parts)
     return Answer(RCODE_NOERROR, True, data, n, ecs_scope=scope, lb=plan, decision=d, matched_rules=matched,
+                  static=False, rrs=rrs, weighted=weighted)
+
+
+def _service_answer(plan: LbPlan, qtype: int, d: Decision, ttl: int, env: QueryEnv, owner: bytes,
+                    scope: int | None, matched: list[str]) -> Answer:
+    """An HTTPS/SVCB query at an LB with ``https:``/``svcb:``: one ServiceMode record (RFC 9460
+    §2.4.3, §7.3) whose ipv4hint/ipv6hint are the A/AAAA records of decision ``d`` (the
+    addresses direct A and AAAA queries would get now: same pool, health and ECS scope). The
+    hints of a multi-answer are rotated together at a random start, like the A/AAAA answers; a
+    cacheable decision lists every rotation as an equally weighted choice for the LB memo."""
+    head, mid, tail = plan.service[qtype]
+    v4 = [rd for rt, rd in d.records if rt == QTYPE_A]
+    v6 = [rd for rt, rd in d.records if rt == QTYPE_AAAA]
+    turns = max(len(v4), len(v6), 1)
+
+    def record(k: int) -> bytes:
+        rdata = head
+        if v4:
+            r = k % len(v4)
+            rdata += struct.pack("!HH", 4, 4 * len(v4)) + b"".join(v4[r:] + v4[:r])
+        rdata += mid
+        if v6:
+            r = k % len(v6)
+            rdata += struct.pack("!HH", 6, 16 * len(v6)) + b"".join(v6[r:] + v6[:r])
+        return owner + _tail(qtype, ttl, rdata + tail)
+
+    data = record(int(env.rng.random() * turns) % turns)
+    weighted: tuple[tuple[float, bytes], ...] = ()
+    rrs: tuple[bytes, ...] = ()
+    if d.cacheable:
+        if turns == 1:
+            rrs = (data,)
+        else:
+            weighted = tuple((1.0, record(k)) for k in range(turns))
+    return Answer(RCODE_NOERROR, True, data, 1, ecs_scope=scope, lb=plan, decision=d, matched_rules=matched,
                   static=False, rrs=rrs, weighted=weighted)
 
 

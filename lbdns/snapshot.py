@@ -8,8 +8,10 @@ pools, base effective configuration and compiled rules. Nothing here runs per qu
 
 from __future__ import annotations
 
+import base64
 import struct
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -18,7 +20,7 @@ import dns.rdatatype
 import dns.rrset
 
 from lbdns.config.loaded import LoadedConfig
-from lbdns.config.model import LoadBalancer, Pool, RuleOverrides
+from lbdns.config.model import LoadBalancer, Pool, RuleOverrides, ServiceBinding
 from lbdns.config.refs import resolve_policy
 from lbdns.config.settings import ServerSettings
 from lbdns.snapshot_types import (
@@ -34,11 +36,15 @@ from lbdns.snapshot_types import (
 from lbdns.steering.plan import CompiledOrigin, CompiledPool, Effective
 from lbdns.wire.codec import (
     CLASS_IN,
+    QTYPE_AAAA,
     QTYPE_CNAME,
+    QTYPE_DNAME,
+    QTYPE_HTTPS,
     QTYPE_MX,
     QTYPE_NS,
     QTYPE_SOA,
     QTYPE_SRV,
+    QTYPE_SVCB,
 )
 from lbdns.wire.render import QNAME_POINTER
 
@@ -54,6 +60,9 @@ def name_wire(name: dns.name.Name) -> bytes:
     return wire
 
 
+_TARGET_TYPES = (QTYPE_CNAME, QTYPE_NS, QTYPE_MX, QTYPE_SRV, QTYPE_DNAME)
+
+
 def _encode_rrset(rrset: dns.rrset.RRset) -> EncodedRRset:
     tails: list[bytes] = []
     targets: list[bytes] = []
@@ -61,7 +70,7 @@ def _encode_rrset(rrset: dns.rrset.RRset) -> EncodedRRset:
         rdata = rd.to_wire()
         tails.append(struct.pack("!HHIH", rrset.rdtype, CLASS_IN, rrset.ttl, len(rdata)) + rdata)
         target = getattr(rd, "target", None) or getattr(rd, "exchange", None)
-        if isinstance(target, dns.name.Name) and rrset.rdtype in (QTYPE_CNAME, QTYPE_NS, QTYPE_MX, QTYPE_SRV):
+        if isinstance(target, dns.name.Name) and rrset.rdtype in _TARGET_TYPES:
             targets.append(name_wire(target))
     t = tuple(tails)
     return EncodedRRset(rrset.rdtype, rrset.ttl, t, b"".join(QNAME_POINTER + x for x in t), tuple(targets))
@@ -90,7 +99,7 @@ def compile_pool(p: Pool) -> CompiledPool:
         shed_percent=shed.default_percent if shed else 0.0,
         shed_policy=shed.default_policy if shed else "random",
         latitude=p.latitude, longitude=p.longitude,
-        has_hostnames=any(o.hostname is not None for o in origins),
+        has_hostnames=any(o.hostname is not None for o in origins), max_answers=p.max_answers,
     )
 
 
@@ -120,6 +129,7 @@ def base_effective(lb: LoadBalancer, pools: Mapping[str, CompiledPool], settings
         location_mode=lb.location_strategy.mode,
         ttl=lb.ttl,
         region_source=settings.geo_region_source,
+        max_answers=lb.max_answers,
     )
 
 
@@ -193,7 +203,7 @@ def _compile_rules(lb: LoadBalancer, compiled_conditions: tuple[Any, ...],
     return tuple(rules), frozenset(fields)
 
 
-def build_snapshot(loaded: LoadedConfig, settings: ServerSettings, generation: int = 0) -> Snapshot:
+def build_snapshot(loaded: LoadedConfig, settings: ServerSettings, generation: int = 0) -> Snapshot:  # noqa: C901 -- one pass over zones and LBs; to be split when the serving plan replaces it
     """Compile a validated configuration into a :class:`Snapshot` (SPEC.md §3.2 precedence is
     resolved here: only enabled LBs become part of the name tree, R-ANS-08/R-ANS-10)."""
     config = loaded.config
@@ -247,15 +257,90 @@ def build_snapshot(loaded: LoadedConfig, settings: ServerSettings, generation: i
         for owner, lb in zd.load_balancers.items():
             conds = loaded.rules.get((zd.origin, owner), ())
             rules, fields = _compile_rules(lb, conds, pools)
+            service = {t: service_template(b) for t, b in ((QTYPE_HTTPS, lb.https), (QTYPE_SVCB, lb.svcb))
+                       if b is not None}
             plan = LbPlan(
                 name=lb.name, rule_name=lb.name.rstrip("."), zone=zd.origin.to_text(),
                 base=base_effective(lb, pools, settings), rules=rules, rule_fields=fields, model=lb,
                 serves_mx_srv=enterprise,
+                types=(LB_TYPES_ENTERPRISE if enterprise else LB_TYPES_BASE) | frozenset(service),
+                service=MappingProxyType(service),
             )
             plans[lb.name] = plan
             if lb.enabled:
                 node_for(owner).lb = plan
+        dnames = frozenset(k for k, n in nodes.items() if QTYPE_DNAME in n.rrsets)
         zones[origin] = ZoneIndex(origin, zd.origin.to_text(), MappingProxyType(nodes), cuts, negative_soa,
-                                  soa.ttl)
+                                  soa.ttl, dnames)
+    for z in zones.values():
+        for node in z.nodes.values():
+            for rtype in (QTYPE_NS, QTYPE_MX, QTYPE_SRV):
+                rr = node.rrsets.get(rtype)
+                if rr is not None and rr.targets and (rtype != QTYPE_NS or node.name == z.origin):
+                    node.rrsets[rtype] = _with_additional(rr, zones)
     return Snapshot(MappingProxyType(zones), MappingProxyType(pools), MappingProxyType(plans), config, settings,
                     generation)
+
+
+def service_template(binding: ServiceBinding) -> tuple[bytes, bytes, bytes]:
+    """The fixed parts of an LB's ServiceMode SVCB/HTTPS RDATA (RFC 9460 §2.2): ``head`` =
+    SvcPriority, TargetName ``.`` (the owner itself) and the SvcParams with keys below
+    ``ipv4hint`` (4): alpn (1), no-default-alpn (2), port (3); ``mid`` = the params between
+    ``ipv4hint`` and ``ipv6hint`` (6): ech (5); ``tail`` = params above 6 (none). An answer is
+    ``head`` + ipv4hint + ``mid`` + ipv6hint + ``tail``, keys in increasing order (§2.2)."""
+    head = struct.pack("!H", binding.priority) + b"\x00"
+    if binding.alpn:
+        ids = b"".join(bytes((len(a),)) + a.encode() for a in binding.alpn)
+        head += struct.pack("!HH", 1, len(ids)) + ids
+    if binding.no_default_alpn:
+        head += struct.pack("!HH", 2, 0)
+    if binding.port is not None:
+        head += struct.pack("!HHH", 3, 2, binding.port)
+    mid = b""
+    if binding.ech is not None:
+        ech = base64.b64decode(binding.ech)
+        mid = struct.pack("!HH", 5, len(ech)) + ech
+    return head, mid, b""
+
+
+def zone_of(zones: Mapping[bytes, ZoneIndex], name: bytes) -> tuple[ZoneIndex | None, bytes | None]:
+    """The served zone holding ``name`` (lower-case wire) and the delegation cut at or above
+    ``name`` in it (None when ``name`` is authoritative data of that zone)."""
+    offs: list[int] = []
+    i = 0
+    while name[i]:
+        offs.append(i)
+        i += name[i] + 1
+    offs.append(i)
+    for k, off in enumerate(offs):
+        z = zones.get(name[off:])
+        if z is not None:
+            for j in range(k - 1, -1, -1):
+                if name[offs[j]:] in z.cuts:
+                    return z, name[offs[j]:]
+            return z, None
+    return None, None
+
+
+def _with_additional(rr: EncodedRRset, zones: Mapping[bytes, ZoneIndex]) -> EncodedRRset:
+    """``rr`` with its additional-section data (see :class:`EncodedRRset`): for each distinct
+    target that is authoritative data of a served zone (not at or below a delegation), its A
+    and AAAA RRsets, or the target's LB when an enabled LB answering A/AAAA owns it."""
+    parts: list[tuple[bytes, int]] = []
+    lbs: list[tuple[bytes, LbPlan]] = []
+    for target in dict.fromkeys(rr.targets):
+        zone, cut = zone_of(zones, target)
+        node = zone.nodes.get(target) if zone is not None and cut is None else None
+        if node is None:
+            continue
+        if node.lb is not None and node.lb.types & {1, QTYPE_AAAA}:
+            lbs.append((target, node.lb))
+            continue
+        for t in (1, QTYPE_AAAA):
+            addr = node.rrsets.get(t)
+            if addr is not None:
+                parts.append((addr.with_owner(target), addr.count))
+    if not parts and not lbs:
+        return rr
+    return replace(rr, optional=b"".join(p for p, _ in parts), opcount=sum(c for _, c in parts),
+                   optional_parts=tuple(parts), lb_targets=tuple(lbs))

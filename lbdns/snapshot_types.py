@@ -25,13 +25,23 @@ class EncodedRRset:
     """An RRset pre-encoded for answers. ``tails`` are the per-RR bytes after the owner name
     (TYPE, CLASS, TTL, RDLENGTH, RDATA; names in RDATA uncompressed); ``at_qname`` the whole
     RRset with the owner written as a pointer to the question name (offset 12);
-    ``targets`` the lower-case wire names the RDATA points to (CNAME/NS/MX/SRV targets)."""
+    ``targets`` the lower-case wire names the RDATA points to (CNAME/NS/MX/SRV/DNAME targets).
+
+    For the apex NS RRset and MX/SRV RRsets, the additional-section data of an answer
+    (RFC 1034 §4.3.2 step 6, RFC 2181 §5.4.1): ``optional_parts`` the A and AAAA RRsets (owner in
+    full, count) of targets that are ordinary names in a served zone, in target order, joined in
+    ``optional`` with ``opcount`` records; ``lb_targets`` the (target wire name, LB plan) of
+    targets that are load balancers, steered per query."""
 
     rtype: int
     ttl: int
     tails: tuple[bytes, ...]
     at_qname: bytes
     targets: tuple[bytes, ...] = ()
+    optional: bytes = b""
+    opcount: int = 0
+    optional_parts: tuple[tuple[bytes, int], ...] = ()
+    lb_targets: tuple[tuple[bytes, LbPlan], ...] = ()
 
     @property
     def count(self) -> int:
@@ -45,10 +55,10 @@ class EncodedRRset:
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
-    """One enabled custom rule in evaluation order (SPEC.md §8.3). ``condition`` is a
-    :class:`lbdns.rules.compiler.CompiledCondition`; ``apply`` maps an Effective to the
-    Effective with this rule's overrides (R-RUL-31/32); ``stops`` is ``terminates`` or a
-    ``fixed_response`` (R-RUL-33/34)."""
+    """One enabled custom rule in evaluation order (Cloudflare docs: Load Balancing › Custom
+    rules). ``condition`` is a :class:`lbdns.rules.compiler.CompiledCondition`; ``apply`` maps an
+    Effective to the Effective with this rule's overrides; ``stops`` is ``terminates`` or a
+    ``fixed_response`` (docs/rules.md)."""
 
     name: str
     index: int
@@ -63,7 +73,9 @@ class LbPlan:
     """A compiled load balancer. ``name`` is the LB hostname (lower case, trailing dot);
     ``rule_name`` the ``cf.load_balancer.name`` value; ``base`` the effective config
     without rules; ``rules`` enabled rules sorted by (priority, array index);
-    ``rule_fields`` every rule field any condition reads."""
+    ``rule_fields`` every rule field any condition reads; ``types`` the query types the LB
+    answers (A, AAAA, CNAME; MX, SRV with plan enterprise; HTTPS, SVCB when configured);
+    ``service`` the :func:`service_template` per HTTPS/SVCB query type configured."""
 
     name: str
     rule_name: str
@@ -73,6 +85,8 @@ class LbPlan:
     rule_fields: frozenset[str]
     model: LoadBalancer
     serves_mx_srv: bool
+    types: frozenset[int] = frozenset()
+    service: Mapping[int, tuple[bytes, bytes, bytes]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -91,7 +105,8 @@ class ZoneIndex:
     """A served zone. ``origin`` is the lower-case wire apex; ``nodes`` every existing name
     including empty non-terminals; ``cuts`` the delegation points below the apex;
     ``negative_soa`` the SOA RR (owner in full) with TTL min(SOA TTL, MINIMUM) for
-    NXDOMAIN/NODATA (RFC 2308 §3, §5)."""
+    NXDOMAIN/NODATA (RFC 2308 §3, §5); ``dnames`` the owners of DNAME records (RFC 6672),
+    empty for most zones, so only zones with a DNAME pay for the ancestor check."""
 
     origin: bytes
     origin_text: str
@@ -99,6 +114,7 @@ class ZoneIndex:
     cuts: frozenset[bytes]
     negative_soa: bytes
     soa_ttl: int
+    dnames: frozenset[bytes] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

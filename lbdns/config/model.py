@@ -12,6 +12,8 @@ validator can report it verbatim.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import math
 from typing import Annotated, Any, ClassVar, Literal
@@ -186,6 +188,9 @@ class Pool(_Model):
     notification_filter: NotificationFilter | None = None
     notification_email: str = ""
     networks: list[str] | None = None
+    max_answers: int | None = Field(default=None, ge=1, le=64)
+    """lbdns extension: in multi-answer mode, answer with at most this many addresses, chosen
+    per resolver network by weighted rendezvous hashing (None: all eligible origins)."""
 
     @model_validator(mode="after")
     def _defaults(self) -> Pool:
@@ -313,6 +318,49 @@ class AdaptiveRouting(_Model):
     failover_across_pools: bool = False
 
 
+class ServiceBinding(_Model):
+    """``https:`` / ``svcb:`` of a load balancer (lbdns extension; RFC 9460): the LB answers
+    HTTPS (resp. SVCB) queries with one ServiceMode record — ``priority``, target ``.`` (the
+    LB name itself), these SvcParams and ``ipv4hint``/``ipv6hint`` set to the addresses the A
+    and AAAA answers would carry for the same query. ``alpn`` protocol ids (1–255 octets each,
+    e.g. ``h2``, ``h3``); ``no_default_alpn`` needs ``alpn``; ``port`` 1–65535; ``ech`` an
+    ECHConfigList in base64, passed through unexamined beyond its length prefix."""
+
+    priority: int = Field(default=1, ge=1, le=65535)
+    alpn: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(default_factory=list)
+    no_default_alpn: bool = False
+    port: int | None = Field(default=None, ge=1, le=65535)
+    ech: str | None = None
+
+    @field_validator("alpn")
+    @classmethod
+    def _alpn(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if not item.isascii() or len(item.encode()) > 255:
+                raise PydanticCustomError("E-SVCB", "alpn id {id!r} must be 1–255 ASCII characters", {"id": item})
+        return v
+
+    @field_validator("ech")
+    @classmethod
+    def _ech(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            raw = base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            raise PydanticCustomError("E-SVCB", "ech must be an ECHConfigList in base64", {}) from None
+        if len(raw) < 2 or int.from_bytes(raw[:2], "big") != len(raw) - 2:
+            raise PydanticCustomError(
+                "E-SVCB", "ech is not an ECHConfigList (its 2-octet length prefix does not match)", {})
+        return v
+
+    @model_validator(mode="after")
+    def _needs_alpn(self) -> ServiceBinding:
+        if self.no_default_alpn and not self.alpn:
+            raise PydanticCustomError("E-SVCB", "no_default_alpn needs alpn (RFC 9460 §7.1.1)", {})
+        return self
+
+
 class LoadBalancer(_Model):
     """A load balancer of a zone (SPEC.md §2.3). The YAML key is the hostname; ``name`` is
     filled in from it by the validator as a lower-case FQDN with trailing dot."""
@@ -337,6 +385,13 @@ class LoadBalancer(_Model):
     session_affinity_ttl: int | None = None
     session_affinity_attributes: dict[str, Any] | None = None
     networks: list[str] | None = None
+    https: ServiceBinding | None = None
+    """lbdns extension: answer HTTPS queries with a health-aware ServiceMode record."""
+    svcb: ServiceBinding | None = None
+    """lbdns extension: answer SVCB queries the same way."""
+    max_answers: int | None = Field(default=None, ge=1, le=64)
+    """lbdns extension: at most this many addresses in multi-answer mode, for every pool of
+    this LB (a pool's own ``max_answers`` applies when smaller)."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -122,6 +122,14 @@ class ServerSettings(_Settings):
     log_format: Literal["text", "json"] = "text"
     """``text``: one readable line per event; ``json``: one JSON object per line (health changes
     carry the webhook's event body under ``event``). ``--log-format`` overrides it."""
+    nsid: str | None = Field(default=None, min_length=1, max_length=128)
+    """Server identity returned to queries that ask for it with the EDNS NSID option (RFC 5001),
+    e.g. the host or PoP name; sent as its UTF-8 octets. None (the default): no NSID."""
+
+    @property
+    def nsid_wire(self) -> bytes | None:
+        """:attr:`nsid` as the NSID option data (UTF-8 octets), or None when not configured."""
+        return None if self.nsid is None else self.nsid.encode("utf-8")
 
 
 def load_settings(path: Path | None) -> ServerSettings:

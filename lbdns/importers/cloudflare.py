@@ -33,9 +33,11 @@ file (``zone:``, ``soa:``, ``ns:``, ``records:``, ``load_balancers:``) in the lb
   timers), overridable from the CLI. ``ns:`` comes from ``--ns``, else the apex NS records of the
   DNS export, else ``ns1``/``ns2.<zone>.`` with a warning (Cloudflare's own name servers are not
   in the export).
-* **DNS records**: A, AAAA, CNAME, MX, SRV, TXT, NS, CAA, PTR (``ttl: 1`` = Cloudflare's
-  "automatic" = 300 s); other types are skipped with a warning, and so is a CNAME at the apex
-  (Cloudflare flattens it; lbdns serves an LB or A/AAAA records there instead).
+* **DNS records**: A, AAAA, CNAME, MX, SRV, TXT, NS, CAA, PTR, HTTPS, SVCB, TLSA, SSHFP, NAPTR,
+  DS, LOC, HINFO, DNAME, URI (``ttl: 1`` = Cloudflare's "automatic" = 300 s), from the record's
+  structured ``data`` when the export has it, else from ``content``; other types (CERT, DNSKEY,
+  SMIMEA, OPENPGPKEY, …) are skipped with a warning, and so is a CNAME at the apex (Cloudflare
+  flattens it; lbdns serves an LB or A/AAAA records there instead).
 """
 
 from __future__ import annotations
@@ -597,6 +599,13 @@ def _record_text(rec: Mapping[str, Any]) -> str:
             value = str(data.get("value", "")).replace("\\", "\\\\").replace('"', '\\"')
             return f"{int(data.get('flags', 0))} {data['tag']} \"{value}\""
         return content
+    if data and rtype in _DATA_FORMS:
+        return _DATA_FORMS[rtype](rec, data)
+    if rtype == "DNAME":
+        return _dot(content)
+    if rtype == "URI" and rec.get("priority") is not None and len(content.split(None, 1)) == 2 \
+            and not content.split(None, 1)[1][:1].isdigit():
+        return f"{int(rec['priority'])} {content}"  # content is 'WEIGHT "TARGET"', the priority beside it
     if rtype == "TXT":
         if content.startswith('"'):
             return content
@@ -606,6 +615,33 @@ def _record_text(rec: Mapping[str, Any]) -> str:
             "\\" + chr(b) if b in (0x22, 0x5C) else chr(b) if 0x20 <= b < 0x7F else f"\\{b:03d}" for b in c) + '"'
             for c in chunks)
     return content
+
+
+def _quoted(text: Any) -> str:
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _target(name: Any) -> str:
+    text = str(name)
+    return text if text == "." else _dot(text)
+
+
+_DATA_FORMS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], str]] = {
+    # Cloudflare API ``data`` objects → rdata presentation text (RFC 9460, 6698, 4255, 3403, 4034, 1876, 7553)
+    "HTTPS": lambda r, d: f"{int(d['priority'])} {_target(d['target'])} {d.get('value') or ''}".rstrip(),
+    "SVCB": lambda r, d: f"{int(d['priority'])} {_target(d['target'])} {d.get('value') or ''}".rstrip(),
+    "TLSA": lambda r, d: f"{int(d['usage'])} {int(d['selector'])} {int(d['matching_type'])} {d['certificate']}",
+    "SSHFP": lambda r, d: f"{int(d['algorithm'])} {int(d['type'])} {d['fingerprint']}",
+    "NAPTR": lambda r, d: (f"{int(d['order'])} {int(d['preference'])} {_quoted(d.get('flags', ''))} "
+                           f"{_quoted(d.get('service', ''))} {_quoted(d.get('regex', ''))} "
+                           f"{_target(d.get('replacement') or '.')}"),
+    "DS": lambda r, d: f"{int(d['key_tag'])} {int(d['algorithm'])} {int(d['digest_type'])} {d['digest']}",
+    "LOC": lambda r, d: (f"{d['lat_degrees']} {d['lat_minutes']} {d['lat_seconds']} {d['lat_direction']} "
+                         f"{d['long_degrees']} {d['long_minutes']} {d['long_seconds']} {d['long_direction']} "
+                         f"{d['altitude']}m {d.get('size', 1)}m {d.get('precision_horz', 10000)}m "
+                         f"{d.get('precision_vert', 10)}m"),
+    "URI": lambda r, d: f"{int(r.get('priority', d.get('priority', 0)))} {int(d['weight'])} {_quoted(d['target'])}",
+}
 
 
 def convert_dns_records(records: Iterable[Mapping[str, Any]], zone: dns.name.Name,

@@ -17,9 +17,12 @@ from typing import Protocol
 
 from lbdns.geo.distance import haversine_km
 from lbdns.health.view import HealthView
-from lbdns.steering.origins import HostLookup, Rng, choose_single, shed
+from lbdns.steering.origins import HostLookup, Rng, choose_single, hash_score, network_key, shed
 from lbdns.steering.plan import CompiledOrigin, CompiledPool, Effective
-from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_MX, QTYPE_SRV
+from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_HTTPS, QTYPE_MX, QTYPE_SRV, QTYPE_SVCB
+
+_ADDRESS_QTYPES = (QTYPE_A, QTYPE_AAAA, QTYPE_HTTPS, QTYPE_SVCB)
+"""Query types whose answer needs the addresses of hostname origins."""
 
 
 class NeedsLookup(Exception):
@@ -58,7 +61,8 @@ class Locator(Protocol):
 class Decision:
     """The outcome of one LB decision.
 
-    ``records`` are (rtype, rdata bytes) pairs for the answer section (empty ⇒ NODATA);
+    ``records`` are (rtype, rdata bytes) pairs for the answer section (empty ⇒ NODATA; for an
+    HTTPS/SVCB query the A and AAAA records the address hints are made of);
     ``pool`` the pool that answered (None when nothing could); ``fallback`` True when the
     fallback pool answered; ``location`` the client location used (None if none was
     needed); ``trail`` human-readable steps (only filled for ``lbdns explain``);
@@ -108,7 +112,7 @@ def _usable(pool: CompiledPool, view: HealthView, q: Query, rng: Rng, lookup: Ho
                 if len(st.healthy) < pool.minimum_origins else "no origin with weight > 0")
             d.note(f"pool {pool.name}: not usable — {why}")
         return False
-    if pool.has_hostnames and q.qtype in (QTYPE_A, QTYPE_AAAA) and lookup is not None:
+    if pool.has_hostnames and q.qtype in _ADDRESS_QTYPES and lookup is not None:
         d.cacheable = False  # the outcome depends on the hostname cache, not only on health
         if not any(o.weight > 0 and (o.hostname is None or not o.flatten_cname or lookup(o.hostname).ok)
                    for o in st.healthy):
@@ -276,7 +280,7 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
         candidates = _ordered(eff.default_pools, view, q, rng, lookup, d)
     for pool in candidates:
         d.pool = pool
-        _select(pool, pool.state(view).healthy, q, rng, lookup, d, eff)
+        _select_for(pool, pool.state(view).healthy, q, rng, lookup, d, eff)
         return d
     if mapped:
         d.note("geo: mapped list exhausted — fallback pool (no cascade)")
@@ -286,10 +290,33 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
         return d
     d.pool, d.fallback = fb, True
     d.note(f"fallback pool {fb.name}: health ignored")
-    _select(fb, tuple(o for o in fb.origins if o.enabled), q, rng, lookup, d, eff)
+    _select_for(fb, tuple(o for o in fb.origins if o.enabled), q, rng, lookup, d, eff)
     if not d.records:
         d.note("fallback pool has no eligible origin — NODATA with SOA")
     return d
+
+
+def _capped(pool: CompiledPool, cands: list[tuple[CompiledOrigin, list[tuple[int, bytes]]]], limit: int,
+            resolver_ip: str, d: Decision) -> list[tuple[CompiledOrigin, list[tuple[int, bytes]]]]:
+    """The origins whose addresses fill a multi-answer capped at ``limit`` addresses: the best
+    by weighted rendezvous score (:func:`~lbdns.steering.origins.hash_score`) keyed by the
+    resolver's network (/24, /48), in pool order. The same resolver network keeps getting the
+    same subset while health does not change (caches do not churn); different networks spread
+    over all healthy origins in proportion to weight. The answer depends on the resolver, so
+    it is not cached."""
+    d.cacheable = False
+    key = network_key(resolver_ip)
+    ranked = sorted(cands, key=lambda c: -hash_score(pool.id, c[0].name, key, c[0].weight))
+    chosen: set[int] = set()
+    count = 0
+    for o, rds in ranked:
+        if count >= limit:
+            break
+        chosen.add(o.index)
+        count += len(rds)
+    d.note(f"max_answers {limit}: origins {', '.join(o.name for o, _ in cands if o.index in chosen)} "
+           f"for resolver network {key}")
+    return [c for c in cands if c[0].index in chosen]
 
 
 def _rdata_for(o: CompiledOrigin, qtype: int, lookup: HostLookup | None) -> list[tuple[int, bytes]]:
@@ -317,12 +344,30 @@ def _rdata_for(o: CompiledOrigin, qtype: int, lookup: HostLookup | None) -> list
     return [(qtype, a) for a in (addrs.v4 if fam == 4 else addrs.v6)]
 
 
+def _select_for(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: Rng,
+                lookup: HostLookup | None, d: Decision, eff: Effective) -> None:
+    """Endpoint selection for the query type: for HTTPS/SVCB (an LB's service binding) the A
+    and then the AAAA selection in the same pool, whose records become the address hints —
+    the addresses A and AAAA queries would get (RFC 9460 §7.3). Such an answer is cacheable
+    only when neither selection was a random single answer."""
+    if q.qtype not in (QTYPE_HTTPS, QTYPE_SVCB):
+        _select(pool, base, q, rng, lookup, d, eff, q.qtype)
+        return
+    _select(pool, base, q, rng, lookup, d, eff, QTYPE_A)
+    v4_weighted = d.weighted
+    d.weighted = None
+    _select(pool, base, q, rng, lookup, d, eff, QTYPE_AAAA)
+    if v4_weighted is not None or d.weighted is not None:
+        d.weighted = None
+        d.cacheable = False
+
+
 def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: Rng,  # noqa: C901, PLR0912 -- per-query hot path in one frame; split only with a bench comparison
-            lookup: HostLookup | None, d: Decision, eff: Effective) -> None:
-    """Endpoint selection in ``pool`` among ``base`` (healthy, or all enabled in fallback
-    mode): eligibility, single- vs multi-answer (Cloudflare docs: Load Balancing Reference
-    Architecture › DNS-only load balancing; docs/steering.md › Endpoint steering)."""
-    qtype = q.qtype
+            lookup: HostLookup | None, d: Decision, eff: Effective, qtype: int) -> None:
+    """Endpoint selection of ``qtype`` records in ``pool`` among ``base`` (healthy, or all
+    enabled in fallback mode): eligibility, single- vs multi-answer (Cloudflare docs: Load Balancing
+    Reference Architecture › DNS-only load balancing; docs/steering.md › Endpoint steering), and
+    the ``max_answers`` cap of multi-answers (:func:`_capped`)."""
     cands: list[tuple[CompiledOrigin, list[tuple[int, bytes]]]] = []
     for o in base:
         if o.weight <= 0:
@@ -346,11 +391,15 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
         o.hostname is None or o.flatten_cname for o, _ in cands)
     d.multi = multi
     if multi:
+        limit = pool.max_answers if eff.max_answers is None or (
+            pool.max_answers is not None and pool.max_answers < eff.max_answers) else eff.max_answers
+        if limit is not None and sum(len(r) for _, r in cands) > limit:
+            cands = _capped(pool, cands, limit, q.resolver_ip, d)
         seen: set[bytes] = set()
         for o, rds in cands:
             d.origins.append(o)
             for rtype, rdata in rds:
-                if rdata not in seen:
+                if rdata not in seen and (limit is None or len(seen) < limit):
                     seen.add(rdata)
                     d.records.append((rtype, rdata))
         d.note(f"multi-answer: all {len(cands)} eligible origins share weight {w0:g}")

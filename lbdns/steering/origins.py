@@ -7,6 +7,7 @@ mapping filled by the edge.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,17 @@ def hash_score(pool_id: str, origin_name: str, key: str, weight: float) -> float
     digest = hashlib.sha256(f"{pool_id}\0{origin_name}\0{key}".encode()).digest()[:8]
     u = (int.from_bytes(digest, "big") + 0.5) / 2.0**64
     return weight / -math.log(u)
+
+
+def network_key(ip: str) -> str:
+    """The resolver network ``ip`` (IPv4 or IPv6 text) belongs to, as text: its /24 for IPv4,
+    its /48 for IPv6 (the unit resolver caches are shared by); other text is returned as is."""
+    if "." in ip and ":" not in ip:
+        return ip.rpartition(".")[0] + ".0/24"
+    try:
+        return str(ipaddress.IPv6Network(f"{ip}/48", strict=False))
+    except ValueError:
+        return ip
 
 
 def hash_choice(pool_id: str, items: Sequence[CompiledOrigin], key: str) -> CompiledOrigin:

@@ -54,7 +54,8 @@ class PoolState:
 @dataclass(slots=True)
 class CompiledPool:
     """One pool. ``shed_percent`` 0–100 with ``shed_policy`` ``random``/``hash``;
-    ``latitude``/``longitude`` in degrees or None."""
+    ``latitude``/``longitude`` in degrees or None; ``max_answers`` the most addresses a
+    multi-answer from this pool carries (None: no limit)."""
 
     id: str
     name: str
@@ -68,6 +69,7 @@ class CompiledPool:
     latitude: float | None
     longitude: float | None
     has_hostnames: bool
+    max_answers: int | None = None
     _state: PoolState = field(default_factory=lambda: PoolState(None, (), False))
 
     def state(self, view: HealthView) -> PoolState:
@@ -93,7 +95,8 @@ class Effective:
     """The effective configuration of one LB for one query: the LB's fields after rule overrides
     (Cloudflare docs: Load Balancing › Create custom rules). ``steering_policy`` is already
     resolved (``""`` ⇒ ``geo`` with geo maps, else ``off``; Cloudflare API docs: Load Balancer
-    Details › ``steering_policy``)."""
+    Details › ``steering_policy``);
+    ``max_answers`` the LB's cap on multi-answers (None: none)."""
 
     default_pools: tuple[CompiledPool, ...]
     fallback_pool: CompiledPool | None
@@ -108,6 +111,7 @@ class Effective:
     location_mode: str
     ttl: int
     region_source: str = "pop"
+    max_answers: int | None = None
 
     def with_changes(self, **changes: Any) -> Effective:
         """A copy with fields replaced (used when rule overrides apply)."""

@@ -20,6 +20,7 @@ import dns.rdatatype
 
 from lbdns.config.loaded import ZoneData
 from lbdns.config.model import REGION_CODES, STEERING_POLICIES, LoadBalancer, Pool
+from lbdns.config.rdata import lb_conflicts
 from lbdns.config.refs import geo_maps_set, resolve_policy
 from lbdns.config.settings import ServerSettings
 from lbdns.config.source import PathKey, SourceFile
@@ -63,6 +64,8 @@ def check_load_balancers(col: Collector, parts: list[ZonePart], pools: dict[str,
             owner = _place(col, part.src, lb_path, key, zd, lbs)
             if owner is None:
                 continue
+            for problem in lb_conflicts(owner, lb, zd.rrsets):
+                col.add(part.src, lb_path, "E-LB-NAME", problem)
             lb, compiled = check_lb(refs, lb_path, lb, settings, compile_rule)
             name = owner.to_text().lower()
             lbs[owner] = lb.model_copy(update={"name": name, "id": lb.id or name})

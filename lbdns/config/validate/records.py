@@ -24,13 +24,15 @@ import dns.rdatatype
 import dns.rrset
 
 from lbdns.config.model import RecordSpec
+from lbdns.config.rdata import EXTRA_TYPES, VALUE_HINTS, check_zone_rdata
 from lbdns.config.source import PathKey, SourceFile
 from lbdns.config.validate.issues import Collector
 
 SUPPORTED_TYPES: frozenset[str] = frozenset(
     {"A", "AAAA", "CNAME", "MX", "SRV", "TXT", "NS", "SOA", "CAA", "PTR"}
-)
-"""Record types accepted in ``records`` (SOA only via the ``soa`` key)."""
+) | EXTRA_TYPES
+"""Record types accepted in ``records`` (SOA only via the ``soa`` key; the types beyond the
+first ten: :mod:`lbdns.config.rdata`)."""
 
 RRsets = dict[tuple[dns.name.Name, int], dns.rrset.RRset]
 """(owner, rdtype) → RRset, owners lower-case and absolute."""
@@ -45,6 +47,7 @@ _ALLOWED_VALUE_HINT = {
     "SRV": "'PRIORITY WEIGHT PORT TARGET' or {priority, weight, port, target}",
     "CAA": "'FLAGS TAG \"VALUE\"' or {flags, tag, value}",
     "TXT": "a string (split into 255-octet character-strings)",
+    **VALUE_HINTS,
 }
 
 
@@ -199,6 +202,8 @@ def check_placement(col: Collector, src: SourceFile, rrsets: RRsets, origin: dns
         owners.setdefault(owner, []).append(rtype_code)
     _check_cnames(col, src, rrsets, owners, origin, records)
     _check_delegations(col, src, owners, origin, records)
+    for owner, code, message, warning in check_zone_rdata(rrsets, origin):
+        col.add(src, ("records", owner_key(owner, origin, records)), code, message, warning=warning)
 
 
 def _check_cnames(col: Collector, src: SourceFile, rrsets: RRsets, owners: Mapping[dns.name.Name, list[int]],
@@ -219,7 +224,7 @@ def _check_cnames(col: Collector, src: SourceFile, rrsets: RRsets, owners: Mappi
 
 
 _GLUE = (dns.rdatatype.A, dns.rdatatype.AAAA)
-_AT_CUT = (dns.rdatatype.NS, dns.rdatatype.A, dns.rdatatype.AAAA)
+_AT_CUT = (dns.rdatatype.NS, dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.DS)
 
 
 def _check_delegations(col: Collector, src: SourceFile, owners: Mapping[dns.name.Name, list[int]],
@@ -235,4 +240,4 @@ def _check_delegations(col: Collector, src: SourceFile, owners: Mapping[dns.name
                             "(only glue A/AAAA records are allowed there)")
             elif owner == cut and any(t not in _AT_CUT for t in types):
                 col.add(src, ("records", owner_key(owner, origin, records)), "E-NAME",
-                        f"{owner.to_text()} is a delegation point; only NS and glue are allowed")
+                        f"{owner.to_text()} is a delegation point; only NS, DS and glue are allowed")

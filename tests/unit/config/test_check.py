@@ -53,7 +53,8 @@ EXPECTED = [
     "example.org. (names relative to the apex, '' for the apex, or absolute names ending in the zone)",
     "zones/bad.yaml:11:21: records.x.tll: E-FIELD: unknown field 'tll' (did you mean 'ttl'?)",
     "zones/bad.yaml:12:13: records.y.type: E-RECORD: unsupported record type 'BOGUS' "
-    "(allowed: A, AAAA, CAA, CNAME, MX, NS, PTR, SRV, TXT)",
+    "(allowed: A, AAAA, CAA, CNAME, DNAME, DS, HINFO, HTTPS, LOC, MX, NAPTR, NS, PTR, SRV, SSHFP, SVCB, TLSA, TXT, "
+    "URI)",
     "zones/bad.yaml:15:25: load_balancers.lb.default_pools[1]: E-REF: unknown pool 'nope'",
     "zones/bad.yaml:17:22: load_balancers.lb.steering_policy: E-STEERING: unknown steering_policy "
     "'random_steering' (did you mean 'random'?) (allowed: 'off', 'geo', 'random', 'dynamic_latency', "

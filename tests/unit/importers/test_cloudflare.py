@@ -331,14 +331,57 @@ def test_dns_records(exports: dict[str, Any]) -> None:
                                     {"preference": 20, "exchange": "mx2.example.com."}]
     assert apex["TXT"]["value"] == "v=spf1 mx -all"
     assert apex["CAA"]["value"] == '0 issue "letsencrypt.org"'
-    assert "HTTPS" not in apex
+    assert apex["HTTPS"] == {"type": "HTTPS", "ttl": 300, "value": '1 . alpn="h2"'}
     assert rec["_sip._udp"]["value"] == {"priority": 10, "weight": 60, "port": 5060, "target": "sip.example.com."}
     assert rec["lab"] == {"type": "NS", "ttl": 3600, "value": "ns1.lab.example.com."}
     assert rec["docs"] == {"type": "CNAME", "ttl": 120, "value": "docs.example.net."}
-    assert "office" not in rec
-    w = "\n".join(result.warnings)
-    assert "unsupported DNS record type HTTPS skipped at: example.com." in w
-    assert "unsupported DNS record type LOC skipped at: office.example.com." in w
+    assert rec["office"] == {"type": "LOC", "ttl": 3600,
+                             "value": "51 30 12.748 N 0 7 39.611 W 0.00m 0.00m 0.00m 0.00m"}
+    assert "unsupported" not in "\n".join(result.warnings)
+
+
+NEW_TYPES = [
+    # (Cloudflare API record, rdata text the import must produce), data form and content form
+    ({"type": "HTTPS", "content": "ignored", "data": {"priority": 1, "target": ".", "value": 'alpn="h2,h3" port=443'}},
+     '1 . alpn="h2,h3" port=443'),
+    ({"type": "SVCB", "content": '2 svc.example.com. alpn="h2"'}, '2 svc.example.com. alpn="h2"'),
+    ({"type": "TLSA", "data": {"usage": 3, "selector": 1, "matching_type": 1, "certificate": "ab" * 32}},
+     "3 1 1 " + "ab" * 32),
+    ({"type": "SSHFP", "data": {"algorithm": 4, "type": 2, "fingerprint": "cd" * 32}}, "4 2 " + "cd" * 32),
+    ({"type": "NAPTR", "data": {"order": 100, "preference": 10, "flags": "S", "service": "SIP+D2U", "regex": "",
+                                "replacement": "_sip._udp.example.com"}},
+     '100 10 "S" "SIP+D2U" "" _sip._udp.example.com.'),
+    ({"type": "DS", "data": {"key_tag": 2371, "algorithm": 13, "digest_type": 2, "digest": "1F" * 32}},
+     "2371 13 2 " + "1f" * 32),
+    ({"type": "LOC", "data": {"lat_degrees": 37, "lat_minutes": 46, "lat_seconds": 46, "lat_direction": "N",
+                              "long_degrees": 122, "long_minutes": 23, "long_seconds": 35, "long_direction": "W",
+                              "altitude": 0, "size": 100, "precision_horz": 0, "precision_vert": 0}},
+     "37 46 46.000 N 122 23 35.000 W 0.00m 100.00m 0.00m 0.00m"),
+    ({"type": "URI", "priority": 10, "data": {"weight": 20, "target": "https://example.com/a"}},
+     '10 20 "https://example.com/a"'),
+    ({"type": "URI", "priority": 10, "content": '20 "https://example.com/b"'}, '10 20 "https://example.com/b"'),
+    ({"type": "HINFO", "content": '"PC" "Linux"'}, '"PC" "Linux"'),
+    ({"type": "DNAME", "content": "example.net"}, "example.net."),
+]
+
+
+@pytest.mark.parametrize("record,text", NEW_TYPES)
+def test_new_record_types_imported(record: dict[str, Any], text: str) -> None:
+    import dns.name
+    import dns.rdata
+
+    zone = dns.name.from_text("example.com.")
+    warnings: list[str] = []
+    owner = "x" if record["type"] != "DS" else "lab"
+    recs = [{"name": f"{owner}.example.com", "ttl": 600, **record}]
+    if record["type"] == "DS":
+        recs.append({"name": "lab.example.com", "type": "NS", "content": "ns1.example.net", "ttl": 600})
+    records, _, _ = convert_dns_records(recs, zone, warnings)
+    assert warnings == []
+    entry = records[owner] if record["type"] != "DS" else records[owner][1]
+    assert entry["type"] == record["type"] and entry["ttl"] == 600
+    got = dns.rdata.from_text("IN", record["type"], entry["value"], origin=zone)
+    assert got == dns.rdata.from_text("IN", record["type"], text, origin=zone)
 
 
 def test_dns_record_edge_cases() -> None:

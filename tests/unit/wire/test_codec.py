@@ -711,3 +711,44 @@ def test_names_to_text_rejects(data: bytes) -> None:
 def test_names_lower_leaves_length_and_pointer_octets() -> None:
     assert names.lower(b"\x03WWW\x07EXAMPLE\xc0\x0c") == b"\x03www\x07example\xc0\x0c"
     assert names.lower(b"\x02\xc4\xd6\x00") == b"\x02\xc4\xd6\x00"
+
+
+# --------------------------------------------------------------------------- QDCOUNT ≠ 1 with EDNS, NSID
+
+
+def test_qdcount_zero_with_cookie_carries_the_opt_record() -> None:
+    # RFC 7873 §5.4: QDCOUNT 0 and an OPT record holding only a COOKIE option
+    data = struct.pack("!HHHHHH", 7, 0, 0, 0, 0, 1) + opt_rr(option(10, b"c" * 8))
+    exc = formerr(data)
+    assert isinstance(exc, codec.QuestionCountError) and exc.qdcount == 0
+    assert exc.edns is not None and exc.edns.client_cookie == b"c" * 8 and exc.edns.server_cookie is None
+
+
+def test_qdcount_two_with_edns_carries_the_opt_record() -> None:
+    q = b"\x03www\x07example\x03com\x00\x00\x01\x00\x01"
+    data = struct.pack("!HHHHHH", 7, 0, 2, 0, 0, 1) + q + q + opt_rr(payload=4096, ttl=0x8000)
+    exc = formerr(data)
+    assert isinstance(exc, codec.QuestionCountError) and exc.qdcount == 2
+    assert exc.edns is not None and exc.edns.payload == 4096 and exc.edns.do
+
+
+@pytest.mark.parametrize("data", [
+    struct.pack("!HHHHHH", 7, 0, 0, 0, 0, 0),  # no OPT
+    struct.pack("!HHHHHH", 7, 0, 0, 0, 0, 1) + opt_rr()[:-3],  # truncated OPT
+    struct.pack("!HHHHHH", 7, 0, 2, 0, 0, 1) + b"\x03www\x00\x00\x01\x00\x01" + opt_rr(),  # one question short
+])
+def test_qdcount_not_one_without_a_readable_opt_record(data: bytes) -> None:
+    exc = formerr(data)
+    assert isinstance(exc, codec.QuestionCountError) and exc.edns is None
+
+
+def test_qdcount_zero_with_malformed_cookie_is_an_edns_option_error() -> None:
+    data = struct.pack("!HHHHHH", 7, 0, 0, 0, 0, 1) + opt_rr(option(10, b"c" * 5))
+    assert isinstance(formerr(data), codec.EdnsOptionError)
+
+
+def test_nsid_option_is_reported() -> None:
+    q = assert_matches_dnspython(wire(use_edns=0, options=[dns.edns.GenericOption(3, b"")]))
+    assert q.edns is not None and q.edns.nsid
+    q = assert_matches_dnspython(wire(use_edns=0))
+    assert q.edns is not None and not q.edns.nsid

@@ -360,3 +360,55 @@ def test_response_to_every_parsed_shape_is_valid_dns() -> None:
             m = dns.message.from_wire(out)
             assert m.rcode() == rcode
     assert codec.RCODE_SERVFAIL == 2
+
+
+# --------------------------------------------------------------------------- NSID, optional additional, headless
+
+
+def test_nsid_returned_only_when_asked() -> None:
+    _, m = respond(query_wire(use_edns=0, options=[dns.edns.GenericOption(3, b"")]), nsid=b"pop-1")
+    nsid = [o for o in m.options if o.otype == 3]
+    assert len(nsid) == 1 and nsid[0].to_wire() == b"pop-1"
+    _, m = respond(query_wire(use_edns=0), nsid=b"pop-1")
+    assert not [o for o in m.options if o.otype == 3]
+
+
+def test_optional_additional_left_out_before_truncation() -> None:
+    glue = encode_rr(to_wire("ns.example.com"), 1, 60, b"\xc0\x00\x02\x01")
+    extra = [encode_rr(to_wire(f"mx{i}.example.com"), 1, 60, bytes([192, 0, 2, i])) for i in range(3)]
+    data = query_wire(use_edns=False)
+    answer = a_records(20)  # 20 × 16 octets
+    base = 12 + 21 + len(answer) + len(glue)
+    # everything fits
+    _, m = respond(data, answer=answer, ancount=20, additional=glue, arcount=1, optional=b"".join(extra), opcount=3,
+                   optional_parts=tuple((e, 1) for e in extra), max_size=base + 3 * len(extra[0]))
+    assert len(m.additional) == 4 and not m.flags & dns.flags.TC
+    # room for one optional RRset: it is kept, the others left out, TC clear
+    out, m = respond(data, answer=answer, ancount=20, additional=glue, arcount=1, optional=b"".join(extra), opcount=3,
+                     optional_parts=tuple((e, 1) for e in extra), max_size=base + len(extra[0]) + 5)
+    assert [r.name.to_text() for r in m.additional] == ["ns.example.com.", "mx0.example.com."]
+    assert not m.flags & dns.flags.TC and len(out) <= base + len(extra[0]) + 5
+    # the required glue does not fit: TC
+    _, m = respond(data, answer=answer, ancount=20, additional=glue, arcount=1, optional=b"".join(extra), opcount=3,
+                   max_size=base - 1)
+    assert m.flags & dns.flags.TC and not m.answer and not m.additional
+
+
+def test_build_headless_cookie_reply() -> None:
+    from lbdns.wire.render import build_headless
+
+    data = struct.pack("!HHHHHH", 99, 0x0100, 0, 0, 0, 1) + b"\x00" + struct.pack("!HHIH", 41, 1232, 0x8000, 12) + (
+        struct.pack("!HH", 10, 8) + b"c" * 8)
+    with pytest.raises(codec.QuestionCountError) as info:
+        parse_query(data)
+    exc = info.value
+    assert exc.edns is not None
+    out = build_headless(data, 0, exc.edns, edns_payload=1232, cookie=b"c" * 8 + b"s" * 8)
+    m = dns.message.from_wire(out)
+    assert m.id == 99 and m.rcode() == dns.rcode.NOERROR and m.flags & dns.flags.RD and m.flags & dns.flags.QR
+    assert m.question == [] and m.edns == 0 and m.ednsflags & dns.flags.DO
+    (cookie,) = m.options
+    assert isinstance(cookie, dns.edns.CookieOption) and cookie.client == b"c" * 8 and cookie.server == b"s" * 8
+    out = build_headless(data, 23, exc.edns, edns_payload=1232)  # BADCOOKIE: extended rcode in the OPT
+    m = dns.message.from_wire(out)
+    assert m.rcode() == dns.rcode.BADCOOKIE and len(out) <= len(data)
