@@ -1,5 +1,6 @@
 """The authoritative answer: zone match, LB precedence, NXDOMAIN/NODATA with SOA, CNAME
-chasing, wildcards, referrals, REFUSED (RFC 1034 §4.3.2, RFC 2308, RFC 4592; SPEC.md §3).
+chasing, wildcards, referrals, REFUSED (RFC 1034 §4.3.2, RFC 2308, RFC 4592; docs/decisions.md ›
+Answers and precedence).
 
 Pure and synchronous: reads a :class:`~lbdns.snapshot.Snapshot` and a :class:`QueryEnv`
 (health view, rng, clock, location and hostname lookups injected), returns an
@@ -88,10 +89,11 @@ REFUSED = Answer(RCODE_REFUSED, False)
 @dataclass(slots=True)
 class QueryEnv:
     """Per-query inputs beyond the question: the resolver address (packet source), the
-    valid ECS option (None, or with source prefix > 0 — R-LOC-03), the PoP code and region,
-    the health view, an rng, a monotonic ``now`` in seconds, hostname lookups and a
-    location function ``locate_for(ecs, resolver_ip, pop)``; ``trace`` fills the decision
-    trail for ``lbdns explain``."""
+    valid ECS option (None, or with source prefix > 0: a /0 carries no client information,
+    docs/decisions.md › DNS protocol), the PoP code and region, the health view, an rng, a
+    monotonic ``now`` in seconds, hostname lookups and a location function
+    ``locate_for(ecs, resolver_ip, pop)``; ``trace`` fills the decision trail for
+    ``lbdns explain``."""
 
     resolver_ip: str
     ecs: ClientSubnet | None
@@ -333,7 +335,7 @@ def _dname_answer(snapshot: Snapshot, zone: ZoneIndex, dname_owner: bytes, prefi
 def _chases(snapshot: Snapshot, target: bytes, depth: int) -> bool:
     """Whether a CNAME to ``target`` (wire name) at chain depth ``depth`` is followed here:
     the target lies in a served zone and the chain is shorter than ``MAX_CNAME_CHAIN``
-    (RFC 1034 §4.3.2; SPEC.md R-ANS-12)."""
+    (RFC 1034 §4.3.2; lbdns decision, docs/decisions.md › Answers and precedence)."""
     return bool(target) and depth + 1 < MAX_CNAME_CHAIN and find_zone(snapshot, target)[0] is not None
 
 
@@ -366,9 +368,10 @@ def _tail(rtype: int, ttl: int, rdata: bytes) -> bytes:
 
 
 def apply_rules(plan: LbPlan, qname_text: str, qtype: int, env: QueryEnv) -> tuple[Effective, list[str], bool]:
-    """Evaluate ``plan.rules`` in order (SPEC.md §8.3–8.4). Returns the effective config,
+    """Evaluate ``plan.rules`` in order (Cloudflare API docs: Load Balancer Details ›
+    ``rules``: ``priority``, ``overrides``, ``terminates``). Returns the effective config,
     the names of matching rules, and whether a matching condition read ECS-derived data
-    (for the ECS scope, R-ANS-50)."""
+    (for the ECS scope, RFC 7871 §7.2.1)."""
     from lbdns.rules.fields import RuleFields
 
     ecs = env.ecs
@@ -449,11 +452,11 @@ def _lb_answer(snapshot: Snapshot, zone: ZoneIndex, plan: LbPlan, qname: bytes, 
     drawable = (*recs, *(rec for _, rec in d.weighted or ()))
     if qtype != QTYPE_CNAME and d.cacheable and any(
             rt == QTYPE_CNAME and _chases(snapshot, rd, depth) for rt, rd in drawable):
-        d.cacheable = False  # an in-zone CNAME target is chased per answer (R-ANS-32)
+        d.cacheable = False  # an in-zone CNAME target is chased per answer (``flatten_cname: false``)
     if n == 1 and recs[0][0] == QTYPE_CNAME and qtype != QTYPE_CNAME:
         data = owner + _tail(QTYPE_CNAME, ttl, recs[0][1])
         rest = _chase(snapshot, recs[0][1], qtype, env, depth)
-        if rest is not None:  # R-ANS-32: the CNAME, then the target's RRset when served here
+        if rest is not None:  # flatten_cname: false: the CNAME, then the target's RRset when served here
             if rest.ecs_scope is not None:  # a chased LB's location counts too: the narrower scope
                 scope = rest.ecs_scope if scope is None else max(scope, rest.ecs_scope)
             return Answer(rest.rcode, True, data + rest.answer, 1 + rest.ancount, rest.authority, rest.nscount,
@@ -468,7 +471,7 @@ def _lb_answer(snapshot: Snapshot, zone: ZoneIndex, plan: LbPlan, qname: bytes, 
         elif d.cacheable:
             rrs = (data,)
     else:
-        start = int(env.rng.random() * n) % n  # rotate: a random permutation order (R-ANS-27)
+        start = int(env.rng.random() * n) % n  # rotate: docs/decisions.md › Answers and precedence
         parts = [owner + _tail(rt, ttl, rd) for rt, rd in recs[start:] + recs[:start]]
         data = b"".join(parts)
         if d.cacheable:
@@ -513,7 +516,7 @@ def _service_answer(plan: LbPlan, qtype: int, d: Decision, ttl: int, env: QueryE
 
 
 def _ecs_scope(ecs: ClientSubnet | None, loc: ClientLocation | None, rules_read_ecs: bool) -> int | None:
-    """SCOPE PREFIX-LENGTH per SPEC.md R-ANS-50."""
+    """SCOPE PREFIX-LENGTH (RFC 7871 §7.2.1; docs/decisions.md › DNS protocol)."""
     if ecs is None:
         return None
     scope = 0

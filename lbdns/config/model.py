@@ -1,13 +1,14 @@
 """The validated configuration model: frozen pydantic models with the Cloudflare API field
-names and defaults (SPEC.md §2.3–§2.8, §2.1 for server settings).
+names and defaults (Cloudflare API docs: Load Balancer Details; Cloudflare docs: Load Balancing ›
+Manage pools, Manage monitors, Monitor Groups; docs/configuration.md).
 
 These classes describe the *shape* of the YAML and its per-field constraints; pydantic does
 the structural validation (unknown keys, types, ranges). Cross-object checks (references,
 duplicates, plan limits…) live in :mod:`lbdns.config.validate`, which also turns every
 error into a located :class:`lbdns.errors.Issue`.
 
-Custom errors raised here use the SPEC.md §12 code as the pydantic error type, so the
-validator can report it verbatim.
+Custom errors raised here use the lbdns error code (docs/configuration.md › Error and warning
+codes) as the pydantic error type, so the validator can report it verbatim.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from pydantic_core import PydanticCustomError
 REGION_CODES: tuple[str, ...] = (
     "EEU", "ENAM", "ME", "NAF", "NEAS", "NSAM", "OC", "SAF", "SAS", "SEAS", "SSAM", "WEU", "WNAM",
 )
-"""The 13 Load Balancer region codes (SPEC.md Appendix A)."""
+"""The 13 Load Balancer region codes (Cloudflare docs: Load Balancing › Regions API)."""
 
 STEERING_POLICIES: tuple[str, ...] = (
     "off", "geo", "random", "dynamic_latency", "proximity",
     "least_outstanding_requests", "least_connections", "",
 )
-"""Allowed ``steering_policy`` values (SPEC.md §2.3)."""
+"""Allowed ``steering_policy`` values (Cloudflare API docs: Load Balancer Details ›
+``steering_policy``)."""
 
 ORIGIN_STEERING_POLICIES: tuple[str, ...] = (
     "random", "hash", "least_outstanding_requests", "least_connections",
@@ -40,7 +42,8 @@ MONITOR_TYPES: tuple[str, ...] = ("http", "https", "tcp", "udp_icmp", "icmp_ping
 IGNORED_METADATA: frozenset[str] = frozenset(
     {"created_on", "modified_on", "zone_name", "disabled_at", "healthy"}
 )
-"""Read-only Cloudflare metadata accepted and ignored everywhere (SPEC.md §12 E-FIELD)."""
+"""Read-only Cloudflare metadata accepted and ignored everywhere; any other unknown key is
+``E-FIELD``."""
 
 
 class _Model(BaseModel):
@@ -66,15 +69,16 @@ Ttl = Annotated[int, Field(ge=0, le=2147483647)]
 # ---------------------------------------------------------------------------------------------
 
 class OriginHeader(_Model):
-    """Per-origin header override: only ``Host`` exists (SPEC.md §2.5; ``E-HEADER``)."""
+    """Per-origin header override: only ``Host`` exists (Cloudflare docs: Load Balancing ›
+    Override HTTP Host headers; ``E-HEADER``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
     Host: list[str] = Field(default_factory=list, min_length=1, max_length=1)
 
 
 class Origin(_Model):
-    """An endpoint of a pool (SPEC.md §2.5). ``address`` is an IP literal or a hostname;
-    ``ip`` is derived from it (``None`` for hostnames)."""
+    """An endpoint of a pool (Cloudflare docs: Load Balancing › Manage pools). ``address`` is an IP
+    literal or a hostname; ``ip`` is derived from it (``None`` for hostnames)."""
 
     name: str = Field(min_length=1)
     address: str = Field(min_length=1)
@@ -140,13 +144,14 @@ class Origin(_Model):
 
 
 class OriginSteering(_Model):
-    """``origin_steering`` (SPEC.md §2.4, §7)."""
+    """``origin_steering`` (Cloudflare docs: Load Balancing › Endpoint steering)."""
 
     policy: Literal["random", "hash", "least_outstanding_requests", "least_connections"] = "random"
 
 
 class LoadShedding(_Model):
-    """``load_shedding`` (SPEC.md §9.1); percentages 0–100 (``E-SHED``)."""
+    """``load_shedding`` (Cloudflare docs: Load Balancing › Load shedding); percentages 0–100
+    (``E-SHED``)."""
 
     default_percent: float = Field(default=0.0, ge=0, le=100)
     default_policy: Literal["random", "hash"] = "random"
@@ -155,7 +160,7 @@ class LoadShedding(_Model):
 
 
 class NotificationFilterEntry(_Model):
-    """One source of ``notification_filter`` (R-NOT-03); ``healthy`` is a real field here."""
+    """One source of ``notification_filter``; ``healthy`` is a real field here."""
 
     _ignored_metadata: ClassVar[frozenset[str]] = IGNORED_METADATA - {"healthy"}
     disable: bool = False
@@ -163,14 +168,16 @@ class NotificationFilterEntry(_Model):
 
 
 class NotificationFilter(_Model):
-    """``notification_filter`` (SPEC.md R-NOT-03)."""
+    """``notification_filter``: which health changes of this pool are notified (a Cloudflare API
+    pool field; docs/configuration.md › pools)."""
 
     origin: NotificationFilterEntry | None = None
     pool: NotificationFilterEntry | None = None
 
 
 class Pool(_Model):
-    """A pool of origins, account level (SPEC.md §2.4). ``id`` defaults to ``name``."""
+    """A pool of origins, account level (Cloudflare docs: Load Balancing › Manage pools). ``id``
+    defaults to ``name``."""
 
     id: str = ""
     name: str = Field(min_length=1)
@@ -200,13 +207,14 @@ class Pool(_Model):
 
     @property
     def monitored(self) -> bool:
-        """True when health is considered for this pool (SPEC.md R-HLT-03)."""
+        """True when health is considered for this pool (Cloudflare docs: Load Balancing › How
+        endpoints and pools become unhealthy)."""
         return self.monitor is not None or self.monitor_group is not None
 
 
 class Monitor(_Model):
-    """A health monitor, account level (SPEC.md §2.6). Fields validated per type in
-    :mod:`lbdns.config.validate` (``E-MON``)."""
+    """A health monitor, account level (Cloudflare docs: Load Balancing › Manage monitors). Fields
+    validated per type in :mod:`lbdns.config.validate` (``E-MON``)."""
 
     id: str = Field(min_length=1)
     description: str = ""
@@ -242,7 +250,7 @@ class MonitorGroupMember(_Model):
 
 
 class MonitorGroup(_Model):
-    """A monitor group (SPEC.md §2.7)."""
+    """A monitor group (Cloudflare docs: Load Balancing › Monitor Groups)."""
 
     id: str = Field(min_length=1)
     description: str = ""
@@ -254,14 +262,16 @@ class MonitorGroup(_Model):
 # ---------------------------------------------------------------------------------------------
 
 class RandomSteering(_Model):
-    """``random_steering`` (SPEC.md R-GTS-20); weights 0–1 (``E-WEIGHT``)."""
+    """``random_steering`` (Cloudflare API docs: Load Balancer Details › ``random_steering``);
+    weights 0–1 (``E-WEIGHT``)."""
 
     default_weight: float = Field(default=1.0, ge=0, le=1)
     pool_weights: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
 
 
 class LocationStrategy(_Model):
-    """``location_strategy`` (SPEC.md R-LOC-05); defaults ``proximity`` / ``pop`` (A-07)."""
+    """``location_strategy`` (Cloudflare API docs: Load Balancer Details › ``location_strategy``);
+    defaults ``proximity`` / ``pop``, Cloudflare's API defaults."""
 
     prefer_ecs: Literal["always", "never", "proximity", "geo"] = "proximity"
     mode: Literal["pop", "resolver_ip"] = "pop"
@@ -278,7 +288,8 @@ class PartialLocationStrategy(_Model):
 
 
 class RuleOverrides(_Model):
-    """``rules[].overrides`` (SPEC.md R-RUL-30). ``None`` = not overridden."""
+    """``rules[].overrides`` (Cloudflare API docs: Load Balancer Details › ``rules``). ``None`` =
+    not overridden."""
 
     default_pools: list[str] | None = None
     fallback_pool: str | None = None
@@ -303,7 +314,8 @@ class FixedResponse(_Model):
 
 
 class Rule(_Model):
-    """A custom rule (SPEC.md §2.8, §8)."""
+    """A custom rule (Cloudflare API docs: Load Balancer Details › ``rules``; Cloudflare docs: Load
+    Balancing › Create custom rules)."""
 
     name: str = Field(default="", max_length=200)
     condition: str = Field(default="", max_length=4096)
@@ -362,8 +374,9 @@ class ServiceBinding(_Model):
 
 
 class LoadBalancer(_Model):
-    """A load balancer of a zone (SPEC.md §2.3). The YAML key is the hostname; ``name`` is
-    filled in from it by the validator as a lower-case FQDN with trailing dot."""
+    """A load balancer of a zone (Cloudflare API docs: Load Balancer Details). The YAML key is the
+    hostname; ``name`` is filled in from it by the validator as a lower-case FQDN with trailing
+    dot."""
 
     id: str = ""
     name: str = ""

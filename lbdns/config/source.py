@@ -1,5 +1,5 @@
 """The only module that reads configuration files: YAML text → plain Python data plus the
-``file:line:col`` of every node (DESIGN.md ``config/source.py``; octoDNS ``ContextLoader``).
+``file:line:col`` of every node (modelled on octoDNS's ``ContextLoader``).
 
 A :class:`SourceFile` holds the data and a map from key paths (tuples of keys and list
 indices) to 1-based (line, column) positions, so a validator that only knows a path can

@@ -7,7 +7,7 @@ bare array, or a single object (:func:`parse_export`).
 
 Output (:class:`CloudflareImport`) is an account file (``monitors:``, ``pools:``) and a zone
 file (``zone:``, ``soa:``, ``ns:``, ``records:``, ``load_balancers:``) in the lbdns layout
-(SPEC.md §2; DESIGN.md "Files the operator writes"). The mapping:
+(docs/configuration.md › Files and top-level keys). The mapping:
 
 * **IDs become names.** A pool is referred to by its ``name``; a monitor gets the slug of its
   ``description`` (``"Login page monitor"`` → ``login-page-monitor``), else ``m-<first 8 of
@@ -20,8 +20,9 @@ file (``zone:``, ``soa:``, ``ns:``, ``records:``, ``load_balancers:``) in the lb
   ``disabled_at``) is dropped silently; any other field lbdns does not know is dropped with a
   warning.
 * **Proxied-only settings** are kept (lbdns accepts and ignores them) with a warning that
-  says what DNS-only does instead (SPEC.md §2.10): ``proxied: true`` becomes ``proxied:
-  false``; session affinity, endpoint drain, zero-downtime failover / adaptive routing,
+  says what DNS-only does instead (Cloudflare docs: Load Balancing › Proxy status ›
+  Limitations): ``proxied: true`` becomes ``proxied: false``; session affinity, endpoint
+  drain, zero-downtime failover / adaptive routing,
   ``least_outstanding_requests``/``least_connections``, ``load_shedding.session_percent``,
   rule ``fixed_response`` and ``http.*`` rule fields. Proxied DNS records are published with
   their own content.
@@ -87,7 +88,8 @@ STEERING = ("off", "geo", "random", "dynamic_latency", "proximity", "least_outst
 AUTO_TTL = 300
 """Seconds a Cloudflare DNS record with ``ttl: 1`` ("automatic") gets."""
 
-# SPEC.md §2.10: what DNS-only does instead of each proxied-only feature
+# What DNS-only does instead of each proxied-only feature (Cloudflare docs: Load Balancing ›
+# Proxy status › Limitations)
 SA_INSTEAD = ("session affinity needs an HTTP proxy and is ignored in DNS-only mode; for stickiness use "
               "origin_steering policy 'hash' (same resolver → same origin) or the DNS persistence methods "
               "in docs/steering.md (Cloudflare: DNS persistence)")
@@ -300,7 +302,8 @@ def _copy_known(src: Mapping[str, Any], fields: Sequence[str], where: str, ctx: 
 # ---------------------------------------------------------------------------------------------
 
 def convert_monitor(obj: Mapping[str, Any], mid: str, ctx: _Ctx) -> dict[str, Any]:
-    """One Cloudflare monitor → an lbdns monitor with ``id`` = ``mid`` (SPEC.md §2.6)."""
+    """One Cloudflare monitor → an lbdns monitor with ``id`` = ``mid`` (Cloudflare docs: Load
+    Balancing › Manage monitors)."""
     where = f"monitor {mid}"
     m = _copy_known(obj, MONITOR_FIELDS, where, ctx)
     mtype = str(m.get("type") or "http")
@@ -367,8 +370,8 @@ def _origin(obj: Mapping[str, Any], where: str, ctx: _Ctx, zone: dns.name.Name) 
 
 def convert_pool(obj: Mapping[str, Any], name: str, ctx: _Ctx, monitor_names: Mapping[str, str],
                  zone: dns.name.Name) -> dict[str, Any]:
-    """One Cloudflare pool → an lbdns pool named ``name`` (SPEC.md §2.4), its monitor
-    reference rewritten."""
+    """One Cloudflare pool → an lbdns pool named ``name`` (Cloudflare docs: Load Balancing ›
+    Manage pools), its monitor reference rewritten."""
     where = f"pool {name}"
     p = _copy_known(obj, POOL_FIELDS, where, ctx)
     p["name"] = name
@@ -523,8 +526,8 @@ def lb_key(name: str, zone: dns.name.Name) -> str | None:
 
 def convert_lb(obj: Mapping[str, Any], ctx: _Ctx,
                compile_condition: Callable[[str], Any] | None = None) -> dict[str, Any]:
-    """One Cloudflare load balancer → an lbdns load balancer (SPEC.md §2.3; the hostname is
-    the caller's YAML key). Raises :class:`ImportFailed` when no default pool is known."""
+    """One Cloudflare load balancer → an lbdns load balancer (Cloudflare API docs: Load Balancer
+    Details; the hostname is the caller's YAML key). Raises :class:`ImportFailed` when no default pool is known."""
     name = str(obj.get("name", "")).rstrip(".").lower()
     where = f"load balancer {name}"
     lb = _copy_known(obj, LB_FIELDS, where, ctx, skip=("name",))

@@ -1,6 +1,7 @@
-"""Health events and the optional webhook notifier (SPEC.md R-LOG-01, R-LOG-02, R-NOT-01, R-NOT-03).
+"""Health events and the optional webhook notifier (Cloudflare docs: Load Balancing › Analytics ›
+Logs; How endpoints and pools become unhealthy; Health monitor notifications).
 
-:func:`build_event` produces the R-LOG-01 JSON shape for one aggregated origin state change
+:func:`build_event` produces the health-event JSON shape for one aggregated origin state change
 (plus the pool change it may cause); the scheduler logs it as one line and hands it to a
 notification hook. :class:`WebhookNotifier` is such a hook: it POSTs the JSON body
 fire-and-forget (a task with a timeout), honouring the pool's ``notification_filter`` and
@@ -34,7 +35,7 @@ class HealthEvent:
     """One health change of a (pool, origin) pair, with the pool change it caused.
 
     ``origin_changed`` False means only a monitor-group member changed (``monitor_id`` set);
-    ``body`` is the R-LOG-01 JSON object (logged as one line and POSTed by webhooks).
+    ``body`` is the health-event JSON object (logged as one line and POSTed by webhooks).
     """
 
     pool: Pool
@@ -107,7 +108,8 @@ def build_event(
     at: float,
     event_id: str | None = None,
 ) -> HealthEvent:
-    """Build the health event of one change (SPEC.md R-LOG-01).
+    """Build the health event of one change (Cloudflare docs: Load Balancing › Analytics ›
+    Logs).
 
     Takes the pool and origin models, the pair's previous state and new aggregated
     :class:`OriginHealth`, the pool's new health (≥ ``minimum_origins`` healthy) and whether
@@ -157,7 +159,8 @@ def build_event(
 
 
 def filter_allows(flt: NotificationFilter | None, source: Source, healthy: bool) -> bool:
-    """Whether a pool's ``notification_filter`` lets a change through (SPEC.md R-NOT-03).
+    """Whether a pool's ``notification_filter`` lets a change through (docs/operations.md ›
+    Notification webhook).
 
     ``disable: true`` suppresses the source; ``healthy: null`` allows both directions,
     ``true`` only becoming healthy, ``false`` only becoming unhealthy. No filter ⇒ allowed.
@@ -171,7 +174,9 @@ def filter_allows(flt: NotificationFilter | None, source: Source, healthy: bool)
 
 
 class WebhookNotifier:
-    """POSTs health events as JSON to ``url`` (SPEC.md R-NOT-01/03/04), fire-and-forget.
+    """POSTs health events as JSON to ``url``, fire-and-forget (alert filters as in
+    Cloudflare docs: Load Balancing › Health monitor notifications; docs/operations.md ›
+    Notification webhook).
 
     Filters (None = all): ``pool_ids``; ``new_health`` ⊆ {"Healthy", "Unhealthy"};
     ``event_source`` ⊆ {"pool", "origin"}; plus each pool's ``notification_filter``.

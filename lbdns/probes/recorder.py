@@ -1,5 +1,6 @@
-"""Probe results → health (SPEC.md §10.4, R-MON-18, R-MON-25, R-LOG-01, R-MNT-03; DESIGN.md
-"One probe result").
+"""Probe results → health (Cloudflare docs: Load Balancing › How endpoints and pools become
+unhealthy; Global traffic steering › Dynamic; Analytics › Logs; docs/architecture.md › One probe
+result).
 
 A :class:`HealthRecorder` is the receiving end of a probe scheduler — in this process or in
 the probe worker process (:mod:`lbdns.probes.worker`). It knows the current targets by key
@@ -58,7 +59,8 @@ class HealthRecorder:
     :class:`HealthBook` with ``rtt_alpha``); ``coalesce_ms`` — min gap between publishes
     (UNHEALTHY transitions publish at once); ``clock`` — monotonic seconds (tracker time, RTT
     freshness); ``on_event`` — notification hook called once per origin health event;
-    ``rtt_max_age`` — RTT freshness in seconds (None ⇒ 3 × the monitor interval, R-GTS-51);
+    ``rtt_max_age`` — RTT freshness in seconds (None ⇒ 3 × the monitor interval,
+    docs/decisions.md › Health and probes);
     ``lag_samples`` — how many recent schedule-lag samples to keep. Publishing is scheduled on
     the running event loop; without one (plain unit use) it happens at once.
     """
@@ -109,7 +111,7 @@ class HealthRecorder:
     # -- targets ---------------------------------------------------------------------------------
 
     def set_targets(self, targets: Iterable[ProbeTarget], *, publish: bool = True) -> None:
-        """Switch to a (re)loaded configuration's targets (SPEC.md R-MNT-03).
+        """Switch to a (re)loaded configuration's targets (docs/operations.md › Reloading).
 
         Health of keys that still exist is carried over, everything else starts UNKNOWN;
         results for keys no longer present are counted but ignored. With ``publish`` (default)
@@ -147,7 +149,8 @@ class HealthRecorder:
         self._mark_dirty(urgent=tr.monitor_id is None and tr.new is OriginState.UNHEALTHY)
 
     def round_done(self, job: JobKey, rtts_ms: list[float]) -> None:
-        """Feed a finished round's RTTs into the pool EWMA (R-MON-25, R-GTS-52)."""
+        """Feed a finished round's RTTs into the pool EWMA (Cloudflare docs: Load Balancing ›
+        Global traffic steering › Dynamic)."""
         first = self._jobs.get(job)
         if first is None:
             return

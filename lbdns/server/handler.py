@@ -1,9 +1,10 @@
-"""bytes → bytes: parse the query, answer it, render the response (DESIGN.md "One query").
+"""bytes → bytes: parse the query, answer it, render the response (docs/architecture.md › One
+query).
 
 Synchronous and shared by UDP and TCP. Malformed packets get FORMERR or are dropped
 (RFC 1035 §4.1.1), other opcodes NOTIMP, EDNS versions > 0 BADVERS (RFC 6891 §6.1.3), other
 classes and zone transfers REFUSED; any unexpected exception becomes SERVFAIL plus a counter
-(DESIGN.md principle 6). Hostname lookups that are not cached raise
+(docs/architecture.md › Failure containment). Hostname lookups that are not cached raise
 :class:`~lbdns.steering.decide.NeedsLookup` to the transport, which resolves and retries.
 """
 
@@ -55,7 +56,7 @@ log = logging.getLogger("lbdns.server")
 
 @dataclass(slots=True)
 class _LbMemo:
-    """A cacheable LB answer (SPEC.md issue #3 point 7): valid while the snapshot and the
+    """A cacheable LB answer (docs/architecture.md › Caching): valid while the snapshot and the
     origin states (``HealthView.states_token``) are the ones it was computed with.
     Multi-answers rotate through ``rrs``; random single answers redraw from the cumulative
     ``weights`` over ``choices``."""
@@ -140,7 +141,7 @@ class _PopMemos:
 def _memo_scope(network_prefix: int, source: int) -> int:
     """The ECS SCOPE of a location-memoised LB answer for a query with SOURCE PREFIX-LENGTH
     ``source``: the deciding GeoIP network's prefix clamped to the source; ``-1`` (ECS consulted,
-    no data) gives the source, ``-2`` (location not from ECS) gives 0 (SPEC.md R-ANS-50)."""
+    no data) gives the source, ``-2`` (location not from ECS) gives 0 (RFC 7871 §7.2.1)."""
     if network_prefix >= 0:
         return min(network_prefix, source)
     return source if network_prefix == -1 else 0
@@ -175,7 +176,8 @@ _PACKET_REPLY_MAX = 1500
 @dataclass(slots=True)
 class GeoLocator:
     """Per-query location computation bound to the query's ECS, resolver and PoP
-    (SPEC.md R-LOC-06); GeoIP is consulted only when a policy asks."""
+    (Cloudflare API docs: Load Balancer Details › ``location_strategy``); GeoIP is consulted only
+    when a policy asks."""
 
     geo: Callable[..., object | None] | None
     ecs: ClientSubnet | None
@@ -277,7 +279,7 @@ class Handler:
         if loc.source == "ecs" and loc.network_prefix is not None:
             memo.network_prefix = loc.network_prefix
         elif loc.ecs_consulted:
-            memo.network_prefix = -1  # consulted but no data: SCOPE = SOURCE (R-ANS-50)
+            memo.network_prefix = -1  # consulted but no data: SCOPE = SOURCE (RFC 7871 §7.2.1)
         if len(self.loc_memo) >= _LB_MEMO_MAX * 4:
             self.loc_memo.clear()
         self.loc_memo[(q.qname_lower, q.qtype, pop.code, ecs is not None, id(rec))] = memo
@@ -469,7 +471,7 @@ class Handler:
             return build_response(q, rcode=rcode, aa=False, max_size=limit, edns_payload=ours,
                                   server_cookie=cookie, nsid=nsid)
         ecs = edns.ecs if edns is not None else None
-        # R-LOC-03: a /0 ECS carries no client information
+        # a /0 ECS carries no client information (docs/decisions.md › DNS protocol)
         ecs_for_answer = None if ecs is not None and ecs.source_prefix == 0 else ecs
         memo = snapshot_cache(cur.snapshot)
         ans = memo.get((q.qname_lower, q.qtype))

@@ -7,7 +7,7 @@ ECS and COOKIE options — and *fails closed*: any other problem raises
 ``ValueError``…). ``FormError.answerable`` is False when no response may be sent at all (shorter
 than a header, or the packet is itself a response).
 
-Speed notes (PERFORMANCE.md): the common query shape — QDCOUNT=1, ANCOUNT=NSCOUNT=0 and ARCOUNT 0
+Speed notes: the common query shape — QDCOUNT=1, ANCOUNT=NSCOUNT=0 and ARCOUNT 0
 or 1 with a root-owned OPT — is recognised without the general resource-record walker. Parsed
 :class:`Edns` values are immutable and memoised by the exact OPT bytes (CLASS…RDATA), so the
 payload/DO/ECS/cookie decoding and the ``ipaddress`` object are built once per distinct OPT
