@@ -46,7 +46,7 @@ def response(qname: str = "www.example.com", qtype: str = "A", *, rcode: int = 0
              aa: bool = True, soa_zone: str | None = None, ns_at: str | None = None, tc: bool = False,
              cname_to: str | None = None) -> bytes:
     qname = qname if qname.endswith(".") else qname + "."
-    q = dns.message.make_query(qname, qtype)
+    q = dns.message.make_query(qname, qtype, id=0x2A2A)  # a fixed ID: stable test ids (xdist)
     r = dns.message.make_response(q)
     r.set_rcode(rcode)
     if aa:
@@ -68,7 +68,7 @@ def response(qname: str = "www.example.com", qtype: str = "A", *, rcode: int = 0
 
 
 def query(qname: str = "www.example.com", qtype: str = "A", **kw: object) -> bytes:
-    return dns.message.make_query(qname, qtype, **kw).to_wire()  # type: ignore[arg-type]
+    return dns.message.make_query(qname, qtype, id=0x2A2A, **kw).to_wire()  # type: ignore[arg-type]
 
 
 def query_for(resp: bytes) -> bytes:
