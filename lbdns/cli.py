@@ -4,17 +4,30 @@ that prints for the user and exits."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
+import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from lbdns.config.settings import Listener, ServerSettings, load_settings
 from lbdns.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lbdns.config.settings import ServerSettings
+
+_startup_sighups: list[float] = []
+"""SIGHUPs received while ``serve`` starts, before the event loop handles them (see main)."""
+
+
+def _queue_sighup(signum: int, frame: Any) -> None:
+    _startup_sighups.append(time.monotonic())
 
 
 def _settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    from lbdns.config.settings import Listener, load_settings
+
     cfg_path = Path(args.config) if getattr(args, "config", None) else None
     if cfg_path is None and Path("lbdns.yaml").exists():
         cfg_path = Path("lbdns.yaml")
@@ -89,6 +102,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from lbdns.app import App
 
     try:
@@ -102,7 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
-    app = App(settings, Path(settings.zones_dir))
+    app = App(settings, Path(settings.zones_dir), startup_sighups=_startup_sighups)
 
     async def main() -> int:
         from lbdns.geo.data import GeoDataError
@@ -125,7 +140,10 @@ def _serve(args: argparse.Namespace) -> int:
         await app.run_forever(watch=not args.no_watch)
         return 0
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    finally:  # the loop gave SIGHUP back to its default action (terminate) when it closed
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -199,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lbdns`` console script; returns the exit status."""
+    if list(sys.argv[1:] if argv is None else argv)[:1] == ["serve"]:
+        # first: a SIGHUP (logrotate, systemctl reload) while serve starts must not kill it;
+        # it is queued and becomes one reload once the server is up
+        signal.signal(signal.SIGHUP, _queue_sighup)
     parser = build_parser()
     args = parser.parse_args(argv)
     rc: int = args.func(args)

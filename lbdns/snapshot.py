@@ -246,17 +246,28 @@ def _rule_applier(ov: RuleOverrides, pools: Mapping[str, CompiledPool]) -> tuple
     if new_policy is not None:
         names.append("steering_policy")
     reresolve = new_policy is not None or any(k in changes for k in ("region_pools", "country_pools", "pop_pools"))
+    return RuleApply(MappingProxyType(changes), new_policy, reresolve), tuple(names)
 
-    def apply(eff: Effective) -> Effective:
-        out = eff.with_changes(**changes) if changes else eff
-        if reresolve:
-            configured = new_policy if new_policy is not None else out.configured_policy
+
+@dataclass(frozen=True, slots=True)
+class RuleApply:
+    """A rule's pre-resolved overrides as a function Effective → Effective (a plain object,
+    not a closure, so a snapshot can be pickled): ``changes`` replace fields; ``new_policy``
+    is the overridden steering policy (None: unchanged); with ``reresolve`` the policy is
+    resolved again after the merge."""
+
+    changes: Mapping[str, Any]
+    new_policy: str | None
+    reresolve: bool
+
+    def __call__(self, eff: Effective) -> Effective:
+        out = eff.with_changes(**self.changes) if self.changes else eff
+        if self.reresolve:
+            configured = self.new_policy if self.new_policy is not None else out.configured_policy
             resolved = configured if configured != "" else (
                 "geo" if (out.region_pools or out.country_pools or out.pop_pools) else "off")
             out = out.with_changes(configured_policy=configured, steering_policy=resolved)
         return out
-
-    return apply, tuple(names)
 
 
 def _compile_rules(lb: LoadBalancer, compiled_conditions: tuple[Any, ...],

@@ -1,0 +1,303 @@
+"""Building a reloaded configuration's snapshot in a child process, so that a reload never
+stalls answering (docs/architecture.md, "Reload: build elsewhere, install in slices").
+
+Why a process: validating and compiling a configuration is CPU-bound Python (YAML, pydantic,
+dnspython). In a thread of the server it holds the GIL most of the time, and the garbage
+collections its million allocations trigger pause the whole process: a 30,000-record reload
+took ~10 s and held answering up to 1.2 s. In a child it runs on another CPU, with garbage
+collection off (the child lives seconds; its memory goes back to the system when it exits),
+in ~3 s; a configuration that exhausts memory takes down the child, not the server.
+
+Protocol (frames of :mod:`lbdns.ipc`): the server writes ``("build", zones_dir, settings,
+generation, chunk_nodes)`` and closes stdin. The builder answers ``("rejected", issues)``
+when the configuration has errors; otherwise ``("head", blob)`` (configuration models,
+compiled pools, load-balancer plans, zone headers), one ``("nodes", zone_index, blob)`` per
+at most ``chunk_nodes`` owner names, and ``("done", node_count)``. Each ``blob`` is a pickle
+that the server loads in its own event-loop iteration (:class:`Assembly`), so no single step
+holds the query loop for long. An unexpected exception ends the builder with a traceback on
+stderr and a non-zero exit status.
+
+Compiled rule conditions are closures: they travel as their source text and are compiled
+again on arrival; ``Node.lb`` travels as the plan's name (a pickle persistent id), so every
+node points at the one plan object of the head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import io
+import os
+import pickle
+import signal
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from lbdns.config.settings import ServerSettings
+from lbdns.config.validate import Config
+from lbdns.errors import ConfigError
+from lbdns.ipc import FRAME, MAX_FRAME, encode, read_message
+from lbdns.rules.compiler import CompiledCondition
+from lbdns.snapshot import LbPlan, Node, Snapshot, ZoneIndex
+
+CHUNK_NODES = 500
+"""Owner names per ``nodes`` frame: a few ms of unpickling on the server's loop."""
+BUILD_TIMEOUT_S = 900.0
+"""Seconds a build may take before the builder is killed and the reload fails."""
+STDERR_TAIL = 4096
+"""Bytes of the builder's stderr kept for the log when it fails."""
+
+_NO_RRSETS: Mapping[Any, Any] = MappingProxyType({})
+
+
+class BuildError(Exception):
+    """The builder process failed (could not start, crashed, timed out, or sent nonsense)."""
+
+
+def lean_config(config: Config) -> Config:
+    """``config`` with every zone's dnspython RRsets dropped: a served snapshot holds them
+    encoded in its node index, and nothing else reads them after the build. About half of a
+    record-heavy configuration's memory and unpickling time."""
+    return replace(config, zones=tuple(replace(z, rrsets=_NO_RRSETS) for z in config.zones))
+
+
+# -- pickling ------------------------------------------------------------------------------------
+
+
+def _mapping_proxy(d: dict[Any, Any]) -> Mapping[Any, Any]:
+    return MappingProxyType(d)
+
+
+def _condition(source: str) -> CompiledCondition:
+    from lbdns.rules import count_runtime_error
+    from lbdns.rules.compiler import compile_condition
+
+    return compile_condition(source, on_error=count_runtime_error(source))
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles snapshot parts: mapping proxies as dicts, compiled conditions as their source;
+    with ``plans_by_name`` every :class:`LbPlan` as a persistent id (its name)."""
+
+    def __init__(self, file: io.BytesIO, *, plans_by_name: bool) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._plans_by_name = plans_by_name
+
+    def reducer_override(self, obj: Any) -> Any:
+        t = type(obj)
+        if t is MappingProxyType:
+            return _mapping_proxy, (dict(obj),)
+        if t is CompiledCondition:
+            return _condition, (obj.source,)
+        return NotImplemented
+
+    def persistent_id(self, obj: Any) -> Any:
+        if self._plans_by_name and type(obj) is LbPlan:
+            return obj.name
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, plans: Mapping[str, LbPlan]) -> None:
+        super().__init__(io.BytesIO(data))
+        self._plans = plans
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._plans[pid]
+
+
+def _dumps(obj: Any, *, plans_by_name: bool = False) -> bytes:
+    buf = io.BytesIO()
+    _Pickler(buf, plans_by_name=plans_by_name).dump(obj)
+    return buf.getvalue()
+
+
+def snapshot_frames(snapshot: Snapshot, chunk_nodes: int = CHUNK_NODES) -> Iterator[bytes]:
+    """The frames (``head``, ``nodes``…, ``done``) that carry ``snapshot`` to the server."""
+    zones = list(snapshot.zones.values())
+    head = (snapshot.generation, lean_config(snapshot.config), dict(snapshot.pools), dict(snapshot.plans),
+            [(z.origin, z.origin_text, z.cuts, z.negative_soa, z.soa_ttl) for z in zones])
+    yield encode(("head", _dumps(head)))
+    total = 0
+    for zi, zone in enumerate(zones):
+        nodes = list(zone.nodes.values())
+        total += len(nodes)
+        for i in range(0, len(nodes), chunk_nodes):
+            yield encode(("nodes", zi, _dumps(nodes[i:i + chunk_nodes], plans_by_name=True)))
+    yield encode(("done", total))
+
+
+class Assembly:
+    """The server side: takes the builder's messages one at a time (:meth:`take`) and makes
+    the :class:`Snapshot` (:meth:`snapshot`). ``node_dicts`` are the zones' node tables."""
+
+    def __init__(self) -> None:
+        self._head: tuple[Any, ...] | None = None
+        self.node_dicts: list[dict[bytes, Node]] = []
+        self._expected: int | None = None
+
+    def take(self, msg: tuple[Any, ...]) -> bool:
+        """Apply one message; True after ``done``. Raises BuildError for a message out of place."""
+        kind = msg[0]
+        if kind == "head" and self._head is None:
+            self._head = _Unpickler(msg[1], {}).load()
+            self.node_dicts = [{} for _ in self._head[4]]
+            return False
+        if self._head is None:
+            raise BuildError(f"snapshot builder sent {kind!r} before its head")
+        if kind == "nodes":
+            table = self.node_dicts[msg[1]]
+            for node in _Unpickler(msg[2], self._head[3]).load():
+                table[node.name] = node
+            return False
+        if kind == "done":
+            self._expected = int(msg[1])
+            return True
+        raise BuildError(f"snapshot builder sent an unknown message {kind!r}")
+
+    def snapshot(self, settings: ServerSettings) -> Snapshot:
+        """The assembled snapshot (with ``settings``, the server's own). Raises BuildError when
+        a part is missing."""
+        if self._head is None or self._expected is None:
+            raise BuildError("snapshot builder stopped before sending the whole snapshot")
+        got = sum(len(d) for d in self.node_dicts)
+        if got != self._expected:
+            raise BuildError(f"snapshot builder sent {got} of {self._expected} names")
+        generation, config, pools, plans, metas = self._head
+        zones = {meta[0]: ZoneIndex(meta[0], meta[1], MappingProxyType(nodes), meta[2], meta[3], meta[4])
+                 for meta, nodes in zip(metas, self.node_dicts, strict=True)}
+        return Snapshot(MappingProxyType(zones), MappingProxyType(pools), MappingProxyType(plans), config, settings,
+                        generation)
+
+
+# -- server side ---------------------------------------------------------------------------------
+
+
+def builder_command() -> tuple[str, ...]:
+    """The default builder argv: this interpreter running ``-m lbdns.builder``."""
+    return (sys.executable, "-m", "lbdns.builder")
+
+
+async def build_elsewhere(zones_dir: Path, settings: ServerSettings, generation: int, *,
+                          command: Sequence[str] | None = None, chunk_nodes: int = CHUNK_NODES,
+                          timeout: float = BUILD_TIMEOUT_S, assembly: Assembly | None = None,
+                          between_parts: Callable[[], None] | None = None) -> Snapshot:
+    """Build the snapshot of ``zones_dir`` in a builder process and install its parts one per
+    loop iteration (``between_parts`` is called after each, e.g. to settle the garbage
+    collector). Returns the snapshot (generation ``generation``, ``settings`` as given).
+
+    Raises :class:`ConfigError` (the configuration has errors; every issue, warnings
+    included) or :class:`BuildError` (the builder could not run, failed, took longer than
+    ``timeout`` seconds, or sent something unreadable). Cancelling kills the builder."""
+    argv = tuple(command) if command is not None else builder_command()
+    asm = assembly if assembly is not None else Assembly()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            limit=MAX_FRAME)
+    except OSError as exc:
+        raise BuildError(f"cannot start the snapshot builder: {exc}") from None
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    tail = asyncio.ensure_future(_tail(proc.stderr))
+    try:
+        proc.stdin.write(encode(("build", str(zones_dir), settings, generation, chunk_nodes)))
+        with contextlib.suppress(ConnectionError):
+            await proc.stdin.drain()
+        proc.stdin.close()
+        async with asyncio.timeout(timeout):
+            done = False
+            while not done:
+                try:
+                    msg = await read_message(proc.stdout)
+                except (ValueError, pickle.UnpicklingError, EOFError) as exc:
+                    raise BuildError(f"snapshot builder sent an unreadable message: {exc}") from None
+                if msg is None:
+                    break
+                if msg[0] == "rejected":
+                    raise ConfigError(list(msg[1]))
+                done = asm.take(msg)
+                if between_parts is not None:
+                    between_parts()
+                await asyncio.sleep(0)  # one part per loop iteration: queries go in between
+            code = await proc.wait()
+        if not done or code != 0:
+            err = (await tail).decode("utf-8", "replace").strip()
+            last = err.splitlines()[-1] if err else "no output"
+            raise BuildError(f"snapshot builder exited with status {code}: {last}")
+        return asm.snapshot(settings)
+    except TimeoutError:
+        raise BuildError(f"snapshot builder did not finish within {timeout:.0f} s") from None
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        if not tail.done():
+            tail.cancel()
+        with contextlib.suppress(BaseException):
+            await tail
+
+
+async def _tail(stream: asyncio.StreamReader) -> bytes:
+    """Everything ``stream`` says until EOF, keeping the last :data:`STDERR_TAIL` bytes."""
+    kept = b""
+    while chunk := await stream.read(65536):
+        kept = (kept + chunk)[-STDERR_TAIL:]
+    return kept
+
+
+# -- builder side (the child process) ------------------------------------------------------------
+
+
+def _read_request(stream: Any) -> tuple[Any, ...]:
+    head = stream.read(FRAME.size)
+    (size,) = FRAME.unpack(head)
+    if size > MAX_FRAME:
+        raise ValueError(f"request of {size} bytes exceeds {MAX_FRAME}")
+    msg = pickle.loads(stream.read(size))
+    if not isinstance(msg, tuple) or not msg or msg[0] != "build":
+        raise ValueError("snapshot builder: expected a build request")
+    return msg
+
+
+def _prefer_to_be_killed() -> None:
+    """Ask the kernel's OOM killer to pick this process before the server."""
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+        f.write("1000")
+
+
+def main() -> int:
+    """Entry point of ``python -m lbdns.builder``: read one build request on stdin, answer on
+    stdout (see the module docstring). Returns the exit status (0 also for a rejected config)."""
+    from lbdns.config.validate import load_config
+    from lbdns.snapshot import build_snapshot
+
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
+    for sig in (signal.SIGINT, signal.SIGHUP):  # the server's to handle; it kills us when it stops
+        signal.signal(sig, signal.SIG_IGN)
+    _prefer_to_be_killed()
+    gc.disable()  # short-lived: cyclic garbage is released with the process (~3× faster builds)
+    _, zones_dir, settings, generation, chunk_nodes = _read_request(sys.stdin.buffer)
+    try:
+        loaded = load_config(Path(zones_dir), settings)
+        snapshot = build_snapshot(loaded, settings, generation)
+    except ConfigError as exc:
+        out.write(encode(("rejected", exc.issues)))
+        out.flush()
+        return 0
+    for f in snapshot_frames(snapshot, chunk_nodes):
+        out.write(f)
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    from lbdns.builder import main as _main  # pickles must name lbdns.builder, not __main__
+
+    sys.exit(_main())
