@@ -339,7 +339,13 @@ class AdminServer:
         """``POST /reload``: the same as SIGHUP, answered when a reload that began after this
         request ends (coalesced with any other request): 200 ``{"ok": true, "generation": N}``,
         or 409 ``{"ok": false, "errors": [...]}`` when the files are rejected or the build fails."""
-        ok = await asyncio.shield(self.app.request_reload("POST /reload"))
+        try:
+            ok = await asyncio.shield(self.app.request_reload("POST /reload"))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            return json_error(503, "the server is stopping; the reload was abandoned")
         assert self.app.ref is not None
         body: dict[str, Any] = {"ok": ok, "generation": self.app.ref.current.snapshot.generation}
         if not ok:
