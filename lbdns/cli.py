@@ -117,7 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
-    app = App(settings, Path(settings.zones_dir), startup_sighups=_startup_sighups)
+    app = App(settings, Path(settings.zones_dir), startup_sighups=_startup_sighups, prestart_builder=True)
 
     async def main() -> int:
         from lbdns.geo.data import GeoDataError
