@@ -272,6 +272,7 @@ class Builder:
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
         asm = assembly if assembly is not None else Assembly()
         child: int | None = None
+        in_step = False  # True once the builder reported the end of this build
         outcome: BaseException | None = None
         try:
             proc.stdin.write(encode(("build", str(zones_dir), settings, generation, chunk_nodes)))
@@ -291,7 +292,7 @@ class Builder:
                     elif kind == "failed":
                         outcome = BuildError(f"snapshot build failed: {msg[1]}")
                     elif kind == "exit":  # the builder reaped its child: the stream is ours again
-                        child = None
+                        in_step = True
                         if outcome is not None:
                             raise outcome
                         if msg[1] != 0:
@@ -303,17 +304,11 @@ class Builder:
                         if between_parts is not None:
                             between_parts()
                         await yield_to_queries(started)
-        except (ConfigError, BuildError):
-            raise
         except TimeoutError:
-            await self._kill(child)
             raise BuildError(f"snapshot build did not finish within {timeout:.0f} s") from None
-        except BaseException:
-            await self._kill(child)  # cancelled (server stopping) or a broken pipe: start afresh
-            raise
         finally:
-            if child is not None and self._proc is proc:
-                await self._kill(child)  # left mid-build (an error above): the stream is out of step
+            if not in_step:  # cancelled, timed out, or the stream is out of step: start afresh
+                await self._kill(child)
 
 
 # -- builder side (the builder process and its children) -----------------------------------------
