@@ -133,22 +133,18 @@ def exposure_warning(address: str, *, read_requires_token: bool) -> str | None:
             "need no credential: set admin.read_requires_token, bind it to loopback, or firewall it")
 
 
-def _hostname(host: str) -> str:
-    """The host part of a ``Host`` header value (``[::1]:8053`` → ``::1``)."""
-    if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    if host.count(":") == 1:
-        return host.rsplit(":", 1)[0]
-    return host
-
-
 def host_allowed(host: str | None, allowed: frozenset[str]) -> bool:
     """Whether a request's ``Host`` is acceptable: absent (not a browser), an IP literal,
     ``localhost``, or one of ``allowed`` (lower case, no trailing dot). A page that made its
     own name resolve to this address (DNS rebinding) sends its own name and is refused."""
     if host is None:
         return True
-    name = _hostname(host.strip()).lower().rstrip(".")
+    if "@" in host or "/" in host:
+        return False
+    try:
+        name = (urlsplit("//" + host.strip()).hostname or "").rstrip(".")  # [::1]:8053 → ::1, lower case
+    except ValueError:
+        return False
     try:
         ipaddress.ip_address(name)
         return True

@@ -225,3 +225,22 @@ def test_token_file_is_not_world_readable_warning(fx, serve, tmp_path, caplog):
         s = start(serve, fx, tmp_path)
     assert any("admin.token" in r.getMessage() and "readable" in r.getMessage() for r in caplog.records)
     assert request(s, "POST", "/reload", token="a" * 40)[0] == 200
+
+
+@pytest.mark.parametrize(("host", "ok"), [
+    ("127.0.0.1:8053", True), ("[::1]:8053", True), ("localhost", True), ("LocalHost:80", True), (None, True),
+    ("lbdns-1.mgmt.example.:8053", True), ("evil.example:8053", False), ("127.0.0.1.evil.example", False),
+    ("evil@127.0.0.1", False), ("[::1", False)])
+def test_host_rule(host, ok):
+    from lbdns.admin_guard import host_allowed
+
+    assert host_allowed(host, frozenset({"lbdns-1.mgmt.example"})) is ok
+
+
+@pytest.mark.parametrize(("origin", "ok"), [
+    (None, True), ("http://127.0.0.1:8053", True), ("http://127.0.0.1:8054", False), ("null", False),
+    ("http://evil.example", False)])
+def test_origin_rule(origin, ok):
+    from lbdns.admin_guard import origin_allowed
+
+    assert origin_allowed(origin, "127.0.0.1:8053") is ok
