@@ -201,6 +201,15 @@ def snapshot_cache(snapshot: Snapshot) -> dict[tuple[bytes, int], Answer]:
     return memo
 
 
+def release_snapshot_cache(snapshot: Snapshot) -> dict[tuple[bytes, int], Answer]:
+    """Forget the static-answer memo of a replaced ``snapshot`` and return it (empty when it
+    had none), so that the caller can free its entries a slice at a time."""
+    entry = _CACHES.pop(id(snapshot), None)
+    if entry is None or entry[0] is not snapshot:
+        return {}
+    return entry[1]
+
+
 def _resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None, owner: bytes,
              depth: int) -> Answer:
     zone, offs, zi = find_zone(snapshot, qname)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -135,9 +135,10 @@ def base_effective(lb: LoadBalancer, pools: Mapping[str, CompiledPool], settings
 
 def _rule_applier(ov: RuleOverrides, pools: Mapping[str, CompiledPool]) -> tuple[
         Callable[[Effective], Effective], tuple[str, ...]]:
-    """Pre-resolve a rule's overrides into a function Effective → Effective (R-RUL-30…32):
-    lists, maps and scalars replace wholesale; random_steering and location_strategy merge
-    one level deep; the steering policy is re-resolved after the merge (R-GTS-30)."""
+    """Pre-resolve a rule's overrides into a function Effective → Effective (Cloudflare docs:
+    Load Balancing › Custom rules › overrides): lists, maps and scalars replace wholesale;
+    random_steering and location_strategy merge one level deep; the steering policy is
+    re-resolved after the merge (Cloudflare API docs: Load Balancer Details › ``steering_policy``)."""
     changes: dict[str, Any] = {}
     names: list[str] = []
     if ov.default_pools is not None:
@@ -172,16 +173,27 @@ def _rule_applier(ov: RuleOverrides, pools: Mapping[str, CompiledPool]) -> tuple
     if new_policy is not None:
         names.append("steering_policy")
     reresolve = new_policy is not None or any(k in changes for k in ("region_pools", "country_pools", "pop_pools"))
+    return RuleApply(MappingProxyType(changes), new_policy, reresolve), tuple(names)
 
-    def apply(eff: Effective) -> Effective:
-        out = eff.with_changes(**changes) if changes else eff
-        if reresolve:
-            configured = new_policy if new_policy is not None else out.configured_policy
+
+@dataclass(frozen=True, slots=True)
+class RuleApply:
+    """A rule's pre-resolved overrides as a function Effective → Effective (a plain object,
+    not a closure, so a snapshot can be pickled): ``changes`` replace fields; ``new_policy``
+    is the overridden steering policy (None: unchanged); with ``reresolve`` the policy is
+    resolved again after the merge."""
+
+    changes: Mapping[str, Any]
+    new_policy: str | None
+    reresolve: bool
+
+    def __call__(self, eff: Effective) -> Effective:
+        out = eff.with_changes(**self.changes) if self.changes else eff
+        if self.reresolve:
+            configured = self.new_policy if self.new_policy is not None else out.configured_policy
             resolved = resolve_policy(configured, out.region_pools, out.country_pools, out.pop_pools)
             out = out.with_changes(configured_policy=configured, steering_policy=resolved)
         return out
-
-    return apply, tuple(names)
 
 
 def _compile_rules(lb: LoadBalancer, compiled_conditions: tuple[Any, ...],

@@ -28,11 +28,24 @@ class Listener(_Settings):
 
 
 class AdminListener(_Settings):
-    """The admin HTTP listener (``/metrics``, ``/status``, ``/healthz``); loopback by default."""
+    """The admin HTTP listener (``/metrics``, ``/status``, ``/healthz``, ``POST /reload``,
+    ``POST /health``); loopback by default. Access rules: :mod:`lbdns.admin_guard`."""
 
     enabled: bool = True
     address: str = "127.0.0.1"
     port: int = Field(default=8053, ge=0, le=65535)
+    token_file: str | None = None
+    """File holding the bearer token of mutating requests, created with a random token (mode
+    0600) when missing. None: ``$STATE_DIRECTORY/admin.token`` under systemd, else
+    ``./admin.token``. The ``LBDNS_ADMIN_TOKEN`` environment variable overrides it."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Host names (besides IP literals and ``localhost``) requests may name in ``Host``."""
+    read_requires_token: bool = False
+    """Require the token for ``/status`` and ``/metrics`` too (``/healthz`` stays open)."""
+    max_connections: int = Field(default=64, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
+    idle_timeout: float = Field(default=15.0, gt=0, le=3600)
+    """Seconds a connection may take to complete a request (and stay idle between requests)."""
 
 
 class RateLimit(_Settings):

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -28,6 +29,30 @@ from lbdns.health.view import OriginHealth, OriginState
 log = logging.getLogger("lbdns.notify")
 
 Source = Literal["origin", "pool"]
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the parts that may hold a secret — user info, query and fragment
+    (``https://user:pw@hooks.example/x?token=…`` → ``https://hooks.example/x?…``) — for logs."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+    except ValueError:
+        return "<unparsable URL>"
+    return urlunsplit((parts.scheme, netloc, parts.path, "…" if parts.query else "", ""))
+
+
+def _describe(exc: BaseException, url: str) -> str:
+    """An exception as a log text that does not repeat ``url``'s secrets."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}"
+    text = f"{type(exc).__name__}: {exc}"
+    for secret in {url, urlsplit(url).query, urlsplit(url).password or ""} - {""}:
+        text = text.replace(secret, "…")
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +254,7 @@ class WebhookNotifier:
             return
         if len(self._tasks) >= self.max_pending:
             self.dropped += 1
-            log.warning("webhook %s: %d notifications pending, dropping one", self.url, len(self._tasks))
+            log.warning("webhook %s: %d notifications pending, dropping one", redact_url(self.url), len(self._tasks))
             return
         task = asyncio.get_running_loop().create_task(self._post(event.body))
         self._tasks.add(task)
@@ -248,7 +273,7 @@ class WebhookNotifier:
             self.sent += 1
         except Exception as exc:  # notification failures never propagate
             self.failed += 1
-            log.warning("webhook %s failed: %s: %s", self.url, type(exc).__name__, exc)
+            log.warning("webhook %s failed: %s", redact_url(self.url), _describe(exc, self.url))
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Wait up to ``timeout`` seconds for pending POSTs, cancel the rest, close an own session."""
