@@ -326,7 +326,8 @@ class AdminServer:
         self.registry = CollectorRegistry()
         self.collector = _Collector(app)
         self.registry.register(self.collector)
-        self.registry.register(_ControlCollector(self))
+        self.control = _ControlCollector(self)
+        self.registry.register(self.control)
         # CPU, memory and file descriptors of this process (process_*) and of the probe worker
         # (lbdns_probe_worker_process_*; absent while no worker runs), read from /proc
         self.process_collectors = (
@@ -386,11 +387,11 @@ class AdminServer:
     async def metrics(self, request: web.Request) -> web.Response:
         """``GET /metrics``: Prometheus text exposition. The pool and origin families come
         rendered from a worker thread (once per published state) and the ``process_*`` ones
-        are read there; the counters are rendered here with :func:`render_text`, a cost bounded
-        by their bounded label sets."""
+        are read there; the counters (queries, reloads, admin requests) are rendered here with
+        :func:`render_text`, a cost bounded by their bounded label sets."""
         pools = await self.collector.pool_text()
         process = await asyncio.get_running_loop().run_in_executor(None, self._process_text)
-        body = render_text(self.collector.collect_counters())
+        body = render_text(itertools.chain(self.collector.collect_counters(), self.control.collect()))
         return web.Response(text=body + pools + process, content_type="text/plain", charset="utf-8")
 
     def _process_text(self) -> str:
