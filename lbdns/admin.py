@@ -1,7 +1,9 @@
 """The admin HTTP listener (loopback by default): ``/metrics`` (Prometheus text format),
 ``/status`` (pools, origins and load balancers as JSON, SPEC.md R-LOG-06), ``/healthz``,
-and ``POST /health`` to set a static health state for one (pool, origin) — the "admin
-command marking an origin down" used before monitors exist.
+``POST /reload``, and ``POST /health`` to set a static health state for one (pool, origin) —
+the "admin command marking an origin down" used before monitors exist. Who may use it (a
+bearer token for every POST, no cross-site requests, bounded connections and bodies):
+:mod:`lbdns.admin_guard`.
 
 Metrics are produced at scrape time by a custom prometheus-client collector that reads the
 plain counters the query path increments (no per-query metric objects).
@@ -25,6 +27,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from lbdns import logpipe
+from lbdns.admin_guard import Guard, exposure_warning, json_error, read_json
 from lbdns.health.view import HealthView, OriginHealth, OriginState
 from lbdns.server.counters import QTYPE_NAMES
 from lbdns.snapshot import Snapshot
@@ -48,6 +51,7 @@ def serving_fallbacks(snapshot: Snapshot, view: HealthView) -> dict[str, list[st
     pool as their ``fallback_pool``: none of the LB's pools (default, region, country and PoP
     pools) is usable for steering (SPEC.md R-HLT-11, A-48; R-GTS-02). Rules are not
     considered."""
+    from lbdns.config.refs import pool_refs
     from lbdns.health.pool_health import usable_for_steering
 
     pools = snapshot.config.pools
@@ -57,10 +61,7 @@ def serving_fallbacks(snapshot: Snapshot, view: HealthView) -> dict[str, list[st
         fallback = lb.fallback_pool
         if not lb.enabled or fallback is None or fallback not in pools or not pools[fallback].enabled:
             continue  # a disabled fallback serves nothing (NODATA, R-HLT-20)
-        candidates = set(lb.default_pools)
-        for mapping in (lb.region_pools, lb.country_pools, lb.pop_pools):
-            for names in mapping.values():
-                candidates.update(names)
+        candidates = {name for _, name in pool_refs(lb, fallback=False, rules=False)}
         if not any(usable_for_steering(pools[p], view) for p in candidates if p in pools):
             out.setdefault(pools[fallback].id, []).append(name)
     return out
@@ -279,6 +280,44 @@ class _Collector(Collector):
                                       value=qlog.dropped)
 
 
+class _ControlCollector(Collector):
+    """Contained control-plane failures: reloads, admin requests, the probe worker watchdog."""
+
+    def __init__(self, admin: AdminServer) -> None:
+        self.admin = admin
+
+    def collect(self) -> Iterator[Any]:
+        app = self.admin.app
+        stats = app.reload_stats
+        yield CounterMetricFamily("lbdns_reloads", "Reloads that published a new configuration", value=stats.ok)
+        failures = CounterMetricFamily("lbdns_reload_failures",
+                                       "Reloads that kept the previous configuration, by reason "
+                                       "(config: rejected errors; exception: the build failed)", labels=["reason"])
+        for reason, n in sorted(stats.failures.items()):
+            failures.add_metric([reason], n)
+        yield failures
+        yield GaugeMetricFamily("lbdns_reload_last_duration_seconds", "Duration of the last successful reload",
+                                value=stats.last_seconds)
+        guard = self.admin.guard
+        if guard is not None:
+            yield CounterMetricFamily("lbdns_admin_errors", "Admin requests that failed with an unhandled error (500)",
+                                      value=guard.stats.errors)
+            rejected = CounterMetricFamily("lbdns_admin_rejected", "Admin requests or connections refused, by reason",
+                                           labels=["reason"])
+            for reason, n in sorted(guard.stats.rejected.items()):
+                rejected.add_metric([reason], n)
+            yield rejected
+            yield GaugeMetricFamily("lbdns_admin_connections", "Open admin connections", value=len(guard.conns))
+        rt = app.health_runtime
+        if rt is not None and rt.worker is not None:
+            m = rt.metrics()
+            yield CounterMetricFamily("lbdns_probe_worker_stalls",
+                                      "Probe workers killed by the watchdog after reporting nothing",
+                                      value=m["worker_stalls"])
+            yield GaugeMetricFamily("lbdns_probe_worker_silent_seconds",
+                                    "Seconds since the probe worker last reported", value=m["worker_silent_s"])
+
+
 class AdminServer:
     """aiohttp application bound to ``settings.admin`` (address, port)."""
 
@@ -287,6 +326,7 @@ class AdminServer:
         self.registry = CollectorRegistry()
         self.collector = _Collector(app)
         self.registry.register(self.collector)
+        self.registry.register(_ControlCollector(self))
         # CPU, memory and file descriptors of this process (process_*) and of the probe worker
         # (lbdns_probe_worker_process_*; absent while no worker runs), read from /proc
         self.process_collectors = (
@@ -294,6 +334,8 @@ class AdminServer:
             ProcessCollector(namespace="lbdns_probe_worker", pid=self._worker_pid, registry=self.registry),
         )
         self.runner: web.AppRunner | None = None
+        self.guard: Guard | None = None
+        self._server: asyncio.AbstractServer | None = None
         self.port = 0
         self.started = time.time()
 
@@ -303,8 +345,10 @@ class AdminServer:
         return pid if pid is not None else "no-worker"  # an unreadable /proc path ⇒ no metrics
 
     def web_app(self) -> web.Application:
-        """The aiohttp application with every route."""
-        wa = web.Application()
+        """The aiohttp application with every route (and, once started, the guard's middlewares)."""
+        s = self.app.settings.admin
+        wa = web.Application(client_max_size=s.max_body_bytes,
+                             middlewares=self.guard.middlewares if self.guard is not None else ())
         wa.router.add_get("/metrics", self.metrics)
         wa.router.add_get("/status", self.status)
         wa.router.add_get("/healthz", self.healthz)
@@ -313,19 +357,29 @@ class AdminServer:
         return wa
 
     async def start(self) -> None:
-        """Bind the listener (``port`` 0 picks one; the bound port is in :attr:`port`)."""
+        """Load the token and bind the listener (``port`` 0 picks one; the bound port is in
+        :attr:`port`). Raises OSError when the address cannot be bound."""
         s = self.app.settings.admin
-        self.runner = web.AppRunner(self.web_app(), access_log=None)
+        self.guard = Guard.from_settings(s)
+        self.runner = web.AppRunner(self.web_app(), access_log=None, keepalive_timeout=s.idle_timeout)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, s.address, s.port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
+        server = self.runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self.guard.protocol_factory(server), s.address, s.port, reuse_address=True)
+        self.guard.start()
+        sockets: Sequence[Any] = self._server.sockets or ()
         self.port = sockets[0].getsockname()[1] if sockets else s.port
+        if (warning := exposure_warning(s.address, read_requires_token=s.read_requires_token)) is not None:
+            log.warning("admin: %s", warning)
         log.info("admin listening on http://%s:%d", s.address, self.port)
 
     async def stop(self) -> None:
-        """Close the listener."""
+        """Close the listener and its connections."""
+        if self.guard is not None:
+            await self.guard.stop()
+        if self._server is not None:
+            self._server.close()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -377,14 +431,13 @@ class AdminServer:
         """``POST /health`` with ``{"pool": …, "origin": …, "state": "healthy|unhealthy|unknown"}``:
         a health state for one monitored origin, kept until the probe scheduler publishes its
         next health view (pools without a monitor ignore health, SPEC.md R-HLT-03)."""
+        body = await read_json(request, self.app.settings.admin.idle_timeout)
         try:
-            body = await request.json()
             key = (str(body["pool"]), str(body["origin"]))
             state = {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY,
                      "unknown": OriginState.UNKNOWN}[str(body["state"])]
-        except (KeyError, ValueError, TypeError):
-            return web.json_response({"error": "expected {pool, origin, state: healthy|unhealthy|unknown}"},
-                                     status=400)
+        except (KeyError, ValueError, TypeError, IndexError):
+            return json_error(400, "expected {pool, origin, state: healthy|unhealthy|unknown}")
         assert self.app.ref is not None
         cur = self.app.ref.current
         if key[0] not in cur.snapshot.config.pools:
@@ -393,6 +446,18 @@ class AdminServer:
         return web.json_response({"ok": True, "pool": key[0], "origin": key[1], "state": state.name.lower()})
 
     async def reload(self, request: web.Request) -> web.Response:
-        """``POST /reload``: the same as SIGHUP; 409 when the new config is rejected."""
-        ok = await self.app.reload()
-        return web.json_response({"ok": ok}, status=200 if ok else 409)
+        """``POST /reload``: the same as SIGHUP, answered when a reload that began after this
+        request ends (coalesced with any other request): 200 ``{"ok": true, "generation": N}``,
+        or 409 ``{"ok": false, "errors": [...]}`` when the files are rejected or the build fails."""
+        try:
+            ok = await asyncio.shield(self.app.request_reload("POST /reload"))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            return json_error(503, "the server is stopping; the reload was abandoned")
+        assert self.app.ref is not None
+        body: dict[str, Any] = {"ok": ok, "generation": self.app.ref.current.snapshot.generation}
+        if not ok:
+            body["errors"] = list(self.app.last_errors)
+        return web.json_response(body, status=200 if ok else 409)

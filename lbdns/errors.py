@@ -2,7 +2,8 @@
 
 Every user-facing error derives from :class:`LbdnsError`. Configuration problems are
 collected as :class:`Issue` values (file, line, column, key path, code, message) and raised
-together in one :class:`ConfigError` (DESIGN.md principle 5; SPEC.md §12).
+together in one :class:`ConfigError`, so one run reports every problem (docs/configuration.md ›
+Error and warning codes).
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ class Issue:
     """One configuration problem.
 
     ``path`` is the key path inside the file (``load_balancers.www.default_pools[1]``, ``""``
-    for the whole file); ``code`` is the SPEC.md §12 code (``E-REF``, ``W-THRESH``…);
-    ``message`` says what is wrong and, in parentheses, what is allowed.
+    for the whole file); ``code`` is one of the codes listed in docs/configuration.md › Error
+    and warning codes (``E-REF``, ``W-THRESH``…); ``message`` says what is wrong and, in
+    parentheses, what is allowed.
     """
 
     location: Location
@@ -89,8 +91,9 @@ class FormError(LbdnsError):
 
 
 class RuleError(LbdnsError):
-    """A custom-rule expression that does not parse or type-check (SPEC.md R-RUL-15,
-    ``E-RULE-EXPR``). ``column`` is the 1-based column inside the expression text."""
+    """A custom-rule expression that does not parse or type-check (``E-RULE-EXPR``; grammar:
+    Cloudflare docs: Load Balancing › Expressions, and docs/rules.md). ``column`` is the 1-based
+    column inside the expression text."""
 
     def __init__(self, message: str, column: int) -> None:
         super().__init__(message)

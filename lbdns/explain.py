@@ -1,6 +1,6 @@
 """``lbdns explain``: why the answer to a query is what it is, computed by the same code the
 server runs (:func:`lbdns.answer.resolve` with tracing on), with health taken from a
-running server's ``/status`` when one is reachable (SPEC.md R-LOG-06).
+running server's ``/status`` when one is reachable.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from types import MappingProxyType
 from typing import Any
 
 import dns.edns
+import dns.exception
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdatatype
 
 from lbdns.answer import QueryEnv, resolve
 from lbdns.app import apply_overrides
@@ -59,7 +61,58 @@ def fetch_health(url: str, timeout: float = 2.0) -> HealthView | None:
         return None
 
 
-def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: str = "198.51.100.5",
+DEFAULT_CLIENT = "127.0.0.1"
+"""The resolver address ``explain`` assumes by default: that of ``dig @127.0.0.1`` on the same host."""
+MAX_LOOKUP_ROUNDS = 8
+"""Rounds of hostname-origin resolution before ``explain`` gives up (each round resolves every
+hostname the answer code asked for; a chain of LBs can ask again)."""
+
+
+def parse_qtype(text: str) -> dns.rdatatype.RdataType:
+    """The RR type number of ``text`` (``A``, ``aaaa``, ``TYPE65``). Raises ValueError with a
+    one-line message for an unknown mnemonic."""
+    try:
+        return dns.rdatatype.RdataType.make(dns.rdatatype.from_text(text))
+    except (dns.rdatatype.UnknownRdatatype, ValueError):
+        raise ValueError(f"unknown query type {text!r} (a type such as A, AAAA, CNAME, MX, SRV, TXT, "
+                         "or TYPEnnn)") from None
+
+
+def parse_name(text: str) -> dns.name.Name:
+    """``text`` as an absolute domain name. Raises ValueError (one line) when it is not one."""
+    try:
+        return dns.name.from_text(text)
+    except dns.exception.DNSException as exc:
+        raise ValueError(f"invalid domain name {text!r}: {str(exc).rstrip('.')}") from None
+
+
+def parse_ecs(text: str) -> tuple[str, int]:
+    """An EDNS Client Subnet given as ``ADDRESS/PREFIX`` (``203.0.113.0/24``, ``2001:db8::/56``) or
+    a bare address (full length, as ``dig +subnet`` takes it). Returns (address, prefix length).
+    Raises ValueError with a one-line message: malformed address, prefix beyond the family's
+    length (32 or 128), or address bits set beyond the prefix (which RFC 7871 §6 forbids and
+    the server answers with FORMERR)."""
+    addr_text, slash, plen_text = text.partition("/")
+    try:
+        addr = ipaddress.ip_address(addr_text)
+    except ValueError:
+        raise ValueError(f"--ecs {text!r}: {addr_text!r} is not an IPv4 or IPv6 address "
+                         "(expected ADDRESS/PREFIX, e.g. 203.0.113.0/24)") from None
+    if not slash:
+        return str(addr), addr.max_prefixlen
+    if not plen_text.isdigit():
+        raise ValueError(f"--ecs {text!r}: the prefix length {plen_text!r} is not a number")
+    plen = int(plen_text)
+    if plen > addr.max_prefixlen:
+        raise ValueError(f"--ecs {text!r}: prefix length /{plen} is longer than an IPv{addr.version} "
+                         f"address (at most /{addr.max_prefixlen})")
+    net = ipaddress.ip_network(f"{addr}/{plen}", strict=False)
+    if net.network_address != addr:
+        raise ValueError(f"--ecs {text!r}: address bits are set beyond /{plen} (use {net})")
+    return str(addr), plen
+
+
+def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: str = DEFAULT_CLIENT,  # noqa: C901, PLR0912, PLR0915 -- a linear report, one section per step of the answer
             ecs: str | None = None, pop: str | None = None, admin_url: str | None = None,
             use_geoip: bool = True, health: HealthView | None = None, seed: int | None = None) -> str:
     """Explain the answer to ``name``/``qtype`` from resolver ``client`` (with optional ECS
@@ -68,7 +121,13 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
     arguments."""
     from lbdns.geo.data import load_pops
 
-    ipaddress.ip_address(client)
+    try:
+        ipaddress.ip_address(client)
+    except ValueError:
+        raise ValueError(f"--client {client!r} is not an IPv4 or IPv6 address") from None
+    rdtype = parse_qtype(qtype)
+    qname = parse_name(name)
+    ecs_parsed = parse_ecs(ecs) if ecs else None
     loaded = load_config(Path(settings.zones_dir), settings)
     snap = build_snapshot(loaded, settings)
     lines: list[str] = []
@@ -85,7 +144,10 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
     pop_code = pop or settings.pop
     the_pop = catalogue.get(pop_code)
     if the_pop is None:
-        raise ValueError(f"unknown PoP {pop_code!r}")
+        where = "--pop" if pop else "pop in lbdns.yaml"
+        raise ValueError(f"unknown PoP {pop_code!r} ({where}): not in the PoP catalogue "
+                         f"({'pops_file ' + settings.pops_file if settings.pops_file else 'the shipped one'}); "
+                         "use an IATA code such as IAD, LHR, NRT")
     geo = None
     asn_of = None
     if use_geoip:
@@ -100,10 +162,9 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
             return rec.asn if rec is not None else None
 
     options: list[dns.edns.Option] = []
-    if ecs:
-        addr, _, plen = ecs.partition("/")
-        options.append(dns.edns.ECSOption(addr, int(plen or 32)))
-    msg = dns.message.make_query(name, qtype, use_edns=0, options=options)
+    if ecs_parsed is not None:
+        options.append(dns.edns.ECSOption(*ecs_parsed))
+    msg = dns.message.make_query(qname, rdtype, use_edns=0, options=options)
     q = parse_query(msg.to_wire())
     ecs_opt = q.edns.ecs if q.edns is not None else None
     if ecs_opt is not None and ecs_opt.source_prefix == 0:
@@ -116,29 +177,51 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
                    locator=GeoLocator(geo, ecs_opt, client, the_pop), asn_of=asn_of,
                    country_of=(lambda ip: getattr(geo(ip), "country", None)) if geo else None,
                    ip_src_uses_ecs=settings.ip_src_uses_ecs, trace=True)
-    qname = dns.name.from_text(name)
-    lines.append(f"query: {qname.to_text()} {qtype.upper()} from {client}"
+    lines.append(f"query: {qname.to_text()} {dns.rdatatype.to_text(rdtype)} from {client}"
                  + (f" with ECS {ecs}" if ecs else "") + f" at PoP {the_pop.code} ({the_pop.region})")
     lines.append(f"health: {source}")
-    try:
-        ans = resolve(snap, q.qname_lower, q.qtype, env)
-    except NeedsLookup as exc:
-        import asyncio
+    resolved: set[str] = set()
+    for _ in range(MAX_LOOKUP_ROUNDS):
+        try:
+            ans = resolve(snap, q.qname_lower, q.qtype, env)
+            break
+        except NeedsLookup as exc:  # hostname origins: resolve them as the server would, then retry
+            import asyncio
 
-        asyncio.run(resolver.resolve(exc.hostnames))
-        lines.append("hostname origins resolved: " + ", ".join(sorted(exc.hostnames)))
-        ans = resolve(snap, q.qname_lower, q.qtype, env)
+            asyncio.run(resolver.resolve(exc.hostnames))
+            resolved |= exc.hostnames
+    else:
+        raise ValueError("hostname origins could not be resolved through "
+                         f"{', '.join(settings.upstream_resolvers) or 'the system resolver'}: "
+                         + ", ".join(sorted(h.rstrip(".") for h in resolved)))
+    if resolved:
+        failed = sorted(h.rstrip(".") for h in resolved if not resolver.cache[h][0].ok)
+        lines.append("hostname origins resolved through "
+                     f"{', '.join(settings.upstream_resolvers) or 'the system resolver'}: "
+                     + ", ".join(sorted(h.rstrip(".") for h in resolved))
+                     + (f" (failed: {', '.join(failed)})" if failed else ""))
+    if ans.lb is None and ans.rcode == dns.rcode.REFUSED:
+        zones = ", ".join(sorted(z.origin.to_text() for z in loaded.config.zones)) or "none"
+        raise ValueError(f"{qname.to_text()} is in no zone served from {settings.zones_dir} "
+                         f"(zones: {zones}); the server answers REFUSED")
     if ans.lb is not None:
         plan = ans.lb
         lines.append(f"load balancer: {plan.name} (zone {plan.zone}), configured steering_policy "
                      f"{plan.model.steering_policy!r}")
         if plan.rules:
             matched = ans.matched_rules
-            lines.append("rules: " + ", ".join(
-                f"{r.name} {'MATCHED' if r.name in matched else 'no match'}"
-                + (f" (overrides {', '.join(r.overrides)})" if r.name in matched and r.overrides else "")
-                + (" [terminates]" if r.stops and r.name in matched else "")
-                for r in plan.rules))
+            shown: list[str] = []
+            stopped = False
+            for r in plan.rules:  # evaluation order; a matched terminating rule ends it
+                if stopped:
+                    shown.append(f"{r.name} not evaluated")
+                    continue
+                hit = r.name in matched
+                shown.append(f"{r.name} {'MATCHED' if hit else 'no match'}"
+                             + (f" (overrides {', '.join(r.overrides)})" if hit and r.overrides else "")
+                             + (" [terminates]" if r.stops and hit else ""))
+                stopped = hit and r.stops
+            lines.append("rules: " + ", ".join(shown))
         d = ans.decision
         if d is not None:
             if d.location is not None:
@@ -154,7 +237,7 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
             pool = d.pool.name if d.pool else "none"
             lines.append(f"decision: pool {pool}{' (fallback)' if d.fallback else ''}, {mode}")
     else:
-        lines.append("no load balancer at this name: ordinary authoritative data")
+        lines.append("no load balancer at this name: answered from the zone's records")
     wire = build_response(q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
                           authority=ans.authority, nscount=ans.nscount, additional=ans.additional,
                           arcount=ans.arcount, ecs_scope=ans.ecs_scope if q.edns and q.edns.ecs else None)
@@ -171,4 +254,5 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
     return "\n".join(lines)
 
 
-__all__ = ["explain", "fetch_health", "health_from_status"]
+__all__ = ["DEFAULT_CLIENT", "explain", "fetch_health", "health_from_status", "parse_ecs", "parse_name",
+           "parse_qtype"]

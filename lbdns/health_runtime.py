@@ -110,7 +110,8 @@ class HealthRuntime:
         """Probe counters and the schedule-lag distribution for ``/metrics``: ``probes_run``,
         ``probes_failed``, ``events`` (health transitions); ``lag_buckets`` cumulative (upper
         bound s, count) pairs, ``lag_sum``, ``lag_p50``, ``lag_p99`` in seconds;
-        ``notifications_sent``; ``worker_restarts``."""
+        ``notifications_sent``; ``worker_restarts``; ``worker_stalls`` (workers killed by the
+        watchdog); ``worker_silent_s`` (seconds since the worker last reported; 0 inline)."""
         rec = self.recorder
         ordered = sorted(rec.schedule_lag)
         buckets = [(str(b), bisect_right(ordered, b)) for b in LAG_BUCKETS]
@@ -122,4 +123,6 @@ class HealthRuntime:
             "lag_buckets": buckets, "lag_sum": sum(ordered), "lag_p50": p50, "lag_p99": p99,
             "notifications_sent": self.notifier.sent if self.notifier else 0,
             "worker_restarts": self.worker.restarts if self.worker is not None else 0,
+            "worker_stalls": self.worker.stalls if self.worker is not None else 0,
+            "worker_silent_s": self.worker.silent_for if self.worker is not None else 0.0,
         }

@@ -12,17 +12,44 @@ appends to a queue; when the queue is full the line is dropped and counted
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import logging.handlers
 import queue
 import sys
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
 
 QUEUE_LINES = 10_000
 """Log records buffered before new ones are dropped."""
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 STOP_TIMEOUT_S = 2.0
 """Seconds :meth:`LogPipe.stop` waits for queued lines to be written."""
+LogFormat = Literal["text", "json"]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``,
+    ``event`` when the record carries one (health changes: the webhook's JSON body), and
+    ``exception`` (the formatted traceback) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+        }
+        event = getattr(record, "event", None)
+        if event is not None:
+            doc["event"] = event
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, separators=(",", ":"), default=str)
+
+
+def formatter(fmt: LogFormat) -> logging.Formatter:
+    """The formatter of a ``log_format``: ``text`` (:data:`FORMAT`) or ``json`` (:class:`JsonFormatter`)."""
+    return JsonFormatter() if fmt == "json" else logging.Formatter(FORMAT)
 
 
 class _DroppingQueueHandler(logging.handlers.QueueHandler):
@@ -46,9 +73,9 @@ class _StreamWriter:
 
     level = logging.NOTSET
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, fmt: LogFormat = "text") -> None:
         self.stream = stream
-        self.formatter = logging.Formatter(FORMAT)
+        self.formatter = formatter(fmt)
 
     def handle(self, record: logging.LogRecord) -> None:
         try:
@@ -98,13 +125,14 @@ class LogPipe:
 _current: LogPipe | None = None
 
 
-def install(level: int, stream: TextIO | None = None, *, lines: int = QUEUE_LINES) -> LogPipe:
+def install(level: int, stream: TextIO | None = None, *, lines: int = QUEUE_LINES,
+            fmt: LogFormat = "text") -> LogPipe:
     """Route the root logger at ``level`` through a queue of ``lines`` records to ``stream``
-    (default stderr), replacing its handlers. Returns the pipeline (also kept for
-    :func:`dropped`)."""
+    (default stderr), replacing its handlers, formatted as ``fmt`` (``text`` or ``json``).
+    Returns the pipeline (also kept for :func:`dropped`)."""
     global _current
     q: queue.Queue[logging.LogRecord | None] = queue.Queue(maxsize=lines)
-    out = _StreamWriter(stream if stream is not None else sys.stderr)
+    out = _StreamWriter(stream if stream is not None else sys.stderr, fmt)
     handler = _DroppingQueueHandler(q)
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -1,4 +1,5 @@
-"""The optional query log: one JSON line per answered query (SPEC.md R-LOG-03), off by default.
+"""The optional query log: one JSON line per answered query (docs/operations.md › Query log), off
+by default.
 
 The query path must never wait for the disk. :meth:`QueryLog.on_answer` (the hook the
 :class:`~lbdns.server.handler.Handler` calls after each answer) only copies a few references
@@ -171,10 +172,10 @@ def decision_reason(ans: Answer) -> str:
     """A short reason for an answer (the ``reason`` field).
 
     For load-balanced answers: ``"fallback: no usable pool"``, ``"no eligible endpoint"``
-    (no pool could answer: NODATA with the SOA, SPEC.md R-ANS-22), ``"<policy>"`` or
+    (no pool could answer: NODATA with the SOA, RFC 2308), ``"<policy>"`` or
     ``"<policy> by <location source>"`` (e.g. ``"proximity by ecs"``, ``"geo by pop"``),
     with ``"; no data of this type"`` appended when the chosen pool has no address of the
-    asked type (R-ANS-23). For ordinary data: ``"zone data"`` / ``"nodata"`` /
+    asked type (NODATA too). For ordinary data: ``"zone data"`` / ``"nodata"`` /
     ``"nxdomain"`` / ``"refused"``…
     """
     d = ans.decision

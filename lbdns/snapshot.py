@@ -1,15 +1,17 @@
-"""Validated configuration → immutable :class:`Snapshot` (DESIGN.md principle 2).
+"""Validated configuration → immutable :class:`Snapshot` (DESIGN.md principle 2): the builder.
 
-The snapshot holds, per served zone, a node index keyed by the lower-case wire-format owner
+The types live in :mod:`lbdns.snapshot_types` (pure; what the query path imports) and are
+re-exported here. The snapshot holds, per served zone, a node index keyed by the lower-case wire-format owner
 name with pre-encoded RRsets, and, per load balancer, an :class:`LbPlan` with its compiled
 pools, base effective configuration and compiled rules. Nothing here runs per query.
 """
 
 from __future__ import annotations
 
+import base64
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -17,125 +19,48 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
-from lbdns.config.model import LoadBalancer, Pool, RuleOverrides
+from lbdns.config.loaded import LoadedConfig
+from lbdns.config.model import LoadBalancer, Pool, RuleOverrides, ServiceBinding
+from lbdns.config.refs import resolve_policy
 from lbdns.config.settings import ServerSettings
-from lbdns.config.validate import Config, LoadedConfig, resolve_policy
+from lbdns.snapshot_types import (
+    LB_TYPES_BASE,
+    LB_TYPES_ENTERPRISE,
+    CompiledRule,
+    EncodedRRset,
+    LbPlan,
+    Node,
+    Snapshot,
+    ZoneIndex,
+)
 from lbdns.steering.plan import CompiledOrigin, CompiledPool, Effective
 from lbdns.wire.codec import (
     CLASS_IN,
     QTYPE_AAAA,
     QTYPE_CNAME,
+    QTYPE_DNAME,
+    QTYPE_HTTPS,
     QTYPE_MX,
     QTYPE_NS,
     QTYPE_SOA,
     QTYPE_SRV,
+    QTYPE_SVCB,
 )
 from lbdns.wire.render import QNAME_POINTER
 
-
-@dataclass(frozen=True, slots=True)
-class EncodedRRset:
-    """An RRset pre-encoded for answers. ``tails`` are the per-RR bytes after the owner name
-    (TYPE, CLASS, TTL, RDLENGTH, RDATA; names in RDATA uncompressed); ``at_qname`` the whole
-    RRset with the owner written as a pointer to the question name (offset 12);
-    ``targets`` the lower-case wire names the RDATA points to (CNAME/NS/MX/SRV targets)."""
-
-    rtype: int
-    ttl: int
-    tails: tuple[bytes, ...]
-    at_qname: bytes
-    targets: tuple[bytes, ...] = ()
-
-    @property
-    def count(self) -> int:
-        """Number of RRs."""
-        return len(self.tails)
-
-    def with_owner(self, owner: bytes) -> bytes:
-        """The RRset with ``owner`` (wire form) written in full before every RR."""
-        return b"".join(owner + t for t in self.tails)
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledRule:
-    """One enabled custom rule in evaluation order (SPEC.md §8.3). ``condition`` is a
-    :class:`lbdns.rules.compiler.CompiledCondition`; ``apply`` maps an Effective to the
-    Effective with this rule's overrides (R-RUL-31/32); ``stops`` is ``terminates`` or a
-    ``fixed_response`` (R-RUL-33/34)."""
-
-    name: str
-    index: int
-    condition: Any
-    apply: Callable[[Effective], Effective]
-    stops: bool
-    overrides: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class LbPlan:
-    """A compiled load balancer. ``name`` is the LB hostname (lower case, trailing dot);
-    ``rule_name`` the ``cf.load_balancer.name`` value; ``base`` the effective config
-    without rules; ``rules`` enabled rules sorted by (priority, array index);
-    ``rule_fields`` every rule field any condition reads."""
-
-    name: str
-    rule_name: str
-    zone: str
-    base: Effective
-    rules: tuple[CompiledRule, ...]
-    rule_fields: frozenset[str]
-    model: LoadBalancer
-    serves_mx_srv: bool
-
-
-@dataclass(slots=True)
-class Node:
-    """One owner name of a zone: its RRsets by type, an enabled LB (or None), and whether
-    it is a delegation point."""
-
-    name: bytes
-    rrsets: dict[int, EncodedRRset] = field(default_factory=dict)
-    lb: LbPlan | None = None
-    is_cut: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ZoneIndex:
-    """A served zone. ``origin`` is the lower-case wire apex; ``nodes`` every existing name
-    including empty non-terminals; ``cuts`` the delegation points below the apex;
-    ``negative_soa`` the SOA RR (owner in full) with TTL min(SOA TTL, MINIMUM) for
-    NXDOMAIN/NODATA (RFC 2308 §3, §5)."""
-
-    origin: bytes
-    origin_text: str
-    nodes: Mapping[bytes, Node]
-    cuts: frozenset[bytes]
-    negative_soa: bytes
-    soa_ttl: int
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Everything the query path reads about configuration, immutable once built.
-
-    ``zones`` maps the lower-case wire apex to its :class:`ZoneIndex`; ``pools`` the
-    compiled pools by id; ``plans`` every LB plan (enabled or not) by name; ``config`` the
-    validated model (for explain, status and probes); ``settings`` the server settings.
-    """
-
-    zones: Mapping[bytes, ZoneIndex]
-    pools: Mapping[str, CompiledPool]
-    plans: Mapping[str, LbPlan]
-    config: Config
-    settings: ServerSettings
-    generation: int = 0
-
+__all__ = [  # the types are re-exported: importers of lbdns.snapshot keep working
+    "LB_TYPES_BASE", "LB_TYPES_ENTERPRISE", "CompiledRule", "EncodedRRset", "LbPlan", "Node", "Snapshot",
+    "ZoneIndex", "base_effective", "build_snapshot", "compile_pool", "name_wire",
+]
 
 def name_wire(name: dns.name.Name) -> bytes:
     """Lower-case uncompressed wire form of an absolute name."""
     wire = name.canonicalize().to_wire()
     assert wire is not None
     return wire
+
+
+_TARGET_TYPES = (QTYPE_CNAME, QTYPE_NS, QTYPE_MX, QTYPE_SRV, QTYPE_DNAME)
 
 
 def _encode_rrset(rrset: dns.rrset.RRset) -> EncodedRRset:
@@ -145,7 +70,7 @@ def _encode_rrset(rrset: dns.rrset.RRset) -> EncodedRRset:
         rdata = rd.to_wire()
         tails.append(struct.pack("!HHIH", rrset.rdtype, CLASS_IN, rrset.ttl, len(rdata)) + rdata)
         target = getattr(rd, "target", None) or getattr(rd, "exchange", None)
-        if isinstance(target, dns.name.Name) and rrset.rdtype in (QTYPE_CNAME, QTYPE_NS, QTYPE_MX, QTYPE_SRV):
+        if isinstance(target, dns.name.Name) and rrset.rdtype in _TARGET_TYPES:
             targets.append(name_wire(target))
     t = tuple(tails)
     return EncodedRRset(rrset.rdtype, rrset.ttl, t, b"".join(QNAME_POINTER + x for x in t), tuple(targets))
@@ -174,7 +99,7 @@ def compile_pool(p: Pool) -> CompiledPool:
         shed_percent=shed.default_percent if shed else 0.0,
         shed_policy=shed.default_policy if shed else "random",
         latitude=p.latitude, longitude=p.longitude,
-        has_hostnames=any(o.hostname is not None for o in origins),
+        has_hostnames=any(o.hostname is not None for o in origins), max_answers=p.max_answers,
     )
 
 
@@ -204,14 +129,16 @@ def base_effective(lb: LoadBalancer, pools: Mapping[str, CompiledPool], settings
         location_mode=lb.location_strategy.mode,
         ttl=lb.ttl,
         region_source=settings.geo_region_source,
+        max_answers=lb.max_answers,
     )
 
 
 def _rule_applier(ov: RuleOverrides, pools: Mapping[str, CompiledPool]) -> tuple[
         Callable[[Effective], Effective], tuple[str, ...]]:
-    """Pre-resolve a rule's overrides into a function Effective → Effective (R-RUL-30…32):
-    lists, maps and scalars replace wholesale; random_steering and location_strategy merge
-    one level deep; the steering policy is re-resolved after the merge (R-GTS-30)."""
+    """Pre-resolve a rule's overrides into a function Effective → Effective (Cloudflare docs:
+    Load Balancing › Custom rules › overrides): lists, maps and scalars replace wholesale;
+    random_steering and location_strategy merge one level deep; the steering policy is
+    re-resolved after the merge (Cloudflare API docs: Load Balancer Details › ``steering_policy``)."""
     changes: dict[str, Any] = {}
     names: list[str] = []
     if ov.default_pools is not None:
@@ -246,17 +173,27 @@ def _rule_applier(ov: RuleOverrides, pools: Mapping[str, CompiledPool]) -> tuple
     if new_policy is not None:
         names.append("steering_policy")
     reresolve = new_policy is not None or any(k in changes for k in ("region_pools", "country_pools", "pop_pools"))
+    return RuleApply(MappingProxyType(changes), new_policy, reresolve), tuple(names)
 
-    def apply(eff: Effective) -> Effective:
-        out = eff.with_changes(**changes) if changes else eff
-        if reresolve:
-            configured = new_policy if new_policy is not None else out.configured_policy
-            resolved = configured if configured != "" else (
-                "geo" if (out.region_pools or out.country_pools or out.pop_pools) else "off")
+
+@dataclass(frozen=True, slots=True)
+class RuleApply:
+    """A rule's pre-resolved overrides as a function Effective → Effective (a plain object,
+    not a closure, so a snapshot can be pickled): ``changes`` replace fields; ``new_policy``
+    is the overridden steering policy (None: unchanged); with ``reresolve`` the policy is
+    resolved again after the merge."""
+
+    changes: Mapping[str, Any]
+    new_policy: str | None
+    reresolve: bool
+
+    def __call__(self, eff: Effective) -> Effective:
+        out = eff.with_changes(**self.changes) if self.changes else eff
+        if self.reresolve:
+            configured = self.new_policy if self.new_policy is not None else out.configured_policy
+            resolved = resolve_policy(configured, out.region_pools, out.country_pools, out.pop_pools)
             out = out.with_changes(configured_policy=configured, steering_policy=resolved)
         return out
-
-    return apply, tuple(names)
 
 
 def _compile_rules(lb: LoadBalancer, compiled_conditions: tuple[Any, ...],
@@ -278,7 +215,7 @@ def _compile_rules(lb: LoadBalancer, compiled_conditions: tuple[Any, ...],
     return tuple(rules), frozenset(fields)
 
 
-def build_snapshot(loaded: LoadedConfig, settings: ServerSettings, generation: int = 0) -> Snapshot:
+def build_snapshot(loaded: LoadedConfig, settings: ServerSettings, generation: int = 0) -> Snapshot:  # noqa: C901 -- one pass over zones and LBs; to be split when the serving plan replaces it
     """Compile a validated configuration into a :class:`Snapshot` (SPEC.md §3.2 precedence is
     resolved here: only enabled LBs become part of the name tree, R-ANS-08/R-ANS-10)."""
     config = loaded.config
@@ -332,19 +269,90 @@ def build_snapshot(loaded: LoadedConfig, settings: ServerSettings, generation: i
         for owner, lb in zd.load_balancers.items():
             conds = loaded.rules.get((zd.origin, owner), ())
             rules, fields = _compile_rules(lb, conds, pools)
+            service = {t: service_template(b) for t, b in ((QTYPE_HTTPS, lb.https), (QTYPE_SVCB, lb.svcb))
+                       if b is not None}
             plan = LbPlan(
                 name=lb.name, rule_name=lb.name.rstrip("."), zone=zd.origin.to_text(),
                 base=base_effective(lb, pools, settings), rules=rules, rule_fields=fields, model=lb,
                 serves_mx_srv=enterprise,
+                types=(LB_TYPES_ENTERPRISE if enterprise else LB_TYPES_BASE) | frozenset(service),
+                service=MappingProxyType(service),
             )
             plans[lb.name] = plan
             if lb.enabled:
                 node_for(owner).lb = plan
+        dnames = frozenset(k for k, n in nodes.items() if QTYPE_DNAME in n.rrsets)
         zones[origin] = ZoneIndex(origin, zd.origin.to_text(), MappingProxyType(nodes), cuts, negative_soa,
-                                  soa.ttl)
+                                  soa.ttl, dnames)
+    for z in zones.values():
+        for node in z.nodes.values():
+            for rtype in (QTYPE_NS, QTYPE_MX, QTYPE_SRV):
+                rr = node.rrsets.get(rtype)
+                if rr is not None and rr.targets and (rtype != QTYPE_NS or node.name == z.origin):
+                    node.rrsets[rtype] = _with_additional(rr, zones)
     return Snapshot(MappingProxyType(zones), MappingProxyType(pools), MappingProxyType(plans), config, settings,
                     generation)
 
 
-LB_TYPES_BASE = frozenset({1, QTYPE_AAAA, QTYPE_CNAME})
-LB_TYPES_ENTERPRISE = frozenset({1, QTYPE_AAAA, QTYPE_CNAME, QTYPE_MX, QTYPE_SRV})
+def service_template(binding: ServiceBinding) -> tuple[bytes, bytes, bytes]:
+    """The fixed parts of an LB's ServiceMode SVCB/HTTPS RDATA (RFC 9460 §2.2): ``head`` =
+    SvcPriority, TargetName ``.`` (the owner itself) and the SvcParams with keys below
+    ``ipv4hint`` (4): alpn (1), no-default-alpn (2), port (3); ``mid`` = the params between
+    ``ipv4hint`` and ``ipv6hint`` (6): ech (5); ``tail`` = params above 6 (none). An answer is
+    ``head`` + ipv4hint + ``mid`` + ipv6hint + ``tail``, keys in increasing order (§2.2)."""
+    head = struct.pack("!H", binding.priority) + b"\x00"
+    if binding.alpn:
+        ids = b"".join(bytes((len(a),)) + a.encode() for a in binding.alpn)
+        head += struct.pack("!HH", 1, len(ids)) + ids
+    if binding.no_default_alpn:
+        head += struct.pack("!HH", 2, 0)
+    if binding.port is not None:
+        head += struct.pack("!HHH", 3, 2, binding.port)
+    mid = b""
+    if binding.ech is not None:
+        ech = base64.b64decode(binding.ech)
+        mid = struct.pack("!HH", 5, len(ech)) + ech
+    return head, mid, b""
+
+
+def zone_of(zones: Mapping[bytes, ZoneIndex], name: bytes) -> tuple[ZoneIndex | None, bytes | None]:
+    """The served zone holding ``name`` (lower-case wire) and the delegation cut at or above
+    ``name`` in it (None when ``name`` is authoritative data of that zone)."""
+    offs: list[int] = []
+    i = 0
+    while name[i]:
+        offs.append(i)
+        i += name[i] + 1
+    offs.append(i)
+    for k, off in enumerate(offs):
+        z = zones.get(name[off:])
+        if z is not None:
+            for j in range(k - 1, -1, -1):
+                if name[offs[j]:] in z.cuts:
+                    return z, name[offs[j]:]
+            return z, None
+    return None, None
+
+
+def _with_additional(rr: EncodedRRset, zones: Mapping[bytes, ZoneIndex]) -> EncodedRRset:
+    """``rr`` with its additional-section data (see :class:`EncodedRRset`): for each distinct
+    target that is authoritative data of a served zone (not at or below a delegation), its A
+    and AAAA RRsets, or the target's LB when an enabled LB answering A/AAAA owns it."""
+    parts: list[tuple[bytes, int]] = []
+    lbs: list[tuple[bytes, LbPlan]] = []
+    for target in dict.fromkeys(rr.targets):
+        zone, cut = zone_of(zones, target)
+        node = zone.nodes.get(target) if zone is not None and cut is None else None
+        if node is None:
+            continue
+        if node.lb is not None and node.lb.types & {1, QTYPE_AAAA}:
+            lbs.append((target, node.lb))
+            continue
+        for t in (1, QTYPE_AAAA):
+            addr = node.rrsets.get(t)
+            if addr is not None:
+                parts.append((addr.with_owner(target), addr.count))
+    if not parts and not lbs:
+        return rr
+    return replace(rr, optional=b"".join(p for p, _ in parts), opcount=sum(c for _, c in parts),
+                   optional_parts=tuple(parts), lb_targets=tuple(lbs))

@@ -1,6 +1,7 @@
-"""The upstream resolvers of hostname origins (SPEC.md §2.1 ``upstream_resolvers``, R-ANS-30,
-R-MON-16): one configuration shared by answers (:mod:`lbdns.server.hostnames`) and probes
-(:mod:`lbdns.probes.result`), so both see the same addresses for a hostname."""
+"""The upstream resolvers of hostname origins (the server setting ``upstream_resolvers``): one
+configuration shared by answers (:mod:`lbdns.server.hostnames`) and probes
+(:mod:`lbdns.probes.result`), so both see the same addresses for a hostname (docs/decisions.md ›
+Answers and precedence)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import dns.resolver
 
 def parse_upstream(text: str) -> tuple[str, int]:
     """``IP``, ``IP:port`` or ``[IPv6]:port`` → (ip, port); port defaults to 53.
-    Raises ValueError for anything else (SPEC.md §2.1 ``upstream_resolvers``)."""
+    Raises ValueError for anything else."""
     text = text.strip()
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")

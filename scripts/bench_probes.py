@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Scale run of the probe scheduler (DESIGN.md "One probe result"; SPEC.md R-MON-01).
+"""Scale run of the probe scheduler: many origins, one probe per origin and interval.
 
 Starts N local origins (TCP or HTTP listeners on 127.0.0.1, one port each) in a child process,
 then probes all of them with :class:`lbdns.probes.ProbeScheduler` feeding a

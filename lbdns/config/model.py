@@ -1,17 +1,20 @@
 """The validated configuration model: frozen pydantic models with the Cloudflare API field
-names and defaults (SPEC.md §2.3–§2.8, §2.1 for server settings).
+names and defaults (Cloudflare API docs: Load Balancer Details; Cloudflare docs: Load Balancing ›
+Manage pools, Manage monitors, Monitor Groups; docs/configuration.md).
 
 These classes describe the *shape* of the YAML and its per-field constraints; pydantic does
 the structural validation (unknown keys, types, ranges). Cross-object checks (references,
 duplicates, plan limits…) live in :mod:`lbdns.config.validate`, which also turns every
 error into a located :class:`lbdns.errors.Issue`.
 
-Custom errors raised here use the SPEC.md §12 code as the pydantic error type, so the
-validator can report it verbatim.
+Custom errors raised here use the lbdns error code (docs/configuration.md › Error and warning
+codes) as the pydantic error type, so the validator can report it verbatim.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import math
 from typing import Annotated, Any, ClassVar, Literal
@@ -22,13 +25,14 @@ from pydantic_core import PydanticCustomError
 REGION_CODES: tuple[str, ...] = (
     "EEU", "ENAM", "ME", "NAF", "NEAS", "NSAM", "OC", "SAF", "SAS", "SEAS", "SSAM", "WEU", "WNAM",
 )
-"""The 13 Load Balancer region codes (SPEC.md Appendix A)."""
+"""The 13 Load Balancer region codes (Cloudflare docs: Load Balancing › Regions API)."""
 
 STEERING_POLICIES: tuple[str, ...] = (
     "off", "geo", "random", "dynamic_latency", "proximity",
     "least_outstanding_requests", "least_connections", "",
 )
-"""Allowed ``steering_policy`` values (SPEC.md §2.3)."""
+"""Allowed ``steering_policy`` values (Cloudflare API docs: Load Balancer Details ›
+``steering_policy``)."""
 
 ORIGIN_STEERING_POLICIES: tuple[str, ...] = (
     "random", "hash", "least_outstanding_requests", "least_connections",
@@ -38,7 +42,8 @@ MONITOR_TYPES: tuple[str, ...] = ("http", "https", "tcp", "udp_icmp", "icmp_ping
 IGNORED_METADATA: frozenset[str] = frozenset(
     {"created_on", "modified_on", "zone_name", "disabled_at", "healthy"}
 )
-"""Read-only Cloudflare metadata accepted and ignored everywhere (SPEC.md §12 E-FIELD)."""
+"""Read-only Cloudflare metadata accepted and ignored everywhere; any other unknown key is
+``E-FIELD``."""
 
 
 class _Model(BaseModel):
@@ -64,15 +69,16 @@ Ttl = Annotated[int, Field(ge=0, le=2147483647)]
 # ---------------------------------------------------------------------------------------------
 
 class OriginHeader(_Model):
-    """Per-origin header override: only ``Host`` exists (SPEC.md §2.5; ``E-HEADER``)."""
+    """Per-origin header override: only ``Host`` exists (Cloudflare docs: Load Balancing ›
+    Override HTTP Host headers; ``E-HEADER``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
     Host: list[str] = Field(default_factory=list, min_length=1, max_length=1)
 
 
 class Origin(_Model):
-    """An endpoint of a pool (SPEC.md §2.5). ``address`` is an IP literal or a hostname;
-    ``ip`` is derived from it (``None`` for hostnames)."""
+    """An endpoint of a pool (Cloudflare docs: Load Balancing › Manage pools). ``address`` is an IP
+    literal or a hostname; ``ip`` is derived from it (``None`` for hostnames)."""
 
     name: str = Field(min_length=1)
     address: str = Field(min_length=1)
@@ -138,13 +144,14 @@ class Origin(_Model):
 
 
 class OriginSteering(_Model):
-    """``origin_steering`` (SPEC.md §2.4, §7)."""
+    """``origin_steering`` (Cloudflare docs: Load Balancing › Endpoint steering)."""
 
     policy: Literal["random", "hash", "least_outstanding_requests", "least_connections"] = "random"
 
 
 class LoadShedding(_Model):
-    """``load_shedding`` (SPEC.md §9.1); percentages 0–100 (``E-SHED``)."""
+    """``load_shedding`` (Cloudflare docs: Load Balancing › Load shedding); percentages 0–100
+    (``E-SHED``)."""
 
     default_percent: float = Field(default=0.0, ge=0, le=100)
     default_policy: Literal["random", "hash"] = "random"
@@ -153,7 +160,7 @@ class LoadShedding(_Model):
 
 
 class NotificationFilterEntry(_Model):
-    """One source of ``notification_filter`` (R-NOT-03); ``healthy`` is a real field here."""
+    """One source of ``notification_filter``; ``healthy`` is a real field here."""
 
     _ignored_metadata: ClassVar[frozenset[str]] = IGNORED_METADATA - {"healthy"}
     disable: bool = False
@@ -161,14 +168,16 @@ class NotificationFilterEntry(_Model):
 
 
 class NotificationFilter(_Model):
-    """``notification_filter`` (SPEC.md R-NOT-03)."""
+    """``notification_filter``: which health changes of this pool are notified (a Cloudflare API
+    pool field; docs/configuration.md › pools)."""
 
     origin: NotificationFilterEntry | None = None
     pool: NotificationFilterEntry | None = None
 
 
 class Pool(_Model):
-    """A pool of origins, account level (SPEC.md §2.4). ``id`` defaults to ``name``."""
+    """A pool of origins, account level (Cloudflare docs: Load Balancing › Manage pools). ``id``
+    defaults to ``name``."""
 
     id: str = ""
     name: str = Field(min_length=1)
@@ -186,6 +195,9 @@ class Pool(_Model):
     notification_filter: NotificationFilter | None = None
     notification_email: str = ""
     networks: list[str] | None = None
+    max_answers: int | None = Field(default=None, ge=1, le=64)
+    """lbdns extension: in multi-answer mode, answer with at most this many addresses, chosen
+    per resolver network by weighted rendezvous hashing (None: all eligible origins)."""
 
     @model_validator(mode="after")
     def _defaults(self) -> Pool:
@@ -195,13 +207,14 @@ class Pool(_Model):
 
     @property
     def monitored(self) -> bool:
-        """True when health is considered for this pool (SPEC.md R-HLT-03)."""
+        """True when health is considered for this pool (Cloudflare docs: Load Balancing › How
+        endpoints and pools become unhealthy)."""
         return self.monitor is not None or self.monitor_group is not None
 
 
 class Monitor(_Model):
-    """A health monitor, account level (SPEC.md §2.6). Fields validated per type in
-    :mod:`lbdns.config.validate` (``E-MON``)."""
+    """A health monitor, account level (Cloudflare docs: Load Balancing › Manage monitors). Fields
+    validated per type in :mod:`lbdns.config.validate` (``E-MON``)."""
 
     id: str = Field(min_length=1)
     description: str = ""
@@ -237,7 +250,7 @@ class MonitorGroupMember(_Model):
 
 
 class MonitorGroup(_Model):
-    """A monitor group (SPEC.md §2.7)."""
+    """A monitor group (Cloudflare docs: Load Balancing › Monitor Groups)."""
 
     id: str = Field(min_length=1)
     description: str = ""
@@ -249,14 +262,16 @@ class MonitorGroup(_Model):
 # ---------------------------------------------------------------------------------------------
 
 class RandomSteering(_Model):
-    """``random_steering`` (SPEC.md R-GTS-20); weights 0–1 (``E-WEIGHT``)."""
+    """``random_steering`` (Cloudflare API docs: Load Balancer Details › ``random_steering``);
+    weights 0–1 (``E-WEIGHT``)."""
 
     default_weight: float = Field(default=1.0, ge=0, le=1)
     pool_weights: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
 
 
 class LocationStrategy(_Model):
-    """``location_strategy`` (SPEC.md R-LOC-05); defaults ``proximity`` / ``pop`` (A-07)."""
+    """``location_strategy`` (Cloudflare API docs: Load Balancer Details › ``location_strategy``);
+    defaults ``proximity`` / ``pop``, Cloudflare's API defaults."""
 
     prefer_ecs: Literal["always", "never", "proximity", "geo"] = "proximity"
     mode: Literal["pop", "resolver_ip"] = "pop"
@@ -273,7 +288,8 @@ class PartialLocationStrategy(_Model):
 
 
 class RuleOverrides(_Model):
-    """``rules[].overrides`` (SPEC.md R-RUL-30). ``None`` = not overridden."""
+    """``rules[].overrides`` (Cloudflare API docs: Load Balancer Details › ``rules``). ``None`` =
+    not overridden."""
 
     default_pools: list[str] | None = None
     fallback_pool: str | None = None
@@ -298,7 +314,8 @@ class FixedResponse(_Model):
 
 
 class Rule(_Model):
-    """A custom rule (SPEC.md §2.8, §8)."""
+    """A custom rule (Cloudflare API docs: Load Balancer Details › ``rules``; Cloudflare docs: Load
+    Balancing › Create custom rules)."""
 
     name: str = Field(default="", max_length=200)
     condition: str = Field(default="", max_length=4096)
@@ -313,9 +330,53 @@ class AdaptiveRouting(_Model):
     failover_across_pools: bool = False
 
 
+class ServiceBinding(_Model):
+    """``https:`` / ``svcb:`` of a load balancer (lbdns extension; RFC 9460): the LB answers
+    HTTPS (resp. SVCB) queries with one ServiceMode record — ``priority``, target ``.`` (the
+    LB name itself), these SvcParams and ``ipv4hint``/``ipv6hint`` set to the addresses the A
+    and AAAA answers would carry for the same query. ``alpn`` protocol ids (1–255 octets each,
+    e.g. ``h2``, ``h3``); ``no_default_alpn`` needs ``alpn``; ``port`` 1–65535; ``ech`` an
+    ECHConfigList in base64, passed through unexamined beyond its length prefix."""
+
+    priority: int = Field(default=1, ge=1, le=65535)
+    alpn: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(default_factory=list)
+    no_default_alpn: bool = False
+    port: int | None = Field(default=None, ge=1, le=65535)
+    ech: str | None = None
+
+    @field_validator("alpn")
+    @classmethod
+    def _alpn(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if not item.isascii() or len(item.encode()) > 255:
+                raise PydanticCustomError("E-SVCB", "alpn id {id!r} must be 1–255 ASCII characters", {"id": item})
+        return v
+
+    @field_validator("ech")
+    @classmethod
+    def _ech(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            raw = base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            raise PydanticCustomError("E-SVCB", "ech must be an ECHConfigList in base64", {}) from None
+        if len(raw) < 2 or int.from_bytes(raw[:2], "big") != len(raw) - 2:
+            raise PydanticCustomError(
+                "E-SVCB", "ech is not an ECHConfigList (its 2-octet length prefix does not match)", {})
+        return v
+
+    @model_validator(mode="after")
+    def _needs_alpn(self) -> ServiceBinding:
+        if self.no_default_alpn and not self.alpn:
+            raise PydanticCustomError("E-SVCB", "no_default_alpn needs alpn (RFC 9460 §7.1.1)", {})
+        return self
+
+
 class LoadBalancer(_Model):
-    """A load balancer of a zone (SPEC.md §2.3). The YAML key is the hostname; ``name`` is
-    filled in from it by the validator as a lower-case FQDN with trailing dot."""
+    """A load balancer of a zone (Cloudflare API docs: Load Balancer Details). The YAML key is the
+    hostname; ``name`` is filled in from it by the validator as a lower-case FQDN with trailing
+    dot."""
 
     id: str = ""
     name: str = ""
@@ -337,6 +398,13 @@ class LoadBalancer(_Model):
     session_affinity_ttl: int | None = None
     session_affinity_attributes: dict[str, Any] | None = None
     networks: list[str] | None = None
+    https: ServiceBinding | None = None
+    """lbdns extension: answer HTTPS queries with a health-aware ServiceMode record."""
+    svcb: ServiceBinding | None = None
+    """lbdns extension: answer SVCB queries the same way."""
+    max_answers: int | None = Field(default=None, ge=1, le=64)
+    """lbdns extension: at most this many addresses in multi-answer mode, for every pool of
+    this LB (a pool's own ``max_answers`` applies when smaller)."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,17 +22,30 @@ class Listener(_Settings):
     overrides the server PoP for queries received here (multi-PoP, SPEC.md R-LOC-00)."""
 
     address: str = "127.0.0.1"
-    port: int = Field(default=5353, ge=0, le=65535)
+    port: int = Field(default=5300, ge=0, le=65535)
     transport: Literal["udp", "tcp", "both"] = "both"
     pop: str | None = None
 
 
 class AdminListener(_Settings):
-    """The admin HTTP listener (``/metrics``, ``/status``, ``/healthz``); loopback by default."""
+    """The admin HTTP listener (``/metrics``, ``/status``, ``/healthz``, ``POST /reload``,
+    ``POST /health``); loopback by default. Access rules: :mod:`lbdns.admin_guard`."""
 
     enabled: bool = True
     address: str = "127.0.0.1"
     port: int = Field(default=8053, ge=0, le=65535)
+    token_file: str | None = None
+    """File holding the bearer token of mutating requests, created with a random token (mode
+    0600) when missing. None: ``$STATE_DIRECTORY/admin.token`` under systemd, else
+    ``./admin.token``. The ``LBDNS_ADMIN_TOKEN`` environment variable overrides it."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Host names (besides IP literals and ``localhost``) requests may name in ``Host``."""
+    read_requires_token: bool = False
+    """Require the token for ``/status`` and ``/metrics`` too (``/healthz`` stays open)."""
+    max_connections: int = Field(default=64, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
+    idle_timeout: float = Field(default=15.0, gt=0, le=3600)
+    """Seconds a connection may take to complete a request (and stay idle between requests)."""
 
 
 class RateLimit(_Settings):
@@ -119,6 +132,17 @@ class ServerSettings(_Settings):
     non_enterprise, SPEC.md R-CFG-01). Lower it only for labs and tests."""
     notification_webhook: str | None = None
     query_log: str | None = None
+    log_format: Literal["text", "json"] = "text"
+    """``text``: one readable line per event; ``json``: one JSON object per line (health changes
+    carry the webhook's event body under ``event``). ``--log-format`` overrides it."""
+    nsid: str | None = Field(default=None, min_length=1, max_length=128)
+    """Server identity returned to queries that ask for it with the EDNS NSID option (RFC 5001),
+    e.g. the host or PoP name; sent as its UTF-8 octets. None (the default): no NSID."""
+
+    @property
+    def nsid_wire(self) -> bytes | None:
+        """:attr:`nsid` as the NSID option data (UTF-8 octets), or None when not configured."""
+        return None if self.nsid is None else self.nsid.encode("utf-8")
 
 
 def load_settings(path: Path | None) -> ServerSettings:

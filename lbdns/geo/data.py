@@ -1,12 +1,14 @@
-"""Loading the shipped geography data files (``<repo>/geo/``).
+"""Loading the shipped geography data files (package data ``lbdns/geo/tables/``).
 
 The only module of ``lbdns.geo`` that reads data files besides ``mmdb.py``. It parses the CSV
-files (``#`` comment lines carry source and licence, see ``geo/README.md``) and hands the rows to
+files (``#`` comment lines carry source and licence, see ``tables/README.md``) and hands the rows to
 the pure builders :meth:`RegionMap.from_rows` and :meth:`PopCatalogue.from_rows`.
 
-Files: ``region-codes.csv`` (the 13 regions, SPEC.md Appendix A), ``regions.csv`` (country /
-US-CA subdivision → region, PROPOSED mapping, SPEC.md R-LOC-11), ``countries.csv`` (valid
-ISO-3166-1 alpha-2 codes, SPEC.md R-LOC-12), ``pops.csv`` (PoP catalogue, SPEC.md §2.1 ``pops``).
+Files: ``region-codes.csv`` (the 13 regions of Cloudflare docs: Load Balancing › Regions API),
+``regions.csv`` (country / US-CA subdivision → region, a PROPOSED mapping, since the Regions API
+output is not public), ``countries.csv`` (valid ISO-3166-1 alpha-2 codes, the ``country_pools``
+keys of Cloudflare docs: Load Balancing › Geo › Country steering), ``pops.csv`` (PoP catalogue,
+replaced by the server setting ``pops_file``).
 """
 
 from __future__ import annotations
@@ -14,25 +16,43 @@ from __future__ import annotations
 import csv
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from lbdns.errors import LbdnsError
 from lbdns.geo.pops import PopCatalogue
 from lbdns.geo.regions import RegionMap
 
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 __all__ = [
-    "GEO_DIR",
     "GeoDataError",
     "default_pops",
     "default_regions",
+    "geo_dir",
     "load_pops",
     "load_region_names",
     "load_regions",
     "read_csv_rows",
 ]
 
-#: Directory of the shipped data files: ``<repo>/geo`` (the package is used from a checkout or
-#: an editable install; the data files are not package data).
-GEO_DIR: Path = Path(__file__).resolve().parents[2] / "geo"
+
+def geo_dir() -> Traversable:
+    """Directory of the shipped data files: the package data ``lbdns/geo/tables`` (found through
+    :mod:`importlib.resources`, so it works from a checkout, an editable install and a wheel).
+    Imported on first use: importlib.resources
+    loads ``tempfile`` (and with it ``random``), which the pure geo tables must not."""
+    from importlib.resources import files
+
+    return files("lbdns.geo") / "tables"
+
+
+DataFile: TypeAlias = "Path | str | Traversable"
+"""A data file: a filesystem path, or a :class:`~importlib.resources.abc.Traversable` (package data)."""
+
+
+def _as_file(path: Path | str | Traversable) -> Traversable:
+    return Path(path) if isinstance(path, str) else path
 
 
 class GeoDataError(LbdnsError):
@@ -42,16 +62,16 @@ class GeoDataError(LbdnsError):
     """
 
 
-def read_csv_rows(path: Path | str) -> list[dict[str, str]]:
+def read_csv_rows(path: DataFile) -> list[dict[str, str]]:
     """Read a UTF-8 CSV file with a header row, skipping leading ``#`` comment lines.
 
     Takes a path. Returns one dict per data row (column → text; missing cells are ``""``).
     Raises GeoDataError if the file cannot be read or has no header row.
     """
-    p = Path(path)
+    p = _as_file(path)
     try:
-        with p.open(encoding="utf-8", newline="") as f:
-            lines = [line for line in f if not line.startswith("#")]
+        lines = [line for line in p.read_text(encoding="utf-8").splitlines(keepends=True)
+                 if not line.startswith("#")]
     except OSError as exc:
         raise GeoDataError(f"{p}: cannot read ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
@@ -62,12 +82,12 @@ def read_csv_rows(path: Path | str) -> list[dict[str, str]]:
     return [{k: (v or "") for k, v in row.items() if k is not None} for row in reader]
 
 
-def load_region_names(path: Path | str | None = None) -> dict[str, str]:
-    """Return region code → name from ``region-codes.csv`` (default ``<repo>/geo/region-codes.csv``).
+def load_region_names(path: DataFile | None = None) -> dict[str, str]:
+    """Return region code → name from ``region-codes.csv`` (default: the shipped ``region-codes.csv``).
 
     Raises GeoDataError if the file cannot be read or lacks ``code`` / ``name`` columns.
     """
-    p = Path(path) if path is not None else GEO_DIR / "region-codes.csv"
+    p = _as_file(path) if path is not None else geo_dir() / "region-codes.csv"
     rows = read_csv_rows(p)
     try:
         return {row["code"].strip(): row["name"].strip() for row in rows}
@@ -75,16 +95,16 @@ def load_region_names(path: Path | str | None = None) -> dict[str, str]:
         raise GeoDataError(f"{p}: missing column {exc}") from exc
 
 
-def load_regions(path: Path | str | None = None, countries_path: Path | str | None = None) -> RegionMap:
+def load_regions(path: DataFile | None = None, countries_path: DataFile | None = None) -> RegionMap:
     """Load the country / subdivision → region mapping and the valid-country list.
 
-    Takes the mapping file (default ``<repo>/geo/regions.csv``) and the country list (default
-    ``<repo>/geo/countries.csv``). Returns a :class:`RegionMap`. Raises GeoDataError naming the
+    Takes the mapping file (default: the shipped ``regions.csv``) and the country list (default:
+    the shipped ``countries.csv``). Returns a :class:`RegionMap`. Raises GeoDataError naming the
     file if either cannot be read or is invalid (unknown region, malformed code, a mapped country
     missing from the country list).
     """
-    rp = Path(path) if path is not None else GEO_DIR / "regions.csv"
-    cp = Path(countries_path) if countries_path is not None else GEO_DIR / "countries.csv"
+    rp = _as_file(path) if path is not None else geo_dir() / "regions.csv"
+    cp = _as_file(countries_path) if countries_path is not None else geo_dir() / "countries.csv"
     region_rows = read_csv_rows(rp)
     country_rows = read_csv_rows(cp)
     try:
@@ -93,14 +113,14 @@ def load_regions(path: Path | str | None = None, countries_path: Path | str | No
         raise GeoDataError(f"{rp} / {cp}: {exc}") from exc
 
 
-def load_pops(path: Path | str | None = None, regions: RegionMap | None = None) -> PopCatalogue:
-    """Load the PoP catalogue (default ``<repo>/geo/pops.csv``).
+def load_pops(path: DataFile | None = None, regions: RegionMap | None = None) -> PopCatalogue:
+    """Load the PoP catalogue (default: the shipped ``pops.csv``).
 
     Empty ``region`` cells are derived from country/subdivision with ``regions`` (default: the
     shipped mapping). Returns a :class:`PopCatalogue`. Raises GeoDataError naming the file and PoP
     on a bad row or an unreadable file.
     """
-    p = Path(path) if path is not None else GEO_DIR / "pops.csv"
+    p = _as_file(path) if path is not None else geo_dir() / "pops.csv"
     rows = read_csv_rows(p)
     try:
         return PopCatalogue.from_rows(rows, regions if regions is not None else default_regions())

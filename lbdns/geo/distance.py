@@ -1,6 +1,7 @@
 """Great-circle distance (pure).
 
-SPEC.md R-GTS-40: proximity steering orders pools by haversine distance on a sphere of radius
+Proximity steering orders pools by great-circle distance (Cloudflare docs: Load Balancing ›
+Proximity). The formula is lbdns's choice, the docs name none: haversine on a sphere of radius
 6371.0088 km (the IUGG mean Earth radius R1).
 """
 
@@ -10,7 +11,7 @@ from math import asin, cos, radians, sin, sqrt
 
 __all__ = ["EARTH_RADIUS_KM", "haversine_km"]
 
-#: Mean Earth radius in km used for all distances (SPEC.md R-GTS-40).
+#: Mean Earth radius in km used for all distances (IUGG R1).
 EARTH_RADIUS_KM = 6371.0088
 
 
@@ -19,7 +20,7 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
     Takes latitudes and longitudes in decimal degrees (latitude −90…90, longitude −180…180; other
     values are used as given by the trigonometry). Returns a non-negative float, at most
-    π × 6371.0088 km. Never raises for finite inputs. SPEC.md R-GTS-40.
+    π × 6371.0088 km. Never raises for finite inputs.
     """
     p1 = radians(lat1)
     p2 = radians(lat2)

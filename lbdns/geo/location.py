@@ -1,9 +1,11 @@
 """GeoIP records and the request location algorithm (pure).
 
-* :class:`GeoRecord` — what a GeoIP lookup returns (SPEC.md R-LOC-13).
-* :func:`resolve_location` — SPEC.md R-LOC-06 (ECS → resolver → PoP) and the region rule of
-  R-LOC-07, given any lookup callable (``GeoDatabase.lookup`` from ``lbdns.geo.mmdb``, or
-  :meth:`StaticGeoTable.lookup` for the ``geo.backend: static`` table of SPEC.md §2.1).
+* :class:`GeoRecord` — what a GeoIP lookup returns.
+* :func:`resolve_location` — the ``location_strategy`` algorithm (ECS → resolver → PoP; Cloudflare
+  docs: Load Balancing › Global traffic steering › EDNS Client Subnet (ECS) support; Cloudflare
+  API docs: Load Balancer Details › ``location_strategy``) and the region for ``region_pools``,
+  given any lookup callable (``GeoDatabase.lookup`` from ``lbdns.geo.mmdb``, or
+  :meth:`StaticGeoTable.lookup`).
 * :class:`StaticGeoTable` — longest-prefix CIDR table, the static GeoIP backend used by tests.
 """
 
@@ -31,11 +33,11 @@ __all__ = [
     "yields_need",
 ]
 
-#: Allowed ``location_strategy.prefer_ecs`` values (SPEC.md R-LOC-05).
+#: Allowed ``location_strategy.prefer_ecs`` values (Cloudflare API docs: Load Balancer Details).
 PREFER_ECS: frozenset[str] = frozenset({"always", "never", "proximity", "geo"})
-#: Allowed ``location_strategy.mode`` values (SPEC.md R-LOC-05).
+#: Allowed ``location_strategy.mode`` values (Cloudflare API docs: Load Balancer Details).
 MODES: frozenset[str] = frozenset({"pop", "resolver_ip"})
-#: What the steering policy needs from a location (SPEC.md R-LOC-06, R-LOC-13).
+#: What the steering policy needs from a location: a country for geo, coordinates for proximity.
 NEEDS: frozenset[str] = frozenset({"country", "coordinates"})
 #: Values of :attr:`ResolvedLocation.source`.
 SOURCES: frozenset[str] = frozenset({"ecs", "resolver", "pop"})
@@ -48,13 +50,14 @@ _new_tuple = tuple.__new__
 
 @dataclass(frozen=True, slots=True)
 class GeoRecord:
-    """Result of one GeoIP lookup (SPEC.md R-LOC-13).
+    """Result of one GeoIP lookup.
 
     ``country``: ISO-3166-1 alpha-2, upper case, or None. ``subdivision``: ISO-3166-2 suffix
     (``"CA"`` for California) for US/CA addresses only, else None. ``latitude`` / ``longitude``:
     decimal degrees or None. ``asn``: autonomous system number or None. ``prefix_len``: prefix
     length of the GeoIP network that matched, in the address family of the query (an IPv4 lookup
-    reports 0…32 even in an IPv6-tree database) — the ECS scope source of SPEC.md R-ANS-50.
+    reports 0…32 even in an IPv6-tree database) — the source of the ECS scope (RFC 7871 §7.2.1;
+    docs/decisions.md › DNS protocol).
     """
 
     country: str | None
@@ -71,7 +74,7 @@ class GeoRecord:
 
 
 class ResolvedLocation(NamedTuple):
-    """The location ``Loc`` of SPEC.md R-LOC-06 (immutable).
+    """The request location computed from ``location_strategy`` (immutable).
 
     A ``NamedTuple`` rather than a frozen dataclass because it is built on the query hot path:
     construction costs ~0.1 µs against ~1.5 µs for a frozen slotted dataclass (measured, CPython
@@ -79,12 +82,12 @@ class ResolvedLocation(NamedTuple):
 
     ``source``: ``"ecs"``, ``"resolver"`` or ``"pop"``. ``country`` / ``subdivision`` /
     ``latitude`` / ``longitude`` (decimal degrees): from the GeoIP record that decided, or the PoP's.
-    ``region``: the region for ``geo_region_source: location`` (SPEC.md R-LOC-07) —
+    ``region``: the region for ``geo_region_source: location`` (docs/steering.md › ``geo``) —
     ``region_of(country, subdivision)`` for ecs/resolver sources when a mapping exists, else the
     PoP's region; for ``source == "pop"`` the PoP's region. ``network_prefix``: prefix length of the
     GeoIP network that decided (ecs/resolver sources), else None. ``ecs_consulted``: True when the
     ECS address was looked up, even if that lookup did not yield what was needed — drives the
-    ECS scope of SPEC.md R-ANS-50 (consulted and decided ⇒ ``min(network_prefix, source prefix)``;
+    ECS scope (RFC 7871 §7.2.1; consulted and decided ⇒ ``min(network_prefix, source prefix)``;
     consulted but fell through ⇒ source prefix; not consulted ⇒ 0).
     """
 
@@ -99,7 +102,8 @@ class ResolvedLocation(NamedTuple):
 
 
 def yields_need(record: GeoRecord | None, need: str) -> bool:
-    """Tell whether a lookup result is successful for ``need`` (SPEC.md R-LOC-13).
+    """Tell whether a lookup result is successful for ``need`` (a missing attribute counts as an
+    unsuccessful lookup, lbdns decision).
 
     ``need == "country"``: the record has a country. ``need == "coordinates"``: it has both
     latitude and longitude. A None record (address absent from the data) never yields.
@@ -150,14 +154,17 @@ def resolve_location(
     lookup: Callable[[A], GeoRecord | None],
     regions: RegionMap | None = None,
 ) -> ResolvedLocation:
-    """Compute the request location ``Loc`` (SPEC.md R-LOC-06, R-LOC-07, R-LOC-13).
+    """Compute the request location (Cloudflare docs: Load Balancing › Global traffic steering ›
+    EDNS Client Subnet (ECS) support; Cloudflare API docs: Load Balancer Details ›
+    ``location_strategy``).
 
-    Takes ``prefer_ecs`` / ``mode`` from the LB's ``location_strategy`` (R-LOC-05), the *resolved*
-    steering ``policy`` (after ``""`` mapping and rule overrides, A-11), ``need`` (``"country"``
-    for geo, ``"coordinates"`` for proximity), the ECS address (``None`` when absent or of source
-    prefix 0, R-LOC-03; already masked, R-LOC-04), the resolver address (or None), the PoP that
-    received the query, and a ``lookup`` callable returning a :class:`GeoRecord` or None.
-    ``regions`` overrides the shipped region mapping.
+    Takes ``prefer_ecs`` / ``mode`` from the LB's ``location_strategy``, the *resolved* steering
+    ``policy`` (after ``""`` mapping and rule overrides; lbdns decision, docs/decisions.md ›
+    Steering), ``need`` (``"country"`` for geo, ``"coordinates"`` for proximity), the ECS address
+    (``None`` when absent or of source prefix 0, docs/decisions.md › DNS protocol; already masked
+    to the source prefix, RFC 7871 §6), the resolver address (or None), the PoP that received the
+    query, and a ``lookup`` callable returning a :class:`GeoRecord` or None. ``regions`` overrides
+    the shipped region mapping.
 
     ECS is used when preferred (``always``, or ``proximity`` / ``geo`` equal to ``policy``) and its
     lookup yields ``need``; else, with ``mode == "resolver_ip"``, the resolver's lookup if it
@@ -198,11 +205,11 @@ def resolve_location(
 def location_ecs_scope(loc: ResolvedLocation | None, source_prefix: int) -> int:
     """Return the ECS SCOPE PREFIX-LENGTH that the location part of an answer requires.
 
-    SPEC.md R-ANS-50 / RFC 7871 §7.2.1: the location came from ECS ⇒ the prefix length of the
-    GeoIP network that decided, but no more than ``source_prefix``; ECS was consulted but fell
-    through (no data, or not the needed attribute) ⇒ ``source_prefix``; ECS not consulted, or no
-    location computed (``loc`` None) ⇒ 0. The caller combines this with the rule part of R-ANS-50
-    (``max`` with ``source_prefix`` when a rule read the ECS address). Never raises.
+    RFC 7871 §7.2.1 (docs/decisions.md › DNS protocol): the location came from ECS ⇒ the prefix
+    length of the GeoIP network that decided, but no more than ``source_prefix``; ECS was consulted
+    but fell through (no data, or not the needed attribute) ⇒ ``source_prefix``; ECS not consulted,
+    or no location computed (``loc`` None) ⇒ 0. The caller combines this with the rule part of the
+    scope (``max`` with ``source_prefix`` when a rule read the ECS address). Never raises.
     """
     if loc is None or not loc.ecs_consulted:
         return 0
@@ -212,7 +219,7 @@ def location_ecs_scope(loc: ResolvedLocation | None, source_prefix: int) -> int:
 
 
 class StaticGeoTable:
-    """The ``geo.backend: static`` GeoIP table (SPEC.md §2.1, R-LOC-13): CIDR → record.
+    """The static GeoIP table of the tests (not a server setting): CIDR → record.
 
     Longest-prefix match over IPv4 and IPv6 networks (one dict per prefix length present, probed
     longest first). Addresses outside every network are unsuccessful lookups (None).
@@ -243,7 +250,7 @@ class StaticGeoTable:
     @classmethod
     def from_mapping(cls, table: Mapping[str, Mapping[str, Any]]) -> StaticGeoTable:
         """Build from ``{cidr: {country, subdivision, latitude, longitude, asn}}`` (every attribute
-        optional; the SPEC-EXAMPLES ``geo_static`` layout).
+        optional; the tests' ``geo_static`` layout).
 
         Returns the table. Raises ValueError naming the CIDR on a bad network (host bits set), a
         country that is not two letters, a subdivision outside US/CA, out-of-range coordinates or a

@@ -3,11 +3,11 @@
 :class:`GeoDatabase` wraps a City (or Country) database — GeoLite2, GeoIP2, DB-IP Lite and other
 files in MaxMind's record layout — and optionally an ASN database, opened with ``maxminddb``'s C
 extension over a memory map (``MODE_MMAP_EXT``; pure-Python ``MODE_AUTO`` if the extension is
-missing). It implements ``geo_lookup`` of SPEC.md R-LOC-13 and reports the matching network's
-prefix length for the ECS scope of SPEC.md R-ANS-50.
+missing). It answers the GeoIP lookups of ``location_strategy`` and reports the matching
+network's prefix length for the ECS scope of answers (RFC 7871 §7.2.1).
 
-Hot path: results are memoised per matched network (PERFORMANCE.md: the fast Python server "used
-a MaxMind lookup memoised per ECS /24"). A lookup first probes a bucket keyed by the address's /24
+Hot path: results are memoised per matched network (a memo per ECS /24 is what keeps a Python
+server's geo lookups cheap). A lookup first probes a bucket keyed by the address's /24
 (IPv4) or /48 (IPv6). A bucket holds the answer directly when the matched network is that wide or
 wider; when the data splits the /24 (/48) into longer networks, the bucket holds those networks and
 is probed once per distinct prefix length seen inside it. Networks wider than a bucket are also
@@ -19,6 +19,7 @@ younger fills), so the memo stays bounded without per-entry bookkeeping.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv6Address
 from os import PathLike
@@ -210,7 +211,7 @@ class GeoDatabase:
 
     Use :meth:`open` or :meth:`default`; call :meth:`close` (or use ``with``) when done. Not meant
     for concurrent use from several threads (the memo is unsynchronised; the server calls it from
-    its one event-loop thread). SPEC.md R-LOC-13, R-ANS-50.
+    its one event-loop thread).
     """
 
     __slots__ = (
@@ -300,12 +301,27 @@ class GeoDatabase:
         path = Path(str(packaged.filename))
         return cls.open(path, cache_size=cache_size)
 
-    def lookup(self, ip: str | bytes | IPv4Address | IPv6Address) -> GeoRecord | None:
-        """Look an address up (SPEC.md R-LOC-13).
+    def describe(self) -> str:
+        """One line naming the database for the start-up log: file, database type and build date
+        from the MMDB metadata (``database_type``, ``build_epoch``), and the ASN database if any,
+        e.g. ``/var/lib/GeoIP/GeoLite2-City.mmdb (GeoLite2-City, built 2024-05-03)``."""
+
+        def one(reader: Any, path: str | None) -> str:
+            meta = reader.metadata()
+            built = time.strftime("%Y-%m-%d", time.gmtime(int(meta.build_epoch)))
+            return f"{path or '?'} ({meta.database_type}, built {built})"
+
+        text = one(self._city, self.city_path)
+        if self._asn is not None:
+            text += f"; ASN {one(self._asn, self.asn_path)}"
+        return text
+
+    def lookup(self, ip: str | bytes | IPv4Address | IPv6Address) -> GeoRecord | None:  # noqa: PLR0912 -- per-query hot path: the address forms dispatched inline
+        """Look an address up.
 
         Takes an IPv4/IPv6 address as text, ``ipaddress`` object or packed network-order bytes
         (4 or 16; the cheapest form for an ECS address taken off the wire). For ECS pass the
-        masked network address (R-LOC-04).
+        masked network address (RFC 7871 §6).
 
         Returns a :class:`GeoRecord` — fields the data lacks are None; ``prefix_len`` is the City
         database network's prefix length in the query's address family (0…32 for IPv4 even in an

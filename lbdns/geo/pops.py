@@ -1,10 +1,12 @@
 """PoP (data centre) identity and the PoP catalogue (pure).
 
-A PoP is what answers a query (SPEC.md R-LOC-00, R-LOC-01, R-LOC-02): its code keys
-``pop_pools``, its region feeds ``region_pools`` and ``cf.load_balancer.region``, its country and
-coordinates are the "PoP location" of ``location_strategy.mode: pop``. The server setting ``pops``
-(SPEC.md §2.1) maps code → ``{region, country, latitude, longitude}``; the shipped catalogue
-(``geo/pops.csv``, read by ``lbdns.geo.data``) provides defaults.
+A PoP is what answers a query: its code keys ``pop_pools``, its region feeds ``region_pools`` and
+``cf.load_balancer.region`` (Cloudflare docs: Load Balancing › Geo › Region steering; Load
+Balancing › Supported fields and operators), its country and coordinates are the "PoP location" of
+``location_strategy.mode: pop`` (Cloudflare API docs: Load Balancer Details ›
+``location_strategy``). The catalogue maps code → ``{region, country, latitude, longitude}``: the
+shipped ``geo/pops.csv`` (read by ``lbdns.geo.data``), or the file of the server setting
+``pops_file``.
 
 This module never reads files: :meth:`PopCatalogue.from_rows` takes parsed CSV rows.
 """
@@ -70,7 +72,8 @@ def make_pop(
     regions: RegionMap | None = None,
 ) -> Pop:
     """Build a :class:`Pop`, deriving ``region`` from the country (and US/CA subdivision) when it
-    is not given (SPEC.md R-LOC-11: the mapping "is used for PoPs defined without a region").
+    is not given, through the proposed country / subdivision → region mapping of
+    ``geo/tables/regions.csv`` (modelled on Cloudflare docs: Load Balancing › Regions API).
 
     Takes coordinates in decimal degrees; ``regions`` defaults to the shipped mapping. Returns the
     PoP. Raises ValueError if no region is given and none can be derived, or if a field is invalid

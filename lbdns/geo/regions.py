@@ -1,11 +1,12 @@
 """Load Balancing regions and the country / subdivision → region mapping (pure).
 
-SPEC.md R-LOC-10 (13 regions, Appendix A), R-LOC-11 (countries map to regions; the US and
-Canada are split by ISO-3166-2 subdivision), R-LOC-12 (``country_pools`` keys are ISO-3166-1
-alpha-2 codes, subdivision keys are not).
+Cloudflare docs: Load Balancing › Regions API (13 regions; countries map to regions, and "only
+the U.S. and Canada are provided with these subdivisions", ISO-3166-2 codes) and Load Balancing ›
+Geo › Country steering (``country_pools`` keys are ISO-3166-1 alpha-2 codes; lbdns rejects
+subdivision keys).
 
 This module never reads files: :class:`RegionMap` is built from already parsed CSV rows
-(``lbdns.geo.data`` reads ``geo/regions.csv`` and ``geo/countries.csv``). The module-level
+(``lbdns.geo.data`` reads ``geo/tables/regions.csv`` and ``geo/tables/countries.csv``). The module-level
 :func:`region_of` and :func:`is_country` use the shipped default tables, loaded once on first
 use through ``lbdns.geo.data``.
 
@@ -27,7 +28,7 @@ __all__ = [
     "region_of",
 ]
 
-#: Code → name of the 13 Load Balancing regions (SPEC.md Appendix A; Cloudflare Regions API).
+#: Code → name of the 13 Load Balancing regions (Cloudflare docs: Load Balancing › Regions API).
 REGION_NAMES: Mapping[str, str] = MappingProxyType(
     {
         "EEU": "Eastern Europe",
@@ -46,16 +47,18 @@ REGION_NAMES: Mapping[str, str] = MappingProxyType(
     }
 )
 
-#: The 13 Load Balancing region codes (SPEC.md R-LOC-10, Appendix A). ``ALL_REGIONS`` (accepted
-#: by monitors' ``check_regions``) is deliberately not a region.
+#: The 13 Load Balancing region codes (Cloudflare docs: Load Balancing › Regions API).
+#: ``ALL_REGIONS`` (accepted by monitors' ``check_regions``) is deliberately not a region.
 REGION_CODES: frozenset[str] = frozenset(REGION_NAMES)
 
-#: Countries whose rows may be refined by an ISO-3166-2 subdivision (SPEC.md R-LOC-11).
+#: Countries whose rows may be refined by an ISO-3166-2 subdivision (Cloudflare docs:
+#: Load Balancing › Regions API).
 SUBDIVIDED_COUNTRIES: frozenset[str] = frozenset({"US", "CA"})
 
 
 def is_region(code: str) -> bool:
-    """Tell whether ``code`` is one of the 13 region codes (SPEC.md Appendix A).
+    """Tell whether ``code`` is one of the 13 region codes (Cloudflare docs: Load Balancing ›
+    Regions API).
 
     Takes the code exactly as written (region codes are upper case; ``"enam"`` is not a region).
     Returns True or False; never raises.
@@ -71,7 +74,7 @@ class RegionMap:
     """Country and US/CA subdivision → region code, plus the set of valid country codes.
 
     Built from parsed rows by :meth:`from_rows`; immutable afterwards and cheap to query on the
-    hot path (two dict probes at most). SPEC.md R-LOC-11, R-LOC-12.
+    hot path (two dict probes at most). Cloudflare docs: Load Balancing › Regions API.
     """
 
     __slots__ = ("_countries", "_known", "_subdivisions")
@@ -117,8 +120,8 @@ class RegionMap:
         """Build a map from CSV rows.
 
         ``region_rows`` carry ``code`` (``"FR"`` for a country, ``"US-CA"`` for a US state or
-        Canadian province) and ``region`` (``geo/regions.csv`` layout). ``country_rows`` carry
-        ``alpha2`` (``geo/countries.csv`` layout); when omitted, the mapped countries are the valid
+        Canadian province) and ``region`` (``geo/tables/regions.csv`` layout). ``country_rows`` carry
+        ``alpha2`` (``geo/tables/countries.csv`` layout); when omitted, the mapped countries are the valid
         ones. Returns the map. Raises ValueError on a malformed or duplicate code, an unknown
         region, or a subdivision outside the US and Canada.
         """
@@ -148,8 +151,8 @@ class RegionMap:
 
         Takes an ISO-3166-1 alpha-2 ``country`` and, for the US and Canada, the ISO-3166-2
         ``subdivision`` either as the suffix (``"CA"``) or in full (``"US-CA"``). An unknown or
-        absent subdivision falls back to the country's own row (SPEC.md R-LOC-11; the shipped
-        ``US`` / ``CA`` rows give the region used when no subdivision is known). Lower-case input
+        absent subdivision falls back to the country's own row (the shipped ``US`` / ``CA`` rows
+        give the region used when no subdivision is known). Lower-case input
         is accepted. Never raises.
         """
         if not country:
@@ -171,7 +174,8 @@ class RegionMap:
         return region
 
     def is_country(self, code: str) -> bool:
-        """Tell whether ``code`` is a valid ``country_pools`` key (SPEC.md R-LOC-12).
+        """Tell whether ``code`` is a valid ``country_pools`` key (Cloudflare docs: Load Balancing ›
+        Geo › Country steering).
 
         Valid means an upper-case ISO-3166-1 alpha-2 code from the country list (the shipped list
         also accepts ``XK``, Kosovo, which GeoIP databases use). Subdivision keys such as
@@ -218,9 +222,10 @@ def region_of(
 ) -> str | None:
     """Return the region code of a country (and US/CA subdivision), or None if unmapped.
 
-    Uses ``regions`` or, when omitted, the shipped default mapping (``geo/regions.csv``, loaded
+    Uses ``regions`` or, when omitted, the shipped default mapping (``geo/tables/regions.csv``, loaded
     once; a missing or broken data file raises ``lbdns.geo.data.GeoDataError`` on first use).
-    See :meth:`RegionMap.region_of` for the argument forms. SPEC.md R-LOC-07, R-LOC-11.
+    See :meth:`RegionMap.region_of` for the argument forms. Used for PoPs without a region and
+    for ``geo_region_source: location`` (docs/steering.md › ``geo``).
     """
     return (regions or _default or _default_map()).region_of(country, subdivision)
 
@@ -228,7 +233,8 @@ def region_of(
 def is_country(code: str, regions: RegionMap | None = None) -> bool:
     """Tell whether ``code`` is a valid upper-case ISO-3166-1 alpha-2 country code.
 
-    Uses ``regions`` or the shipped default country list (``geo/countries.csv``).
-    SPEC.md R-LOC-12 (``E-COUNTRY`` for anything else, including ``US-CA``).
+    Uses ``regions`` or the shipped default country list (``geo/tables/countries.csv``).
+    Cloudflare docs: Load Balancing › Geo › Country steering (``E-COUNTRY`` for anything else,
+    including ``US-CA``).
     """
     return (regions or _default or _default_map()).is_country(code)

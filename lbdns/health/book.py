@@ -1,9 +1,12 @@
-"""The health book: the single mutable owner of health state (DESIGN.md "One probe result").
+"""The health book: the single mutable owner of health state (docs/architecture.md › One probe
+result).
 
-A :class:`HealthBook` keeps, per (pool id, origin name, monitor id) *member*, the tracker state
-of R-MON-18 and the newest result details; per (pool id, origin name) *pair*, the aggregated
-:class:`~lbdns.health.view.OriginHealth` (single monitor: the member's state; monitor group:
-the quorum of R-MON-21); and per pool the RTT EWMA of R-GTS-52/R-GTS-53.
+A :class:`HealthBook` keeps, per (pool id, origin name, monitor id) *member*, the
+consecutive up/down tracker state and the newest result details; per (pool id, origin name)
+*pair*, the aggregated :class:`~lbdns.health.view.OriginHealth` (single monitor: the member's
+state; monitor group: the group's quorum, Cloudflare docs: Load Balancing › Monitor Groups); and
+per pool the RTT EWMA of dynamic steering (Cloudflare docs: Load Balancing › Global traffic
+steering › Dynamic; Load Balancing › Monitor Groups › Latency for Steering).
 
 Only the probe scheduler mutates a book, from one asyncio task context; everyone else reads an
 immutable :class:`~lbdns.health.view.HealthView` made by :meth:`HealthBook.freeze`. Pure module:
@@ -30,7 +33,7 @@ from lbdns.health.tracker import (
 from lbdns.health.view import HealthView, OriginHealth, OriginState, PoolRtt
 
 DEFAULT_RTT_ALPHA = 0.3
-"""EWMA smoothing factor for pool RTT (SPEC.md §2.1 ``rtt_ewma_alpha``, R-GTS-52)."""
+"""EWMA smoothing factor for pool RTT (default of the server setting ``rtt_ewma_alpha``)."""
 
 NO_FAILURES = "No failures"
 
@@ -60,7 +63,8 @@ class ProbeOutcome(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class MemberRecord:
-    """One member's tracker state and newest result (for R-LOG-01 ``monitors`` entries).
+    """One member's tracker state and newest result (for the ``monitors`` entries of health
+    events, Cloudflare docs: Load Balancing › Analytics › Logs).
 
     ``recorded_at`` is the monotonic time (seconds) of the newest result.
     """
@@ -76,7 +80,8 @@ class MemberRecord:
 
 
 def ewma(previous: float | None, sample: float, alpha: float) -> float:
-    """One EWMA step (SPEC.md R-GTS-52): ``alpha·sample + (1−alpha)·previous``; the first
+    """One EWMA step (Cloudflare docs: Load Balancing › Global traffic steering › Dynamic):
+    ``alpha·sample + (1−alpha)·previous``; the first
     sample (``previous`` None) initialises. Milliseconds in, milliseconds out."""
     if previous is None:
         return sample
@@ -84,8 +89,8 @@ def ewma(previous: float | None, sample: float, alpha: float) -> float:
 
 
 def round_sample(rtts_ms: Iterable[float | None]) -> float | None:
-    """The pool RTT sample of one round (SPEC.md R-MON-25): the mean RTT in milliseconds of
-    the enabled origins that passed; ``None`` entries (no RTT) are skipped; None when empty."""
+    """The pool RTT sample of one round (lbdns decision): the mean RTT in milliseconds of the
+    enabled origins that passed; ``None`` entries (no RTT) are skipped; None when empty."""
     vals = [r for r in rtts_ms if r is not None]
     if not vals:
         return None
@@ -101,7 +106,7 @@ class _RttEntry:
 class HealthBook:
     """Mutable owner of per-pair health and per-pool RTT; freezes into a :class:`HealthView`.
 
-    ``rtt_alpha`` is the EWMA factor in (0, 1] (default 0.3, R-GTS-52). Raises
+    ``rtt_alpha`` is the EWMA factor in (0, 1] (default 0.3, ``rtt_ewma_alpha``). Raises
     :class:`ValueError` for an alpha outside (0, 1].
     """
 
@@ -135,7 +140,7 @@ class HealthBook:
         return {k[2]: v for k, v in self._members.items() if k[0] == pool_id and k[1] == origin_name}
 
     def pool_rtt(self, pool_id: str) -> PoolRtt | None:
-        """The pool's RTT EWMA (R-GTS-52/53), or None without samples."""
+        """The pool's RTT EWMA, or None without samples."""
         return self._pool_rtt.get(pool_id)
 
     def member_keys(self) -> set[MemberKey]:
@@ -157,11 +162,11 @@ class HealthBook:
     ) -> Transition | None:
         """Record one aggregated probe result of (pool, origin) from monitor ``monitor_id``.
 
-        ``thresholds`` are that monitor's ``consecutive_*`` (R-MON-18); ``now`` is the monotonic
-        time in seconds. ``group`` is the pool's monitor-group members (R-MON-21), or None for a
-        single monitor. Returns the pair's :class:`Transition` when its aggregated state changed;
-        otherwise, for a group, a member-level transition (``monitor_id`` set) when only the
-        member's own state changed; otherwise None.
+        ``thresholds`` are that monitor's ``consecutive_*``; ``now`` is the monotonic time in
+        seconds. ``group`` is the pool's monitor-group members, or None for a single monitor.
+        Returns the pair's :class:`Transition` when its aggregated state changed; otherwise, for a
+        group, a member-level transition (``monitor_id`` set) when only the member's own state
+        changed; otherwise None.
         """
         mkey = (pool_id, origin_name, monitor_id)
         prev = self._members.get(mkey)
@@ -221,10 +226,12 @@ class HealthBook:
     ) -> PoolRtt | None:
         """Feed one round's RTTs (ms) of the pool's passing, enabled origins into the EWMA.
 
-        The round sample is their mean (R-MON-25); the (pool, monitor) EWMA is updated with
-        :attr:`rtt_alpha` (R-GTS-52); the pool value is the mean of the EWMAs of its voting
-        monitors (R-GTS-53; a single monitor: its own). ``now`` is monotonic seconds, stored as
-        ``updated_at``; ``max_age`` seconds is the freshness limit (R-GTS-51). Returns the new
+        The round sample is their mean; the (pool, monitor) EWMA is updated with
+        :attr:`rtt_alpha`; the pool value is the mean of the EWMAs of its voting monitors
+        (Cloudflare docs: Load Balancing › Monitor Groups › Latency for Steering; a single
+        monitor: its own). ``now`` is monotonic seconds, stored as ``updated_at``; ``max_age``
+        seconds is the freshness limit (RTT data must be "current", Cloudflare docs: Load
+        Balancing › Global traffic steering › Dynamic). Returns the new
         pool RTT, or the unchanged one (possibly None) when the round had no sample.
         """
         sample = round_sample(rtts_ms)
@@ -293,7 +300,7 @@ class HealthBook:
     def carry_over(
         cls, old_book: HealthBook, new_keys: Iterable[MemberKey], *, rtt_alpha: float | None = None
     ) -> HealthBook:
-        """A new book for a reloaded configuration (SPEC.md R-MNT-03).
+        """A new book for a reloaded configuration (docs/operations.md › Reloading).
 
         Takes the old book and the (pool id, origin name, monitor id) keys that the new
         configuration probes. Keeps the member states whose key still exists, the aggregated
@@ -321,5 +328,5 @@ class HealthBook:
 
 
 def carry_over(old_book: HealthBook, new_keys: Iterable[MemberKey]) -> HealthBook:
-    """Module-level alias of :meth:`HealthBook.carry_over` (R-MNT-03)."""
+    """Module-level alias of :meth:`HealthBook.carry_over`."""
     return HealthBook.carry_over(old_book, new_keys)

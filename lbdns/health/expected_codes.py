@@ -1,8 +1,10 @@
-"""The ``expected_codes`` grammar of HTTP/HTTPS monitors (SPEC.md R-MON-08).
+"""The ``expected_codes`` grammar of HTTP/HTTPS monitors.
 
-Tokens are separated by commas and/or whitespace. A token is either a three-digit status code
-100–599 (``"200"``) or a class: one digit 1–5 followed by ``xx`` (``"2xx"``, case-insensitive).
-A response status matches when it equals a listed code or its first digit equals a class digit.
+Cloudflare docs: Load Balancing › Manage monitors: codes are "listed individually (``200``,
+``302``) or as a range" (``2xx``); the exact grammar is an lbdns decision. Tokens are separated by
+commas and/or whitespace. A token is either a three-digit status code 100–599 (``"200"``) or a
+class: one digit 1–5 followed by ``xx`` (``"2xx"``, case-insensitive). A response status matches
+when it equals a listed code or its first digit equals a class digit.
 
 Pure module: no I/O. The configuration validator calls :func:`parse_expected_codes` and turns a
 :class:`ValueError` into an ``E-MON`` issue; the HTTP probe calls :meth:`ExpectedCodes.matches`.
@@ -26,7 +28,7 @@ class ExpectedCodes:
     """A parsed ``expected_codes`` value.
 
     ``codes`` holds the individual status codes, ``classes`` the first digits of the ``Nxx``
-    tokens (SPEC.md R-MON-08).
+    tokens.
     """
 
     codes: frozenset[int]
@@ -42,7 +44,7 @@ class ExpectedCodes:
 
 
 def parse_expected_codes(text: str) -> ExpectedCodes:
-    """Parse an ``expected_codes`` string (SPEC.md R-MON-08).
+    """Parse an ``expected_codes`` string.
 
     Takes the raw configuration string, e.g. ``"200"``, ``"200, 302"``, ``"2xx 301"``.
     Returns an :class:`ExpectedCodes` matcher.

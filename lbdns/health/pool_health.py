@@ -1,26 +1,35 @@
-"""Pool and load-balancer health (SPEC.md §5.1–§5.4).
+"""Pool and load-balancer health (Cloudflare docs: Load Balancing › How endpoints and pools
+become unhealthy).
 
 Pure functions of a :class:`~lbdns.config.model.Pool` and anything that answers
 ``state(pool_id, origin_name)`` — a :class:`~lbdns.health.view.HealthView` or a live
 :class:`~lbdns.health.book.HealthBook`.
 
-* An endpoint *counts as healthy* when it is enabled and either its pool is unmonitored
-  (R-HLT-03) or its state is HEALTHY (R-HLT-02: UNKNOWN counts as down). Weight is irrelevant
-  (R-HLT-12); disabled endpoints never count (R-HLT-04).
-* A pool is *healthy* when at least ``minimum_origins`` endpoints count as healthy (R-HLT-10),
-  and *usable for steering* when it is also enabled (R-HLT-13).
-* Reported states follow R-HLT-11 / A-48 (see :func:`pool_status`); the load-balancer status
-  follows R-HLT-30 (see :func:`lb_status`).
+* An endpoint *counts as healthy* when it is enabled and either its pool is unmonitored ("the
+  health status is not considered during steering") or its state is HEALTHY (UNKNOWN counts as
+  down: "Origins are considered down when monitoring is enabled, but the health status is still
+  unknown"), both from that page › How a pool becomes unhealthy. Weight is irrelevant (lbdns
+  decision); disabled endpoints never count (Cloudflare docs: Load Balancing › Perform planned
+  maintenance).
+* A pool is *healthy* when at least ``minimum_origins`` endpoints count as healthy (the Health
+  Threshold, Cloudflare docs: Load Balancing › Manage pools), and *usable for steering* when it
+  is also enabled (Cloudflare docs, older Load balancers page › Important notes: pools "manually
+  disabled or unhealthy").
+* Reported states follow that page › How a pool becomes unhealthy (see :func:`pool_status`;
+  when "No health" is shown is an lbdns decision, docs/decisions.md › Health and probes); the
+  load-balancer status follows › How a load balancer becomes unhealthy (see :func:`lb_status`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from lbdns.config.model import Origin, Pool
 from lbdns.health.view import OriginState
+
+if TYPE_CHECKING:  # annotations only: importing health loads no pydantic
+    from lbdns.config.model import Origin, Pool
 
 
 class HealthLookup(Protocol):
@@ -32,7 +41,8 @@ class HealthLookup(Protocol):
 
 
 class PoolStatus(StrEnum):
-    """Reported pool state (SPEC.md R-HLT-11)."""
+    """Reported pool state (Cloudflare docs: Load Balancing › How endpoints and pools become
+    unhealthy › How a pool becomes unhealthy)."""
 
     HEALTHY = "healthy"
     DEGRADED = "degraded"
@@ -42,7 +52,8 @@ class PoolStatus(StrEnum):
 
 
 class LbStatus(StrEnum):
-    """Reported load-balancer state (SPEC.md R-HLT-30)."""
+    """Reported load-balancer state (Cloudflare docs: Load Balancing › How endpoints and pools
+    become unhealthy › How a load balancer becomes unhealthy)."""
 
     HEALTHY = "healthy"
     DEGRADED = "degraded"
@@ -50,7 +61,7 @@ class LbStatus(StrEnum):
 
 
 def origin_counts_healthy(pool: Pool, origin: Origin, view: HealthLookup) -> bool:
-    """True when ``origin`` of ``pool`` counts as healthy for steering (R-HLT-02/03/04).
+    """True when ``origin`` of ``pool`` counts as healthy for steering.
 
     Disabled origins never count; in an unmonitored pool every enabled origin counts; in a
     monitored pool only state HEALTHY counts (UNKNOWN and UNHEALTHY are down).
@@ -63,14 +74,15 @@ def origin_counts_healthy(pool: Pool, origin: Origin, view: HealthLookup) -> boo
 
 
 def healthy_origin_count(pool: Pool, view: HealthLookup) -> int:
-    """Number of origins of ``pool`` that count as healthy (weight irrelevant, R-HLT-12)."""
+    """Number of origins of ``pool`` that count as healthy (weight irrelevant, lbdns decision)."""
     return sum(1 for o in pool.origins if origin_counts_healthy(pool, o, view))
 
 
 def pool_healthy(pool: Pool, view: HealthLookup) -> bool:
-    """True when at least ``minimum_origins`` origins count as healthy (R-HLT-10).
+    """True when at least ``minimum_origins`` origins count as healthy (the Health Threshold).
 
-    Ignores ``pool.enabled``; this is the "healthy" of health events (R-LOG-01).
+    Ignores ``pool.enabled``; this is the ``pool.healthy`` of health events (Cloudflare docs: Load
+    Balancing › Analytics › Logs).
     """
     return healthy_origin_count(pool, view) >= pool.minimum_origins
 
@@ -78,18 +90,19 @@ def pool_healthy(pool: Pool, view: HealthLookup) -> bool:
 def usable_for_steering(pool: Pool, view: HealthLookup) -> bool:
     """True when ``pool`` may receive traffic in normal (non-fallback) mode.
 
-    The pool must be enabled (R-HLT-13) and have ≥ ``minimum_origins`` origins counting as
-    healthy (R-HLT-10).
+    The pool must be enabled and have ≥ ``minimum_origins`` origins counting as healthy.
     """
     return pool.enabled and pool_healthy(pool, view)
 
 
 def pool_status(pool: Pool, view: HealthLookup, *, serving_as_fallback: bool = False) -> PoolStatus:
-    """The reported state of ``pool`` (SPEC.md R-HLT-11, A-48; EX-49).
+    """The reported state of ``pool`` (Cloudflare docs: Load Balancing › How endpoints and pools
+    become unhealthy › How a pool becomes unhealthy; docs/decisions.md › Health and probes).
 
-    * ``serving_as_fallback`` ⇒ NO_HEALTH (the fallback pool's health is not considered, R-HLT-20);
-    * unmonitored pool ⇒ UNKNOWN (still usable, R-HLT-03; EX-49 item 5);
-    * monitored pool whose enabled origins are all UNKNOWN ⇒ UNKNOWN (not usable; EX-49 item 4);
+    * ``serving_as_fallback`` ⇒ NO_HEALTH (the fallback pool's "health is not taken into
+      account", Cloudflare docs: Load Balancing › Common configurations);
+    * unmonitored pool ⇒ UNKNOWN (still usable);
+    * monitored pool whose enabled origins are all UNKNOWN ⇒ UNKNOWN (not usable);
     * fewer healthy origins than ``minimum_origins`` ⇒ CRITICAL;
     * every enabled origin HEALTHY ⇒ HEALTHY, otherwise DEGRADED.
 
@@ -112,7 +125,8 @@ def pool_status(pool: Pool, view: HealthLookup, *, serving_as_fallback: bool = F
 
 
 def lb_status(default_pools: Sequence[Pool], view: HealthLookup) -> LbStatus:
-    """The reported state of a load balancer from its ``default_pools`` (SPEC.md R-HLT-30).
+    """The reported state of a load balancer from its ``default_pools`` (Cloudflare docs: Load
+    Balancing › How endpoints and pools become unhealthy › How a load balancer becomes unhealthy).
 
     HEALTHY when every default pool is usable for steering (Healthy or Degraded, or
     unmonitored), CRITICAL when none is (traffic goes to the fallback pool; also for an empty

@@ -1,11 +1,15 @@
-"""The health state machine and result aggregation (SPEC.md §10.4–§10.6).
+"""The health state machine and result aggregation.
 
 Pure functions over immutable data, in the manner of h11's ``_state.py``:
 
-* :func:`apply` — the consecutive up/down state machine of R-MON-18 (0 ≡ 1);
+* :func:`apply` — the ``consecutive_up`` / ``consecutive_down`` state machine (Cloudflare docs:
+  Load Balancing › Manage monitors; 0 ≡ 1 is an lbdns decision, docs/decisions.md › Health and
+  probes);
 * :func:`region_healthy`, :func:`aggregate_round`, :func:`select_vantages` — majority voting
-  over vantages and regions (R-MON-19, R-MON-20);
-* :func:`group_verdict`, :func:`group_state` — the monitor-group quorum (R-MON-21).
+  over vantages and regions (Cloudflare docs: Load Balancing › Monitors › Health monitor
+  regions; strict majorities and the vantage model are lbdns decisions);
+* :func:`group_verdict`, :func:`group_state` — the monitor-group quorum (Cloudflare docs: Load
+  Balancing › Monitor Groups › Endpoint health with Monitor Groups).
 
 Rules of :func:`apply` (``up``/``down`` are ``max(consecutive_*, 1)``)::
 
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from lbdns.health.view import OriginState
 
 # ---------------------------------------------------------------------------------------------
-# Consecutive up/down (R-MON-18)
+# Consecutive up/down
 # ---------------------------------------------------------------------------------------------
 
 
@@ -33,7 +37,7 @@ from lbdns.health.view import OriginState
 class Thresholds:
     """``consecutive_up`` / ``consecutive_down`` of a monitor as configured (0 allowed).
 
-    Use :attr:`up_needed` / :attr:`down_needed`, which apply the 0 ≡ 1 rule (R-MON-18, A-36).
+    Use :attr:`up_needed` / :attr:`down_needed`, which apply the 0 ≡ 1 rule (lbdns decision).
     """
 
     consecutive_up: int = 0
@@ -81,13 +85,15 @@ class Transition:
 
 
 INITIAL = TrackerState()
-"""The state of a pair that has no result yet (UNKNOWN, counters 0; R-HLT-05)."""
+"""The state of a pair that has no result yet (UNKNOWN "until the results of the first check are
+available", Cloudflare docs: Load Balancing › Manage monitors; counters 0)."""
 
 
 def apply(
     state: TrackerState, passed: bool, up_needed: int, down_needed: int
 ) -> tuple[TrackerState, Transition | None]:
-    """Feed one aggregated round result into the state machine (SPEC.md R-MON-18).
+    """Feed one aggregated round result into the state machine (Cloudflare docs: Load Balancing ›
+    Manage monitors: ``consecutive_up`` / ``consecutive_down``).
 
     Takes the current :class:`TrackerState`, whether the round passed, and the thresholds
     (values < 1 are treated as 1). Returns the new state and a :class:`Transition` when the
@@ -112,7 +118,7 @@ def run_sequence(
 ) -> list[tuple[OriginState, Transition | None]]:
     """Apply a sequence of round results; returns the state (and transition) after each round.
 
-    Convenience for tests and ``explain`` tooling (SPEC-EXAMPLES.md EX-44).
+    Convenience for tests and ``explain`` tooling.
     """
     out: list[tuple[OriginState, Transition | None]] = []
     st = start
@@ -123,12 +129,13 @@ def run_sequence(
 
 
 # ---------------------------------------------------------------------------------------------
-# Regions and vantages (R-MON-19, R-MON-20)
+# Regions and vantages
 # ---------------------------------------------------------------------------------------------
 
 
 def region_healthy(vantage_results: Sequence[bool]) -> bool:
-    """True when strictly more than half of a region's vantages passed (R-MON-19).
+    """True when strictly more than half of a region's vantages passed (Cloudflare docs: Load
+    Balancing › Monitors › Health monitor regions: "the majority of data centers").
 
     An empty sequence is not healthy.
     """
@@ -136,12 +143,13 @@ def region_healthy(vantage_results: Sequence[bool]) -> bool:
 
 
 def aggregate_round(results_by_region: Mapping[str, Sequence[bool]]) -> bool:
-    """Aggregate one probe round over regions (SPEC.md R-MON-19).
+    """Aggregate one probe round over regions (Cloudflare docs: Load Balancing › Monitors ›
+    Health monitor regions).
 
     Takes region code → the pass/fail results of that region's vantages. A region is healthy
     iff strictly more than half of its vantages passed; the round passes iff strictly more
     than half of the regions are healthy (a tie fails; no regions fails). With one region and
-    one vantage the result is that vantage's result (EX-45 item 4).
+    one vantage the result is that vantage's result.
     """
     healthy = sum(1 for res in results_by_region.values() if region_healthy(res))
     return 2 * healthy > len(results_by_region)
@@ -153,7 +161,8 @@ ALL_REGIONS = "ALL_REGIONS"
 def select_vantages(
     check_regions: Sequence[str] | None, vantages: Mapping[str, str]
 ) -> dict[str, list[str]]:
-    """Group vantage ids into voting regions for a pool (SPEC.md R-MON-20, A-39).
+    """Group vantage ids into voting regions for a pool (lbdns decision: a self-hosted prober has
+    its own vantages instead of Cloudflare's three data centers per region).
 
     Takes the pool's ``check_regions`` (``None`` ⇒ all vantages form one "All Data Centers"
     group; a list containing ``ALL_REGIONS`` ⇒ every region) and vantage id → region code.
@@ -173,13 +182,13 @@ def select_vantages(
 
 
 # ---------------------------------------------------------------------------------------------
-# Monitor groups (R-MON-21)
+# Monitor groups
 # ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class MemberSpec:
-    """One monitor-group member as configured (SPEC.md §2.7)."""
+    """One monitor-group member as configured (Cloudflare docs: Load Balancing › Monitor Groups)."""
 
     monitor_id: str
     enabled: bool = True
@@ -195,14 +204,16 @@ class MemberSpec:
 @dataclass(frozen=True, slots=True)
 class MemberVote:
     """A member and what it currently reports: ``healthy`` is ``None`` when it has no result
-    yet (which counts as unhealthy, R-MON-21 / A-40)."""
+    yet (which counts as unhealthy, lbdns decision, docs/decisions.md › Health and probes)."""
 
     spec: MemberSpec
     healthy: bool | None
 
 
 def group_verdict(members: Sequence[MemberVote]) -> bool:
-    """The monitor-group quorum for one endpoint (SPEC.md R-MON-21, A-40). True = healthy.
+    """The monitor-group quorum for one endpoint (Cloudflare docs: Load Balancing › Monitor
+    Groups › Endpoint health with Monitor Groups; the corner cases below are lbdns decisions,
+    docs/decisions.md › Health and probes). True = healthy.
 
     * disabled members are ignored; ``monitoring_only`` members never vote nor veto;
     * any enabled ``must_be_healthy`` member not reporting healthy ⇒ unhealthy;
@@ -217,10 +228,11 @@ def group_verdict(members: Sequence[MemberVote]) -> bool:
 
 
 def group_state(members: Sequence[MemberSpec], states: Mapping[str, OriginState]) -> OriginState:
-    """The aggregated state of an endpoint of a monitor-group pool (SPEC.md R-MON-21).
+    """The aggregated state of an endpoint of a monitor-group pool (Cloudflare docs: Load
+    Balancing › Monitor Groups › Endpoint health with Monitor Groups).
 
     Takes the group's members and member monitor id → that member's own tracked state (absent
-    ⇒ UNKNOWN). Returns UNKNOWN while no enabled member has a determined state (R-HLT-05),
+    ⇒ UNKNOWN). Returns UNKNOWN while no enabled member has a determined state,
     else HEALTHY/UNHEALTHY per :func:`group_verdict` (UNKNOWN members vote unhealthy).
     """
     enabled = [m for m in members if m.enabled]

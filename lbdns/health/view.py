@@ -1,4 +1,4 @@
-"""The immutable health view that steering reads (SPEC.md §5, DESIGN.md "One probe result").
+"""The immutable health view that steering reads (docs/architecture.md › One probe result).
 
 A :class:`HealthView` maps ``(pool id, origin name)`` to an :class:`OriginHealth` and pool ids
 to a :class:`PoolRtt`. It is never mutated: the probe scheduler (or a test, or a static
@@ -15,7 +15,8 @@ from types import MappingProxyType
 
 
 class OriginState(IntEnum):
-    """Aggregated health of one (pool, origin) pair (SPEC.md R-HLT-01)."""
+    """Aggregated health of one (pool, origin) pair (health is per pool: the same address in two
+    pools can have different states)."""
 
     UNKNOWN = 0
     HEALTHY = 1
@@ -28,7 +29,8 @@ class OriginHealth:
 
     ``last_probe_at`` is a wall-clock UNIX time in seconds (None before the first probe);
     ``rtt_ms`` the last passing probe's round-trip time in milliseconds; ``failure_reason``
-    uses the SPEC.md Appendix B vocabulary (``"No failures"`` when passing).
+    uses the failure reasons of Cloudflare docs: Load Balancing › Common error codes (``"No
+    failures"`` when passing, as in › Analytics › Logs).
     """
 
     state: OriginState = OriginState.UNKNOWN
@@ -40,9 +42,9 @@ class OriginHealth:
 
 @dataclass(frozen=True, slots=True)
 class PoolRtt:
-    """RTT EWMA of a pool (SPEC.md R-GTS-52): ``ewma_ms`` in milliseconds, ``updated_at`` the
-    monotonic time in seconds of the newest sample, ``max_age`` seconds after which the data
-    is no longer current (R-GTS-51)."""
+    """RTT EWMA of a pool (Cloudflare docs: Load Balancing › Global traffic steering › Dynamic):
+    ``ewma_ms`` in milliseconds, ``updated_at`` the monotonic time in seconds of the newest
+    sample, ``max_age`` seconds after which the data is no longer "current" (same page)."""
 
     ewma_ms: float
     updated_at: float

@@ -53,8 +53,9 @@ def add_import_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     zf = sub.add_parser(
         "import-zone", help="convert an RFC 1035 zone file to lbdns zone YAML",
         description="Parse a master file with dnspython and write the zone as lbdns YAML (soa, ns, records). "
-                    "A, AAAA, CNAME, MX, SRV, TXT, NS, CAA and PTR keep their TTLs; other types are reported "
-                    "on stderr with their owner names and skipped.")
+                    "A, AAAA, CNAME, MX, SRV, TXT, NS, CAA, PTR, HTTPS, SVCB, TLSA, SSHFP, NAPTR, DS, LOC, HINFO, "
+                    "DNAME and URI keep their TTLs; other types (DNSKEY, RRSIG, NSEC, …) are reported on stderr "
+                    "with their owner names and skipped.")
     zf.add_argument("file", metavar="FILE", help="zone file")
     zf.add_argument("--origin", metavar="NAME", help="zone name when the file has no $ORIGIN")
     zf.add_argument("--out", metavar="FILE", help="output YAML file (default: standard output)")

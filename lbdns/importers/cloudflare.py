@@ -7,7 +7,7 @@ bare array, or a single object (:func:`parse_export`).
 
 Output (:class:`CloudflareImport`) is an account file (``monitors:``, ``pools:``) and a zone
 file (``zone:``, ``soa:``, ``ns:``, ``records:``, ``load_balancers:``) in the lbdns layout
-(SPEC.md §2; DESIGN.md "Files the operator writes"). The mapping:
+(docs/configuration.md › Files and top-level keys). The mapping:
 
 * **IDs become names.** A pool is referred to by its ``name``; a monitor gets the slug of its
   ``description`` (``"Login page monitor"`` → ``login-page-monitor``), else ``m-<first 8 of
@@ -20,8 +20,9 @@ file (``zone:``, ``soa:``, ``ns:``, ``records:``, ``load_balancers:``) in the lb
   ``disabled_at``) is dropped silently; any other field lbdns does not know is dropped with a
   warning.
 * **Proxied-only settings** are kept (lbdns accepts and ignores them) with a warning that
-  says what DNS-only does instead (SPEC.md §2.10): ``proxied: true`` becomes ``proxied:
-  false``; session affinity, endpoint drain, zero-downtime failover / adaptive routing,
+  says what DNS-only does instead (Cloudflare docs: Load Balancing › Proxy status ›
+  Limitations): ``proxied: true`` becomes ``proxied: false``; session affinity, endpoint
+  drain, zero-downtime failover / adaptive routing,
   ``least_outstanding_requests``/``least_connections``, ``load_shedding.session_percent``,
   rule ``fixed_response`` and ``http.*`` rule fields. Proxied DNS records are published with
   their own content.
@@ -33,9 +34,11 @@ file (``zone:``, ``soa:``, ``ns:``, ``records:``, ``load_balancers:``) in the lb
   timers), overridable from the CLI. ``ns:`` comes from ``--ns``, else the apex NS records of the
   DNS export, else ``ns1``/``ns2.<zone>.`` with a warning (Cloudflare's own name servers are not
   in the export).
-* **DNS records**: A, AAAA, CNAME, MX, SRV, TXT, NS, CAA, PTR (``ttl: 1`` = Cloudflare's
-  "automatic" = 300 s); other types are skipped with a warning, and so is a CNAME at the apex
-  (Cloudflare flattens it; lbdns serves an LB or A/AAAA records there instead).
+* **DNS records**: A, AAAA, CNAME, MX, SRV, TXT, NS, CAA, PTR, HTTPS, SVCB, TLSA, SSHFP, NAPTR,
+  DS, LOC, HINFO, DNAME, URI (``ttl: 1`` = Cloudflare's "automatic" = 300 s), from the record's
+  structured ``data`` when the export has it, else from ``content``; other types (CERT, DNSKEY,
+  SMIMEA, OPENPGPKEY, …) are skipped with a warning, and so is a CNAME at the apex (Cloudflare
+  flattens it; lbdns serves an LB or A/AAAA records there instead).
 """
 
 from __future__ import annotations
@@ -85,10 +88,11 @@ STEERING = ("off", "geo", "random", "dynamic_latency", "proximity", "least_outst
 AUTO_TTL = 300
 """Seconds a Cloudflare DNS record with ``ttl: 1`` ("automatic") gets."""
 
-# SPEC.md §2.10: what DNS-only does instead of each proxied-only feature
+# What DNS-only does instead of each proxied-only feature (Cloudflare docs: Load Balancing ›
+# Proxy status › Limitations)
 SA_INSTEAD = ("session affinity needs an HTTP proxy and is ignored in DNS-only mode; for stickiness use "
               "origin_steering policy 'hash' (same resolver → same origin) or the DNS persistence methods "
-              "of SPEC §9.2")
+              "in docs/steering.md (Cloudflare: DNS persistence)")
 DRAIN_INSTEAD = ("endpoint drain is proxied-only and ignored; to drain an origin in DNS-only mode disable it or "
                  "set its weight to 0 (clients move as cached answers expire, after the LB ttl)")
 ADAPTIVE_INSTEAD = ("adaptive routing / zero-downtime failover retries proxied requests on HTTP 52x errors and is "
@@ -176,6 +180,10 @@ def load_export(path: str | Path, what: str | None = None) -> list[dict[str, Any
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ImportFailed(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ImportFailed(f"{path}: invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # an integer beyond Python's 4,300-digit int-to-str limit
+        raise ImportFailed(f"{path}: invalid JSON: {exc}") from None
     return parse_export(data, str(path))
 
 
@@ -294,7 +302,8 @@ def _copy_known(src: Mapping[str, Any], fields: Sequence[str], where: str, ctx: 
 # ---------------------------------------------------------------------------------------------
 
 def convert_monitor(obj: Mapping[str, Any], mid: str, ctx: _Ctx) -> dict[str, Any]:
-    """One Cloudflare monitor → an lbdns monitor with ``id`` = ``mid`` (SPEC.md §2.6)."""
+    """One Cloudflare monitor → an lbdns monitor with ``id`` = ``mid`` (Cloudflare docs: Load
+    Balancing › Manage monitors)."""
     where = f"monitor {mid}"
     m = _copy_known(obj, MONITOR_FIELDS, where, ctx)
     mtype = str(m.get("type") or "http")
@@ -351,8 +360,8 @@ def _origin(obj: Mapping[str, Any], where: str, ctx: _Ctx, zone: dns.name.Name) 
             else:
                 o.pop("header")
                 ctx.warn(where, f"Host header {hosts[0]!r} dropped: lbdns accepts a Host override only for a "
-                                "name inside a zone it serves or equal to the origin address (SPEC §12 "
-                                "E-VALIDATION); the monitor will send the origin address")
+                                "name inside a zone it serves or equal to the origin address; the monitor "
+                                "will send the origin address")
     if o.get("virtual_network_id"):
         ctx.warn(where, "virtual_network_id (a private endpoint): DNS-only load balancing supports public "
                         "endpoints only (W-PRIVATE)")
@@ -361,8 +370,8 @@ def _origin(obj: Mapping[str, Any], where: str, ctx: _Ctx, zone: dns.name.Name) 
 
 def convert_pool(obj: Mapping[str, Any], name: str, ctx: _Ctx, monitor_names: Mapping[str, str],
                  zone: dns.name.Name) -> dict[str, Any]:
-    """One Cloudflare pool → an lbdns pool named ``name`` (SPEC.md §2.4), its monitor
-    reference rewritten."""
+    """One Cloudflare pool → an lbdns pool named ``name`` (Cloudflare docs: Load Balancing ›
+    Manage pools), its monitor reference rewritten."""
     where = f"pool {name}"
     p = _copy_known(obj, POOL_FIELDS, where, ctx)
     p["name"] = name
@@ -517,8 +526,8 @@ def lb_key(name: str, zone: dns.name.Name) -> str | None:
 
 def convert_lb(obj: Mapping[str, Any], ctx: _Ctx,
                compile_condition: Callable[[str], Any] | None = None) -> dict[str, Any]:
-    """One Cloudflare load balancer → an lbdns load balancer (SPEC.md §2.3; the hostname is
-    the caller's YAML key). Raises :class:`ImportFailed` when no default pool is known."""
+    """One Cloudflare load balancer → an lbdns load balancer (Cloudflare API docs: Load Balancer
+    Details; the hostname is the caller's YAML key). Raises :class:`ImportFailed` when no default pool is known."""
     name = str(obj.get("name", "")).rstrip(".").lower()
     where = f"load balancer {name}"
     lb = _copy_known(obj, LB_FIELDS, where, ctx, skip=("name",))
@@ -593,6 +602,13 @@ def _record_text(rec: Mapping[str, Any]) -> str:
             value = str(data.get("value", "")).replace("\\", "\\\\").replace('"', '\\"')
             return f"{int(data.get('flags', 0))} {data['tag']} \"{value}\""
         return content
+    if data and rtype in _DATA_FORMS:
+        return _DATA_FORMS[rtype](rec, data)
+    if rtype == "DNAME":
+        return _dot(content)
+    if rtype == "URI" and rec.get("priority") is not None and len(content.split(None, 1)) == 2 \
+            and not content.split(None, 1)[1][:1].isdigit():
+        return f"{int(rec['priority'])} {content}"  # content is 'WEIGHT "TARGET"', the priority beside it
     if rtype == "TXT":
         if content.startswith('"'):
             return content
@@ -602,6 +618,33 @@ def _record_text(rec: Mapping[str, Any]) -> str:
             "\\" + chr(b) if b in (0x22, 0x5C) else chr(b) if 0x20 <= b < 0x7F else f"\\{b:03d}" for b in c) + '"'
             for c in chunks)
     return content
+
+
+def _quoted(text: Any) -> str:
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _target(name: Any) -> str:
+    text = str(name)
+    return text if text == "." else _dot(text)
+
+
+_DATA_FORMS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], str]] = {
+    # Cloudflare API ``data`` objects → rdata presentation text (RFC 9460, 6698, 4255, 3403, 4034, 1876, 7553)
+    "HTTPS": lambda r, d: f"{int(d['priority'])} {_target(d['target'])} {d.get('value') or ''}".rstrip(),
+    "SVCB": lambda r, d: f"{int(d['priority'])} {_target(d['target'])} {d.get('value') or ''}".rstrip(),
+    "TLSA": lambda r, d: f"{int(d['usage'])} {int(d['selector'])} {int(d['matching_type'])} {d['certificate']}",
+    "SSHFP": lambda r, d: f"{int(d['algorithm'])} {int(d['type'])} {d['fingerprint']}",
+    "NAPTR": lambda r, d: (f"{int(d['order'])} {int(d['preference'])} {_quoted(d.get('flags', ''))} "
+                           f"{_quoted(d.get('service', ''))} {_quoted(d.get('regex', ''))} "
+                           f"{_target(d.get('replacement') or '.')}"),
+    "DS": lambda r, d: f"{int(d['key_tag'])} {int(d['algorithm'])} {int(d['digest_type'])} {d['digest']}",
+    "LOC": lambda r, d: (f"{d['lat_degrees']} {d['lat_minutes']} {d['lat_seconds']} {d['lat_direction']} "
+                         f"{d['long_degrees']} {d['long_minutes']} {d['long_seconds']} {d['long_direction']} "
+                         f"{d['altitude']}m {d.get('size', 1)}m {d.get('precision_horz', 10000)}m "
+                         f"{d.get('precision_vert', 10)}m"),
+    "URI": lambda r, d: f"{int(r.get('priority', d.get('priority', 0)))} {int(d['weight'])} {_quoted(d['target'])}",
+}
 
 
 def convert_dns_records(records: Iterable[Mapping[str, Any]], zone: dns.name.Name,
@@ -676,7 +719,7 @@ def default_serial(today: datetime.date | None = None) -> int:
     return int(d.strftime("%Y%m%d")) * 100 + 1
 
 
-def convert(monitors: Sequence[Mapping[str, Any]], pools: Sequence[Mapping[str, Any]],
+def convert(monitors: Sequence[Mapping[str, Any]], pools: Sequence[Mapping[str, Any]],  # noqa: C901, PLR0912, PLR0915 -- a linear import, one step per exported object kind
             load_balancers: Sequence[Mapping[str, Any]], dns_records: Sequence[Mapping[str, Any]] | None = None,
             *, zone: str, ns: Sequence[str] | None = None, soa: SoaOptions | None = None,
             compile_condition: Callable[[str], Any] | None = None) -> CloudflareImport:

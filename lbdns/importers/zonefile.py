@@ -3,15 +3,18 @@
 The file is parsed with dnspython's zone parser (:func:`dns.zone.from_file`, so ``$ORIGIN``,
 ``$TTL``, ``$INCLUDE``, ``@``, relative names, parentheses and ``$GENERATE`` work as in BIND).
 The apex SOA becomes ``soa:``, the apex NS RRset ``ns:``, every other RRset of a supported
-type (A, AAAA, CNAME, MX, SRV, TXT, NS, CAA, PTR) an entry under ``records:`` with its own TTL.
-Other types (DNSKEY, RRSIG, NSEC, DS, SSHFP, TLSA, HTTPS, LOC, …) are reported with their
-owner names and skipped, as is data hidden below a delegation (RFC 1034 §4.2.1: only glue
-addresses are kept there).
+type (A, AAAA, CNAME, MX, SRV, TXT, NS, CAA, PTR, HTTPS, SVCB, TLSA, SSHFP, NAPTR, DS, LOC,
+HINFO, DNAME, URI) an entry under ``records:`` with its own TTL. Other types (DNSKEY, RRSIG,
+NSEC, NSEC3, CDS, SMIMEA, OPENPGPKEY, …) are reported with their owner names and skipped, as is
+data lbdns could never serve: data hidden below a delegation (RFC 1034 §4.2.1: only the NS and
+DS RRsets at the cut and glue addresses are kept), a DS RRset that is not at a delegation point
+(RFC 4035 §2.4) and data below a DNAME (RFC 6672 §2.3), each with a warning.
 
 Value layout (what :mod:`lbdns.config.validate` reads back): A/AAAA/CNAME/NS/PTR as text
 with absolute names; MX as ``{preference, exchange}``; SRV as
 ``{priority, weight, port, target}``; CAA as rdata text (``0 issue "ca.example"``, exact for
-any value); TXT as a plain string when it is one printable character-string, otherwise as
+any value); the other types as rdata presentation text with absolute names
+(``1 . alpn="h2,h3"``, ``"PC" "Linux"``); TXT as a plain string when it is one printable character-string, otherwise as
 rdata text with every character-string quoted (``'"v=spf1" "-all"'``), which the validator
 parses back into the same strings.
 """
@@ -36,10 +39,12 @@ from dns.rdtypes.txtbase import TXTBase
 from lbdns.importers import ImportFailed
 from lbdns.importers.yamlout import Flow, block_entry, dump, header
 
-SUPPORTED = ("A", "AAAA", "CNAME", "MX", "SRV", "TXT", "NS", "CAA", "PTR")
+SUPPORTED = ("A", "AAAA", "CNAME", "MX", "SRV", "TXT", "NS", "CAA", "PTR", "HTTPS", "SVCB", "TLSA", "SSHFP",
+             "NAPTR", "DS", "LOC", "HINFO", "DNAME", "URI")
 """Record types lbdns serves from ``records:`` (besides the apex SOA and NS)."""
 
-_TYPE_ORDER = {t: i for i, t in enumerate(("NS", "A", "AAAA", "CNAME", "MX", "SRV", "TXT", "CAA", "PTR"))}
+_TYPE_ORDER = {t: i for i, t in enumerate(("NS", "DS", "A", "AAAA", "CNAME", "MX", "SRV", "TXT", "CAA", "PTR",
+                                           "DNAME", "HTTPS", "SVCB", "TLSA", "SSHFP", "NAPTR", "LOC", "HINFO", "URI"))}
 
 
 @dataclass
@@ -124,12 +129,14 @@ def build_records(origin: dns.name.Name,
 
     Returns the mapping (owner key → entry or list of entries, owners in canonical DNS
     order), warnings, and unsupported types → owner names (skipped). Data at or below a
-    delegation other than the NS RRset and glue addresses is skipped with a warning.
+    delegation other than the NS and DS RRsets at the cut and glue addresses, DS away from a
+    delegation point and data below a DNAME owner are skipped with a warning.
     """
     warnings: list[str] = []
     skipped: dict[str, list[str]] = {}
     cuts = {n for n, sets in rrsets.items() if n != origin
             for s in sets if s.rdtype == dns.rdatatype.NS}
+    dnames = [n for n, sets in rrsets.items() for s in sets if s.rdtype == dns.rdatatype.DNAME]
     records: dict[str, Any] = {}
     for name in sorted(rrsets):
         entries: list[Flow] = []
@@ -140,9 +147,18 @@ def build_records(origin: dns.name.Name,
                 skipped.setdefault(rtype, []).append(name.to_text())
                 continue
             hidden = [c for c in cuts if name.is_subdomain(c)]
-            if hidden and rtype not in ("A", "AAAA") and not (name in cuts and rtype == "NS"):
+            if hidden and rtype not in ("A", "AAAA") and not (name in cuts and rtype in ("NS", "DS")):
                 warnings.append(f"{name.to_text()} {rtype}: at or below the delegation {hidden[0].to_text()} "
-                                "(occluded; only NS and glue A/AAAA are kept there): skipped")
+                                "(occluded; only NS, DS and glue A/AAAA are kept there): skipped")
+                continue
+            if rtype == "DS" and name not in cuts:
+                warnings.append(f"{name.to_text()} DS: not at a delegation point (DS belongs beside the NS RRset "
+                                "of a cut, RFC 4035 §2.4): skipped")
+                continue
+            below = [d for d in dnames if d != name and name.is_subdomain(d)]
+            if below:
+                warnings.append(f"{name.to_text()} {rtype}: below the DNAME at {below[0].to_text()} "
+                                "(unreachable, RFC 6672 §2.3): skipped")
                 continue
             entries.append(record_entry(rds, origin))
         if entries:

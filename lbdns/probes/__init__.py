@@ -1,6 +1,7 @@
 """Health probes (edge): http/https/tcp/udp_icmp/icmp_ping/smtp checks that never raise, the
 probe scheduler, the probe worker process, the recorder that turns results into health views,
-and health notifications (SPEC.md §10, §11; DESIGN.md "One probe result").
+and health notifications (docs/operations.md › Health monitoring; docs/architecture.md › One
+probe result).
 """
 
 from lbdns.probes.recorder import HealthRecorder, ProbeSink

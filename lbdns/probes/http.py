@@ -1,11 +1,13 @@
-"""HTTP and HTTPS health checks with aiohttp (SPEC.md §10.2, R-MON-02..R-MON-11).
+"""HTTP and HTTPS health checks with aiohttp (Cloudflare docs: Load Balancing › Manage monitors;
+Load Balancing › Monitors › Supported protocols; Load Balancing › Common error codes).
 
 :func:`plan_request` decides *what* to send (URL, Host, SNI, headers, TLS verification) from
 the monitor, the origin and the pool id; :func:`check_http` sends it with up to
 ``1 + retries`` attempts and maps every outcome to a :class:`ProbeResult` (never raises).
 Redirects are followed by hand (not by aiohttp) so that the explicit Host header and SNI are
 only kept while the redirect stays on the probed origin, the hop limit is exactly 10, and the
-whole chain runs inside the monitor timeout (R-MON-09).
+whole chain runs inside the monitor timeout (the hop limit and the timeout are lbdns
+decisions; the docs only say redirects are followed "to the final endpoint").
 """
 
 from __future__ import annotations
@@ -29,15 +31,17 @@ USER_AGENT_PREFIX = (
     "+https://www.cloudflare.com/traffic-manager/; pool-id: "
 )
 BODY_LIMIT = 10_240
-"""Bytes of the response body searched for ``expected_body`` (R-MON-10)."""
+"""Bytes of the response body searched for ``expected_body`` ("we only read the first 10 KB of the
+response", Cloudflare docs: Load Balancing › Common error codes › Response body mismatch error)."""
 MAX_REDIRECTS = 10
-"""Redirect hops followed with ``follow_redirects`` (R-MON-09, REC)."""
+"""Redirect hops followed with ``follow_redirects`` (lbdns decision)."""
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
 
 
 def user_agent(pool_id: str) -> str:
-    """The probe User-Agent for ``pool_id`` (first 16 characters used; SPEC.md R-MON-11)."""
+    """The probe User-Agent for ``pool_id`` (first 16 characters used; Cloudflare docs: Load
+    Balancing › Manage monitors)."""
     return f"{USER_AGENT_PREFIX}{pool_id[:16]})"
 
 
@@ -46,7 +50,8 @@ class HttpPlan:
     """What one HTTP(S) probe sends (before redirects).
 
     ``headers`` are (name, value) pairs in order, Host first; ``server_hostname`` is the SNI
-    and certificate name (None ⇒ no SNI, R-MON-06); ``verify`` False ⇒ ``allow_insecure``.
+    and certificate name (None ⇒ no SNI, Cloudflare docs: Load Balancing › Common error codes ›
+    TLS unrecognized name error); ``verify`` False ⇒ ``allow_insecure``.
     """
 
     method: str
@@ -81,8 +86,8 @@ def _url_host(addr: str) -> str:
 
 
 def probe_port(monitor: Monitor, origin: Origin) -> int:
-    """Port precedence (SPEC.md R-MON-04, A-42): monitor ``port`` if non-zero, else the origin
-    ``port`` if set, else 443 for https and 80 otherwise."""
+    """Port precedence (lbdns decision, docs/decisions.md › Health and probes): monitor ``port``
+    if non-zero, else the origin ``port`` if set, else 443 for https and 80 otherwise."""
     if monitor.port:
         return monitor.port
     if origin.port:
@@ -91,7 +96,9 @@ def probe_port(monitor: Monitor, origin: Origin) -> int:
 
 
 def plan_request(monitor: Monitor, origin: Origin, pool_id: str, ip: str | None = None) -> HttpPlan:
-    """Build the request of an HTTP(S) probe (SPEC.md R-MON-04/05/06/07/11; EX-43).
+    """Build the request of an HTTP(S) probe (Cloudflare docs: Load Balancing › Monitors › Host
+    header prioritization; Load Balancing › Override HTTP Host headers; Load Balancing › Manage
+    monitors).
 
     Takes the monitor, the origin, the pool id and the IP to connect to (default: the origin
     address, which must then be an IP literal). Host = origin ``header.Host`` > monitor
@@ -149,7 +156,9 @@ def _cert_reason(exc: aiohttp.ClientConnectorCertificateError) -> str:
 
 
 def classify_exception(exc: BaseException) -> tuple[str, bool]:
-    """Map an exception of an HTTP attempt to (Appendix B reason, retryable) (R-MON-02)."""
+    """Map an exception of an HTTP attempt to (failure reason, retryable): the reasons of
+    Cloudflare docs: Load Balancing › Common error codes; only timeouts and connection-level
+    failures are retryable (lbdns decision, docs/decisions.md › Health and probes)."""
     if isinstance(exc, TimeoutError):
         return r.HTTP_TIMEOUT, True
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -241,14 +250,14 @@ async def check_http(
     ssl_context: ssl.SSLContext | None = None,
     expected: ExpectedCodes | None = None,
 ) -> ProbeResult:
-    """Probe ``origin`` with an HTTP/HTTPS ``monitor`` for pool ``pool_id`` (SPEC.md §10.2).
+    """Probe ``origin`` with an HTTP/HTTPS ``monitor`` for pool ``pool_id``.
 
     Takes the shared aiohttp ``session`` (see :func:`make_session`), the IP to connect to
     (default: the origin address, an IP literal), an optional ``ssl_context`` used for
     verification (default: the system trust store; ignored with ``allow_insecure``), and the
     pre-parsed ``expected`` codes. Runs up to ``1 + retries`` attempts, retrying only timeouts
-    and connection-level failures (R-MON-02). ``rtt_ms`` is the time from sending the request to
-    the final response status line, connect and TLS included (R-MON-25). Never raises; an
+    and connection-level failures. ``rtt_ms`` is the time from sending the request to the final
+    response status line, connect and TLS included. Never raises; an
     unparsable ``expected_codes`` yields "Monitor Config Error".
     """
     try:

@@ -1,4 +1,5 @@
-"""ICMP echo health check with icmplib (SPEC.md R-MON-13).
+"""ICMP echo health check with icmplib (Cloudflare docs: Load Balancing › Monitors › Supported
+protocols).
 
 Unprivileged ICMP ("ping") sockets need ``net.ipv4.ping_group_range`` to include the process's
 group on Linux. :class:`IcmpPinger` tries them first; in ``auto`` mode it falls back to raw
@@ -33,7 +34,7 @@ class IcmpPinger:
 
     async def ping_once(self, ip: str, timeout: float) -> ProbeResult:
         """One echo request to ``ip`` waiting up to ``timeout`` seconds. ``rtt_ms`` is the echo
-        round trip (R-MON-25). Never raises."""
+        round trip. Never raises."""
         modes = [self._resolved] if self._resolved is not None else [False, True]
         last = ""
         for mode in modes:
@@ -52,9 +53,9 @@ class IcmpPinger:
 async def check_icmp(
     ip: str, timeout: float, retries: int, *, pinger: IcmpPinger | None = None
 ) -> ProbeResult:
-    """ICMP ping monitor (SPEC.md R-MON-13): passes iff an echo reply arrives within
-    ``timeout`` seconds in one of ``1 + retries`` attempts. Failures are "Other Failure"
-    (Appendix B mapping). Permission problems are not retried. Never raises."""
+    """ICMP ping monitor: passes iff an echo reply arrives within ``timeout`` seconds in one of
+    ``1 + retries`` attempts. Failures are "Other Failure" (lbdns decision: the docs give ICMP no
+    reason of its own). Permission problems are not retried. Never raises."""
     p = pinger if pinger is not None else IcmpPinger()
     res = r.failed(r.OTHER_FAILURE, detail="no attempt made")
     for _ in range(1 + max(retries, 0)):

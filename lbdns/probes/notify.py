@@ -1,6 +1,7 @@
-"""Health events and the optional webhook notifier (SPEC.md R-LOG-01, R-LOG-02, R-NOT-01, R-NOT-03).
+"""Health events and the optional webhook notifier (Cloudflare docs: Load Balancing › Analytics ›
+Logs; How endpoints and pools become unhealthy; Health monitor notifications).
 
-:func:`build_event` produces the R-LOG-01 JSON shape for one aggregated origin state change
+:func:`build_event` produces the health-event JSON shape for one aggregated origin state change
 (plus the pool change it may cause); the scheduler logs it as one line and hands it to a
 notification hook. :class:`WebhookNotifier` is such a hook: it POSTs the JSON body
 fire-and-forget (a task with a timeout), honouring the pool's ``notification_filter`` and
@@ -16,6 +17,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -29,12 +31,36 @@ log = logging.getLogger("lbdns.notify")
 Source = Literal["origin", "pool"]
 
 
+def redact_url(url: str) -> str:
+    """``url`` without the parts that may hold a secret — user info, query and fragment
+    (``https://user:pw@hooks.example/x?token=…`` → ``https://hooks.example/x?…``) — for logs."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+    except ValueError:
+        return "<unparsable URL>"
+    return urlunsplit((parts.scheme, netloc, parts.path, "…" if parts.query else "", ""))
+
+
+def _describe(exc: BaseException, url: str) -> str:
+    """An exception as a log text that does not repeat ``url``'s secrets."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}"
+    text = f"{type(exc).__name__}: {exc}"
+    for secret in {url, urlsplit(url).query, urlsplit(url).password or ""} - {""}:
+        text = text.replace(secret, "…")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class HealthEvent:
     """One health change of a (pool, origin) pair, with the pool change it caused.
 
     ``origin_changed`` False means only a monitor-group member changed (``monitor_id`` set);
-    ``body`` is the R-LOG-01 JSON object (logged as one line and POSTed by webhooks).
+    ``body`` is the health-event JSON object (logged as one line and POSTed by webhooks).
     """
 
     pool: Pool
@@ -70,6 +96,28 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
+def event_line(event: HealthEvent, old: OriginState, new: OriginState) -> str:
+    """The one-line log text of a health change: ``pool/origin address old -> new``, then the
+    failure reason (and response code) when the new state is not healthy, then the pool's new
+    state when it changed, e.g. ``web/p1 192.0.2.10 healthy -> unhealthy: TCP connection failed;
+    pool web now unhealthy``. For a monitor-group member change (``event.monitor_id`` set),
+    ``old``/``new`` are the member's states and the reason is the member's."""
+    origin = event.body["origins"][0]
+    reason, code = origin.get("failure_reason"), origin.get("response_code")
+    subject = f"{event.pool.name}/{event.origin.name} {event.origin.address}"
+    if event.monitor_id is not None:
+        subject += f" monitor {event.monitor_id}"
+        member = next((m for m in origin.get("monitors", ()) if m["id"] == event.monitor_id), None)
+        reason = member["failure_reason"] if member is not None else ""
+        code = member["response_code"] if member is not None else None
+    text = f"{subject} {old.name.lower()} -> {new.name.lower()}"
+    if new is not OriginState.HEALTHY and reason:
+        text += f": {reason}" + (f" (response code {code})" if code is not None else "")
+    if event.pool_changed:
+        text += f"; pool {event.pool.name} now {'healthy' if event.pool_healthy else 'unhealthy'}"
+    return text
+
+
 def build_event(
     pool: Pool,
     origin: Origin,
@@ -85,7 +133,8 @@ def build_event(
     at: float,
     event_id: str | None = None,
 ) -> HealthEvent:
-    """Build the health event of one change (SPEC.md R-LOG-01).
+    """Build the health event of one change (Cloudflare docs: Load Balancing › Analytics ›
+    Logs).
 
     Takes the pool and origin models, the pair's previous state and new aggregated
     :class:`OriginHealth`, the pool's new health (≥ ``minimum_origins`` healthy) and whether
@@ -135,7 +184,8 @@ def build_event(
 
 
 def filter_allows(flt: NotificationFilter | None, source: Source, healthy: bool) -> bool:
-    """Whether a pool's ``notification_filter`` lets a change through (SPEC.md R-NOT-03).
+    """Whether a pool's ``notification_filter`` lets a change through (docs/operations.md ›
+    Notification webhook).
 
     ``disable: true`` suppresses the source; ``healthy: null`` allows both directions,
     ``true`` only becoming healthy, ``false`` only becoming unhealthy. No filter ⇒ allowed.
@@ -149,7 +199,9 @@ def filter_allows(flt: NotificationFilter | None, source: Source, healthy: bool)
 
 
 class WebhookNotifier:
-    """POSTs health events as JSON to ``url`` (SPEC.md R-NOT-01/03/04), fire-and-forget.
+    """POSTs health events as JSON to ``url``, fire-and-forget (alert filters as in
+    Cloudflare docs: Load Balancing › Health monitor notifications; docs/operations.md ›
+    Notification webhook).
 
     Filters (None = all): ``pool_ids``; ``new_health`` ⊆ {"Healthy", "Unhealthy"};
     ``event_source`` ⊆ {"pool", "origin"}; plus each pool's ``notification_filter``.
@@ -202,7 +254,7 @@ class WebhookNotifier:
             return
         if len(self._tasks) >= self.max_pending:
             self.dropped += 1
-            log.warning("webhook %s: %d notifications pending, dropping one", self.url, len(self._tasks))
+            log.warning("webhook %s: %d notifications pending, dropping one", redact_url(self.url), len(self._tasks))
             return
         task = asyncio.get_running_loop().create_task(self._post(event.body))
         self._tasks.add(task)
@@ -221,7 +273,7 @@ class WebhookNotifier:
             self.sent += 1
         except Exception as exc:  # notification failures never propagate
             self.failed += 1
-            log.warning("webhook %s failed: %s: %s", self.url, type(exc).__name__, exc)
+            log.warning("webhook %s failed: %s", redact_url(self.url), _describe(exc, self.url))
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Wait up to ``timeout`` seconds for pending POSTs, cancel the rest, close an own session."""

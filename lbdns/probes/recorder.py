@@ -1,12 +1,13 @@
-"""Probe results → health (SPEC.md §10.4, R-MON-18, R-MON-25, R-LOG-01, R-MNT-03; DESIGN.md
-"One probe result").
+"""Probe results → health (Cloudflare docs: Load Balancing › How endpoints and pools become
+unhealthy; Global traffic steering › Dynamic; Analytics › Logs; docs/architecture.md › One probe
+result).
 
 A :class:`HealthRecorder` is the receiving end of a probe scheduler — in this process or in
 the probe worker process (:mod:`lbdns.probes.worker`). It knows the current targets by key
 ``(pool id, origin name, monitor id)``, feeds each result into the :class:`HealthBook`
-(the pure consecutive up/down trackers), writes one log line per health transition (the
-R-LOG-01 JSON on logger ``lbdns.health``), calls the notification hook once per origin
-event, and publishes immutable :class:`HealthView` objects through ``publish(view)``:
+(the pure consecutive up/down trackers), writes one log line per health transition (logger
+``lbdns.health``: readable text, the event JSON attached as ``record.event``), calls the
+notification hook once per origin event, and publishes immutable :class:`HealthView` objects through ``publish(view)``:
 coalesced to at most one per ``coalesce_ms``, but at once when an origin becomes UNHEALTHY.
 
 It also keeps the probe figures ``/metrics`` exports: probes run and failed, transitions and
@@ -16,7 +17,6 @@ recent schedule-lag samples (seconds a probe started behind its due time).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
@@ -28,7 +28,7 @@ from lbdns.health.book import HealthBook, MemberKey
 from lbdns.health.pool_health import pool_healthy
 from lbdns.health.tracker import Transition
 from lbdns.health.view import HealthView, OriginState
-from lbdns.probes.notify import HealthEvent, NotificationHook, build_event
+from lbdns.probes.notify import HealthEvent, NotificationHook, build_event, event_line
 from lbdns.probes.result import ProbeResult
 from lbdns.probes.targets import ProbeTarget
 
@@ -59,7 +59,8 @@ class HealthRecorder:
     :class:`HealthBook` with ``rtt_alpha``); ``coalesce_ms`` — min gap between publishes
     (UNHEALTHY transitions publish at once); ``clock`` — monotonic seconds (tracker time, RTT
     freshness); ``on_event`` — notification hook called once per origin health event;
-    ``rtt_max_age`` — RTT freshness in seconds (None ⇒ 3 × the monitor interval, R-GTS-51);
+    ``rtt_max_age`` — RTT freshness in seconds (None ⇒ 3 × the monitor interval,
+    docs/decisions.md › Health and probes);
     ``lag_samples`` — how many recent schedule-lag samples to keep. Publishing is scheduled on
     the running event loop; without one (plain unit use) it happens at once.
     """
@@ -110,7 +111,7 @@ class HealthRecorder:
     # -- targets ---------------------------------------------------------------------------------
 
     def set_targets(self, targets: Iterable[ProbeTarget], *, publish: bool = True) -> None:
-        """Switch to a (re)loaded configuration's targets (SPEC.md R-MNT-03).
+        """Switch to a (re)loaded configuration's targets (docs/operations.md › Reloading).
 
         Health of keys that still exist is carried over, everything else starts UNKNOWN;
         results for keys no longer present are counted but ignored. With ``publish`` (default)
@@ -148,7 +149,8 @@ class HealthRecorder:
         self._mark_dirty(urgent=tr.monitor_id is None and tr.new is OriginState.UNHEALTHY)
 
     def round_done(self, job: JobKey, rtts_ms: list[float]) -> None:
-        """Feed a finished round's RTTs into the pool EWMA (R-MON-25, R-GTS-52)."""
+        """Feed a finished round's RTTs into the pool EWMA (Cloudflare docs: Load Balancing ›
+        Global traffic steering › Dynamic)."""
         first = self._jobs.get(job)
         if first is None:
             return
@@ -211,14 +213,13 @@ class HealthRecorder:
             monitor_id=tr.monitor_id, at=res.at,
         )
         self.events += 1
-        line = json.dumps(event.body, separators=(",", ":"))
-        if tr.monitor_id is not None:
-            health_log.info("health monitor %s %s->%s %s", tr.monitor_id, tr.old.name,
-                            tr.new.name, line)
-        elif tr.new is OriginState.UNHEALTHY:
-            health_log.warning("health %s->%s %s", tr.old.name, tr.new.name, line)
+        # one readable line; the JSON event rides along for `log_format: json` (lbdns.logpipe)
+        line = event_line(event, tr.old, tr.new)
+        extra = {"event": event.body}
+        if tr.monitor_id is None and tr.new is OriginState.UNHEALTHY:
+            health_log.warning("%s", line, extra=extra)
         else:
-            health_log.info("health %s->%s %s", tr.old.name, tr.new.name, line)
+            health_log.info("%s", line, extra=extra)
         if self.on_event is not None and origin_changed:
             self._notify(event)
 

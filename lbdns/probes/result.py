@@ -1,8 +1,9 @@
-"""Probe results, failure reasons and helpers shared by every check (SPEC.md §10, Appendix B).
+"""Probe results, failure reasons and helpers shared by every check.
 
-Every check returns a :class:`ProbeResult` and never raises (DESIGN.md principle 4). The
-failure reasons are the Appendix B vocabulary; ``detail`` carries the underlying error text for
-logs (it never drives health decisions).
+Every check returns a :class:`ProbeResult` and never raises: monitors report facts, the health
+tracker decides (docs/architecture.md › One probe result). The failure reasons are those of
+Cloudflare docs: Load Balancing › Common error codes; ``detail`` carries the underlying error
+text for logs (it never drives health decisions).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.rdatatype
 
-# Appendix B vocabulary -----------------------------------------------------------------------
+# Failure reasons (Cloudflare docs: Load Balancing › Common error codes) -----------------------
 NO_FAILURES = "No failures"
 TCP_CONNECTION_FAILED = "TCP connection failed"
 HTTP_TIMEOUT = "HTTP timeout occurred"
@@ -45,15 +46,16 @@ FAILURE_REASONS: frozenset[str] = frozenset({
     NETWORK_UNREACHABLE, HTTP_INVALID_RESPONSE, DNS_UNKNOWN_HOST, CONNECTION_RESET,
     MONITOR_CONFIG_ERROR, DNS_INTERNAL, OTHER_FAILURE,
 })
-"""Every failure reason a probe may report (SPEC.md Appendix B)."""
+"""Every failure reason a probe may report (Cloudflare docs: Load Balancing › Common error
+codes)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     """The outcome of one probe (all attempts) of one (monitor, origin) from one vantage.
 
-    ``rtt_ms``: milliseconds of the passing attempt per R-MON-25 (None when failed);
-    ``failure_reason``: Appendix B text, ``"No failures"`` when passed;
+    ``rtt_ms``: milliseconds of the passing attempt, as each check defines it (None when failed);
+    ``failure_reason``: one of :data:`FAILURE_REASONS`, ``"No failures"`` when passed;
     ``response_code``: HTTP status or SMTP reply code seen (None otherwise);
     ``at``: wall-clock UNIX seconds when the result was produced;
     ``detail``: free-text diagnostic for logs (exception text), ``""`` when none.
@@ -73,12 +75,12 @@ def passed(rtt_ms: float | None, response_code: int | None = None) -> ProbeResul
 
 
 def failed(reason: str, response_code: int | None = None, detail: str = "") -> ProbeResult:
-    """A failing result with an Appendix B ``reason``, stamped now (wall clock)."""
+    """A failing result with a failure ``reason``, stamped now (wall clock)."""
     return ProbeResult(False, None, reason, response_code, time.time(), detail)
 
 
 def os_error_reason(exc: BaseException, timeout_reason: str = TCP_TIMEOUT) -> str:
-    """Map a connection-level exception to an Appendix B reason.
+    """Map a connection-level exception to a failure reason.
 
     Refused ⇒ "TCP connection failed", reset/broken pipe ⇒ "Connection Reset by Peer",
     EHOSTUNREACH ⇒ "No route to host error", ENETUNREACH ⇒ "Network Unreachable", timeouts ⇒
@@ -106,7 +108,8 @@ def os_error_reason(exc: BaseException, timeout_reason: str = TCP_TIMEOUT) -> st
 
 
 def is_public(ip: str) -> bool:
-    """True when ``ip`` is a globally routable address (R-MON-16 "DNS Internal")."""
+    """True when ``ip`` is a globally routable address (else "DNS Internal" with
+    ``strict_public_endpoints``)."""
     try:
         return ipaddress.ip_address(ip).is_global
     except ValueError:
@@ -117,7 +120,8 @@ async def resolve_host(
     host: str, timeout: float, *, strict_public: bool = False,
     resolver: dns.asyncresolver.Resolver | None = None,
 ) -> tuple[str | None, ProbeResult | None]:
-    """Resolve a hostname origin before a probe (SPEC.md R-MON-16).
+    """Resolve a hostname origin before a probe (failures: "DNS Unknown Host", "DNS Internal",
+    Cloudflare docs: Load Balancing › Common error codes).
 
     Takes the hostname, a timeout in seconds, whether private results are rejected
     (``strict_public_endpoints``) and the resolver: a dnspython resolver for the configured

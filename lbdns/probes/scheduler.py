@@ -1,4 +1,5 @@
-"""The probe scheduler (SPEC.md §10.1, R-MON-01; DESIGN.md "One probe result").
+"""The probe scheduler (docs/operations.md › Health monitoring; docs/architecture.md › One probe
+result).
 
 Runs the checks of :class:`~lbdns.probes.targets.ProbeTarget` objects on time and reports each
 result to a :class:`~lbdns.probes.recorder.ProbeSink` — a :class:`HealthRecorder` in this
@@ -7,14 +8,15 @@ serving lbdns runs it. The scheduler itself keeps no health.
 
 Targets sharing (pool, monitor) form a *job*: its probe round runs every ``interval`` seconds,
 its origins concurrently (their starts paced at ``round_rate`` per second so a large pool is
-not one burst), and the pool RTT sample of R-MON-25 is the mean over one round
+not one burst), and the pool RTT sample is the mean over one round
 (:meth:`ProbeSink.round_done`). Jobs sit in a due-time heap; the first round of each job
 starts after a random jitter of at most ``min(interval, jitter)`` seconds, later rounds at
 fixed rate ``due + interval``. A semaphore caps concurrent probes. Nothing here blocks the
 event loop.
 
-This server is a single vantage (R-MON-20 with the default local vantage): the aggregated
-round result of R-MON-19 equals the probe result.
+This server is a single vantage: the majority vote over health monitor regions (Cloudflare
+docs: Load Balancing › Monitors › Health monitor regions) reduces to the probe result (lbdns
+decision, docs/decisions.md › Health and probes).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from lbdns.upstream import make_resolver
 log = logging.getLogger("lbdns.probes")
 
 DEFAULT_JITTER = 5.0
-"""Cap of the first-round start jitter in seconds (R-MON-01: at most min(interval, 5 s))."""
+"""Cap of the first-round start jitter in seconds (lbdns decision: at most min(interval, 5 s))."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,8 +78,9 @@ def _port(monitor: Monitor, origin: Origin) -> int:
 async def run_check(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     """Run the check of ``target`` once (all attempts) and return its result; never raises.
 
-    Hostname origins are resolved first (R-MON-16). tcp/smtp/udp_icmp without a port, an
-    unknown type or an http probe without a session ⇒ "Monitor Config Error" (R-MON-24).
+    Hostname origins are resolved first ("DNS Unknown Host" / "DNS Internal"). tcp/smtp/udp_icmp
+    without a port, an unknown type or an http probe without a session ⇒ "Monitor Config Error"
+    (failure reasons of Cloudflare docs: Load Balancing › Common error codes).
     """
     mon, origin = target.monitor, target.origin
     try:
@@ -135,7 +138,8 @@ def _jobs_of(targets: Iterable[ProbeTarget]) -> dict[JobKey, list[ProbeTarget]]:
 
 def settle_passes(target: ProbeTarget) -> int:
     """Passes in a row that take a fresh target from UNKNOWN to HEALTHY: its monitor's
-    ``consecutive_up``, where 0 counts as 1 (R-MON-18)."""
+    ``consecutive_up``, where 0 counts as 1 (lbdns decision, docs/decisions.md › Health and
+    probes)."""
     return max(1, target.monitor.consecutive_up)
 
 
@@ -146,12 +150,13 @@ class ProbeScheduler:
     ``concurrency`` — max probes in flight; ``jitter`` — cap in seconds of the first-round
     jitter (``min(interval, jitter)``; 0 = start at once); ``clock`` — monotonic seconds (due
     times and lag); ``ssl_context`` — trust for HTTPS verification (None ⇒ system store);
-    ``strict_public_endpoints`` (R-MON-16); ``icmp_privileged`` — see :class:`IcmpPinger`;
-    ``session`` — an aiohttp session to use (otherwise one is created when needed and closed
-    by :meth:`stop`); ``checker`` — replaces :func:`run_check` (tests); ``rng`` — jitter
-    randomness; ``round_rate`` — probes of one round (one pool and monitor) start at most this
-    many per second, spread over at most half the interval, so a pool with many origins does
-    not start them all at once; ``upstream_resolvers`` — resolve hostname origins through these
+    ``strict_public_endpoints`` (hostnames resolving to non-public addresses fail with "DNS
+    Internal"); ``icmp_privileged`` — see :class:`IcmpPinger`; ``session`` — an aiohttp
+    session to use (otherwise one is created when needed and closed by :meth:`stop`);
+    ``checker`` — replaces :func:`run_check` (tests); ``rng`` — jitter randomness;
+    ``round_rate`` — probes of one round (one pool and monitor) start at most this many per
+    second, spread over at most half the interval, so a pool with many origins does not start
+    them all at once; ``upstream_resolvers`` — resolve hostname origins through these
     (the ``upstream_resolvers`` setting, as answers do; empty: the system resolver). Raises
     ValueError for ``concurrency`` < 1, ``round_rate`` ≤ 0 or a malformed upstream.
     """
@@ -248,8 +253,9 @@ class ProbeScheduler:
 
         With ``settle`` (default) a target that passed is probed again at once until it has
         passed :func:`settle_passes` times in a row — so a restart with healthy origins and
-        ``consecutive_up`` > 1 does not send traffic to the fallback pool (R-HLT-05). A target
-        that fails is not re-probed (UNKNOWN is already down for steering, R-HLT-02).
+        ``consecutive_up`` > 1 does not send traffic to the fallback pool (docs/operations.md ›
+        Warm start). A target that fails is not re-probed (UNKNOWN is already down for
+        steering, Cloudflare docs: Load Balancing › How endpoints and pools become unhealthy).
         Everything is bounded by ``timeout`` seconds (None ⇒ the largest ``timeout ×
         (retries + 1)`` of the monitors, plus 1 s for name resolution); probes still running
         then are cancelled and not reported. Returns the number of probes reported.
@@ -297,7 +303,7 @@ class ProbeScheduler:
         return out
 
     def replace_targets(self, new_targets: Sequence[ProbeTarget]) -> None:
-        """Switch to a reloaded configuration's targets (SPEC.md R-MNT-03).
+        """Switch to a reloaded configuration's targets (docs/operations.md › Reloading).
 
         Jobs that still exist keep their schedule; new jobs start within the first-round
         jitter; removed jobs stop (their in-flight results are still reported; the sink

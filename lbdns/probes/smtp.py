@@ -1,5 +1,6 @@
-"""SMTP health check (SPEC.md R-MON-15, A-41): read the 220 greeting, ``HELO`` → 250,
-``QUIT`` → 221, close."""
+"""SMTP health check (Cloudflare docs: Load Balancing › Monitors › Supported protocols): read the
+220 greeting (lbdns decision, docs/decisions.md › Health and probes), ``HELO`` → 250, ``QUIT`` →
+221, close."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ async def read_reply(reader: asyncio.StreamReader) -> int:
 
 async def smtp_once(ip: str, port: int, timeout: float, helo: str) -> tuple[ProbeResult, bool]:
     """One SMTP conversation within ``timeout`` seconds. Returns the result (``rtt_ms`` =
-    HELO → 250, R-MON-25; ``response_code`` = the last reply code) and whether a failure may be
+    HELO → 250; ``response_code`` = the last reply code) and whether a failure may be
     retried (connection-level failures and timeouts only; a wrong reply code is final)."""
     writer: asyncio.StreamWriter | None = None
     code: int | None = None
@@ -74,9 +75,9 @@ async def smtp_once(ip: str, port: int, timeout: float, helo: str) -> tuple[Prob
 async def check_smtp(
     ip: str, port: int, timeout: float, retries: int, *, helo: str = DEFAULT_HELO
 ) -> ProbeResult:
-    """SMTP monitor (SPEC.md R-MON-15): up to ``1 + retries`` attempts of 220 / HELO 250 /
+    """SMTP monitor: up to ``1 + retries`` attempts of 220 / HELO 250 /
     QUIT 221 with ``ip``:``port``, each within ``timeout`` seconds. A wrong code fails at once
-    with "Other Failure" (Appendix B mapping). Never raises."""
+    with "Other Failure" (lbdns decision: the docs give SMTP no reason of its own). Never raises."""
     res = r.failed(r.OTHER_FAILURE, detail="no attempt made")
     for _ in range(1 + max(retries, 0)):
         res, retry = await smtp_once(ip, port, timeout, helo)

@@ -1,6 +1,6 @@
-"""Probe targets (SPEC.md §10.1, R-MON-01, R-MON-21): one :class:`ProbeTarget` per (pool,
-enabled origin, monitor) of a configuration, built by :func:`build_targets`. Targets are plain
-picklable data: the probe worker process receives them over its pipe.
+"""Probe targets: one :class:`ProbeTarget` per (pool, enabled origin, monitor) of a
+configuration, built by :func:`build_targets`. Targets are plain picklable data: the probe
+worker process receives them over its pipe.
 """
 
 from __future__ import annotations
@@ -41,12 +41,13 @@ class ProbeTarget:
 
     @property
     def thresholds(self) -> Thresholds:
-        """The monitor's ``consecutive_up`` / ``consecutive_down`` (R-MON-18)."""
+        """The monitor's ``consecutive_up`` / ``consecutive_down``."""
         return Thresholds(self.monitor.consecutive_up, self.monitor.consecutive_down)
 
     @property
     def votes(self) -> bool:
-        """True unless this is a disabled or monitoring-only group member (R-MON-21, R-GTS-53)."""
+        """True unless this is a disabled or monitoring-only group member (Cloudflare docs: Load
+        Balancing › Monitor Groups: such members neither vote on health nor count for latency)."""
         if self.group is None:
             return True
         spec = next((m for m in self.group if m.monitor_id == self.monitor.id), None)
@@ -67,12 +68,13 @@ def build_targets(
     monitors: Mapping[str, Monitor],
     monitor_groups: Mapping[str, MonitorGroup] | None = None,
 ) -> list[ProbeTarget]:
-    """Every probe target of a configuration (SPEC.md R-MON-01, R-MON-21).
+    """Every probe target of a configuration.
 
-    Takes pools, monitors and monitor groups by id. Returns one target per enabled origin of
-    every pool that has a ``monitor`` — disabled pools included, disabled origins excluded
-    (R-HLT-04) — and, for a ``monitor_group``, one per enabled member monitor. References to
-    unknown monitors or groups are skipped (the validator rejects them, ``E-REF``).
+    Takes pools, monitors and monitor groups by id. Returns one target per enabled origin of every
+    pool that has a ``monitor`` — disabled pools included (lbdns decision: their state is known
+    when they are re-enabled), disabled origins excluded — and, for a ``monitor_group``, one per
+    enabled member monitor. References to unknown monitors or groups are skipped (the validator
+    rejects them, ``E-REF``).
     """
     groups = monitor_groups or {}
     out: list[ProbeTarget] = []

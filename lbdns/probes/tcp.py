@@ -1,4 +1,5 @@
-"""TCP ``connection_established`` health check (SPEC.md R-MON-12)."""
+"""TCP ``connection_established`` health check (Cloudflare docs: Load Balancing › Monitors ›
+Supported protocols)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from lbdns.probes.result import ProbeResult
 async def tcp_connect_once(ip: str, port: int, timeout: float) -> tuple[ProbeResult, bool]:
     """One connection attempt to ``ip``:``port`` within ``timeout`` seconds.
 
-    Returns the result (``rtt_ms`` = SYN → SYN/ACK as seen by connect(), R-MON-25) and whether
-    a failure may be retried (every TCP failure is connection-level, R-MON-02). The connection
+    Returns the result (``rtt_ms`` = SYN → SYN/ACK as seen by connect()) and whether a failure
+    may be retried (every TCP failure is connection-level). The connection
     is closed at once (FIN). Never raises.
     """
     loop = asyncio.get_running_loop()
@@ -29,7 +30,7 @@ async def tcp_connect_once(ip: str, port: int, timeout: float) -> tuple[ProbeRes
 
 
 async def check_tcp(ip: str, port: int, timeout: float, retries: int) -> ProbeResult:
-    """TCP monitor (SPEC.md R-MON-12): passes iff a handshake with ``ip``:``port`` completes
+    """TCP monitor: passes iff a handshake with ``ip``:``port`` completes
     within ``timeout`` seconds in one of ``1 + retries`` attempts. Failure reasons: "TCP
     connection failed" (refused), "TCP Timeout", "No route to host error", "Network
     Unreachable", "Connection Reset by Peer", "Other Failure". Never raises."""

@@ -1,6 +1,6 @@
-"""UDP-ICMP health check (SPEC.md R-MON-14): an ICMP ping must succeed, then a UDP datagram is
-sent to the port; an ICMP Port Unreachable within the timeout ⇒ unhealthy, silence or a reply ⇒
-healthy.
+"""UDP-ICMP health check (Cloudflare docs: Load Balancing › Monitors › Supported protocols): an ICMP
+ping must succeed, then a UDP datagram is sent to the port; an ICMP Port Unreachable within the
+timeout ⇒ unhealthy, silence or a reply ⇒ healthy.
 
 On Linux a *connected* UDP socket reports a received ICMP Port Unreachable as
 ``ConnectionRefusedError``; asyncio delivers it to ``DatagramProtocol.error_received``.
@@ -73,9 +73,9 @@ async def check_udp_icmp(
     pinger: IcmpPinger | None = None,
     ping: bool = True,
 ) -> ProbeResult:
-    """UDP-ICMP monitor (SPEC.md R-MON-14): ICMP ping (up to ``1 + retries`` attempts, R-MON-13)
-    then one UDP datagram to ``port`` watched for ``timeout`` seconds. ``rtt_ms`` is the ping
-    round trip (R-MON-25). ``ping=False`` skips the ping (tests; hosts without ICMP rights).
+    """UDP-ICMP monitor: ICMP ping (up to ``1 + retries`` attempts, as :func:`check_icmp`) then
+    one UDP datagram to ``port`` watched for ``timeout`` seconds. ``rtt_ms`` is the ping round
+    trip. ``ping=False`` skips the ping (tests; hosts without ICMP rights).
     Never raises."""
     rtt: float | None = None
     if ping:

@@ -15,10 +15,12 @@ Server → worker: ``("start", WorkerOptions, targets)`` once, then any of
 answered by ``("warm_done", probes)``) and ``("run",)`` (start periodic probing). EOF on stdin
 stops the worker (it ignores SIGINT, SIGHUP and SIGTERM). Worker → server: ``("events",
 [("probe", key, ProbeResult, lag_s | None) | ("round", job, rtts_ms), ...])``, batched at most
-every ``BATCH_S`` seconds, in order.
+every ``BATCH_S`` seconds, in order, and ``("alive",)`` every ``HEARTBEAT_S`` seconds.
 
 :class:`ProbeWorker` is the server side: it spawns the worker, restarts it (with backoff) when
-it dies, and feeds its results into a :class:`~lbdns.probes.recorder.ProbeSink`.
+it dies, kills and restarts it when it sends nothing for ``STALL_TIMEOUT_S`` seconds (a
+stopped, deadlocked or starved worker: the watchdog), and feeds its results into a
+:class:`~lbdns.probes.recorder.ProbeSink`.
 """
 
 from __future__ import annotations
@@ -27,9 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import pickle
 import signal
-import struct
 import sys
 import time
 from collections.abc import Sequence
@@ -37,15 +37,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from lbdns.health.book import MemberKey
+from lbdns.ipc import FRAME, MAX_FRAME, encode, read_message
 from lbdns.probes.recorder import JobKey, ProbeSink
 from lbdns.probes.result import ProbeResult
 from lbdns.probes.targets import ProbeTarget, warm_start_bound
 
 log = logging.getLogger("lbdns.probes")
 
-FRAME = struct.Struct("!I")
-MAX_FRAME = 1 << 30
-"""Largest accepted frame in bytes (a target list of a very large configuration fits)."""
 BATCH_S = 0.01
 """Seconds the worker gathers results before writing them as one frame."""
 START_GRACE_S = 15.0
@@ -54,6 +52,13 @@ RESTART_DELAY_S = (1.0, 30.0)
 """First and largest delay in seconds before a dead worker is restarted (doubling)."""
 STOP_TIMEOUT_S = 5.0
 """Seconds a stopping worker gets to exit after its stdin closes, before it is killed."""
+HEARTBEAT_S = 1.0
+"""Seconds between the worker's ``("alive",)`` messages, sent even when it has nothing to report."""
+STALL_TIMEOUT_S = 10.0
+"""Seconds without any message after which the server declares the worker stuck (stopped,
+deadlocked, or starved), kills it and starts a new one."""
+
+__all__ = ["FRAME", "MAX_FRAME", "ProbeWorker", "WorkerOptions", "encode", "main", "read_message"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,29 +76,6 @@ class WorkerOptions:
     log_level: int = logging.WARNING
     round_rate: float = 500.0
     upstream_resolvers: tuple[str, ...] = ()
-
-
-def encode(message: tuple[Any, ...]) -> bytes:
-    """One frame: length prefix + pickled ``message``."""
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return FRAME.pack(len(body)) + body
-
-
-async def read_message(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
-    """The next message from ``reader``, or None at EOF. Raises ValueError for a frame longer
-    than :data:`MAX_FRAME` or a body that is not a tuple."""
-    try:
-        head = await reader.readexactly(FRAME.size)
-        (size,) = FRAME.unpack(head)
-        if size > MAX_FRAME:
-            raise ValueError(f"probe worker frame of {size} bytes exceeds {MAX_FRAME}")
-        body = await reader.readexactly(size)
-    except asyncio.IncompleteReadError:
-        return None
-    msg = pickle.loads(body)
-    if not isinstance(msg, tuple) or not msg:
-        raise ValueError(f"probe worker message is not a tuple: {type(msg).__name__}")
-    return msg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,6 +134,13 @@ async def _serve(in_fd: int, out_fd: int) -> None:
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(out_fd, "wb", 0))
     sink = _PipeSink(transport.write)
     scheduler: ProbeScheduler | None = None
+
+    async def heartbeat() -> None:  # proves to the server that this loop still runs
+        while not transport.is_closing():
+            transport.write(encode(("alive",)))
+            await asyncio.sleep(HEARTBEAT_S)
+
+    beating = loop.create_task(heartbeat())
     try:
         while (msg := await read_message(reader)) is not None:
             kind = msg[0]
@@ -176,6 +165,7 @@ async def _serve(in_fd: int, out_fd: int) -> None:
             else:
                 raise ValueError(f"probe worker: unknown message {kind!r}")
     finally:
+        beating.cancel()
         if scheduler is not None:
             await scheduler.stop()
         sink.flush()
@@ -215,8 +205,10 @@ class ProbeWorker:
     the :class:`WorkerOptions`. :meth:`start` spawns the worker and optionally waits for a
     warm-start round; :meth:`replace_targets` forwards a reload; :meth:`stop` ends it. A worker
     that exits unexpectedly is restarted after 1 s (doubling up to 30 s), with the current
-    targets and no warm start; ``restarts`` counts that. ``pid`` is the running worker's
-    process id (None when none runs). ``command`` is the worker's argv (default: this
+    targets and no warm start; ``restarts`` counts that. A worker that sends nothing (results
+    or heartbeats) for ``stall_timeout`` seconds is killed (SIGKILL also ends a stopped
+    process), logged, counted in ``stalls``, and restarted the same way. ``pid`` is the running
+    worker's process id (None when none runs). ``command`` is the worker's argv (default: this
     interpreter running ``-m lbdns.probes.worker``); ``stop_timeout`` the seconds :meth:`stop`
     waits for it to exit before killing it.
     """
@@ -224,12 +216,16 @@ class ProbeWorker:
     def __init__(self, sink: ProbeSink, options: WorkerOptions, *,
                  restart_delay: tuple[float, float] = RESTART_DELAY_S,
                  command: Sequence[str] = (sys.executable, "-m", "lbdns.probes.worker"),
-                 stop_timeout: float = STOP_TIMEOUT_S) -> None:
+                 stop_timeout: float = STOP_TIMEOUT_S, stall_timeout: float = STALL_TIMEOUT_S) -> None:
         self.sink = sink
         self.stop_timeout = stop_timeout
+        self.stall_timeout = stall_timeout
         self.command = tuple(command)
         self.options = options
         self.restarts = 0
+        self.stalls = 0
+        self._last_seen = time.monotonic()
+        self._watchdog: asyncio.Task[None] | None = None
         self._delay = restart_delay
         self._targets: list[ProbeTarget] = []
         self._proc: asyncio.subprocess.Process | None = None
@@ -244,6 +240,11 @@ class ProbeWorker:
         proc = self._proc
         return proc.pid if proc is not None and proc.returncode is None else None
 
+    @property
+    def silent_for(self) -> float:
+        """Seconds since the worker last sent anything (results or a heartbeat)."""
+        return time.monotonic() - self._last_seen
+
     async def start(self, targets: Sequence[ProbeTarget], *, warm_start: bool,
                     warm_timeout: float | None = None) -> int | None:
         """Spawn the worker with ``targets``; with ``warm_start`` run one warm-start round first
@@ -257,7 +258,9 @@ class ProbeWorker:
         if warm_start and self._targets:
             done = await self._warm_round(warm_timeout)
         self._send(("run",))
-        self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="lbdns-probe-worker")
+        loop = asyncio.get_running_loop()
+        self._supervisor = loop.create_task(self._supervise(), name="lbdns-probe-worker")
+        self._watchdog = loop.create_task(self._watch(), name="lbdns-probe-watchdog")
         return done
 
     def replace_targets(self, targets: Sequence[ProbeTarget]) -> None:
@@ -269,10 +272,11 @@ class ProbeWorker:
         """Close the worker's stdin, wait up to ``stop_timeout`` seconds for it to exit, kill it
         otherwise; deliver the results it flushed on the way out."""
         self._stopping = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        for task in (self._watchdog, self._supervisor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         proc = self._proc
         if proc is None:
             return
@@ -297,6 +301,7 @@ class ProbeWorker:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             limit=MAX_FRAME, start_new_session=False,
         )
+        self._last_seen = time.monotonic()
         log.info("probe worker started (pid %d, %d targets)", self._proc.pid, len(self._targets))
         self._send(("start", self.options, self._targets))
         self._reader_task = asyncio.get_running_loop().create_task(self._read(self._proc))
@@ -327,6 +332,8 @@ class ProbeWorker:
         assert proc.stdout is not None
         try:
             while (msg := await read_message(proc.stdout)) is not None:
+                if proc is self._proc:
+                    self._last_seen = time.monotonic()
                 if msg[0] == "events":
                     self._deliver(msg[1])
                 elif msg[0] == "warm_done" and self._warm is not None and not self._warm.done():
@@ -348,6 +355,29 @@ class ProbeWorker:
                     self.sink.round_done(ev[1], ev[2])
             except Exception:  # a broken sink must not stop the reader
                 log.exception("probe sink failed")
+
+    async def _watch(self) -> None:
+        """Kill a worker that has been silent for ``stall_timeout`` seconds; the supervisor
+        then restarts it. A tick that comes late (this event loop itself was held up) gives
+        the worker a new grace period instead of blaming it."""
+        tick = min(HEARTBEAT_S, self.stall_timeout / 4)
+        last_tick = time.monotonic()
+        while not self._stopping:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if now - last_tick > 2 * tick + 1.0:
+                self._last_seen = max(self._last_seen, now - tick)
+            last_tick = now
+            proc = self._proc
+            if proc is None or proc.returncode is not None or self.silent_for <= self.stall_timeout:
+                continue
+            self.stalls += 1
+            log.error("probe worker %d stopped reporting %.1f s ago (stopped, stuck or starved); killing it, "
+                      "a new one starts after the restart delay (health is kept meanwhile)",
+                      proc.pid, self.silent_for)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            self._last_seen = now  # one kill per silence
 
     async def _supervise(self) -> None:
         delay = self._delay[0]

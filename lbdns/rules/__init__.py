@@ -1,5 +1,6 @@
 """Custom-rule conditions: the Cloudflare Rules language subset for DNS-only load balancers
-(SPEC.md §8.2), plus documented lbdns extensions (docs/rules.md).
+(Cloudflare docs: Load Balancing › Expressions; Load Balancing › Supported fields and operators),
+plus documented lbdns extensions (docs/rules.md).
 
 Pipeline: :mod:`~lbdns.rules.lexer` → :mod:`~lbdns.rules.parser` (AST) →
 :func:`~lbdns.rules.compiler.check` (types) → :func:`~lbdns.rules.compiler.build` (closures).
@@ -21,7 +22,7 @@ from lbdns.rules.patterns import MAX_REGEX_LENGTH
 
 RUNTIME_ERRORS: Counter[str] = Counter()
 """Run-time evaluation errors per condition text (a failing rule counts as not matching,
-issue #6); exported as ``lbdns_rule_runtime_errors`` by the admin listener."""
+docs/architecture.md › Failure containment); exported as ``lbdns_rule_runtime_errors`` by the admin listener."""
 
 
 def count_runtime_error(text: str) -> Callable[[BaseException], None]:

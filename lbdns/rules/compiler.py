@@ -1,4 +1,5 @@
-"""Type checker and compiler for custom-rule conditions (SPEC.md §8.2 R-RUL-10..15).
+"""Type checker and compiler for custom-rule conditions (Cloudflare docs: Load Balancing ›
+Expressions; Load Balancing › Supported fields and operators; lbdns extensions in docs/rules.md).
 
 ``compile_condition(text)`` runs the pipeline lexer → parser → :func:`check` (resolve fields
 and functions, check operator and literal types, precompile literals: sets, CIDRs, regular
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 MAX_CONDITION_LENGTH = 4096
-"""Longest accepted condition, in characters (SPEC.md R-RUL-15 [EXT])."""
+"""Longest accepted condition, in characters (lbdns decision, following Cloudflare's API schema)."""
 
 Cond = Callable[[RuleFields], bool]
 """A compiled (sub)condition."""
@@ -60,7 +61,7 @@ ALLOWED_OPS: dict[FieldType, tuple[str, ...]] = {
     FieldType.IP: ("eq", "ne", "in"),
     FieldType.BOOL: ("eq", "ne"),
 }
-"""Comparison operators per operand type (SPEC.md R-RUL-15 type rules)."""
+"""Comparison operators per operand type (docs/rules.md › Comparisons)."""
 
 _QTYPES = {
     "A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28,
@@ -77,7 +78,7 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 @dataclass(frozen=True, slots=True)
 class CompiledCondition:
-    """A condition ready to evaluate (SPEC.md §8.2).
+    """A condition ready to evaluate.
 
     Attributes:
         source: the condition text as given.
@@ -85,7 +86,7 @@ class CompiledCondition:
             is reported to the ``on_error`` callback given to :func:`compile_condition`).
         fields: every field name the condition reads (statically; short-circuiting may skip
             some at run time), including fields read through functions and proxied-only
-            fields. See ``fields.ECS_DEPENDENT_FIELDS`` for the R-ANS-50 ECS scope.
+            fields. See ``fields.ECS_DEPENDENT_FIELDS`` for the ECS scope (RFC 7871 §7.2.1).
         warnings: ``(code, message, column)`` triples, e.g. ``("W-PROXIED-FIELD", …, 1)``.
     """
 
@@ -98,8 +99,8 @@ class CompiledCondition:
 def compile_condition(
     text: str, on_error: Callable[[BaseException], None] | None = None
 ) -> CompiledCondition:
-    """Compile a rule ``condition`` (SPEC.md §8.2; empty / whitespace-only ⇒ always true,
-    R-RUL-01).
+    """Compile a rule ``condition`` (empty / whitespace-only ⇒ always true: "An empty condition
+    is always true", Cloudflare API docs: Load Balancer Details › ``rules``).
 
     Args:
         text: the condition expression.
@@ -113,7 +114,7 @@ def compile_condition(
     Raises:
         RuleError: the condition is longer than :data:`MAX_CONDITION_LENGTH`, does not parse,
             names an unknown field or function, mismatches types, uses an IP list, or has an
-            invalid literal (SPEC.md §12 ``E-RULE-EXPR``); ``column`` is 1-based in ``text``.
+            invalid literal (``E-RULE-EXPR``); ``column`` is 1-based in ``text``.
     """
     if len(text) > MAX_CONDITION_LENGTH:
         raise RuleError(
@@ -145,7 +146,7 @@ def _guard(inner: Cond, on_error: Callable[[BaseException], None] | None) -> Con
     def evaluate(f: RuleFields) -> bool:
         try:
             return inner(f) is True
-        except Exception as exc:  # never raise at query time (DESIGN.md principle 6)
+        except Exception as exc:  # never raise at query time (docs/architecture.md › Failure containment)
             if on_error is not None:
                 with contextlib.suppress(Exception):
                     on_error(exc)
@@ -160,7 +161,8 @@ def _guard(inner: Cond, on_error: Callable[[BaseException], None] | None) -> Con
 @dataclass(frozen=True, slots=True)
 class TOperand:
     """A type-checked operand: its type, a getter (``None`` = always absent, e.g. a
-    proxied-only field) and whether the getter may return ``None`` (absent, R-RUL-13)."""
+    proxied-only field) and whether the getter may return ``None`` (absent, docs/rules.md ›
+    Fields)."""
 
     type: FieldType
     getter: Getter | None
@@ -222,7 +224,7 @@ class Checked:
 
 
 def check(tree: Expr) -> Checked:
-    """Type-check a parsed condition and precompile its literals (SPEC.md R-RUL-14, R-RUL-15).
+    """Type-check a parsed condition and precompile its literals (docs/rules.md).
 
     Returns:
         A :class:`Checked` tree.
@@ -675,10 +677,10 @@ def _apply(
 def build(node: TExpr) -> Cond:
     """Compile a checked tree into a closure ``RuleFields → bool``.
 
-    Absent values (getter returns ``None``, or no getter: proxied-only fields) make every
-    comparison false, ``ne`` included (SPEC.md R-RUL-13). ``and``/``or`` short-circuit;
-    ``xor`` is true when an odd number of operands is true. The closures may raise on
-    malformed ``RuleFields``; :func:`compile_condition` wraps the root.
+    Absent values (getter returns ``None``, or no getter: proxied-only fields) make every comparison
+    false, ``ne`` included (lbdns decision, docs/rules.md › Fields). ``and``/``or`` short-circuit;
+    ``xor`` is true when an odd number of operands is true. The closures may raise on malformed
+    ``RuleFields``; :func:`compile_condition` wraps the root.
     """
     if isinstance(node, TCompare):
         return _build_compare(node)

@@ -1,4 +1,5 @@
-"""The fields a custom rule can read (SPEC.md §8.2 R-RUL-10, R-RUL-13, R-RUL-14).
+"""The fields a custom rule can read (Cloudflare docs: Load Balancing › Supported fields and
+operators; lbdns's additions and absent-field semantics in docs/rules.md › Fields).
 
 :class:`RuleFields` carries the per-query values; :data:`FIELDS` is the field table the type
 checker and the compiler use (name → type, how to read it from :class:`RuleFields`, whether it
@@ -30,14 +31,16 @@ __all__ = [
 
 @dataclass(slots=True)
 class RuleFields:
-    """Per-query values a rule can read (SPEC.md R-RUL-10). Built by the answer path only for
-    LBs with rules.
+    """Per-query values a rule can read (Cloudflare docs: Load Balancing › Supported fields and
+    operators › Fields supported regardless of proxy; › Unproxied-only fields). Built by the
+    answer path only for LBs with rules.
 
     Attributes:
         lb_name: ``cf.load_balancer.name`` — LB name, lower case, no trailing dot
             (``"*.example.com"`` for wildcards).
         region: ``cf.load_balancer.region`` — region code of the PoP, e.g. ``"ENAM"``.
-        ip_src: ``ip.src`` — ECS address or resolver IP (decided by the caller, R-RUL-12);
+        ip_src: ``ip.src`` — ECS address or resolver IP (decided by the caller from
+            ``ip_src_uses_ecs``);
             ``None`` = absent.
         asnum: ``ip.src.asnum`` — ASN of ``ip_src``; ``None`` = absent.
         qname: ``dns.qry.name`` — lower-case presentation form with trailing dot;
@@ -49,7 +52,7 @@ class RuleFields:
         country: ``lbdns.client.country`` (lbdns extension) — ISO 3166-1 alpha-2 code of the
             GeoIP location of ``ip_src``, upper case; ``None`` = absent.
 
-    ``dns.qry.qu`` is always true (every message answered is a query, R-RUL-10).
+    ``dns.qry.qu`` is always true (every message answered is a query).
     """
 
     lb_name: str
@@ -84,8 +87,9 @@ class FieldSpec:
     """One field of the rules language.
 
     ``getter`` reads the value from :class:`RuleFields`; it is ``None`` for proxied-only
-    fields, which are always absent for DNS-only queries (R-RUL-14). ``nullable`` says whether
-    the getter may return ``None`` (= field absent, R-RUL-13). ``alternative`` names the
+    fields, which are always absent for DNS-only queries (Cloudflare docs: Load Balancing ›
+    Supported fields and operators › Proxied-only fields). ``nullable`` says whether the getter
+    may return ``None`` (= field absent, docs/rules.md › Fields). ``alternative`` names the
     DNS-only field to use instead of a proxied-only one, where one exists.
     """
 
@@ -147,17 +151,18 @@ _PROXIED_FIELDS: tuple[FieldSpec, ...] = (
 FIELDS: Mapping[str, FieldSpec] = MappingProxyType(
     {spec.name: spec for spec in _DNS_FIELDS + _PROXIED_FIELDS}
 )
-"""Every field a condition may name: the DNS-only fields of R-RUL-10, the lbdns extension
-``lbdns.client.country`` and the proxied-only fields of R-RUL-14."""
+"""Every field a condition may name: the DNS-only fields and the proxied-only fields of
+Cloudflare docs: Load Balancing › Supported fields and operators, and the lbdns extension
+``lbdns.client.country``."""
 
 ECS_DEPENDENT_FIELDS: frozenset[str] = frozenset(
     {"ip.src", "ip.src.asnum", "lbdns.client.country", "dns.rr.opt.client",
      "dns.rr.opt.client.addr"}
 )
-"""Fields whose value may depend on every bit of the ECS address: when a condition reads one
-of them (see ``CompiledCondition.fields``) and the query carried ECS, the response's ECS scope
-must be the SOURCE PREFIX-LENGTH (SPEC.md R-ANS-50). ``ip.src.asnum`` and
-``lbdns.client.country`` are looked up from ``ip.src``, so they follow it (for ``ip.src`` and
+"""Fields whose value may depend on every bit of the ECS address: when a condition reads one of
+them (see ``CompiledCondition.fields``) and the query carried ECS, the response's ECS scope must
+be the SOURCE PREFIX-LENGTH (RFC 7871 §7.2.1; docs/decisions.md › DNS protocol). ``ip.src.asnum``
+and ``lbdns.client.country`` are looked up from ``ip.src``, so they follow it (for ``ip.src`` and
 its derivatives this matters only while ``ip.src`` holds the ECS address)."""
 
 _NOT_FOR_LB_RULES: Mapping[str, str] = MappingProxyType(
@@ -179,7 +184,7 @@ def lookup_field(name: str, column: int) -> FieldSpec:
     Raises:
         RuleError: unknown field, with a "did you mean" hint (difflib over the known field
             names, plus a table of well-known Cloudflare fields that LB rules lack), located
-            at ``column`` (SPEC.md R-RUL-14: any other unknown field ⇒ E-RULE-EXPR).
+            at ``column`` (``E-RULE-EXPR``).
     """
     spec = FIELDS.get(name)
     if spec is not None:

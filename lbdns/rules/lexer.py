@@ -1,4 +1,4 @@
-"""Lexer for custom-rule conditions (SPEC.md §8.2 R-RUL-15).
+"""Lexer for custom-rule conditions (Cloudflare docs: Load Balancing › Expressions; docs/rules.md).
 
 The lexer is deliberately type-agnostic: everything that is not punctuation, an operator or a
 string is one ``WORD`` — field names (``ip.src``), keywords (``and``, ``eq``), integers
@@ -76,8 +76,9 @@ def tokenize(text: str) -> list[Token]:
 
     Raises:
         RuleError: unterminated string, invalid escape, a ``$list`` reference (IP lists are
-            not supported by load-balancing rules, R-RUL-15) or a character that belongs to no
-            token — located at the offending character.
+            not supported by load-balancing rules, Cloudflare docs: Load Balancing › Expressions ›
+            Rules lists) or a character that belongs to no token — located at the offending
+            character.
     """
     tokens: list[Token] = []
     i = 0

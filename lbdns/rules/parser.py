@@ -1,4 +1,5 @@
-"""AST and recursive-descent parser for custom-rule conditions (SPEC.md §8.2 R-RUL-15).
+"""AST and recursive-descent parser for custom-rule conditions (Cloudflare docs: Load Balancing ›
+Expressions; Load Balancing › Supported fields and operators › Operators and grouping symbols).
 
 Grammar (precedence from lowest to highest: ``or``, ``xor``, ``and``, ``not``)::
 
@@ -219,7 +220,7 @@ _INT_RE = re.compile(r"[0-9]+\Z")
 
 def parse(text: str) -> Expr | None:
     """Parse a condition into its AST; ``None`` for an empty / whitespace-only condition
-    (always true, SPEC.md R-RUL-01).
+    (always true, Cloudflare API docs: Load Balancer Details › ``rules``).
 
     Raises:
         RuleError: lexical or syntax error, located (1-based column).

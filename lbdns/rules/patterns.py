@@ -1,5 +1,6 @@
 """Pattern literals of custom rules: ``matches`` regular expressions and ``wildcard`` patterns
-(SPEC.md §8.2 R-RUL-15; bounds and extensions in docs/rules.md).
+(Cloudflare docs: Load Balancing › Supported fields and operators; bounds and extensions in
+docs/rules.md).
 
 Regular expressions run on Python's backtracking ``re`` engine, and the usual subject — the
 query name — is chosen by whoever sends the query. :func:`regex_hazard` therefore refuses, at
@@ -261,7 +262,7 @@ class _Scanner:
         self.i = i + length
         return _Item("char", p[i : i + length], i)
 
-    def group(self) -> _Item | None:
+    def group(self) -> _Item | None:  # noqa: C901, PLR0912 -- one branch per regex group syntax, a flat scanner
         p, i = self.p, self.i
         kind = "group"
         j = i + 1

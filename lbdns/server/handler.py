@@ -1,14 +1,16 @@
-"""bytes → bytes: parse the query, answer it, render the response (DESIGN.md "One query").
+"""bytes → bytes: parse the query, answer it, render the response (docs/architecture.md › One
+query).
 
 Synchronous and shared by UDP and TCP. Malformed packets get FORMERR or are dropped
 (RFC 1035 §4.1.1), other opcodes NOTIMP, EDNS versions > 0 BADVERS (RFC 6891 §6.1.3), other
 classes and zone transfers REFUSED; any unexpected exception becomes SERVFAIL plus a counter
-(DESIGN.md principle 6). Hostname lookups that are not cached raise
+(docs/architecture.md › Failure containment). Hostname lookups that are not cached raise
 :class:`~lbdns.steering.decide.NeedsLookup` to the transport, which resolves and retries.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import random
@@ -34,24 +36,27 @@ from lbdns.wire.codec import (
     OPCODE_QUERY,
     QTYPE_AXFR,
     QTYPE_IXFR,
+    RCODE_BADCOOKIE,
     RCODE_BADVERS,
     RCODE_FORMERR,
+    RCODE_NOERROR,
     RCODE_NOTIMP,
     RCODE_REFUSED,
     RCODE_SERVFAIL,
     ClientSubnet,
     EdnsOptionError,
     Query,
+    QuestionCountError,
     parse_query,
 )
-from lbdns.wire.render import build_error, build_response, make_server_cookie
+from lbdns.wire.render import build_error, build_headless, build_response, make_server_cookie
 
 log = logging.getLogger("lbdns.server")
 
 
 @dataclass(slots=True)
 class _LbMemo:
-    """A cacheable LB answer (SPEC.md issue #3 point 7): valid while the snapshot and the
+    """A cacheable LB answer (docs/architecture.md › Caching): valid while the snapshot and the
     origin states (``HealthView.states_token``) are the ones it was computed with.
     Multi-answers rotate through ``rrs``; random single answers redraw from the cumulative
     ``weights`` over ``choices``."""
@@ -136,7 +141,7 @@ class _PopMemos:
 def _memo_scope(network_prefix: int, source: int) -> int:
     """The ECS SCOPE of a location-memoised LB answer for a query with SOURCE PREFIX-LENGTH
     ``source``: the deciding GeoIP network's prefix clamped to the source; ``-1`` (ECS consulted,
-    no data) gives the source, ``-2`` (location not from ECS) gives 0 (SPEC.md R-ANS-50)."""
+    no data) gives the source, ``-2`` (location not from ECS) gives 0 (RFC 7871 §7.2.1)."""
     if network_prefix >= 0:
         return min(network_prefix, source)
     return source if network_prefix == -1 else 0
@@ -171,7 +176,8 @@ _PACKET_REPLY_MAX = 1500
 @dataclass(slots=True)
 class GeoLocator:
     """Per-query location computation bound to the query's ECS, resolver and PoP
-    (SPEC.md R-LOC-06); GeoIP is consulted only when a policy asks."""
+    (Cloudflare API docs: Load Balancer Details › ``location_strategy``); GeoIP is consulted only
+    when a policy asks."""
 
     geo: Callable[..., object | None] | None
     ecs: ClientSubnet | None
@@ -273,7 +279,7 @@ class Handler:
         if loc.source == "ecs" and loc.network_prefix is not None:
             memo.network_prefix = loc.network_prefix
         elif loc.ecs_consulted:
-            memo.network_prefix = -1  # consulted but no data: SCOPE = SOURCE (R-ANS-50)
+            memo.network_prefix = -1  # consulted but no data: SCOPE = SOURCE (RFC 7871 §7.2.1)
         if len(self.loc_memo) >= _LB_MEMO_MAX * 4:
             self.loc_memo.clear()
         self.loc_memo[(q.qname_lower, q.qtype, pop.code, ecs is not None, id(rec))] = memo
@@ -398,12 +404,7 @@ class Handler:
             if not exc.answerable:
                 self.counters.dropped += 1
                 return None
-            # an opcode we do not implement is NOTIMP whatever its sections hold (RFC 1035
-            # §4.1.1; e.g. DSO messages carry QDCOUNT 0, RFC 8490 §5.1.1)
-            rcode = RCODE_FORMERR if (data[2] >> 3) & 0xF == OPCODE_QUERY else RCODE_NOTIMP
-            self.counters.queries[("tcp" if tcp else "udp", 0, rcode)] += 1
-            payload = self.ref.current.snapshot.settings.edns_udp_payload if isinstance(exc, EdnsOptionError) else None
-            return build_error(data, rcode, edns_payload=payload)
+            return self._malformed(data, exc, peer_ip, tcp)
         try:
             return self._answer(q, peer_ip, tcp, pop, data)
         except NeedsLookup:
@@ -414,15 +415,49 @@ class Handler:
             return build_response(q, rcode=RCODE_SERVFAIL, aa=False,
                                   max_size=65535 if tcp else 512)
 
-    def _answer(self, q: Query, peer_ip: str, tcp: bool, pop: Pop, data: bytes) -> bytes:
+    def _malformed(self, data: bytes, exc: FormError, peer_ip: str, tcp: bool) -> bytes | None:
+        """The reply to a message with a readable header that did not parse as a query.
+
+        An opcode we do not implement is NOTIMP whatever its sections hold (RFC 1035 §4.1.1;
+        e.g. DSO messages carry QDCOUNT 0, RFC 8490 §5.1.1), anything else FORMERR. When the
+        request carried an OPT record the reply carries one (RFC 6891 §6.1.1, §7); an EDNS
+        version above 0 in a QUERY is BADVERS (RFC 6891 §6.1.3). A QDCOUNT of 0 with a COOKIE option is
+        the query for a server cookie (RFC 7873 §5.4): NOERROR with the client cookie and our
+        server cookie, or BADCOOKIE when the server cookie sent back is not the valid one.
+        """
+        opcode = (data[2] >> 3) & 0xF
+        rcode = RCODE_FORMERR if opcode == OPCODE_QUERY else RCODE_NOTIMP
+        payload = self.ref.current.snapshot.settings.edns_udp_payload
+        out: bytes | None
+        if isinstance(exc, QuestionCountError) and exc.edns is not None:
+            edns = exc.edns
+            cookie = None
+            if rcode == RCODE_FORMERR and edns.version > 0:  # NOTIMP first, as for parsed queries
+                rcode = RCODE_BADVERS
+            elif rcode == RCODE_FORMERR and exc.qdcount == 0 and edns.client_cookie is not None:
+                server = make_server_cookie(self.cookie_secret, edns.client_cookie, peer_ip)
+                valid = edns.server_cookie is None or hmac.compare_digest(edns.server_cookie, server)
+                rcode = RCODE_NOERROR if valid else RCODE_BADCOOKIE
+                cookie = edns.client_cookie + server
+            out = build_headless(data, rcode, edns, edns_payload=payload, cookie=cookie)
+        else:
+            out = build_error(data, rcode, edns_payload=payload if isinstance(exc, EdnsOptionError) else None)
+        self.counters.queries[("tcp" if tcp else "udp", 0, rcode)] += 1
+        return out
+
+    def _answer(self, q: Query, peer_ip: str, tcp: bool, pop: Pop, data: bytes) -> bytes:  # noqa: C901, PLR0912, PLR0915 -- per-query hot path in one frame; split only with a bench comparison
         cur = self.ref.current
         settings = cur.snapshot.settings
         ours = settings.edns_udp_payload
         edns = q.edns
         limit = 65535 if tcp else (max(512, min(edns.payload, ours)) if edns is not None else 512)
-        cookie = None
-        if edns is not None and edns.client_cookie is not None:
-            cookie = make_server_cookie(self.cookie_secret, edns.client_cookie, peer_ip)
+        cookie: bytes | None = None
+        nsid: bytes | None = None
+        if edns is not None:
+            if edns.client_cookie is not None:
+                cookie = make_server_cookie(self.cookie_secret, edns.client_cookie, peer_ip)
+            if edns.nsid:
+                nsid = settings.nsid_wire
         if q.opcode != OPCODE_QUERY:
             rcode = RCODE_NOTIMP
         elif edns is not None and edns.version > 0:
@@ -434,9 +469,9 @@ class Handler:
         if rcode >= 0:
             self.counters.queries[("tcp" if tcp else "udp", QTYPE_BUCKET[q.qtype], rcode)] += 1
             return build_response(q, rcode=rcode, aa=False, max_size=limit, edns_payload=ours,
-                                  server_cookie=cookie)
+                                  server_cookie=cookie, nsid=nsid)
         ecs = edns.ecs if edns is not None else None
-        # R-LOC-03: a /0 ECS carries no client information
+        # a /0 ECS carries no client information (docs/decisions.md › DNS protocol)
         ecs_for_answer = None if ecs is not None and ecs.source_prefix == 0 else ecs
         memo = snapshot_cache(cur.snapshot)
         ans = memo.get((q.qname_lower, q.qtype))
@@ -460,7 +495,9 @@ class Handler:
                 section = lbm.data(self.rng)
                 out = build_response(q, rcode=a.rcode, aa=True, answer=section, ancount=a.ancount,
                                      max_size=limit, edns_payload=ours, ecs_scope=scope if ecs is not None else None,
-                                     server_cookie=cookie)
+                                     server_cookie=cookie) if nsid is None else build_response(
+                    q, rcode=a.rcode, aa=True, answer=section, ancount=a.ancount, max_size=limit, edns_payload=ours,
+                    ecs_scope=scope if ecs is not None else None, server_cookie=cookie, nsid=nsid)
                 if self.on_answer is not None:
                     self.on_answer(q, peer_ip, tcp, pop, a)
                 elif not tcp and cookie is None:
@@ -481,20 +518,30 @@ class Handler:
             ans = resolve(cur.snapshot, q.qname_lower, q.qtype, env)
             if ans.lb is not None:
                 d = ans.decision
-                dkey = (ans.lb.name, d.pool.name if d and d.pool else "", bool(d and d.fallback))
-                self.counters.decisions[dkey] += 1
-                if ans.rrs or ans.weighted:
-                    self._remember(q, pop, cur, ans, ecs_for_answer, dkey)
+                if d is not None:  # None: an ANY query at the LB name, rules evaluated only
+                    dkey = (ans.lb.name, d.pool.name if d.pool else "", d.fallback)
+                    self.counters.decisions[dkey] += 1
+                    if ans.rrs or ans.weighted:
+                        self._remember(q, pop, cur, ans, ecs_for_answer, dkey)
                 for name in ans.matched_rules:
                     self.counters.rule_matches[(ans.lb.name, name)] += 1
         counter_key = ("tcp" if tcp else "udp", QTYPE_BUCKET[q.qtype], ans.rcode)
         self.counters.queries[counter_key] += 1
-        out = build_response(
-            q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
-            authority=ans.authority, nscount=ans.nscount, additional=ans.additional, arcount=ans.arcount,
-            max_size=limit, edns_payload=ours, ecs_scope=ans.ecs_scope if ecs is not None else None,
-            server_cookie=cookie,
-        )
+        if ans.opcount or nsid is not None:  # keyword arguments cost: only pass these when used
+            out = build_response(
+                q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
+                authority=ans.authority, nscount=ans.nscount, additional=ans.additional, arcount=ans.arcount,
+                max_size=limit, edns_payload=ours, ecs_scope=ans.ecs_scope if ecs is not None else None,
+                server_cookie=cookie, nsid=nsid, optional=ans.optional, opcount=ans.opcount,
+                optional_parts=ans.optional_parts,
+            )
+        else:
+            out = build_response(
+                q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
+                authority=ans.authority, nscount=ans.nscount, additional=ans.additional, arcount=ans.arcount,
+                max_size=limit, edns_payload=ours, ecs_scope=ans.ecs_scope if ecs is not None else None,
+                server_cookie=cookie,
+            )
         if self.on_answer is not None:
             self.on_answer(q, peer_ip, tcp, pop, ans)
         elif static and not tcp and (edns is None or (edns.client_cookie is None and ecs is None)):

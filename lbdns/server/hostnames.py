@@ -1,5 +1,6 @@
-"""Resolution of hostname origins (SPEC.md R-ANS-30/31, A-17): an asynchronous resolver
-feeding a cache the synchronous query path reads.
+"""Resolution of hostname origins (docs/steering.md › Hostname origins; the cache: docs/decisions.md
+› Answers and precedence): an asynchronous resolver feeding a cache the synchronous query path
+reads.
 
 Results (including failures) are cached for min(upstream TTL, ``hostname_cache_max_ttl``)
 seconds. A stale entry is still served while a background refresh runs, so only the very
@@ -42,6 +43,9 @@ class HostnameResolver:
         self.cache: dict[str, tuple[HostAddresses, float]] = {}
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._failing: set[str] = set()
+        """Names whose last lookup failed (logged once when they start and stop failing)."""
+        self._via = ", ".join(upstreams) if upstreams else "the system resolver"
 
     def lookup(self, name: str) -> HostAddresses:
         """The cached addresses of ``name`` (lower-case FQDN). Raises :class:`NeedsLookup`
@@ -70,22 +74,33 @@ class HostnameResolver:
         """Resolve ``names`` (A and AAAA concurrently) into the cache."""
         await asyncio.gather(*(self._resolve_one(n) for n in names))
 
-    async def _query(self, name: str, rdtype: dns.rdatatype.RdataType) -> tuple[bool, tuple[bytes, ...], float]:
+    async def _query(self, name: str,
+                     rdtype: dns.rdatatype.RdataType) -> tuple[bool, tuple[bytes, ...], float, str]:
+        """(ok, packed addresses, TTL, failure text) of one lookup."""
         try:
             ans = await self.resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False)
         except dns.resolver.NXDOMAIN:
-            return False, (), self.max_ttl
+            return False, (), self.max_ttl, "NXDOMAIN"
         except (dns.exception.DNSException, OSError) as exc:
             log.debug("lookup of %s %s failed: %s", name, rdtype, exc)
-            return False, (), self.max_ttl
+            return False, (), self.max_ttl, (str(exc) or type(exc).__name__).splitlines()[0]
         rrset = ans.rrset
         if rrset is None:
-            return True, (), self.max_ttl  # NODATA is not a failure (R-ANS-31)
-        return True, tuple(ip_address(rd.address).packed for rd in rrset), float(rrset.ttl)
+            # NODATA is not a failure: the origin stays eligible (docs/steering.md › Hostname origins)
+            return True, (), self.max_ttl, ""
+        return True, tuple(ip_address(rd.address).packed for rd in rrset), float(rrset.ttl), ""
 
     async def _resolve_one(self, name: str) -> None:
-        (ok4, v4, ttl4), (ok6, v6, ttl6) = await asyncio.gather(
+        (ok4, v4, ttl4, why4), (ok6, v6, ttl6, why6) = await asyncio.gather(
             self._query(name, dns.rdatatype.A), self._query(name, dns.rdatatype.AAAA))
         ok = ok4 or ok6
         ttl = min(ttl4, ttl6, self.max_ttl)
         self.cache[name] = (HostAddresses(ok, v4, v6), self.clock() + ttl)
+        # one line when a name starts failing and one when it recovers, not one per retry
+        if not ok and name not in self._failing:
+            self._failing.add(name)
+            log.warning("hostname origin %s cannot be resolved through %s: %s; its origins are left out of "
+                        "A/AAAA answers until it resolves", name.rstrip(".") or name, self._via, why4 or why6)
+        elif ok and name in self._failing:
+            self._failing.discard(name)
+            log.info("hostname origin %s resolves again", name.rstrip(".") or name)

@@ -1,6 +1,6 @@
 """The one reference the query path reads: ``(snapshot, health view)`` published as a unit
-(DESIGN.md principle 3). Reloads and health changes build a new :class:`Current` and swap
-:attr:`StateRef.current`; a query reads it once.
+(docs/architecture.md › Publication: one reference, swapped). Reloads and health changes build a
+new :class:`Current` and swap :attr:`StateRef.current`; a query reads it once.
 """
 
 from __future__ import annotations

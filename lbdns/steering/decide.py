@@ -1,9 +1,10 @@
-"""The load-balancer decision (SPEC.md §3.3, §6, §7, §9; Appendix C): effective config →
-pool order → usable pool (or fallback) → endpoints → records.
+"""The load-balancer decision: effective config → pool order → usable pool (or fallback) →
+endpoints → records (Cloudflare docs: Load Balancing › Traffic steering, with its Global and
+Local traffic steering pages; Load Balancing › Load shedding; docs/steering.md).
 
 Pure and synchronous: health comes as a :class:`HealthView`, randomness as an ``Rng``,
 hostname addresses through a :data:`HostLookup`, the client location through a
-:data:`Locator` — all injected (SPEC.md R-ARCH-02).
+:data:`Locator` — all injected, so tests need neither probes nor sockets.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ from typing import Protocol
 
 from lbdns.geo.distance import haversine_km
 from lbdns.health.view import HealthView
-from lbdns.steering.origins import HostLookup, Rng, choose_single, shed
+from lbdns.steering.origins import HostLookup, Rng, choose_single, hash_score, network_key, shed
 from lbdns.steering.plan import CompiledOrigin, CompiledPool, Effective
-from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_MX, QTYPE_SRV
+from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_HTTPS, QTYPE_MX, QTYPE_SRV, QTYPE_SVCB
+
+_ADDRESS_QTYPES = (QTYPE_A, QTYPE_AAAA, QTYPE_HTTPS, QTYPE_SVCB)
+"""Query types whose answer needs the addresses of hostname origins."""
 
 
 class NeedsLookup(Exception):
     """Raised when hostname origins must be resolved before the answer can be computed;
     ``hostnames`` lists the FQDNs missing from the cache. The edge resolves them and asks
-    again (SPEC.md R-ANS-30)."""
+    again (docs/steering.md › Hostname origins)."""
 
     def __init__(self, hostnames: frozenset[str]) -> None:
         super().__init__(", ".join(sorted(hostnames)))
@@ -33,9 +37,10 @@ class NeedsLookup(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ClientLocation:
-    """Where the client is, for geo and proximity (SPEC.md R-LOC-06). ``source`` is
-    ``ecs``/``resolver``/``pop``; ``network_prefix`` the GeoIP network length that decided
-    (ECS scope, R-ANS-50); ``ecs_consulted`` True when the ECS address was looked up."""
+    """Where the client is, for geo and proximity (from ``location_strategy``, see
+    :func:`lbdns.geo.location.resolve_location`). ``source`` is ``ecs``/``resolver``/``pop``;
+    ``network_prefix`` the GeoIP network length that decided (ECS scope, RFC 7871 §7.2.1);
+    ``ecs_consulted`` True when the ECS address was looked up."""
 
     source: str
     country: str | None
@@ -56,7 +61,8 @@ class Locator(Protocol):
 class Decision:
     """The outcome of one LB decision.
 
-    ``records`` are (rtype, rdata bytes) pairs for the answer section (empty ⇒ NODATA);
+    ``records`` are (rtype, rdata bytes) pairs for the answer section (empty ⇒ NODATA; for an
+    HTTPS/SVCB query the A and AAAA records the address hints are made of);
     ``pool`` the pool that answered (None when nothing could); ``fallback`` True when the
     fallback pool answered; ``location`` the client location used (None if none was
     needed); ``trail`` human-readable steps (only filled for ``lbdns explain``);
@@ -86,8 +92,8 @@ class Decision:
 @dataclass(slots=True)
 class Query:
     """The per-query inputs steering needs. ``resolver_ip`` is the packet source (hash and
-    shedding key, A-14); ``pop``/``pop_region`` identify the receiving PoP; ``now`` is a
-    monotonic time in seconds (RTT freshness)."""
+    shedding key, lbdns decision, docs/decisions.md › Steering); ``pop``/``pop_region`` identify
+    the receiving PoP; ``now`` is a monotonic time in seconds (RTT freshness)."""
 
     qtype: int
     resolver_ip: str
@@ -106,7 +112,7 @@ def _usable(pool: CompiledPool, view: HealthView, q: Query, rng: Rng, lookup: Ho
                 if len(st.healthy) < pool.minimum_origins else "no origin with weight > 0")
             d.note(f"pool {pool.name}: not usable — {why}")
         return False
-    if pool.has_hostnames and q.qtype in (QTYPE_A, QTYPE_AAAA) and lookup is not None:
+    if pool.has_hostnames and q.qtype in _ADDRESS_QTYPES and lookup is not None:
         d.cacheable = False  # the outcome depends on the hostname cache, not only on health
         if not any(o.weight > 0 and (o.hostname is None or not o.flatten_cname or lookup(o.hostname).ok)
                    for o in st.healthy):
@@ -126,7 +132,10 @@ def _usable(pool: CompiledPool, view: HealthView, q: Query, rng: Rng, lookup: Ho
 
 def _weighted_pools(eff: Effective, pools: Sequence[CompiledPool], view: HealthView, q: Query, rng: Rng,
                     lookup: HostLookup | None, d: Decision) -> Iterator[CompiledPool]:
-    """Random / LOR / LC: one weighted draw among usable pools (R-GTS-20/21/60/61, R-SHD-04)."""
+    """Random / LOR / LC: one weighted draw among usable, non-shed pools (Cloudflare docs: Load
+    Balancing › Standard › Random steering; Load Balancing › Global traffic steering › Least
+    Outstanding Requests: DNS-only uses the weights alone; weight-0 pools and shedding before the
+    draw: docs/decisions.md › Steering)."""
     usable: list[tuple[CompiledPool, float]] = []
     total = 0.0
     for p in pools:
@@ -161,7 +170,8 @@ def _ordered(pools: Sequence[CompiledPool], view: HealthView, q: Query, rng: Rng
 
 def _geo_list(eff: Effective, q: Query, locate: Locator | None, d: Decision) -> tuple[
         Sequence[CompiledPool], bool]:
-    """The geo candidate list and whether it came from a mapping (R-GTS-31, R-LOC-07)."""
+    """The geo candidate list and whether it came from a mapping (Cloudflare docs: Load Balancing ›
+    Geo › Pool assignment: PoP, then country, then region, then ``default_pools``)."""
     lst = eff.pop_pools.get(q.pop)
     if lst:
         d.note(f"geo: pop_pools[{q.pop}]")
@@ -189,7 +199,8 @@ def _geo_list(eff: Effective, q: Query, locate: Locator | None, d: Decision) -> 
 
 
 def _proximity_order(eff: Effective, locate: Locator | None, d: Decision) -> list[CompiledPool]:
-    """Pools by distance from the client location; pools without coordinates last (R-GTS-40/41)."""
+    """Pools by distance from the client location (Cloudflare docs: Load Balancing › Proximity);
+    pools without coordinates last (lbdns decision)."""
     if locate is None:
         return list(eff.default_pools)
     loc = locate(need="coordinates", prefer_ecs=eff.prefer_ecs, mode=eff.location_mode, policy="proximity")
@@ -220,7 +231,8 @@ networks share coordinates, so the order is computed once per place."""
 
 
 def _latency_order(eff: Effective, view: HealthView, now: float, d: Decision) -> list[CompiledPool]:
-    """Pools with current RTT data first by EWMA, then the rest in failover order (R-GTS-51)."""
+    """Pools with current RTT data first by EWMA, then the rest in failover order (Cloudflare
+    docs: Load Balancing › Global traffic steering › Dynamic)."""
     timed: list[tuple[float, int, CompiledPool]] = []
     rest: list[CompiledPool] = []
     for i, p in enumerate(eff.default_pools):
@@ -238,10 +250,12 @@ def _latency_order(eff: Effective, view: HealthView, now: float, d: Decision) ->
 
 def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: HostLookup | None = None,
            locate: Locator | None = None, trace: bool = False) -> Decision:
-    """Run pool and endpoint selection for one query (SPEC.md Appendix C).
+    """Run pool and endpoint selection for one query (docs/steering.md › The decision in one
+    paragraph).
 
-    Returns a :class:`Decision` whose ``records`` are the answer rdatas (empty ⇒ NODATA,
-    R-ANS-22/23). Raises :class:`NeedsLookup` when hostname origins are not yet cached.
+    Returns a :class:`Decision` whose ``records`` are the answer rdatas (empty ⇒ NODATA, RFC 2308;
+    docs/decisions.md › Answers and precedence). Raises :class:`NeedsLookup` when hostname origins
+    are not yet cached.
     """
     d = Decision(trail=[] if trace else None, policy=eff.steering_policy)
     policy = eff.steering_policy
@@ -266,7 +280,7 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
         candidates = _ordered(eff.default_pools, view, q, rng, lookup, d)
     for pool in candidates:
         d.pool = pool
-        _select(pool, pool.state(view).healthy, q, rng, lookup, d, eff)
+        _select_for(pool, pool.state(view).healthy, q, rng, lookup, d, eff)
         return d
     if mapped:
         d.note("geo: mapped list exhausted — fallback pool (no cascade)")
@@ -276,14 +290,39 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
         return d
     d.pool, d.fallback = fb, True
     d.note(f"fallback pool {fb.name}: health ignored")
-    _select(fb, tuple(o for o in fb.origins if o.enabled), q, rng, lookup, d, eff)
+    _select_for(fb, tuple(o for o in fb.origins if o.enabled), q, rng, lookup, d, eff)
     if not d.records:
         d.note("fallback pool has no eligible origin — NODATA with SOA")
     return d
 
 
+def _capped(pool: CompiledPool, cands: list[tuple[CompiledOrigin, list[tuple[int, bytes]]]], limit: int,
+            resolver_ip: str, d: Decision) -> list[tuple[CompiledOrigin, list[tuple[int, bytes]]]]:
+    """The origins whose addresses fill a multi-answer capped at ``limit`` addresses: the best
+    by weighted rendezvous score (:func:`~lbdns.steering.origins.hash_score`) keyed by the
+    resolver's network (/24, /48), in pool order. The same resolver network keeps getting the
+    same subset while health does not change (caches do not churn); different networks spread
+    over all healthy origins in proportion to weight. The answer depends on the resolver, so
+    it is not cached."""
+    d.cacheable = False
+    key = network_key(resolver_ip)
+    ranked = sorted(cands, key=lambda c: -hash_score(pool.id, c[0].name, key, c[0].weight))
+    chosen: set[int] = set()
+    count = 0
+    for o, rds in ranked:
+        if count >= limit:
+            break
+        chosen.add(o.index)
+        count += len(rds)
+    d.note(f"max_answers {limit}: origins {', '.join(o.name for o, _ in cands if o.index in chosen)} "
+           f"for resolver network {key}")
+    return [c for c in cands if c[0].index in chosen]
+
+
 def _rdata_for(o: CompiledOrigin, qtype: int, lookup: HostLookup | None) -> list[tuple[int, bytes]]:
-    """The answer rdatas one eligible origin contributes for ``qtype`` (R-ANS-24, 32, 41, 42)."""
+    """The answer rdatas one eligible origin contributes for ``qtype``: its addresses of the
+    family, its CNAME (``flatten_cname: false``), or its MX / SRV record (docs/steering.md ›
+    Hostname origins; › MX and SRV)."""
     if qtype == QTYPE_MX:
         if o.hostname is None:
             return []
@@ -305,11 +344,30 @@ def _rdata_for(o: CompiledOrigin, qtype: int, lookup: HostLookup | None) -> list
     return [(qtype, a) for a in (addrs.v4 if fam == 4 else addrs.v6)]
 
 
-def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: Rng,
-            lookup: HostLookup | None, d: Decision, eff: Effective) -> None:
-    """Endpoint selection in ``pool`` among ``base`` (healthy, or all enabled in fallback
-    mode): eligibility, single- vs multi-answer (R-EPS-01, R-EPS-10)."""
-    qtype = q.qtype
+def _select_for(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: Rng,
+                lookup: HostLookup | None, d: Decision, eff: Effective) -> None:
+    """Endpoint selection for the query type: for HTTPS/SVCB (an LB's service binding) the A
+    and then the AAAA selection in the same pool, whose records become the address hints —
+    the addresses A and AAAA queries would get (RFC 9460 §7.3). Such an answer is cacheable
+    only when neither selection was a random single answer."""
+    if q.qtype not in (QTYPE_HTTPS, QTYPE_SVCB):
+        _select(pool, base, q, rng, lookup, d, eff, q.qtype)
+        return
+    _select(pool, base, q, rng, lookup, d, eff, QTYPE_A)
+    v4_weighted = d.weighted
+    d.weighted = None
+    _select(pool, base, q, rng, lookup, d, eff, QTYPE_AAAA)
+    if v4_weighted is not None or d.weighted is not None:
+        d.weighted = None
+        d.cacheable = False
+
+
+def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: Rng,  # noqa: C901, PLR0912 -- per-query hot path in one frame; split only with a bench comparison
+            lookup: HostLookup | None, d: Decision, eff: Effective, qtype: int) -> None:
+    """Endpoint selection of ``qtype`` records in ``pool`` among ``base`` (healthy, or all
+    enabled in fallback mode): eligibility, single- vs multi-answer (Cloudflare docs: Load Balancing
+    Reference Architecture › DNS-only load balancing; docs/steering.md › Endpoint steering), and
+    the ``max_answers`` cap of multi-answers (:func:`_capped`)."""
     cands: list[tuple[CompiledOrigin, list[tuple[int, bytes]]]] = []
     for o in base:
         if o.weight <= 0:
@@ -322,7 +380,7 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
             continue
         rd = _rdata_for(o, qtype, lookup)
         if qtype == QTYPE_CNAME:
-            cands.append((o, rd))  # CNAME selection ignores family (R-ANS-33)
+            cands.append((o, rd))  # CNAME selection ignores family
         elif rd:
             cands.append((o, rd))
     if not cands:
@@ -333,11 +391,15 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
         o.hostname is None or o.flatten_cname for o, _ in cands)
     d.multi = multi
     if multi:
+        limit = pool.max_answers if eff.max_answers is None or (
+            pool.max_answers is not None and pool.max_answers < eff.max_answers) else eff.max_answers
+        if limit is not None and sum(len(r) for _, r in cands) > limit:
+            cands = _capped(pool, cands, limit, q.resolver_ip, d)
         seen: set[bytes] = set()
         for o, rds in cands:
             d.origins.append(o)
             for rtype, rdata in rds:
-                if rdata not in seen:
+                if rdata not in seen and (limit is None or len(seen) < limit):
                     seen.add(rdata)
                     d.records.append((rtype, rdata))
         d.note(f"multi-answer: all {len(cands)} eligible origins share weight {w0:g}")

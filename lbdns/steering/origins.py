@@ -1,4 +1,5 @@
-"""Endpoint selection inside the chosen pool (SPEC.md §7, R-EPS-01…23).
+"""Endpoint selection inside the chosen pool (Cloudflare docs: Load Balancing › Endpoint steering;
+docs/steering.md › Endpoint steering).
 
 Pure: randomness comes in as a ``random.Random``-like object, hostname addresses through a
 mapping filled by the edge.
@@ -7,6 +8,7 @@ mapping filled by the edge.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ class Rng(Protocol):
 @dataclass(frozen=True, slots=True)
 class HostAddresses:
     """Resolved addresses of a hostname origin: ``ok`` False when the lookup failed
-    (SPEC.md R-ANS-31); ``v4``/``v6`` packed addresses (4 / 16 bytes each)."""
+    (Cloudflare docs: Load Balancing › FAQs); ``v4``/``v6`` packed addresses (4 / 16 bytes each)."""
 
     ok: bool
     v4: tuple[bytes, ...] = ()
@@ -36,8 +38,8 @@ HostLookup = Callable[[str], HostAddresses]
 
 
 def weighted_choice(items: Sequence[CompiledOrigin], rng: Rng) -> CompiledOrigin:
-    """Pick one origin with probability weight / Σweight (SPEC.md R-EPS-20). ``items`` must
-    be non-empty with Σweight > 0."""
+    """Pick one origin with probability weight / Σweight (Cloudflare docs: Load
+    Balancing › Endpoint steering › Random). ``items`` must be non-empty with Σweight > 0."""
     total = 0.0
     for o in items:
         total += o.weight
@@ -51,15 +53,27 @@ def weighted_choice(items: Sequence[CompiledOrigin], rng: Rng) -> CompiledOrigin
 
 
 def hash_score(pool_id: str, origin_name: str, key: str, weight: float) -> float:
-    """Weighted rendezvous score of SPEC.md R-EPS-21 (higher wins)."""
+    """Weighted rendezvous score for ``hash`` endpoint steering (higher wins; the algorithm is
+    lbdns's, Cloudflare docs: Load Balancing › Endpoint steering › Hash names none)."""
     digest = hashlib.sha256(f"{pool_id}\0{origin_name}\0{key}".encode()).digest()[:8]
     u = (int.from_bytes(digest, "big") + 0.5) / 2.0**64
     return weight / -math.log(u)
 
 
+def network_key(ip: str) -> str:
+    """The resolver network ``ip`` (IPv4 or IPv6 text) belongs to, as text: its /24 for IPv4,
+    its /48 for IPv6 (the unit resolver caches are shared by); other text is returned as is."""
+    if "." in ip and ":" not in ip:
+        return ip.rpartition(".")[0] + ".0/24"
+    try:
+        return str(ipaddress.IPv6Network(f"{ip}/48", strict=False))
+    except ValueError:
+        return ip
+
+
 def hash_choice(pool_id: str, items: Sequence[CompiledOrigin], key: str) -> CompiledOrigin:
-    """Deterministic weighted choice keyed by ``key`` (the resolver IP, A-14); ties keep
-    config order (SPEC.md R-EPS-21)."""
+    """Deterministic weighted choice keyed by ``key`` (the resolver IP, docs/decisions.md ›
+    Steering); ties keep config order."""
     best = items[0]
     best_score = -1.0
     for o in items:
@@ -72,16 +86,17 @@ def hash_choice(pool_id: str, items: Sequence[CompiledOrigin], key: str) -> Comp
 def choose_single(pool: CompiledPool, candidates: Sequence[CompiledOrigin], rng: Rng,
                   hash_key: str) -> CompiledOrigin:
     """Single-answer mode: one origin by the pool's ``origin_steering.policy``
-    (``hash`` keyed by resolver IP; everything else weighted random — R-EPS-20…22)."""
+    (``hash`` keyed by resolver IP; everything else weighted random; Cloudflare docs: Load
+    Balancing › Endpoint steering)."""
     if pool.origin_policy == "hash":
         return hash_choice(pool.id, candidates, hash_key)
     return weighted_choice(candidates, rng)
 
 
 def shed(pool: CompiledPool, rng: Rng, resolver_ip: str) -> bool:
-    """Whether ``pool`` is shed for this query (SPEC.md R-SHD-02): ``random`` draws with
-    probability percent/100; ``hash`` compares sha256("shed\\0{pool}\\0{resolver}") with the
-    percentage of the 64-bit hash space."""
+    """Whether ``pool`` is shed for this query (Cloudflare docs: Load Balancing › Load
+    shedding › Shedding policies): ``random`` draws with probability percent/100; ``hash``
+    compares sha256("shed\\0{pool}\\0{resolver}") with the percentage of the 64-bit hash space."""
     pct = pool.shed_percent
     if pct <= 0:
         return False

@@ -1,5 +1,5 @@
 """Compiled load-balancer plans: the per-LB, per-pool and per-origin data steering reads on
-every query, built once per snapshot (DESIGN.md "Compile once, serve many").
+every query, built once per snapshot (docs/architecture.md › Compile once).
 
 Health-dependent facts (which origins count as healthy, whether a pool is usable) are
 memoised per :attr:`HealthView.states_token <lbdns.health.view.HealthView>` inside each
@@ -43,7 +43,8 @@ class CompiledOrigin:
 
 @dataclass(slots=True)
 class PoolState:
-    """Health-derived facts of a pool for one health view (SPEC.md R-HLT-10, R-GTS-02)."""
+    """Health-derived facts of a pool for one health view (the Health Threshold of Cloudflare
+    docs: Load Balancing › Manage pools, and whether the pool is usable)."""
 
     token: object                            # the HealthView.states_token it was computed for
     healthy: tuple[CompiledOrigin, ...]      # enabled origins that count as healthy
@@ -53,7 +54,8 @@ class PoolState:
 @dataclass(slots=True)
 class CompiledPool:
     """One pool. ``shed_percent`` 0–100 with ``shed_policy`` ``random``/``hash``;
-    ``latitude``/``longitude`` in degrees or None."""
+    ``latitude``/``longitude`` in degrees or None; ``max_answers`` the most addresses a
+    multi-answer from this pool carries (None: no limit)."""
 
     id: str
     name: str
@@ -67,6 +69,7 @@ class CompiledPool:
     latitude: float | None
     longitude: float | None
     has_hostnames: bool
+    max_answers: int | None = None
     _state: PoolState = field(default_factory=lambda: PoolState(None, (), False))
 
     def state(self, view: HealthView) -> PoolState:
@@ -89,8 +92,11 @@ class CompiledPool:
 
 @dataclass(frozen=True, slots=True)
 class Effective:
-    """The effective configuration of one LB for one query (SPEC.md §3.3 step 2): the LB's
-    fields after rule overrides. ``steering_policy`` is already resolved (R-GTS-30)."""
+    """The effective configuration of one LB for one query: the LB's fields after rule overrides
+    (Cloudflare docs: Load Balancing › Create custom rules). ``steering_policy`` is already
+    resolved (``""`` ⇒ ``geo`` with geo maps, else ``off``; Cloudflare API docs: Load Balancer
+    Details › ``steering_policy``);
+    ``max_answers`` the LB's cap on multi-answers (None: none)."""
 
     default_pools: tuple[CompiledPool, ...]
     fallback_pool: CompiledPool | None
@@ -105,6 +111,7 @@ class Effective:
     location_mode: str
     ttl: int
     region_source: str = "pop"
+    max_answers: int | None = None
 
     def with_changes(self, **changes: Any) -> Effective:
         """A copy with fields replaced (used when rule overrides apply)."""

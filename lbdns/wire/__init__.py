@@ -1,4 +1,5 @@
-"""The hot-path DNS wire codec (DESIGN.md "wire/"; SPEC.md §3.1, §3.8, §4.3).
+"""The hot-path DNS wire codec (RFC 1035 §4, EDNS RFC 6891, ECS RFC 7871, cookies RFC 7873;
+docs/architecture.md › Module map).
 
 * :mod:`lbdns.wire.codec` — :func:`parse_query` (header, question, OPT/ECS/COOKIE; fails closed
   with :class:`lbdns.errors.FormError`) and the protocol constants.

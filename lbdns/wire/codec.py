@@ -7,7 +7,7 @@ ECS and COOKIE options — and *fails closed*: any other problem raises
 ``ValueError``…). ``FormError.answerable`` is False when no response may be sent at all (shorter
 than a header, or the packet is itself a response).
 
-Speed notes (PERFORMANCE.md): the common query shape — QDCOUNT=1, ANCOUNT=NSCOUNT=0 and ARCOUNT 0
+Speed notes: the common query shape — QDCOUNT=1, ANCOUNT=NSCOUNT=0 and ARCOUNT 0
 or 1 with a root-owned OPT — is recognised without the general resource-record walker. Parsed
 :class:`Edns` values are immutable and memoised by the exact OPT bytes (CLASS…RDATA), so the
 payload/DO/ECS/cookie decoding and the ``ipaddress`` object are built once per distinct OPT
@@ -36,6 +36,7 @@ __all__ = [
     "CLASS_IN",
     "EDNS_OPTION_COOKIE",
     "EDNS_OPTION_ECS",
+    "EDNS_OPTION_NSID",
     "OPCODE_QUERY",
     "QTYPE_A",
     "QTYPE_AAAA",
@@ -43,7 +44,10 @@ __all__ = [
     "QTYPE_AXFR",
     "QTYPE_CAA",
     "QTYPE_CNAME",
+    "QTYPE_DNAME",
+    "QTYPE_DS",
     "QTYPE_HINFO",
+    "QTYPE_HTTPS",
     "QTYPE_IXFR",
     "QTYPE_MX",
     "QTYPE_NS",
@@ -51,7 +55,9 @@ __all__ = [
     "QTYPE_PTR",
     "QTYPE_SOA",
     "QTYPE_SRV",
+    "QTYPE_SVCB",
     "QTYPE_TXT",
+    "RCODE_BADCOOKIE",
     "RCODE_BADVERS",
     "RCODE_FORMERR",
     "RCODE_NOERROR",
@@ -63,6 +69,7 @@ __all__ = [
     "Edns",
     "EdnsOptionError",
     "Query",
+    "QuestionCountError",
     "parse_header",
     "parse_query",
 ]
@@ -78,7 +85,11 @@ QTYPE_MX = 15
 QTYPE_TXT = 16
 QTYPE_AAAA = 28
 QTYPE_SRV = 33
+QTYPE_DNAME = 39  # RFC 6672
 QTYPE_OPT = 41
+QTYPE_DS = 43  # RFC 4034
+QTYPE_SVCB = 64  # RFC 9460
+QTYPE_HTTPS = 65  # RFC 9460
 QTYPE_IXFR = 251
 QTYPE_AXFR = 252
 QTYPE_ANY = 255
@@ -98,8 +109,10 @@ RCODE_NXDOMAIN = 3
 RCODE_NOTIMP = 4
 RCODE_REFUSED = 5
 RCODE_BADVERS = 16
+RCODE_BADCOOKIE = 23  # RFC 7873 §8
 
-# --- EDNS option codes (RFC 7871 §6, RFC 7873 §4) -------------------------------------------------
+# --- EDNS option codes (RFC 5001 §2.3, RFC 7871 §6, RFC 7873 §4) ------------------------------------
+EDNS_OPTION_NSID = 3
 EDNS_OPTION_ECS = 8
 EDNS_OPTION_COOKIE = 10
 
@@ -156,8 +169,10 @@ class Edns:
     (RFC 6891 §6.2.5); ``version`` the EDNS version 0–255 (the handler answers BADVERS when it
     is > 0); ``do`` the DNSSEC OK bit (RFC 3225 §3); ``ecs`` the client subnet option or None;
     ``client_cookie`` the 8-octet client cookie (RFC 7873 §4) or None; ``server_cookie`` the
-    8–32-octet server cookie the client sent back, or None. When ``version`` > 0 the options are
-    only checked for framing and not interpreted (``ecs``, cookies None): their meaning is
+    8–32-octet server cookie the client sent back, or None; ``nsid`` True when the query
+    carried an NSID option asking for the server's identity (RFC 5001 §2.1; its data, which
+    must be empty in queries, is ignored). When ``version`` > 0 the options are only checked
+    for framing and not interpreted (``ecs``, cookies None, ``nsid`` False): their meaning is
     defined by that unknown version (RFC 6891 §6.1.3).
     """
 
@@ -167,6 +182,7 @@ class Edns:
     ecs: ClientSubnet | None
     client_cookie: bytes | None
     server_cookie: bytes | None
+    nsid: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +244,7 @@ class _QueryBuilder:
 class _EdnsBuilder:
     """Mutable twin of :class:`Edns` with the identical slot layout."""
 
-    __slots__ = ("payload", "version", "do", "ecs", "client_cookie", "server_cookie")  # noqa: RUF023
+    __slots__ = ("payload", "version", "do", "ecs", "client_cookie", "server_cookie", "nsid")  # noqa: RUF023
 
     payload: int
     version: int
@@ -236,6 +252,7 @@ class _EdnsBuilder:
     ecs: ClientSubnet | None
     client_cookie: bytes | None
     server_cookie: bytes | None
+    nsid: bool
 
 
 class _ClientSubnetBuilder:
@@ -259,7 +276,19 @@ del _frozen, _twin
 class EdnsOptionError(FormError):
     """A :class:`FormError` inside the options of an otherwise well-formed OPT record (a bad
     ECS or COOKIE option, a broken option list). The query did carry EDNS, so the FORMERR
-    response carries an OPT record too (RFC 6891 §7; SPEC.md R-ANS-03)."""
+    response carries an OPT record too (RFC 6891 §7)."""
+
+
+class QuestionCountError(FormError):
+    """A query whose QDCOUNT is not 1 (RFC 1035 §4.1.2). ``qdcount`` is the count received;
+    ``edns`` the request's OPT record when the rest of the message is well formed (else None).
+    With an OPT the reply must carry one too (RFC 6891 §6.1.1), and a QDCOUNT of 0 with a
+    COOKIE option is the RFC 7873 §5.4 query for a server cookie, answered NOERROR."""
+
+    def __init__(self, message: str, edns: Edns | None, qdcount: int) -> None:
+        super().__init__(message)
+        self.edns = edns
+        self.qdcount = qdcount
 
 
 def parse_header(data: bytes) -> tuple[int, int, int]:
@@ -275,7 +304,7 @@ def parse_header(data: bytes) -> tuple[int, int, int]:
     return qid, flags, qdcount
 
 
-def parse_query(data: bytes) -> Query:
+def parse_query(data: bytes) -> Query:  # noqa: C901, PLR0912, PLR0915 -- per-packet hot path in one frame; split only with a bench comparison
     """Parse one DNS query message (RFC 1035 §4.1, RFC 6891 §6, RFC 7871 §6, RFC 7873 §5.2).
 
     Takes the raw message (a UDP payload or one de-framed TCP message, ≤ 65535 octets;
@@ -283,7 +312,8 @@ def parse_query(data: bytes) -> Query:
 
     * ``answerable=False``: shorter than 12 octets, or QR=1 (a response must never be
       answered — RFC 1035 §4.1.1, avoids reflection loops).
-    * ``answerable=True`` (answer FORMERR): QDCOUNT ≠ 1; a question name that is truncated,
+    * ``answerable=True`` (answer FORMERR): QDCOUNT ≠ 1 (the subclass
+      :class:`QuestionCountError`, carrying the OPT record when the rest parses); a question name that is truncated,
       compressed (no pointer may appear in the question), uses the reserved label types 0x40/0x80
       (RFC 6891 §5), has a label > 63 octets or exceeds 255 octets (RFC 1035 §2.3.4, §4.1.4);
       any truncated resource record; a bad owner name in the other sections (label types as
@@ -313,7 +343,7 @@ def parse_query(data: bytes) -> Query:
     if flags & _FLAG_QR:
         raise FormError("QR=1: the message is a response (RFC 1035 §4.1.1)", answerable=False)
     if qdcount != 1:
-        raise FormError(f"QDCOUNT is {qdcount}, must be 1 (RFC 1035 §4.1.2)")
+        _raise_question_count(data, qdcount, ancount, nscount, arcount)
 
     # Question name: plain labels only (RFC 1035 §4.1.2 / §3.1).
     off = 12
@@ -374,6 +404,27 @@ def parse_query(data: bytes) -> Query:
     query.edns = edns
     query.__class__ = Query  # type: ignore[assignment]
     return cast(Query, query)
+
+
+def _raise_question_count(data: bytes, qdcount: int, ancount: int, nscount: int, arcount: int) -> NoReturn:
+    """Raise :class:`QuestionCountError` for a message with QDCOUNT ≠ 1, with its OPT record
+    when the questions and records after the header are well formed (each question name is
+    checked like a record owner, :func:`_skip_name`). A malformed option list in that OPT
+    raises :class:`EdnsOptionError` instead (FORMERR with OPT). Linear in the message size."""
+    n = len(data)
+    off = 12
+    edns: Edns | None
+    try:
+        for _ in range(qdcount):
+            off = _skip_name(data, off, n) + 4
+            if off > n:
+                raise FormError("question truncated (RFC 1035 §4.1.2)")
+        edns = _walk_records(data, off, ancount, nscount, arcount)
+    except EdnsOptionError:
+        raise
+    except FormError:
+        edns = None
+    raise QuestionCountError(f"QDCOUNT is {qdcount}, must be 1 (RFC 1035 §4.1.2)", edns, qdcount)
 
 
 def _raise_label_type(length: int, *, in_question: bool) -> NoReturn:
@@ -497,6 +548,7 @@ def _parse_opt(key: bytes) -> Edns:
     ecs: ClientSubnet | None = None
     client_cookie: bytes | None = None
     server_cookie: bytes | None = None
+    nsid = False
     seen_ecs = seen_cookie = False
     pos = 8
     end = len(key)
@@ -525,6 +577,8 @@ def _parse_opt(key: bytes) -> Edns:
                     server_cookie = key[pos + 8 : opt_end]
                 else:
                     raise EdnsOptionError(f"COOKIE option length {length}, must be 8 or 16-40 (RFC 7873 §5.2.2)")
+            elif code == EDNS_OPTION_NSID:
+                nsid = True
         pos = opt_end
     built = _new_object(_EdnsBuilder)  # == Edns(...), see the module notes
     built.payload = payload if payload >= 512 else 512
@@ -533,6 +587,7 @@ def _parse_opt(key: bytes) -> Edns:
     built.ecs = ecs
     built.client_cookie = client_cookie
     built.server_cookie = server_cookie
+    built.nsid = nsid
     built.__class__ = Edns  # type: ignore[assignment]
     edns = cast(Edns, built)
     if end <= _EDNS_CACHE_KEY_MAX:  # big OPT records (padding…) are rare: never let them fill memory

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from lbdns.wire.codec import EDNS_OPTION_COOKIE, EDNS_OPTION_ECS, Query
+from lbdns.wire.codec import EDNS_OPTION_COOKIE, EDNS_OPTION_ECS, EDNS_OPTION_NSID, Edns, Query
 
 __all__ = [
     "QNAME_POINTER",
     "build_error",
+    "build_headless",
     "build_response",
     "encode_rr",
     "make_server_cookie",
@@ -44,7 +45,7 @@ _OPT_TYPE = 41
 _DO = 0x8000
 
 
-def build_response(
+def build_response(  # noqa: PLR0912 -- per-answer hot path in one frame; split only with a bench comparison
     query: Query,
     *,
     rcode: int,
@@ -59,6 +60,10 @@ def build_response(
     edns_payload: int = 1232,
     ecs_scope: int | None = None,
     server_cookie: bytes | None = None,
+    nsid: bytes | None = None,
+    optional: bytes = b"",
+    opcount: int = 0,
+    optional_parts: tuple[tuple[bytes, int], ...] = (),
 ) -> bytes:
     """Assemble the response to ``query`` (RFC 1035 §4.1.1, RFC 6891 §6.1.1/§7).
 
@@ -70,16 +75,22 @@ def build_response(
     our OPT (512–65535); ``ecs_scope`` the SCOPE PREFIX-LENGTH echoed when the query had ECS
     (None means 0; 0–32 for IPv4, 0–128 for IPv6, RFC 7871 §7.2.1); ``server_cookie`` our
     8–32-octet server cookie, returned after the client cookie when the query had one
-    (RFC 7873 §5.2.2).
+    (RFC 7873 §5.2.2); ``nsid`` our server identity (1–512 octets), returned in an NSID option
+    when the query asked for it (RFC 5001 §2.2; pass None when no identity is configured);
+    ``optional``/``opcount`` additional-section records that may be left out (RFC 2181 §9,
+    RFC 9471 §3: addresses of MX/SRV targets, sibling glue), placed after ``additional``, and
+    ``optional_parts`` the same records as (RRset bytes, count) pieces, in order, when they may
+    be left out one RRset at a time (empty: all or nothing).
 
     Returns the message bytes. Header: ID and opcode and RD copied, QR=1, AA as given, RA=0
     (never recursive), Z/AD/CD cleared, QDCOUNT=1. When the query had EDNS one OPT is appended
     as the last additional record: owner root, CLASS = ``edns_payload``, EXTENDED-RCODE =
     ``rcode >> 4``, version 0, DO copied (RFC 3225 §3), then the ECS echo (FAMILY, SOURCE
     PREFIX-LENGTH and ADDRESS as received, RFC 7871 §7.2.1) and the COOKIE option
-    (client cookie + ``server_cookie``) when present. When the message would exceed
-    ``max_size`` the sections are dropped and TC=1 is set: header, question and the OPT only
-    (RFC 1035 §4.2.1, RFC 6891 §7, RFC 2181 §9).
+    (client cookie + ``server_cookie``) when present, then NSID. When the message would exceed
+    ``max_size``, the optional additional records are left out first (as many whole RRsets
+    as fit are kept, TC stays clear); when it still does not fit, the sections are dropped and
+    TC=1 is set: header, question and the OPT only (RFC 1035 §4.2.1, RFC 6891 §7, RFC 2181 §9).
 
     Raises ValueError when ``rcode`` > 15 without EDNS, or ``ecs_scope`` is outside the
     family's range.
@@ -95,7 +106,7 @@ def build_response(
     else:
         ecs = edns.ecs
         client_cookie = edns.client_cookie
-        if ecs is None and (client_cookie is None or server_cookie is None):
+        if ecs is None and (client_cookie is None or server_cookie is None) and (nsid is None or not edns.nsid):
             opt = _pack_opt(0, _OPT_TYPE, edns_payload, rcode >> 4, 0, _DO if edns.do else 0, 0)
         else:
             options = b""
@@ -111,21 +122,60 @@ def build_response(
                     + client_cookie
                     + server_cookie
                 )
+            if nsid is not None and edns.nsid:
+                options += _pack_option(EDNS_OPTION_NSID, len(nsid)) + nsid
             opt = _pack_opt(0, _OPT_TYPE, edns_payload, rcode >> 4, 0, _DO if edns.do else 0, len(options)) + options
         arcount += 1
     question = query.question
-    if 12 + len(question) + len(answer) + len(authority) + len(additional) + len(opt) <= max_size:
+    size = 12 + len(question) + len(answer) + len(authority) + len(additional) + len(opt)
+    if not optional:
+        if size <= max_size:
+            return b"".join(
+                (_pack_header(query.id, flags, 1, ancount, nscount, arcount), question, answer, authority, additional,
+                 opt)
+            )
+    elif size + len(optional) <= max_size:
         return b"".join(
             (
-                _pack_header(query.id, flags, 1, ancount, nscount, arcount),
+                _pack_header(query.id, flags, 1, ancount, nscount, arcount + opcount),
                 question,
                 answer,
                 authority,
                 additional,
+                optional,
                 opt,
             )
         )
+    elif size <= max_size:
+        kept: list[bytes] = []
+        for part, count in optional_parts:  # whole RRsets in order while they fit (RFC 2181 §9)
+            if size + len(part) > max_size:
+                break
+            kept.append(part)
+            size += len(part)
+            arcount += count
+        return b"".join((_pack_header(query.id, flags, 1, ancount, nscount, arcount), question, answer, authority,
+                         additional, *kept, opt))
     return _pack_header(query.id, flags | _FLAG_TC, 1, 0, 0, 1 if opt else 0) + question + opt
+
+
+def build_headless(data: bytes, rcode: int, edns: Edns, *, edns_payload: int,
+                   cookie: bytes | None = None) -> bytes:
+    """The reply to a request with EDNS whose QDCOUNT is not 1 (RFC 6891 §6.1.1, RFC 7873 §5.4).
+
+    Takes the raw request (at least a 12-octet header, QR=0), the rcode 0–4095 (FORMERR,
+    NOTIMP, BADVERS; NOERROR or BADCOOKIE for the RFC 7873 §5.4 query for a server cookie),
+    the request's parsed OPT record, our UDP payload size (512–65535) and ``cookie`` — the
+    whole COOKIE option data (client cookie + server cookie, 16–40 octets) or None. Returns
+    the ID, opcode and RD copied, QR=1, no question (QDCOUNT 0, as no single question can be
+    echoed) and one OPT record: our payload size, the upper rcode bits, version 0, DO copied
+    (RFC 3225 §3) and the COOKIE option when given. Without ``cookie`` the reply (23 octets) is
+    never longer than the request, which carried an OPT record of at least 11 octets.
+    """
+    flags = _FLAG_QR | ((data[2] << 8) & _COPY_MASK) | (rcode & 0xF)
+    options = b"" if cookie is None else _pack_option(EDNS_OPTION_COOKIE, len(cookie)) + cookie
+    opt = _pack_opt(0, _OPT_TYPE, edns_payload, rcode >> 4, 0, _DO if edns.do else 0, len(options)) + options
+    return data[:2] + _pack_header(0, flags, 0, 0, 0, 1)[2:] + opt
 
 
 def build_error(data: bytes, rcode: int, *, edns_payload: int | None = None) -> bytes | None:

@@ -175,6 +175,9 @@ class Server:
             base["geoip_city_db"] = str(city)
             base["geoip_asn_db"] = str(asn)
         base.update(settings)
+        admin = base.get("admin")
+        if isinstance(admin, dict) and admin.get("enabled", True) and "token_file" not in admin:
+            base["admin"] = {**admin, "token_file": str(workdir / "admin.token")}  # not in the checkout
         self.settings = ServerSettings.model_validate(_plain(base))
         self.app = App(self.settings, zones, pops=dict(BASE_POPS.items()), use_geoip=geoip)
         self.loop = asyncio.new_event_loop()
@@ -213,6 +216,23 @@ class Server:
     def reload(self) -> bool:
         """Reload the zones from disk (as SIGHUP does)."""
         return bool(self.call(self.app.reload()))
+
+    def admin_post(self, path: str, body: Any = None) -> tuple[int, Any]:
+        """``POST path`` on the admin listener with the operator's token and a JSON ``body``;
+        returns (status, decoded JSON answer)."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        token = Path(str(self.settings.admin.token_file)).read_text().strip()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.app.admin.port}{path}", method="POST",
+                                     data=b"" if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
 
     def stop(self) -> None:
         """Stop listeners and the loop thread (idempotent)."""

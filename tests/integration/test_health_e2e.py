@@ -225,11 +225,8 @@ def test_probe_worker_killed_is_restarted_and_health_keeps_flowing(tmp_path, ori
 def test_admin_health_override_and_reload_carry_over(tmp_path, origins):
     s = start(tmp_path, origins)
     try:
-        req = urllib.request.Request(f"http://127.0.0.1:{s.app.admin.port}/health", method="POST",
-                                     data=json.dumps({"pool": "primary", "origin": "e1",
-                                                      "state": "unhealthy"}).encode())
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            assert json.loads(resp.read())["ok"]
+        status, body = s.admin_post("/health", {"pool": "primary", "origin": "e1", "state": "unhealthy"})
+        assert status == 200 and body["ok"]
         assert lb(s) == {"127.0.0.12"}
         # a reload keeps health by identity: the primary pool stays usable without a new probe round
         assert s.reload()

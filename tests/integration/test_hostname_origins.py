@@ -188,3 +188,48 @@ def test_ex22_4_non_enterprise(fx, serve, upstream, tmp_path):
     s = start_lb(serve, fx, upstream, plan="non_enterprise")
     r = s.query("mail-lb.example.com", "MX")
     assert r.answer == [] and r.authority[0].rdtype == 6
+
+
+def test_failed_hostname_lookup_logged_once_per_state_change(fx, serve, upstream, caplog):
+    """A hostname origin that stops resolving is one WARNING (not one per retry, not DEBUG),
+    and one INFO line when it resolves again."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="lbdns.hostnames")
+    _ex20(fx)
+    s = start_lb(serve, fx, upstream)  # hostname_cache_max_ttl 0: every query refreshes
+    assert addresses(s.query("lb-host.example.com")) == {"192.0.2.71", "192.0.2.72"}
+    set_upstream(upstream, {k: v for k, v in BASE_RECORDS.items() if k != "origin-b"})
+    eventually(lambda: addresses(s.query("lb-host.example.com")), {"192.0.2.71"})
+    for _ in range(5):  # more failed refreshes of origin-b
+        s.query("lb-host.example.com")
+        time.sleep(0.05)
+    set_upstream(upstream, BASE_RECORDS)
+    eventually(lambda: addresses(s.query("lb-host.example.com")), {"192.0.2.71", "192.0.2.72"})
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records
+             if r.name == "lbdns.hostnames" and r.levelno >= logging.INFO]
+    assert lines == [
+        ("WARNING", f"hostname origin origin-b.example.net cannot be resolved through 127.0.0.1:{upstream.ports['IAD']}"
+                    ": NXDOMAIN; its origins are left out of A/AAAA answers until it resolves"),
+        ("INFO", "hostname origin origin-b.example.net resolves again"),
+    ]
+
+
+def test_explain_resolves_hostname_origins_of_every_pool_it_tries(fx, upstream, tmp_path):
+    """explain resolves hostname origins as the server does, also when a second pool (tried
+    after the first one's hostnames failed) needs further lookups."""
+    from lbdns.config.settings import ServerSettings
+    from lbdns.explain import explain
+
+    fx.account["pools"].append({"name": "p-gone", "origins": [{"name": "g1", "address": "gone.example.net"}]})
+    fx.account["pools"].append({"name": "p-host", "origins": [{"name": "h1", "address": "origin-a.example.net"}]})
+    fx.zone["load_balancers"]["lb-host"] = {"default_pools": ["p-gone", "p-host"], "fallback_pool": "p-fallback"}
+    for p in ("p-gone", "p-host"):
+        fx.pool(p).pop("monitor", None)
+    up = f"127.0.0.1:{upstream.ports['IAD']}"
+    settings = ServerSettings(zones_dir=str(fx.write(tmp_path)), upstream_resolvers=[up])
+    text = explain(settings, "lb-host.example.com", "A", use_geoip=False, admin_url="http://127.0.0.1:9")
+    assert (f"hostname origins resolved through {up}: gone.example.net, origin-a.example.net "
+            "(failed: gone.example.net)") in text
+    assert "decision: pool p-host, multi-answer" in text
+    assert text.splitlines()[-1] == "  lb-host.example.com. 30 IN A 192.0.2.71"

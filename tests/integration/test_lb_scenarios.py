@@ -17,6 +17,7 @@ import dns.rcode
 import dns.rdatatype
 
 from lbdns.health.view import OriginState
+from tests.fixtures.stats import chi_square, chi_square_p
 from tests.integration.harness import addresses, answer_set, iter_sources
 
 U = OriginState.UNHEALTHY
@@ -229,6 +230,15 @@ def test_ex19_cname_chasing_into_lb(fx, serve):
 
 
 # --- C. Endpoint steering and weights -------------------------------------------------------
+#
+# Black-box distribution checks, one per policy family, over few queries: each asserts that the
+# server as a whole draws by weight (a χ² goodness-of-fit bound at p = 1e-6, so a correct server
+# fails about once in a million runs, while e.g. ignoring the weights fails every run). The exact
+# shares (within ±0.02 over 10,000 seeded draws) are unit-tested in process:
+# tests/unit/steering/test_decide.py and tests/unit/server/test_handler.py.
+
+FIT_P = 1e-6
+
 
 def _shares(s, n: int, **kw) -> Counter[frozenset[str]]:
     c: Counter[frozenset[str]] = Counter()
@@ -237,23 +247,27 @@ def _shares(s, n: int, **kw) -> Counter[frozenset[str]]:
     return c
 
 
+def assert_fits(c: Counter[frozenset[str]], expected: dict[frozenset[str], float]) -> None:
+    """The answer counts ``c`` come from the shares ``expected`` (χ² test, see above)."""
+    assert set(c) <= set(expected), c
+    x = chi_square(c, expected)
+    assert chi_square_p(x, len(expected)) >= FIT_P, (c, x)
+
+
 def test_ex23_unequal_weights_single_weighted(fx, serve):
     fx.lb["default_pools"] = ["p-weighted"]
     s = serve(fx)
-    c = _shares(s, 10_000)
+    c = _shares(s, 1000)
     assert set(c) == {frozenset({"192.0.2.60"}), frozenset({"192.0.2.61"})}
-    assert abs(c[frozenset({"192.0.2.60"})] / 10_000 - 0.70) <= 0.03
+    assert_fits(c, {frozenset({"192.0.2.60"}): 0.7, frozenset({"192.0.2.61"}): 0.3})
 
 
 def test_ex24_health_switches_single_multi(fx, serve):
     fx.pool("p-weighted")["origins"].append({"name": "wc", "address": "192.0.2.62", "weight": 0.7})
     fx.lb["default_pools"] = ["p-weighted"]
     s = serve(fx)
-    c = _shares(s, 10_000)
-    assert all(len(k) == 1 for k in c)
-    assert abs(c[frozenset({"192.0.2.60"})] / 10_000 - 0.412) <= 0.03
-    assert abs(c[frozenset({"192.0.2.61"})] / 10_000 - 0.176) <= 0.03
-    assert abs(c[frozenset({"192.0.2.62"})] / 10_000 - 0.412) <= 0.03
+    c = _shares(s, 300)
+    assert set(c) == {frozenset({"192.0.2.60"}), frozenset({"192.0.2.61"}), frozenset({"192.0.2.62"})}
     s.set_health({("p-weighted", "wb"): U})
     for _ in range(50):
         assert addresses(s.query("lb.example.com")) == {"192.0.2.60", "192.0.2.62"}
@@ -264,25 +278,13 @@ def test_ex25_hash_sticky_per_resolver(fx, serve):
     fx.pool("p-weighted")["origin_steering"] = {"policy": "hash"}
     s = serve(fx)
     to_60 = 0
-    sources = list(iter_sources(1000))
+    sources = list(iter_sources(200))
     for src in sources:
-        answers = {frozenset(addresses(s.query("lb.example.com", source=src))) for _ in range(5)}
+        answers = {frozenset(addresses(s.query("lb.example.com", source=src))) for _ in range(2)}
         answers.add(frozenset(addresses(s.query("lb.example.com", source=src, ecs="203.0.113.0/24"))))
         assert len(answers) == 1 and len(next(iter(answers))) == 1
         to_60 += next(iter(answers)) == frozenset({"192.0.2.60"})
-    assert abs(to_60 / 1000 - 0.70) <= 0.06
-
-
-def test_ex26_lor_and_lc_origin_steering_weighted_random(fx, serve):
-    for policy in ("least_outstanding_requests", "least_connections"):
-        fx.lb["default_pools"] = ["p-weighted"]
-        fx.pool("p-weighted")["origin_steering"] = {"policy": policy}
-        s = serve(fx)
-        assert any(w.code == "W-LOR-DNS" for w in s.app.loaded.config.warnings)
-        c = _shares(s, 10_000)
-        assert all(len(k) == 1 for k in c)
-        assert abs(c[frozenset({"192.0.2.60"})] / 10_000 - 0.70) <= 0.03
-        s.stop()
+    assert abs(to_60 / len(sources) - 0.70) <= 0.1  # the hash is deterministic: the same share every run
 
 
 # --- D. Global steering: random --------------------------------------------------------------
@@ -295,30 +297,11 @@ def _random_fixture(fx, **rs):
 def test_ex27_random_pool_weights(fx, serve):
     _random_fixture(fx)
     s = serve(fx)
-    c = _shares(s, 10_000)
-    assert abs(c[frozenset(EAST)] / 10_000 - 0.30) <= 0.03
-    assert abs(c[frozenset(WEST)] / 10_000 - 0.50) <= 0.03
-    assert abs(c[frozenset(EU)] / 10_000 - 0.20) <= 0.03
-
-
-def test_ex27_variant_unhealthy_pool(fx, serve):
-    _random_fixture(fx)
-    s = serve(fx)
-    s.set_health({("p-us-west", "w1"): U, ("p-us-west", "w2"): U})
-    c = _shares(s, 10_000)
-    assert abs(c[frozenset(EAST)] / 10_000 - 0.60) <= 0.03
-    assert abs(c[frozenset(EU)] / 10_000 - 0.40) <= 0.03
-
-
-def test_ex27_variant_lor_lc(fx, serve):
-    for policy in ("least_outstanding_requests", "least_connections"):
-        _random_fixture(fx)
-        fx.lb["steering_policy"] = policy
-        s = serve(fx)
-        assert any(w.code == "W-LOR-DNS" for w in s.app.loaded.config.warnings)
-        c = _shares(s, 10_000)
-        assert abs(c[frozenset(WEST)] / 10_000 - 0.50) <= 0.03
-        s.stop()
+    c = _shares(s, 1000)
+    assert set(c) == {frozenset(EAST), frozenset(WEST), frozenset(EU)}
+    assert_fits(c, {frozenset(EAST): 0.3, frozenset(WEST): 0.5, frozenset(EU): 0.2})
+    s.set_health({("p-us-west", "w1"): U, ("p-us-west", "w2"): U})  # an unhealthy pool leaves the draw
+    assert set(_shares(s, 100)) == {frozenset(EAST), frozenset(EU)}
 
 
 def test_ex27_variant_zero_weights(fx, serve):
@@ -333,9 +316,9 @@ def test_ex27_variant_zero_weights(fx, serve):
 def test_ex37_load_shedding_random(fx, serve):
     fx.pool("p-us-east")["load_shedding"] = {"default_percent": 50, "default_policy": "random"}
     s = serve(fx)
-    c = _shares(s, 10_000)
-    assert set(c) <= {frozenset(EAST), frozenset(WEST)}
-    assert abs(c[frozenset(EAST)] / 10_000 - 0.50) <= 0.03
+    c = _shares(s, 1000)
+    assert set(c) == {frozenset(EAST), frozenset(WEST)}
+    assert_fits(c, {frozenset(EAST): 0.5, frozenset(WEST): 0.5})
 
 
 def test_ex38_load_shedding_hash_persistence(fx, serve):
@@ -344,13 +327,13 @@ def test_ex38_load_shedding_hash_persistence(fx, serve):
     fx.pool("p-us-east")["origin_steering"] = {"policy": "hash"}
     s = serve(fx)
     east = 0
-    sources = list(iter_sources(4096))
+    sources = list(iter_sources(256))
     for src in sources:
-        a = {frozenset(addresses(s.query("lb.example.com", source=src))) for _ in range(2)}
+        a = {frozenset(addresses(s.query("lb.example.com", source=src)))}
         a.add(frozenset(addresses(s.query("lb.example.com", source=src, ecs="203.0.113.0/24"))))
         assert len(a) == 1
         east += next(iter(a)) == frozenset(EAST)
-    assert abs(east / 4096 - 0.50) <= 0.05
+    assert abs(east / len(sources) - 0.50) <= 0.1  # deterministic per resolver set
 
 
 def test_ex39_all_pools_shedding_fallback_never_shed(fx, serve):

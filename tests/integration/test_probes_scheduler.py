@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import socket
 import time
@@ -116,9 +115,9 @@ def test_listener_stop_detected_and_recovery(caplog: pytest.LogCaptureFixture) -
                                       "minimum_origins": 1}
     lines = [r for r in caplog.records if r.name == "lbdns.health"]
     assert len(lines) == 3  # one line per transition
-    body = json.loads(lines[1].getMessage().split(" ", 2)[2])
-    assert body["origins"][0]["healthy"] is False
-    assert "\n" not in lines[1].getMessage()
+    assert lines[1].getMessage() == "p/o0 127.0.0.1 healthy -> unhealthy: TCP connection failed; pool p now unhealthy"
+    assert lines[1].levelname == "WARNING" and lines[2].levelname == "INFO"
+    assert lines[1].event["origins"][0]["healthy"] is False  # the webhook body, for log_format: json
 
 
 def test_run_one_round_warm_start() -> None:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.query
@@ -59,11 +60,20 @@ def test_queries_answered_during_reload_and_broken_change_rejected(fx, serve, ca
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t.bind(("127.0.0.1", port))
-        return int(port)
+    """A loopback port free for UDP and for a TCP listener. The TCP socket binds the way the
+    server's does (SO_REUSEADDR: connections in TIME_WAIT on that port do not count), and an
+    unlucky pick — the UDP port taken for TCP, e.g. by a parallel test — is retried."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                t.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(port)
+    raise AssertionError("no port free for both UDP and TCP")
 
 
 def ask(port: int, name: str, tcp: bool = False) -> dns.message.Message:
@@ -85,15 +95,22 @@ def wait_answer(port: int, name: str, want: set[str], limit: float = 10.0) -> No
     raise AssertionError(f"{name} did not become {want}")
 
 
-def test_serve_process_sighup_file_watch_and_sigterm(tmp_path, fx):
+def serve_process(fx: Any, tmp_path: Path, *flags: str, **popen: Any) -> tuple[subprocess.Popen[str], Path, int]:
+    """``lbdns serve`` as a real process on a free loopback port, serving ``fx`` with svc A 192.0.2.201
+    (no admin, no probes); returns (process, zones directory, port). Output goes to ``stdout``."""
     fx.zone["records"]["svc"] = {"type": "A", "ttl": 60, "value": "192.0.2.201"}
     zones = fx.write(tmp_path)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(zones), "--listen", f"127.0.0.1:{port}",
-         "--admin", "off", "--no-probes"],
+         "--admin", "off", "--no-probes", *flags],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, **popen)
+    return proc, zones, port
+
+
+def test_serve_process_sighup_file_watch_and_sigterm(tmp_path, fx):
+    proc, _zones, port = serve_process(fx, tmp_path)
     try:
         wait_answer(port, "svc.example.com", {"192.0.2.201"})
         r = ask(port, "svc.example.com", tcp=True)

@@ -2,9 +2,13 @@
 derives from the client address, reach lbdns through a ``stub-zone``, and the answers through
 unbound equal the answers lbdns gives directly: two places → two pools.
 
-unbound comes from the system (Debian package ``unbound``, built with ``--enable-subnet``);
-when it is missing and we are root with apt-get, ``scripts/install-system-deps`` installs it,
-else the module is skipped with the reason. Everything listens on 127.0.0.1; unbound runs in
+The unbound configuration is the one docs/resolvers.md shows, read out of the page (the yaml
+blocks after the ``unbound-recipe`` and ``unbound-forward-zone`` markers) with only the ports
+and the directory replaced, as the page says; ``unbound-checkconf`` must accept it.
+
+unbound comes from the system (Debian package ``unbound``, built with ``--enable-subnet``;
+``.ci/run`` installs it with ``scripts/install-system-deps``). The test never installs anything:
+without unbound it is skipped with the reason. Everything listens on 127.0.0.1; unbound runs in
 the foreground (``-d``) and is stopped by its PID when the module ends. Each test runs once with
 lbdns as a ``stub-zone`` and once as a ``forward-zone`` target.
 """
@@ -12,6 +16,7 @@ lbdns as a ``stub-zone`` and once as a ``forward-zone`` target.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -34,51 +39,41 @@ WEST = {"192.0.2.20", "192.0.2.21"}
 EU = {"192.0.2.30", "192.0.2.31"}
 ASIA = {"192.0.2.40"}
 
-# The exact configuration docs/resolvers.md shows (only the paths and ports are filled in).
-UNBOUND_CONF = """\
-server:
-  interface: 127.0.0.1
-  port: {port}
-  do-ip6: no
-  chroot: ""
-  username: ""
-  directory: "{dir}"
-  pidfile: "{dir}/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
-  num-threads: 1
-  access-control: 127.0.0.0/8 allow
-  module-config: "subnetcache iterator"
-  do-not-query-localhost: no
-  qname-minimisation: no
-  send-client-subnet: 127.0.0.1
-  client-subnet-zone: example.com
-  client-subnet-always-forward: yes
-  max-client-subnet-ipv4: 24
-  max-client-subnet-ipv6: 56
-
-remote-control:
-  control-enable: no
-
-"""
-
-# lbdns as the authoritative server of the zone (the recommended way) or as a forwarder target
-ZONE_BLOCKS = {
-    "stub-zone": 'stub-zone:\n  name: "example.com"\n  stub-addr: 127.0.0.1@{lbdns_port}\n',
-    "forward-zone": 'forward-zone:\n  name: "example.com"\n  forward-addr: 127.0.0.1@{lbdns_port}\n',
-}
+DOC = ROOT / "docs" / "resolvers.md"
+DOC_UNBOUND_PORT, DOC_LBDNS_PORT, DOC_DIR = "5335", "5300", "/var/lib/unbound-lbdns"
 
 
-def _unbound_binary() -> str | None:
-    found = shutil.which("unbound") or next(
-        (p for p in ("/usr/sbin/unbound", "/sbin/unbound") if os.access(p, os.X_OK)), None)
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["bash", str(ROOT / "scripts" / "install-system-deps")], check=False, timeout=900,
-                       stdout=subprocess.DEVNULL)
-        found = shutil.which("unbound") or next(
-            (p for p in ("/usr/sbin/unbound", "/sbin/unbound") if os.access(p, os.X_OK)), None)
-    return found
+def _doc_block(marker: str) -> str:
+    """The first fenced block after the HTML comment ``<!-- marker…`` in docs/resolvers.md."""
+    text = DOC.read_text(encoding="utf-8")
+    at = text.index(f"<!-- {marker}")
+    m = re.compile(r"^```[a-z]*\n(.*?)^```$", re.S | re.M).search(text, at)
+    assert m is not None, f"no fenced block after the {marker} marker in {DOC}"
+    return m.group(1)
+
+
+def documented_config(zone_kind: str) -> str:
+    """The documented unbound.conf, with the ``forward-zone`` block in place of the
+    ``stub-zone`` block when ``zone_kind`` is ``forward-zone``; ports and paths as documented."""
+    conf = _doc_block("unbound-recipe")
+    if zone_kind == "forward-zone":
+        stub = conf[conf.index("stub-zone:"):]
+        conf = conf.replace(stub, _doc_block("unbound-forward-zone"))
+    return conf
+
+
+def localize(conf: str, *, port: int, lbdns_port: int, directory: Path) -> str:
+    """Replace exactly what docs/resolvers.md says may be replaced: unbound's port, lbdns' port
+    (``@5300``) and the directory."""
+    assert conf.count(f"port: {DOC_UNBOUND_PORT}\n") == 1 and f"@{DOC_LBDNS_PORT}\n" in conf
+    return (conf.replace(f"port: {DOC_UNBOUND_PORT}\n", f"port: {port}\n")
+            .replace(f"@{DOC_LBDNS_PORT}\n", f"@{lbdns_port}\n")
+            .replace(DOC_DIR, str(directory)))
+
+
+def _tool(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None)
 
 
 def _free_port() -> int:
@@ -112,19 +107,24 @@ def lbdns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-@pytest.fixture(scope="module", params=sorted(ZONE_BLOCKS, reverse=True))
+@pytest.fixture(scope="module", params=["stub-zone", "forward-zone"])
 def unbound(request: pytest.FixtureRequest, lbdns: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    binary = _unbound_binary()
+    binary = _tool("unbound")
     if binary is None:
-        pytest.skip("unbound is not installed and cannot be (scripts/install-system-deps needs root and apt-get)")
+        pytest.skip("unbound is not installed (Debian package 'unbound'; .ci/run installs it with "
+                    "scripts/install-system-deps)")
     version = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=10).stdout
     if "--enable-subnet" not in version:
         pytest.skip("this unbound is built without --enable-subnet (no subnetcache module)")
     tmp = tmp_path_factory.mktemp("unbound")
     port = _free_port()
     conf = tmp / "unbound.conf"
-    text = UNBOUND_CONF + ZONE_BLOCKS[request.param]
-    conf.write_text(text.format(port=port, dir=tmp, lbdns_port=lbdns.ports["IAD"]))
+    conf.write_text(localize(documented_config(request.param), port=port, lbdns_port=lbdns.ports["IAD"],
+                             directory=tmp))
+    checkconf = _tool("unbound-checkconf")
+    if checkconf is not None:
+        done = subprocess.run([checkconf, str(conf)], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, f"unbound-checkconf rejects the documented config:\n{done.stdout}{done.stderr}"
     log = (tmp / "unbound.log").open("w")
     proc = subprocess.Popen([binary, "-d", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL)
@@ -151,6 +151,24 @@ def unbound(request: pytest.FixtureRequest, lbdns: Server, tmp_path_factory: pyt
                 os.kill(proc.pid, 9)
                 proc.wait(5)
         log.close()
+
+
+def test_documented_config_passes_unbound_checkconf_only_when_its_directory_exists(tmp_path: Path) -> None:
+    """The page's recipe as written: ``unbound-checkconf`` fails until the directory exists
+    (the page says to create it), and accepts it once it does."""
+    checkconf = _tool("unbound-checkconf")
+    if checkconf is None:
+        pytest.skip("unbound-checkconf is not installed (Debian package 'unbound'; .ci/run installs it)")
+    for kind in ("stub-zone", "forward-zone"):
+        missing = tmp_path / kind / "missing"
+        conf = tmp_path / f"{kind}.conf"
+        conf.write_text(localize(documented_config(kind), port=_free_port(), lbdns_port=_free_port(),
+                                 directory=missing))
+        bad = subprocess.run([checkconf, str(conf)], capture_output=True, text=True, timeout=30)
+        assert bad.returncode != 0 and "chdir" in bad.stdout + bad.stderr
+        missing.mkdir(parents=True)
+        ok = subprocess.run([checkconf, str(conf)], capture_output=True, text=True, timeout=30)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
 @pytest.mark.parametrize(("ecs", "expected"), [

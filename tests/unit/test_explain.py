@@ -27,7 +27,7 @@ def test_explain_failover(tmp_path, fx):
     health = view({**ALL, ("p-us-east", "e1"): OriginState.UNHEALTHY, ("p-us-east", "e2"): OriginState.UNHEALTHY})
     text = explain(settings(tmp_path, fx), "lb.example.com", "A", health=health, use_geoip=False)
     assert text.splitlines() == [
-        "query: lb.example.com. A from 198.51.100.5 at PoP IAD (ENAM)",
+        "query: lb.example.com. A from 127.0.0.1 at PoP IAD (ENAM)",
         "health: given",
         "load balancer: lb.example.com. (zone example.com.), configured steering_policy 'off'",
         "  steering_policy: off",
@@ -62,3 +62,34 @@ def test_health_from_status_document():
     assert v.version == 7
     assert v.state("p", "a") is OriginState.HEALTHY and v.state("p", "b") is OriginState.UNHEALTHY
     assert v.state("p", "c") is OriginState.UNKNOWN and v.pool_rtt["p"].ewma_ms == 12.5
+
+
+def test_rules_after_a_terminating_match_are_not_evaluated(tmp_path, fx):
+    fx.lb["rules"] = [
+        {"name": "never", "condition": 'dns.qry.name eq "other.example.com"', "overrides": {"ttl": 5}},
+        {"name": "stop-here", "condition": "", "terminates": True, "overrides": {"default_pools": ["p-us-west"]}},
+        {"name": "after", "condition": "", "overrides": {"default_pools": ["p-eu"]}},
+    ]
+    text = explain(settings(tmp_path, fx), "lb.example.com", "A", health=view(ALL), use_geoip=False)
+    assert ("rules: never no match, stop-here MATCHED (overrides default_pools) [terminates], after not evaluated"
+            in text.splitlines())
+    assert "decision: pool p-us-west, multi-answer" in text.splitlines()
+
+
+def test_bad_arguments_are_one_line_value_errors(tmp_path, fx):
+    import pytest
+
+    s = settings(tmp_path, fx)
+    for kwargs, message in [
+        ({"qtype": "BOGUS"}, "unknown query type 'BOGUS'"),
+        ({"ecs": "1.2.3"}, "--ecs '1.2.3': '1.2.3' is not an IPv4 or IPv6 address"),
+        ({"ecs": "1.2.3.0/33"}, "--ecs '1.2.3.0/33': prefix length /33 is longer than an IPv4 address (at most /32)"),
+        ({"ecs": "1.2.3.4/24"}, "--ecs '1.2.3.4/24': address bits are set beyond /24 (use 1.2.3.0/24)"),
+        ({"client": "foo"}, "--client 'foo' is not an IPv4 or IPv6 address"),
+        ({"pop": "XYZ"}, "unknown PoP 'XYZ' (--pop)"),
+        ({"name": "nothere.invalid"}, "nothere.invalid. is in no zone served from"),
+    ]:
+        args = {"name": "lb.example.com", "qtype": "A", **kwargs}
+        with pytest.raises(ValueError) as exc:
+            explain(s, args.pop("name"), args.pop("qtype"), health=view(ALL), use_geoip=False, **args)
+        assert str(exc.value).startswith(message) and "\n" not in str(exc.value), str(exc.value)

@@ -74,3 +74,24 @@ def test_process_exits_even_when_the_writer_is_stuck(tmp_path) -> None:
     done = subprocess.run([sys.executable, str(script)], timeout=30, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - t0 < 10
+
+
+def test_json_format_one_object_per_line_with_the_event() -> None:
+    import json
+
+    stream = io.StringIO()
+    pipe = logpipe.install(logging.INFO, stream, fmt="json")
+    try:
+        log = logging.getLogger("lbdns.health")
+        log.warning("%s", "web/p1 192.0.2.10 healthy -> unhealthy: TCP connection failed",
+                    extra={"event": {"pool": {"id": "web"}, "origins": [{"name": "p1", "healthy": False}]}})
+        logging.getLogger("lbdns").info("plain line\nwith a newline")
+    finally:
+        pipe.stop()
+        logging.basicConfig(force=True)
+    first, second = (json.loads(x) for x in stream.getvalue().splitlines())
+    assert first["level"] == "WARNING" and first["logger"] == "lbdns.health"
+    assert first["message"] == "web/p1 192.0.2.10 healthy -> unhealthy: TCP connection failed"
+    assert first["event"]["origins"][0] == {"name": "p1", "healthy": False}
+    assert first["time"].endswith("Z") and "T" in first["time"]
+    assert second["message"] == "plain line\nwith a newline" and "event" not in second
