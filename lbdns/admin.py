@@ -171,10 +171,10 @@ def _pool_text(snap: Snapshot, view: HealthView) -> str:
 
 
 class _Collector(Collector):
-    """The lbdns families. :meth:`collect_counters` reads the counters the query path
-    increments (bounded label sets, cheap); the pool and origin families, whose size grows
-    with the configuration, are rendered once per published (snapshot, health view) — off the
-    event loop by :meth:`pool_text` — and reused by every scrape until either changes."""
+    """The lbdns families. :meth:`collect` reads the counters the query path increments
+    (bounded label sets, cheap); the pool and origin families, whose size grows with the
+    configuration, are rendered once per published (snapshot, health view) — off the event
+    loop by :meth:`pool_text` — and reused by every scrape until either changes."""
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -197,14 +197,14 @@ class _Collector(Collector):
             self._pools_key, self._pools_text = key, text
         return self._pools_text
 
-    def collect(self) -> Iterator[Any]:
-        yield from self.collect_counters()
+    def collect_pools(self) -> Iterator[Any]:
+        """The per-pool and per-origin families, computed now (see :meth:`pool_text`)."""
         if self.app.ref is not None:
             cur = self.app.ref.current
             yield from pool_families(cur.snapshot, cur.health)
 
-    def collect_counters(self) -> Iterator[Any]:
-        """Every family except the per-pool and per-origin ones."""
+    def collect(self) -> Iterator[Any]:
+        """Every lbdns family except the per-pool and per-origin ones (:meth:`pool_text`)."""
         app = self.app
         c = app.counters
         q = CounterMetricFamily("lbdns_queries", "DNS queries answered, by transport, qtype and rcode",
@@ -323,16 +323,19 @@ class AdminServer:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        # collectors rendered on the event loop at every scrape: register only cheap ones whose
+        # size does not grow with the configuration (see metrics())
         self.registry = CollectorRegistry()
         self.collector = _Collector(app)
         self.registry.register(self.collector)
         self.control = _ControlCollector(self)
         self.registry.register(self.control)
         # CPU, memory and file descriptors of this process (process_*) and of the probe worker
-        # (lbdns_probe_worker_process_*; absent while no worker runs), read from /proc
+        # (lbdns_probe_worker_process_*; absent while no worker runs), read from /proc in a
+        # worker thread
         self.process_collectors = (
-            ProcessCollector(registry=self.registry),
-            ProcessCollector(namespace="lbdns_probe_worker", pid=self._worker_pid, registry=self.registry),
+            ProcessCollector(registry=None),
+            ProcessCollector(namespace="lbdns_probe_worker", pid=self._worker_pid, registry=None),
         )
         self.runner: web.AppRunner | None = None
         self.guard: Guard | None = None
@@ -387,11 +390,11 @@ class AdminServer:
     async def metrics(self, request: web.Request) -> web.Response:
         """``GET /metrics``: Prometheus text exposition. The pool and origin families come
         rendered from a worker thread (once per published state) and the ``process_*`` ones
-        are read there; the counters (queries, reloads, admin requests) are rendered here with
-        :func:`render_text`, a cost bounded by their bounded label sets."""
+        are read there; the collectors of :attr:`registry` (counters, bounded label sets) are
+        rendered here with :func:`render_text`."""
         pools = await self.collector.pool_text()
         process = await asyncio.get_running_loop().run_in_executor(None, self._process_text)
-        body = render_text(itertools.chain(self.collector.collect_counters(), self.control.collect()))
+        body = render_text(self.registry.collect())
         return web.Response(text=body + pools + process, content_type="text/plain", charset="utf-8")
 
     def _process_text(self) -> str:

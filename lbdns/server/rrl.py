@@ -34,9 +34,9 @@ arithmetic per response.
 
 Memory: two tables (networks, class buckets), each at most ``table_size`` entries (default
 20,000, as BIND's ``max-table-size``), least recently used evicted first, plus a cache of at
-most 32,768 source address strings and a memo of at most 10,000 classifications (queries of
-at most 255 octets): 15.5 MB measured with everything full at the defaults and short names,
-19.6 MB with 130-octet names and 230-octet queries.
+most 32,768 source addresses (each holding its network's bucket) and a memo of at most 10,000
+classifications (queries of at most 255 octets): 18.8 MB measured with everything full at the
+defaults and short names, 22.0 MB with 130-octet names and 230-octet queries.
 
 Pure: no I/O, no logging; time comes from the injected ``clock`` (seconds, monotonic).
 """
@@ -104,24 +104,29 @@ class RrlParams:
 
 
 class _Bucket:
-    """One token bucket: ``tokens`` (may be negative), ``stamp`` (clock of the last update),
-    ``limited`` (limited responses so far, for the slip turn). Network buckets also keep
-    ``hot`` (responses are being classified), ``net`` (their key), ``mark`` (the clock second
-    of their last move to the most recently used end) and ``live`` (still in the table)."""
+    """One token bucket, kept as its *theoretical arrival time* (GCRA, the form of a token
+    bucket that needs one number): ``tat`` is the clock time at which the bucket would be full
+    again, so it holds ``rate × (1 − (tat − now))`` tokens of its one second of burst, and is
+    empty once ``tat − now`` exceeds 1 s. ``limited`` counts limited responses (the slip turn).
+    Network buckets also keep ``hot`` (responses are being classified), ``net`` (their key),
+    ``mark`` (the clock second of their last move to the most recently used end) and ``live``
+    (still in the table)."""
 
-    __slots__ = ("hot", "limited", "live", "mark", "net", "stamp", "tokens")
+    __slots__ = ("hot", "limited", "live", "mark", "net", "tat")
 
-    def __init__(self, tokens: float, stamp: float, net: int = 0) -> None:
-        self.tokens = tokens
-        self.stamp = stamp
+    def __init__(self, now: float, net: int = 0) -> None:
+        self.tat = now
         self.limited = 0
         self.hot = False
         self.net = net
-        self.mark = int(stamp)
+        self.mark = int(now)
         self.live = True
 
 
-_EXEMPT_BUCKET = _Bucket(0.0, 0.0, _EXEMPT)
+_EXEMPT_BUCKET = _Bucket(0.0, _EXEMPT)
+_BURST = 1.0 + 1e-9
+"""Seconds of rate a bucket holds (one second's worth of responses; the epsilon absorbs
+rounding in sums of 1/rate)."""
 """What the address cache holds for an exempt source."""
 
 
@@ -245,9 +250,14 @@ class RateLimiter:
         self.verified = verified
         self.wildcard_zone = wildcard_zone
         self.rates = params.rates()
-        self.floors = tuple(-params.window * r for r in self.rates)
+        self.intervals = tuple(1.0 / r for r in self.rates)
+        # a bucket in debt by window × rate tokens is 1 + window seconds from full
+        self.caps = tuple(1.0 + params.window for _ in self.rates)
+        # the network bucket: the lowest rate and the deepest debt of any class (so that no
+        # class bucket can be empty while it is not)
         self.net_rate = min(self.rates)
-        self.net_floor = min(self.floors)
+        self.net_interval = 1.0 / self.net_rate
+        self.net_cap = 1.0 + params.window * max(self.rates) / self.net_rate
         self.slip = params.slip
         self.table_size = params.table_size
         self.v4_mask = (0xFFFFFFFF << (32 - params.ipv4_prefix)) & 0xFFFFFFFF
@@ -297,7 +307,7 @@ class RateLimiter:
                     nets.popitem(last=False)[1].live = False
                     self.evicted += 1
                 if bucket is None:
-                    bucket = _Bucket(self.net_rate, self.clock(), net)
+                    bucket = _Bucket(self.clock(), net)
                 bucket.live = True
                 nets[net] = found = bucket
             else:
@@ -325,15 +335,15 @@ class RateLimiter:
                 self.nets.move_to_end(b.net)
             else:  # evicted while this address was cached
                 b = self._network_bucket(peer, b)
-        rate = self.net_rate
-        t = b.tokens + (now - b.stamp) * rate
-        if t >= rate:
-            t = rate
+        tat = b.tat
+        if tat <= now:
+            tat = now
             b.hot = False  # full again: the network is quiet
-        b.stamp = now
-        t -= 1
-        b.tokens = t if t >= self.net_floor else self.net_floor
-        if t >= 0 and not b.hot:
+        tat += self.net_interval
+        if tat - now > self.net_cap:
+            tat = now + self.net_cap
+        b.tat = tat
+        if tat - now <= _BURST and not b.hot:
             return ALLOW
         b.hot = True
         return self._check_response(b.net, peer, query, response, now)
@@ -357,24 +367,24 @@ class RateLimiter:
         cls, name = self._classify(query, response) if len(query) <= _CLASS_MEMO_QUERY_MAX else classify(
             response, self.wildcard_zone)
         key = (net, cls, name)
-        rate = self.rates[cls]
         buckets = self.buckets
         b = buckets.get(key)
         if b is None:
             if len(buckets) >= self.table_size:
                 buckets.popitem(last=False)
                 self.evicted += 1
-            b = buckets[key] = _Bucket(rate, now)
+            b = buckets[key] = _Bucket(now)
         else:
             buckets.move_to_end(key)
-        t = b.tokens + (now - b.stamp) * rate
-        if t > rate:
-            t = rate
-        b.stamp = now
-        t -= 1
-        floor = self.floors[cls]
-        b.tokens = t if t >= floor else floor
-        if t >= 0:
+        tat = b.tat
+        if tat < now:
+            tat = now
+        tat += self.intervals[cls]
+        cap = self.caps[cls]
+        if tat - now > cap:
+            tat = now + cap
+        b.tat = tat
+        if tat - now <= _BURST:
             return ALLOW
         verified = self.verified
         if verified is not None and query[10:12] != b"\x00\x00" and verified(query, peer):

@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import pytest
@@ -75,10 +76,24 @@ def test_render_text_matches_prometheus_client(static_srv):
     srv = static_srv
     for name, t in (("www.example.com", "A"), ("nope.example.com", "A"), ("www.example.com", 4000)):
         srv.query(name, t)
-    reg = CollectorRegistry()
-    reg.register(srv.app.admin.collector)
-    assert render_text(reg.collect()) == generate_latest(reg).decode()
-    assert 'qtype="other"' in render_text(reg.collect())
+    admin = srv.app.admin
+    for collector in (admin.collector, _Pools(admin.collector), *admin.process_collectors):
+        reg = CollectorRegistry()
+        reg.register(collector)
+        assert render_text(reg.collect()) == generate_latest(reg).decode()
+    assert 'qtype="other"' in render_text(admin.registry.collect())
+    body, _ = scrape(srv)
+    for family in ("lbdns_queries_total counter", "lbdns_pool_status gauge", "lbdns_reloads_total counter",
+                   "process_cpu_seconds_total counter"):  # every collector is in the scrape
+        assert f"# TYPE {family}\n" in body, family
+
+
+class _Pools:
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
+
+    def collect(self) -> Any:
+        return self.collector.collect_pools()
 
 
 def _big_config(d: Path, pools: int) -> Path:

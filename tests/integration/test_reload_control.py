@@ -61,9 +61,9 @@ class Serve:
     def __init__(self, workdir: Path, *args: str, admin: bool = False, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.admin_port = free_port() if admin else 0
-        settings = workdir / "lbdns.yaml"
-        if not settings.exists():  # these tests query one name fast from one address: not a flood
-            settings.write_text("rrl:\n  exempt: [127.0.0.0/8]\n")
+        settings = workdir / "lbdns.yaml"  # read from the working directory
+        if not settings.exists():  # the probes below query far above the default rate limit
+            settings.write_text("rrl: {exempt: [127.0.0.0/8]}\n")
         cmd = [sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(workdir / "zones"),
                "--listen", f"127.0.0.1:{self.port}", "--no-probes",
                "--admin", f"127.0.0.1:{self.admin_port}" if admin else "off", *args]
