@@ -103,8 +103,12 @@ def _read_soa(col: Collector, src: SourceFile, data: Mapping[str, Any], origin: 
     soa = col.model(Soa, src, ("soa",), data["soa"])
     if soa is not None:
         for fld in ("mname", "rname"):
+            text = getattr(soa, fld)
+            if not text.strip() or text.split() != [text]:  # the SOA is compiled from its text form
+                col.add(src, ("soa", fld), "E-RECORD", f"invalid domain name {text!r}: empty or with white space")
+                continue
             try:
-                dns.name.from_text(getattr(soa, fld), origin)
+                dns.name.from_text(text, origin)
             except dns.exception.DNSException as exc:
                 col.add(src, ("soa", fld), "E-RECORD", f"invalid domain name: {exc}")
     return soa

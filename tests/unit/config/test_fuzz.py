@@ -359,3 +359,17 @@ if __name__ == "__main__":  # pragma: no cover - a quick look at one case
     for c in _cases()[: int(sys.argv[1]) if len(sys.argv) > 1 else 5]:
         print(c[3])
     pytest.main([__file__, "-q"])
+
+
+@pytest.mark.parametrize("mname", ["", "   ", "ns1 .example.com."])
+def test_empty_or_spaced_soa_names_are_located_not_a_build_crash(tmp_path: Path, mname: str) -> None:
+    """Found by the hypothesis fuzz under xdist: an empty SOA mname passed validation and then
+    crashed the snapshot build (dnspython's text parser)."""
+    text = CORPORA["zones"]["example.com.yaml"]
+    assert "mname: ns1.example.com." in text
+    zones = _write(tmp_path, "zones", "example.com.yaml",
+                   text.replace("mname: ns1.example.com.", f"mname: {mname!r}", 1))
+    with pytest.raises(ConfigError) as info:
+        _load_and_build(zones, ServerSettings())
+    errors = [str(i) for i in info.value.issues if i.is_error]
+    assert len(errors) == 1 and "soa.mname: E-RECORD: invalid domain name" in errors[0], errors
