@@ -152,16 +152,32 @@ def start_server(tmp: Path, mode: str, cpu: str) -> tuple[subprocess.Popen[str],
            "--log-level", "warning"]
     if cpu and shutil.which("taskset"):
         cmd = ["taskset", "-c", cpu, *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    # the working directory is the scratch directory: files the server creates there (the admin
+    # token) stay out of the checkout
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, cwd=tmp,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.monotonic() + 30
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if "listening on" in line or not line:
-            break
-    time.sleep(0.3)
+    wait_answering(port, proc, 30)
     return proc, port, admin
+
+
+def wait_answering(port: int, proc: subprocess.Popen[str], limit: float) -> None:
+    """Wait until the server on 127.0.0.1:``port`` answers a UDP query (any answer). Raises
+    SystemExit when ``proc`` exits or ``limit`` seconds pass."""
+    query = dns.message.make_query("lbdns-bench-ready.invalid", "A").to_wire()
+    deadline = time.monotonic() + limit
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"lbdns serve exited with status {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"lbdns serve did not answer on port {port} within {limit:g} s")
+            s.sendto(query, ("127.0.0.1", port))
+            try:
+                s.recv(4096)
+                return
+            except OSError:
+                time.sleep(0.1)
 
 
 def stop_server(proc: subprocess.Popen[str] | None) -> None:

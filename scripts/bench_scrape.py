@@ -26,14 +26,7 @@ from pathlib import Path
 
 import dns.message
 import yaml
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t.bind(("127.0.0.1", port))
-        return int(port)
+from bench import free_port, wait_answering  # scripts/ is on sys.path when this file runs as a script
 
 
 def write_config(d: Path, pools: int) -> Path:
@@ -96,14 +89,9 @@ def main() -> int:
     if args.server_cpu:
         cmd = ["taskset", "-c", args.server_cpu, *cmd]
     log = (d / "server.log").open("w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=d, env=dict(os.environ))
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=d, env=dict(os.environ), text=True)
     try:
-        deadline = time.monotonic() + 120
-        while "listening on" not in (d / "server.log").read_text():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                print((d / "server.log").read_text())
-                return 1
-            time.sleep(0.1)
+        wait_answering(port, proc, 120)
         time.sleep(0.5)
         if args.qtypes:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
