@@ -25,22 +25,10 @@ import urllib.request
 from pathlib import Path
 
 import dns.message
-import yaml
 from bench import free_port, wait_answering  # scripts/ is on sys.path when this file runs as a script
 
-
-def write_config(d: Path, pools: int) -> Path:
-    zones = d / "zones"
-    zones.mkdir()
-    account = {"pools": [{"name": f"p{i}", "origins": [
-        {"name": f"o{j}", "address": f"44.{i // 250}.{i % 250}.{j + 1}"} for j in range(3)]} for i in range(pools)]}
-    zone = {"zone": "example.com", "soa": {"mname": "ns1.example.com.", "rname": "h.example.com."},
-            "ns": ["ns1.example.com."],
-            "load_balancers": {f"lb{i}": {"default_pools": [f"p{i}", f"p{(i + 1) % pools}"],
-                                          "fallback_pool": f"p{(i + 2) % pools}"} for i in range(pools)}}
-    (zones / "account.yaml").write_text(yaml.safe_dump(account))
-    (zones / "example.com.yaml").write_text(yaml.safe_dump(zone))
-    return zones
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for tests.fixtures
+from tests.fixtures.many_pools import write_many_pools
 
 
 def latencies(port: int, qps: int, seconds: float, names: list[str]) -> list[float]:
@@ -82,7 +70,7 @@ def main() -> int:
     args = ap.parse_args()
 
     d = Path(tempfile.mkdtemp(prefix="lbdns-scrape-"))
-    zones = write_config(d, args.pools)
+    zones = write_many_pools(d, args.pools)
     port, admin = free_port(), free_port()
     cmd = [sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(zones), "--listen", f"127.0.0.1:{port}",
            "--admin", f"127.0.0.1:{admin}", "--no-probes", "--no-watch", "--log-level", "warning"]

@@ -17,11 +17,11 @@ from typing import Any
 
 import dns.message
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from lbdns.admin import render_text
 from lbdns.server.counters import QTYPE_NAMES
+from tests.fixtures.many_pools import write_many_pools
 from tests.integration.harness import Server
 from tests.integration.static_zone import write_static_zones
 
@@ -96,25 +96,11 @@ class _Pools:
         return self.collector.collect_pools()
 
 
-def _big_config(d: Path, pools: int) -> Path:
-    zones = d / "zones"
-    zones.mkdir()
-    account = {"pools": [{"name": f"p{i}", "origins": [
-        {"name": f"o{j}", "address": f"44.{i // 250}.{i % 250}.{j + 1}"} for j in range(3)]} for i in range(pools)]}
-    zone = {"zone": "example.com", "soa": {"mname": "ns1.example.com.", "rname": "h.example.com."},
-            "ns": ["ns1.example.com."],
-            "load_balancers": {f"lb{i}": {"default_pools": [f"p{i}", f"p{(i + 1) % pools}"],
-                                          "fallback_pool": f"p{(i + 2) % pools}"} for i in range(pools)}}
-    (zones / "account.yaml").write_text(yaml.safe_dump(account))
-    (zones / "example.com.yaml").write_text(yaml.safe_dump(zone))
-    return zones
-
-
 def test_a_scrape_with_1000_pools_costs_the_loop_a_few_ms(tmp_path):
     """The largest piece of work the query loop does in one go while /metrics is scraped:
     measured as the loop thread's CPU time between two 1-ms ticks (other processes on the
     machine and the garbage collector, paused here, do not count)."""
-    srv = Server(_big_config(tmp_path, 1000), tmp_path, geoip=False, health="none",
+    srv = Server(write_many_pools(tmp_path, 1000), tmp_path, geoip=False, health="none",
                  admin={"enabled": True, "port": 0})
     try:
         chunks: list[float] = []
