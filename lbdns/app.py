@@ -140,7 +140,6 @@ class App:
     _stopping: asyncio.Event | None = None
     extra_on_answer: Callable[..., None] | None = None
     query_log: Any = None
-    _reloads: set[asyncio.Future[bool]] = field(default_factory=set)
     geo_db: Any = None
     """The opened :class:`~lbdns.geo.mmdb.GeoDatabase` (None: none opened by this App)."""
     builder_command: Sequence[str] | None = None

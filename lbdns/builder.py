@@ -131,7 +131,7 @@ def snapshot_frames(snapshot: Snapshot, chunk_nodes: int = CHUNK_NODES) -> Itera
     """The frames (``head``, ``nodes``…, ``done``) that carry ``snapshot`` to the server."""
     zones = list(snapshot.zones.values())
     head = (snapshot.generation, lean_config(snapshot.config), dict(snapshot.pools), dict(snapshot.plans),
-            [(z.origin, z.origin_text, z.cuts, z.negative_soa, z.soa_ttl, z.dnames) for z in zones])
+            [replace(z, nodes=_NO_RRSETS) for z in zones])  # zone headers: every field but the nodes
     yield encode(("head", _dumps(head)))
     total = 0
     for zi, zone in enumerate(zones):
@@ -173,16 +173,16 @@ class Assembly:
     def snapshot(self, settings: ServerSettings) -> Snapshot:
         """The assembled snapshot (with ``settings``, the server's own). Raises BuildError when
         a part is missing."""
-        from lbdns.snapshot import Snapshot, ZoneIndex
+        from lbdns.snapshot import Snapshot
 
         if self._head is None or self._expected is None:
             raise BuildError("snapshot builder stopped before sending the whole snapshot")
         got = sum(len(d) for d in self.node_dicts)
         if got != self._expected:
             raise BuildError(f"snapshot builder sent {got} of {self._expected} names")
-        generation, config, pools, plans, metas = self._head
-        zones = {meta[0]: ZoneIndex(meta[0], meta[1], MappingProxyType(nodes), meta[2], meta[3], meta[4], meta[5])
-                 for meta, nodes in zip(metas, self.node_dicts, strict=True)}
+        generation, config, pools, plans, headers = self._head
+        zones = {z.origin: replace(z, nodes=MappingProxyType(nodes))
+                 for z, nodes in zip(headers, self.node_dicts, strict=True)}
         return Snapshot(MappingProxyType(zones), MappingProxyType(pools), MappingProxyType(plans), config, settings,
                         generation)
 
