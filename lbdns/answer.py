@@ -42,7 +42,6 @@ from lbdns.wire.render import QNAME_POINTER
 
 MAX_CNAME_CHAIN = 8
 _HINFO_RDATA = b"\x07RFC8482\x00"
-_STATIC_CACHE_MAX = 100_000
 _RCODE_YXDOMAIN = 6
 # RFC 8482 §4.1: the one RRset an ANY query gets — the first present in this order
 _ANY_ORDER = (QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, 15, 16, 33, 257, 12, QTYPE_HTTPS, QTYPE_SVCB, QTYPE_DNAME,
@@ -169,45 +168,20 @@ def _referral(zone: ZoneIndex, cut: bytes) -> Answer:
                   opcount=sum(c for _, c in optional), optional_parts=tuple(optional))
 
 
+class NeedsEnv(Exception):
+    """Raised by :func:`resolve` called without a :class:`QueryEnv` when the answer needs one
+    (a load balancer is consulted): the answer is not static."""
+
+
 def resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None) -> Answer:
     """Answer (qname, qtype) for class IN. ``qname`` is the lower-case wire name.
 
     The first RR owner is written as a pointer to the question (offset 12), so the caller
-    must put the question right after the header. Static answers are memoised per snapshot.
-    Raises :class:`lbdns.steering.decide.NeedsLookup` when an LB needs hostname lookups.
+    must put the question right after the header. ``env`` None asks for a static answer only:
+    :class:`NeedsEnv` is raised when a load balancer would be consulted. Raises
+    :class:`lbdns.steering.decide.NeedsLookup` when an LB needs hostname lookups.
     """
-    cache: dict[tuple[bytes, int], Answer] = snapshot_cache(snapshot)
-    hit = cache.get((qname, qtype))
-    if hit is not None:
-        return hit
-    ans = _resolve(snapshot, qname, qtype, env, QNAME_POINTER, 0)
-    if ans.static and len(cache) < _STATIC_CACHE_MAX:
-        cache[(qname, qtype)] = ans
-    return ans
-
-
-_CACHES: dict[int, tuple[Snapshot, dict[tuple[bytes, int], Answer]]] = {}
-
-
-def snapshot_cache(snapshot: Snapshot) -> dict[tuple[bytes, int], Answer]:
-    """The static-answer memo of ``snapshot`` (one per live snapshot)."""
-    entry = _CACHES.get(id(snapshot))
-    if entry is not None and entry[0] is snapshot:
-        return entry[1]
-    if len(_CACHES) > 4:
-        _CACHES.clear()
-    memo: dict[tuple[bytes, int], Answer] = {}
-    _CACHES[id(snapshot)] = (snapshot, memo)
-    return memo
-
-
-def release_snapshot_cache(snapshot: Snapshot) -> dict[tuple[bytes, int], Answer]:
-    """Forget the static-answer memo of a replaced ``snapshot`` and return it (empty when it
-    had none), so that the caller can free its entries a slice at a time."""
-    entry = _CACHES.pop(id(snapshot), None)
-    if entry is None or entry[0] is not snapshot:
-        return {}
-    return entry[1]
+    return _resolve(snapshot, qname, qtype, env, QNAME_POINTER, 0)
 
 
 def _resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None, owner: bytes,
@@ -296,7 +270,7 @@ def _with_additional(snapshot: Snapshot, rrset: EncodedRRset, data: bytes, env: 
         return ans
     ans.static = False
     if env is None:
-        return ans
+        raise NeedsEnv
     parts = list(rrset.optional_parts)
     scope: int | None = None
     for target, plan in rrset.lb_targets:
@@ -363,17 +337,9 @@ def _chase(snapshot: Snapshot, target: bytes, qtype: int, env: QueryEnv | None, 
 # Load-balancer answers
 # ---------------------------------------------------------------------------------------------
 
-_TAILS: dict[tuple[int, int, bytes], bytes] = {}
-
-
 def _tail(rtype: int, ttl: int, rdata: bytes) -> bytes:
-    key = (rtype, ttl, rdata)
-    t = _TAILS.get(key)
-    if t is None:
-        t = struct.pack("!HHIH", rtype, CLASS_IN, ttl, len(rdata)) + rdata
-        if len(_TAILS) < 200_000:
-            _TAILS[key] = t
-    return t
+    """TYPE, CLASS IN, TTL, RDLENGTH and RDATA of one record (RFC 1035 §4.1.3)."""
+    return struct.pack("!HHIH", rtype, CLASS_IN, ttl, len(rdata)) + rdata
 
 
 def apply_rules(plan: LbPlan, qname_text: str, qtype: int, env: QueryEnv) -> tuple[Effective, list[str], bool]:
@@ -415,6 +381,8 @@ def _lb_any(plan: LbPlan, qname: bytes, env: QueryEnv | None, owner: bytes) -> A
     it). Without rules the answer is static; with rules they are evaluated like for an A query
     (their ECS reads set the scope) and the answer is computed per query."""
     ttl = plan.base.ttl
+    if plan.rules and env is None:
+        raise NeedsEnv
     if not plan.rules or env is None:
         return Answer(RCODE_NOERROR, True, owner + _tail(QTYPE_HINFO, ttl, _HINFO_RDATA), 1, static=True)
     eff, matched, reads_ecs = apply_rules(plan, to_text(qname), QTYPE_ANY, env)
@@ -432,7 +400,7 @@ def _ip(text: str) -> IPv4Address | IPv6Address | None:
 def _lb_answer(snapshot: Snapshot, zone: ZoneIndex, plan: LbPlan, qname: bytes, qtype: int,
                env: QueryEnv | None, owner: bytes, depth: int) -> Answer:
     if env is None:
-        raise RuntimeError("LB answers need a QueryEnv")
+        raise NeedsEnv
     eff = plan.base
     matched: list[str] = []
     rules_read_ecs = False

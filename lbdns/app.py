@@ -36,6 +36,7 @@ from lbdns.server.handler import Handler
 from lbdns.server.hostnames import HostnameResolver
 from lbdns.server.state import Current, StateRef
 from lbdns.server.transports import TcpServer, UdpServer
+from lbdns.serving import ServingPlan
 from lbdns.snapshot import Snapshot, build_snapshot
 
 if TYPE_CHECKING:
@@ -399,7 +400,7 @@ class App:
             self.last_errors = (str(exc),)
             log.error("reload failed: %s; still serving generation %d", exc, serving)
             return False
-        old = self.ref.current.snapshot
+        old, old_plan = self.ref.current.snapshot, self.ref.current.plan
         self.ref.publish_snapshot(snap)
         self.generation = snap.generation
         self.last_rejection = self.last_errors = ()
@@ -412,7 +413,7 @@ class App:
         self.reload_stats.last_seconds = time.monotonic() - t0
         log.info("reloaded configuration (generation %d, %d zones) in %.1f s", snap.generation, len(snap.zones),
                  self.reload_stats.last_seconds)
-        self._spawn(self._retire(old))
+        self._spawn(self._retire(old, old_plan))
         return True
 
     def _log_rejection(self, issues: Sequence[Issue], serving: int) -> None:
@@ -446,14 +447,12 @@ class App:
         for w in warnings:
             log.warning("%s", w)
 
-    async def _retire(self, old: Snapshot) -> None:
-        """Release a replaced snapshot's owner names and its answer memo a slice per loop
+    async def _retire(self, old: Snapshot, old_plan: ServingPlan) -> None:
+        """Release a replaced snapshot's owner names and its serving plan a slice per loop
         iteration. Nothing reads a replaced snapshot's names: a query reads
         :attr:`StateRef.current` once and answers without awaiting (a query that waits for a
         hostname lookup reads it again after)."""
-        from lbdns.answer import release_snapshot_cache
-
-        tables: list[dict[Any, Any]] = [release_snapshot_cache(old)]
+        tables: list[dict[Any, Any]] = list(old_plan.tables())
         for zone in old.zones.values():
             tables += [t for t in gc.get_referents(zone.nodes) if type(t) is dict]  # behind the read-only proxy
         for table in tables:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol
 
 from lbdns.geo.distance import haversine_km
@@ -116,12 +117,14 @@ def _usable(pool: CompiledPool, view: HealthView, q: Query, rng: Rng, lookup: Ho
         d.cacheable = False  # the outcome depends on the hostname cache, not only on health
         if not any(o.weight > 0 and (o.hostname is None or not o.flatten_cname or lookup(o.hostname).ok)
                    for o in st.healthy):
-            d.note(f"pool {pool.name}: not usable — every hostname origin failed to resolve")
+            if d.trail is not None:
+                d.note(f"pool {pool.name}: not usable — every hostname origin failed to resolve")
             return False
     if pool.shed_percent > 0:
         d.cacheable = False
     if pool.shed_percent > 0 and shed(pool, rng, q.resolver_ip):
-        d.note(f"pool {pool.name}: shed ({pool.shed_percent:g}% {pool.shed_policy})")
+        if d.trail is not None:
+            d.note(f"pool {pool.name}: shed ({pool.shed_percent:g}% {pool.shed_policy})")
         return False
     if d.trail is not None:
         enabled = sum(1 for o in pool.origins if o.enabled)
@@ -145,7 +148,8 @@ def _weighted_pools(eff: Effective, pools: Sequence[CompiledPool], view: HealthV
                 usable.append((p, w))
                 total += w
             else:
-                d.note(f"pool {p.name}: weight 0, never drawn")
+                if d.trail is not None:
+                    d.note(f"pool {p.name}: weight 0, never drawn")
     if total <= 0:
         return
     if len(usable) > 1:
@@ -155,7 +159,8 @@ def _weighted_pools(eff: Effective, pools: Sequence[CompiledPool], view: HealthV
     for p, w in usable:
         acc += w
         if r < acc:
-            d.note(f"pool {p.name}: drawn with weight {w:g} of {total:g}")
+            if d.trail is not None:
+                d.note(f"pool {p.name}: drawn with weight {w:g} of {total:g}")
             yield p
             return
     yield usable[-1][0]
@@ -174,7 +179,8 @@ def _geo_list(eff: Effective, q: Query, locate: Locator | None, d: Decision) -> 
     Geo › Pool assignment: PoP, then country, then region, then ``default_pools``)."""
     lst = eff.pop_pools.get(q.pop)
     if lst:
-        d.note(f"geo: pop_pools[{q.pop}]")
+        if d.trail is not None:
+            d.note(f"geo: pop_pools[{q.pop}]")
         return lst, True
     if eff.country_pools and locate is not None:
         loc = locate(need="country", prefer_ecs=eff.prefer_ecs, mode=eff.location_mode, policy="geo")
@@ -182,7 +188,8 @@ def _geo_list(eff: Effective, q: Query, locate: Locator | None, d: Decision) -> 
         if loc.country is not None:
             lst = eff.country_pools.get(loc.country)
             if lst:
-                d.note(f"geo: country_pools[{loc.country}] (location from {loc.source})")
+                if d.trail is not None:
+                    d.note(f"geo: country_pools[{loc.country}] (location from {loc.source})")
                 return lst, True
     region = q.pop_region
     if eff.region_source == "location" and eff.region_pools and locate is not None:
@@ -192,7 +199,8 @@ def _geo_list(eff: Effective, q: Query, locate: Locator | None, d: Decision) -> 
             region = d.location.region
     lst = eff.region_pools.get(region)
     if lst:
-        d.note(f"geo: region_pools[{region}]")
+        if d.trail is not None:
+            d.note(f"geo: region_pools[{region}]")
         return lst, True
     d.note("geo: no mapping matched, default_pools")
     return eff.default_pools, False
@@ -208,26 +216,13 @@ def _proximity_order(eff: Effective, locate: Locator | None, d: Decision) -> lis
     if loc.latitude is None or loc.longitude is None:
         return list(eff.default_pools)
     lat, lon = loc.latitude, loc.longitude
-    key = (id(eff.default_pools), lat, lon)
-    hit = _PROXIMITY_MEMO.get(key)
-    if hit is not None and hit[0] is eff.default_pools and d.trail is None:
-        return hit[1]
     with_coords = [(haversine_km(lat, lon, p.latitude, p.longitude), i, p) for i, p in enumerate(eff.default_pools)
                    if p.latitude is not None and p.longitude is not None]
     with_coords.sort(key=lambda t: (t[0], t[1]))
     if d.trail is not None:
         d.note("proximity from " + loc.source + ": " + ", ".join(f"{p.name} {km:.0f} km" for km, _, p in with_coords))
     rest = [p for p in eff.default_pools if p.latitude is None or p.longitude is None]
-    order = [p for _, _, p in with_coords] + rest
-    if len(_PROXIMITY_MEMO) >= 100_000:
-        _PROXIMITY_MEMO.clear()
-    _PROXIMITY_MEMO[key] = (eff.default_pools, order)
-    return order
-
-
-_PROXIMITY_MEMO: dict[tuple[int, float, float], tuple[tuple[CompiledPool, ...], list[CompiledPool]]] = {}
-"""(id of the pool tuple, latitude, longitude) → (pool tuple, pools by distance): GeoIP
-networks share coordinates, so the order is computed once per place."""
+    return [p for _, _, p in with_coords] + rest
 
 
 def _latency_order(eff: Effective, view: HealthView, now: float, d: Decision) -> list[CompiledPool]:
@@ -248,6 +243,59 @@ def _latency_order(eff: Effective, view: HealthView, now: float, d: Decision) ->
     return [p for _, _, p in timed] + rest
 
 
+Candidates = tuple[Iterator[CompiledPool], bool]
+"""The pools to try in order (lazily: usability is tested as they are drawn) and whether they
+came from a geo mapping (an exhausted mapping goes to the fallback pool, no cascade)."""
+
+
+class Steer(Protocol):
+    """A pool steering policy: the candidate pools for one query."""
+
+    def __call__(self, eff: Effective, q: Query, view: HealthView, rng: Rng, lookup: HostLookup | None,
+                 locate: Locator | None, d: Decision) -> Candidates: ...
+
+
+def _steer_off(eff: Effective, q: Query, view: HealthView, rng: Rng, lookup: HostLookup | None,
+               locate: Locator | None, d: Decision) -> Candidates:
+    return _ordered(eff.default_pools, view, q, rng, lookup, d), False
+
+
+def _steer_random(eff: Effective, q: Query, view: HealthView, rng: Rng, lookup: HostLookup | None,
+                  locate: Locator | None, d: Decision) -> Candidates:
+    return _weighted_pools(eff, eff.default_pools, view, q, rng, lookup, d), False
+
+
+def _steer_geo(eff: Effective, q: Query, view: HealthView, rng: Rng, lookup: HostLookup | None,
+               locate: Locator | None, d: Decision) -> Candidates:
+    lst, mapped = _geo_list(eff, q, locate, d)
+    return _ordered(lst, view, q, rng, lookup, d), mapped
+
+
+def _steer_proximity(eff: Effective, q: Query, view: HealthView, rng: Rng, lookup: HostLookup | None,
+                     locate: Locator | None, d: Decision) -> Candidates:
+    return _ordered(_proximity_order(eff, locate, d), view, q, rng, lookup, d), False
+
+
+def _steer_latency(eff: Effective, q: Query, view: HealthView, rng: Rng, lookup: HostLookup | None,
+                   locate: Locator | None, d: Decision) -> Candidates:
+    return _ordered(_latency_order(eff, view, q.now, d), view, q, rng, lookup, d), False
+
+
+POLICIES: Mapping[str, tuple[Steer, bool]] = MappingProxyType({
+    "off": (_steer_off, True),
+    "random": (_steer_random, True),
+    "least_outstanding_requests": (_steer_random, True),  # DNS-only: the weights alone (docs/decisions.md)
+    "least_connections": (_steer_random, True),
+    "geo": (_steer_geo, True),
+    "proximity": (_steer_proximity, True),
+    "dynamic_latency": (_steer_latency, False),  # RTTs change with every probe round
+})
+"""The steering policies (Cloudflare docs: Load Balancing › Traffic steering): name → (function
+returning the candidate pools, whether its outcome is fixed for a snapshot, origin states,
+PoP and client location — so the serving plan may keep it). Adding a policy is one entry here
+plus its function; a name missing here is steered like ``off``, and never kept."""
+
+
 def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: HostLookup | None = None,
            locate: Locator | None = None, trace: bool = False) -> Decision:
     """Run pool and endpoint selection for one query (docs/steering.md › The decision in one
@@ -259,25 +307,12 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
     """
     d = Decision(trail=[] if trace else None, policy=eff.steering_policy)
     policy = eff.steering_policy
-    d.note(f"steering_policy: {policy}" + (f" (configured {eff.configured_policy!r})"
-                                             if eff.configured_policy != policy else ""))
-    mapped = False
-    candidates: Iterator[CompiledPool]
-    if policy not in ("off", "geo", "proximity", "random", "least_outstanding_requests", "least_connections"):
-        d.cacheable = False
-    if policy == "off":
-        candidates = _ordered(eff.default_pools, view, q, rng, lookup, d)
-    elif policy in ("random", "least_outstanding_requests", "least_connections"):
-        candidates = _weighted_pools(eff, eff.default_pools, view, q, rng, lookup, d)
-    elif policy == "geo":
-        lst, mapped = _geo_list(eff, q, locate, d)
-        candidates = _ordered(lst, view, q, rng, lookup, d)
-    elif policy == "proximity":
-        candidates = _ordered(_proximity_order(eff, locate, d), view, q, rng, lookup, d)
-    elif policy == "dynamic_latency":
-        candidates = _ordered(_latency_order(eff, view, q.now, d), view, q, rng, lookup, d)
-    else:  # validated at load time; be safe
-        candidates = _ordered(eff.default_pools, view, q, rng, lookup, d)
+    if d.trail is not None:
+        d.note(f"steering_policy: {policy}" + (f" (configured {eff.configured_policy!r})"
+                                                 if eff.configured_policy != policy else ""))
+    steer, cacheable = POLICIES.get(policy, (_steer_off, False))
+    d.cacheable = cacheable
+    candidates, mapped = steer(eff, q, view, rng, lookup, locate, d)
     for pool in candidates:
         d.pool = pool
         _select_for(pool, pool.state(view).healthy, q, rng, lookup, d, eff)
@@ -289,7 +324,8 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
         d.note("fallback pool disabled — NODATA with SOA")
         return d
     d.pool, d.fallback = fb, True
-    d.note(f"fallback pool {fb.name}: health ignored")
+    if d.trail is not None:
+        d.note(f"fallback pool {fb.name}: health ignored")
     _select_for(fb, tuple(o for o in fb.origins if o.enabled), q, rng, lookup, d, eff)
     if not d.records:
         d.note("fallback pool has no eligible origin — NODATA with SOA")
@@ -314,8 +350,9 @@ def _capped(pool: CompiledPool, cands: list[tuple[CompiledOrigin, list[tuple[int
             break
         chosen.add(o.index)
         count += len(rds)
-    d.note(f"max_answers {limit}: origins {', '.join(o.name for o, _ in cands if o.index in chosen)} "
-           f"for resolver network {key}")
+    if d.trail is not None:
+        d.note(f"max_answers {limit}: origins {', '.join(o.name for o, _ in cands if o.index in chosen)} "
+               f"for resolver network {key}")
     return [c for c in cands if c[0].index in chosen]
 
 
@@ -376,7 +413,8 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
             d.cacheable = False  # depends on the hostname cache (lookup results, failures)
         if (o.hostname is not None and o.flatten_cname and qtype in (QTYPE_A, QTYPE_AAAA) and lookup is not None
                 and not lookup(o.hostname).ok):
-            d.note(f"origin {o.name}: hostname {o.hostname} failed to resolve")
+            if d.trail is not None:
+                d.note(f"origin {o.name}: hostname {o.hostname} failed to resolve")
             continue
         rd = _rdata_for(o, qtype, lookup)
         if qtype == QTYPE_CNAME:
@@ -384,7 +422,8 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
         elif rd:
             cands.append((o, rd))
     if not cands:
-        d.note(f"pool {pool.name}: no origin provides the requested type — NODATA")
+        if d.trail is not None:
+            d.note(f"pool {pool.name}: no origin provides the requested type — NODATA")
         return
     w0 = cands[0][0].weight
     multi = all(o.weight == w0 for o, _ in cands) and all(
@@ -402,7 +441,8 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
                 if rdata not in seen and (limit is None or len(seen) < limit):
                     seen.add(rdata)
                     d.records.append((rtype, rdata))
-        d.note(f"multi-answer: all {len(cands)} eligible origins share weight {w0:g}")
+        if d.trail is not None:
+            d.note(f"multi-answer: all {len(cands)} eligible origins share weight {w0:g}")
         return
     origins = [o for o, _ in cands]
     if pool.origin_policy == "hash":
@@ -420,5 +460,6 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
             idx = int(rng.random() * len(rds)) % len(rds)
         rds = [rds[idx]]
     d.records.extend(rds)
-    d.note(f"single-answer ({pool.origin_policy}): origin {chosen.name} of "
-           + ", ".join(f"{o.name}={o.weight:g}" for o in origins))
+    if d.trail is not None:
+        d.note(f"single-answer ({pool.origin_policy}): origin {chosen.name} of "
+               + ", ".join(f"{o.name}={o.weight:g}" for o in origins))

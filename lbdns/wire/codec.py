@@ -123,8 +123,6 @@ _FLAG_CD = 0x0010  # RFC 4035 §3.2.2
 
 _MAX_NAME = 255  # RFC 1035 §2.3.4: a name is at most 255 octets in wire form
 _QNAME_LIMIT = 12 + _MAX_NAME  # the root octet of the question name must lie before this offset
-_EDNS_CACHE_MAX = 4096  # entries
-_EDNS_CACHE_KEY_MAX = 128  # octets; ECS (≤ 24) + COOKIE (≤ 44) + fixed part (8) fit
 _MAX_POINTER_HOPS = 16  # as dnspython; only followed for an OPT owner
 
 _unpack_header = struct.Struct("!HHHHHH").unpack_from
@@ -304,7 +302,7 @@ def parse_header(data: bytes) -> tuple[int, int, int]:
     return qid, flags, qdcount
 
 
-def parse_query(data: bytes) -> Query:  # noqa: C901, PLR0912, PLR0915 -- per-packet hot path in one frame; split only with a bench comparison
+def parse_query(data: bytes) -> Query:  # noqa: C901, PLR0912 -- per-packet hot path in one frame; split only with a bench comparison
     """Parse one DNS query message (RFC 1035 §4.1, RFC 6891 §6, RFC 7871 §6, RFC 7873 §5.2).
 
     Takes the raw message (a UDP payload or one de-framed TCP message, ≤ 65535 octets;
@@ -380,10 +378,7 @@ def parse_query(data: bytes) -> Query:  # noqa: C901, PLR0912, PLR0915 -- per-pa
                 if rdend > n:
                     raise FormError("OPT record truncated (RFC 6891 §6.1.2)")
                 raise FormError("octets after the last section (RFC 1035 §4.1)")
-            key = data[qend + 3 : n]
-            edns = _EDNS_CACHE.get(key)
-            if edns is None:
-                edns = _parse_opt(key)
+            edns = _parse_opt(data[qend + 3 : n])
         else:
             edns = _walk_records(data, qend, ancount, nscount, arcount)
     else:
@@ -522,26 +517,18 @@ def _walk_records(data: bytes, off: int, ancount: int, nscount: int, arcount: in
             if not _is_root_name(data, owner):
                 raise FormError("OPT record owner is not the root (RFC 6891 §6.1.2)")
             seen_opt = True
-            key = data[off + 2 : rdend]
-            edns = _EDNS_CACHE.get(key)
-            if edns is None:
-                edns = _parse_opt(key)
+            edns = _parse_opt(data[off + 2 : rdend])
         off = rdend
     if off != n:
         raise FormError("octets after the last section (RFC 1035 §4.1)")
     return edns
 
 
-_EDNS_CACHE: dict[bytes, Edns] = {}
-
-
 def _parse_opt(key: bytes) -> Edns:
     """Decode an OPT record from ``key`` = CLASS, TTL, RDLENGTH and RDATA (RFC 6891 §6.1.2–§6.1.3).
 
-    RDLENGTH has already been checked against the message. Returns the :class:`Edns` and
-    memoises it by ``key`` when ``key`` is at most 128 octets (at most 4096 entries; the
-    memo is emptied when full). Raises FormError for a
-    malformed option list, ECS option or COOKIE option.
+    RDLENGTH has already been checked against the message. Returns the :class:`Edns`. Raises
+    FormError for a malformed option list, ECS option or COOKIE option.
     """
     payload, ttl, _rdlength = _unpack_opt_fixed(key, 0)
     version = (ttl >> 16) & 0xFF
@@ -589,12 +576,7 @@ def _parse_opt(key: bytes) -> Edns:
     built.server_cookie = server_cookie
     built.nsid = nsid
     built.__class__ = Edns  # type: ignore[assignment]
-    edns = cast(Edns, built)
-    if end <= _EDNS_CACHE_KEY_MAX:  # big OPT records (padding…) are rare: never let them fill memory
-        if len(_EDNS_CACHE) >= _EDNS_CACHE_MAX:
-            _EDNS_CACHE.clear()  # O(1) amortised; evicting one by one scans deleted slots
-        _EDNS_CACHE[key] = edns
-    return edns
+    return cast(Edns, built)
 
 
 def _parse_ecs(opt: bytes) -> ClientSubnet:

@@ -21,7 +21,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from lbdns.answer import MAX_CNAME_CHAIN, Answer, QueryEnv, find_zone, label_offsets, resolve
+from lbdns.answer import MAX_CNAME_CHAIN, Answer, NeedsEnv, QueryEnv, find_zone, label_offsets, resolve
 from lbdns.geo.location import StaticGeoTable
 from lbdns.health.view import HealthView, OriginState
 from lbdns.snapshot import Snapshot
@@ -170,12 +170,16 @@ def test_cname_loop_stops_at_the_chain_limit(static):
     assert {r[2] for r in rrs(msg.answer)} == {"CNAME"}
 
 
-def test_static_answers_are_memoised_per_snapshot(static, tmp_path):
+def test_resolve_without_env_is_static_or_needs_env(static, tmp_path):
+    """``resolve`` keeps no memo (the serving plan does); without a QueryEnv it answers static
+    data and raises NeedsEnv where a load balancer would be consulted."""
     q = parsed("www.example.com")
     first = resolve(static, q.qname_lower, q.qtype, None)
-    assert resolve(static, q.qname_lower, q.qtype, None) is first
-    other = build_dir(write_static_zones(tmp_path)).snapshot
-    assert resolve(other, q.qname_lower, q.qtype, None) is not first
+    again = resolve(static, q.qname_lower, q.qtype, None)
+    assert again is not first and again == first and first.static
+    lb = compiled(tmp_path).snapshot
+    with pytest.raises(NeedsEnv):
+        resolve(lb, parsed("lb.example.com").qname_lower, 1, None)
 
 
 def test_find_zone_picks_the_closest_enclosing_zone(tmp_path):

@@ -178,25 +178,43 @@ def test_udp_truncation_and_tcp_whole(static):
     assert not fits.flags & dns.flags.TC and addrs(fits) == set(BIG_ADDRS)
 
 
-def test_cookie_answered_and_never_memoised(static):
+def plan_entry(h: Handler, name: str, qtype: int = 1) -> Any:
+    """The serving plan's entry for (name, qtype, IN), or None."""
+    return h.ref.current.plan.names.get(query_wire(name, qtype, edns=False)[12:])
+
+
+def strict(h: Handler, wire: bytes, *, peer: str = PEER, tcp: bool = False, pop: Any = IAD) -> dns.message.Message:
+    """The strict path's response (no serving plan)."""
+    out = h.strict(wire, peer, tcp, pop, h.ref.current)
+    assert out is not None
+    return dns.message.from_wire(out)
+
+
+def test_cookie_answered_from_the_plan_per_client(static):
     h = make_handler(static, geo=None)
     wire = dns.message.make_query("www.example.com", "A", use_edns=0,
                                   options=[dns.edns.GenericOption(10, b"\x01" * 8)]).to_wire()
     msg = reply(h, wire)
     cookie = next(o for o in msg.options if o.otype == 10)
-    assert cookie.to_wire()[:8] == b"\x01" * 8 and len(cookie.to_wire()) >= 16  # client + server cookie
-    reply(h, wire)
-    memos = h.packet_memos.get("IAD")
-    assert memos is None or wire[2:] not in memos.packets
+    assert cookie.to_wire()[:8] == b"\x01" * 8 and len(cookie.to_wire()) == 16  # client + server cookie
+    assert plan_entry(h, "www.example.com") is not None
+    again, other = reply(h, wire), reply(h, wire, peer="198.51.100.6")
+    assert again.to_wire() == msg.to_wire() == strict(h, wire).to_wire()
+    assert next(o for o in other.options if o.otype == 10).to_wire() != cookie.to_wire()  # per client address
 
 
-def test_static_packet_memo_new_id_and_dropped_on_reload(static, tmp_path):
+def test_static_plan_entry_any_case_new_id_and_dropped_on_reload(static, tmp_path):
     h = make_handler(static, geo=None)
     first = reply(h, query_wire("www.example.com", qid=1))
-    assert query_wire("www.example.com", qid=1)[2:] in h.packet_memos["IAD"].packets
+    assert plan_entry(h, "www.example.com") is not None
+    mixed = query_wire("wWw.ExAmple.COM", qid=7)
+    out = h.handle(mixed, PEER, False, IAD)
+    assert out is not None and out[12:12 + 17] == mixed[12:12 + 17]  # the question echoed in the client's case
+    assert out == h.strict(mixed, PEER, False, IAD, h.ref.current)
+    h.counters.queries.clear()
     again = reply(h, query_wire("www.example.com", qid=2))
     assert again.id == 2 and again.answer == first.answer
-    assert h.counters.queries[("udp", 1, 0)] == 2
+    assert h.counters.queries[("udp", 1, 0)] == 1
     other = Fixture()
     other.zone["records"]["www"] = {"type": "A", "ttl": 300, "value": "192.0.2.99"}
     h.ref.publish_snapshot(build(other, tmp_path).snapshot)
@@ -231,12 +249,14 @@ def test_needs_lookup_goes_to_the_transport(tmp_path):
     assert exc.value.hostnames == {"a.example.net."}
 
 
-def test_on_answer_hook_sees_every_query_and_disables_packet_memo(static):
-    seen: list[tuple[str, bool]] = []
-    h = make_handler(static, geo=None, on_answer=lambda q, peer, tcp, pop, ans: seen.append((peer, tcp)))
+def test_on_answer_hook_sees_every_query_and_keeps_the_plan(static):
+    seen: list[tuple[str, bool, bytes]] = []
+    h = make_handler(static, geo=None,
+                     on_answer=lambda q, peer, tcp, pop, ans: seen.append((peer, tcp, q.qname_lower)))
     for _ in range(3):
         reply(h, query_wire("www.example.com"))
-    assert seen == [(PEER, False)] * 3 and not h.packet_memos
+    assert seen == [(PEER, False, b"\x03www\x07example\x03com\x00")] * 3
+    assert plan_entry(h, "www.example.com") is not None
 
 
 # --- LB answers through the memo paths ------------------------------------------------------------
@@ -249,7 +269,7 @@ def test_lb_multi_answer_rotates_on_the_packet_memo_and_follows_health(tmp_path)
         msg = reply(h, query_wire("lb.example.com", qid=i))
         assert addrs(msg) == EAST
         orders.add(tuple(rd.to_text() for r in msg.answer for rd in r))
-    assert len(orders) == 2 and query_wire("lb.example.com")[2:] in h.packet_memos["IAD"].packets
+    assert len(orders) == 2 and "IAD" in plan_entry(h, "lb.example.com").by_pop
     assert h.counters.decisions[("lb.example.com.", "p-us-east", False)] == 20
     h.ref.publish_health(healthy(b.snapshot, {("p-us-east", "e1"): U, ("p-us-east", "e2"): U}))
     assert addrs(reply(h, query_wire("lb.example.com", qid=99))) == WEST
@@ -257,14 +277,14 @@ def test_lb_multi_answer_rotates_on_the_packet_memo_and_follows_health(tmp_path)
 
 @pytest.mark.parametrize("tcp", [False, True])
 def test_ex23_weighted_single_answer_redrawn_per_query(tmp_path, tcp):
-    """The memoised weighted answer (packet memo over UDP, LB memo over TCP) still draws 70/30."""
+    """The weighted answer kept in the serving plan (UDP and TCP) still draws 70/30."""
     b = lb_fixture(tmp_path, default_pools=["p-weighted"])
     h = make_handler(b, seed=5)
     wire = query_wire("lb.example.com")
     c = tally(h, wire, tcp=tcp)
     assert set(c) == {WA, WB}
     assert abs(c[WA] / N - 0.7) <= TOL
-    assert h.lb_memo  # answered from the LB memo after the first query
+    assert plan_entry(h, "lb.example.com").by_pop  # answered from the plan after the first query
 
 
 def test_ex27_random_pool_draw_on_every_query(tmp_path):
@@ -275,7 +295,7 @@ def test_ex27_random_pool_draw_on_every_query(tmp_path):
     c = tally(h, wire)
     for key, p in ((EAST, 0.3), (WEST, 0.5), (EU, 0.2)):
         assert abs(c[key] / N - p) <= TOL
-    assert not h.lb_memo  # a draw between pools is never memoised
+    assert not plan_entry(h, "lb.example.com").by_pop  # a draw between pools is never kept
     assert sum(h.counters.decisions.values()) == N
 
 
@@ -322,22 +342,23 @@ def test_ex38_hash_shedding_per_resolver(tmp_path):
     assert abs(east / len(peers) - 0.5) <= 0.04
 
 
-def test_packet_memo_per_pop(tmp_path):
+def test_plan_selection_per_pop(tmp_path):
     b = lb_fixture(tmp_path, steering_policy="", pop_pools={"LHR": ["p-eu"]})
     h = make_handler(b)
     wire = query_wire("lb.example.com")
     for i in range(6):
         pop = LHR if i % 2 else IAD
         assert addrs(reply(h, wire, pop=pop)) == (EU if pop is LHR else EAST)
-    assert wire[2:] in h.packet_memos["IAD"].packets and wire[2:] in h.packet_memos["LHR"].packets
+    assert set(plan_entry(h, "lb.example.com").by_pop) == {"IAD", "LHR"}
 
 
 PROX = {"steering_policy": "proximity", "default_pools": ["p-us-east", "p-us-west", "p-eu", "p-asia"]}
 
 
-def test_ecs_memo_matches_the_strict_path(tmp_path):
-    """Queries differing only in the ECS address: the memoised shape (UDP) answers like the strict
-    path (TCP), with the scope of the address's GeoIP network, and never for a malformed address."""
+def test_ecs_plan_matches_the_strict_path(tmp_path):
+    """Queries differing only in the ECS address: the plan's selection per GeoIP record answers
+    like the strict path, with the scope of the address's GeoIP network, and never for a
+    malformed address."""
     b = lb_fixture(tmp_path, **PROX)
     h = make_handler(b)
     cases = {"198.51.100.64": WEST, "198.51.100.128": ASIA, "203.0.113.192": EAST, "198.51.100.0": EAST,
@@ -345,12 +366,12 @@ def test_ecs_memo_matches_the_strict_path(tmp_path):
     for addr in cases:  # warm the memos
         for _ in range(2):
             reply(h, query_wire("lb.example.com", ecs=f"{addr}/26"))
-    assert h.packet_memos["IAD"].ecs
+    assert plan_entry(h, "lb.example.com").by_location
     for addr, expected in cases.items():
         wire = query_wire("lb.example.com", qid=0x4242, ecs=f"{addr}/26")
-        udp, strict = reply(h, wire), reply(h, wire, tcp=True)
-        assert addrs(udp) == addrs(strict) == expected, addr
-        assert ecs_scope(udp) == ecs_scope(strict) and udp.flags == strict.flags, addr
+        udp, slow = reply(h, wire), strict(h, wire)
+        assert addrs(udp) == addrs(slow) == expected, addr
+        assert ecs_scope(udp) == ecs_scope(slow) and udp.flags == slow.flags, addr
     assert ecs_scope(reply(h, query_wire("lb.example.com", ecs="198.51.100.64/26"))) == 26
     assert ecs_scope(reply(h, query_wire("lb.example.com", ecs="203.0.113.192/26"))) == 26  # no data: SOURCE
     bad = bytearray(query_wire("lb.example.com", ecs="198.51.100.64/26"))

@@ -1,0 +1,375 @@
+"""The serving plan: what each (name, type, PoP, location class) answers under one published
+state (docs/architecture.md › The serving plan).
+
+A :class:`ServingPlan` belongs to one published ``(snapshot, origin states)`` pair and is filled
+lazily: the first query for a name computes its answer on the strict path
+(:func:`lbdns.answer.resolve`), and the plan keeps what the next queries need — the
+pre-rendered sections of a static answer, or for a load balancer the *selection* its steering
+decision produced (the answer records to rotate, or the weighted candidates to draw from) per
+PoP and, when the client location decided, per location class (the GeoIP network record of
+the ECS address). A query then costs a lower-cased key lookup, one draw and one join of
+pre-rendered bytes: :meth:`ServingPlan.respond`. Anything the plan does not hold, or a query
+shape it does not read (other opcodes and classes, EDNS versions > 0, options other than ECS and
+COOKIE, truncation), returns None and the caller takes the strict path, which gives the same
+bytes (tests compare them).
+
+Pure: randomness, the GeoIP lookup, the server cookie and the counters come in through the
+:class:`Io` the caller passes; nothing here reads a clock or the network. Every cache of the
+query path lives in the plan, so publishing a new snapshot or new origin states drops them all.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any, Protocol
+
+from lbdns.answer import Answer, NeedsEnv, resolve
+from lbdns.health.view import HealthView
+from lbdns.snapshot_types import Snapshot
+from lbdns.steering.origins import Rng
+from lbdns.wire.codec import CLASS_IN, QTYPE_AXFR, QTYPE_IXFR, RCODE_NXDOMAIN
+
+__all__ = ["MAX_NAMES", "MAX_SELECTIONS", "Io", "LbEntry", "Selection", "ServingPlan", "StaticEntry"]
+
+MAX_NAMES = 200_000
+"""Most (name, type) entries a plan holds; further names are answered without being kept."""
+MAX_SELECTIONS = 200_000
+"""Most LB selections a plan holds (PoP × location class × name); when reached, the per-location
+selections are dropped and filled again (a size cap, cleared when full: O(1), no bookkeeping
+per query)."""
+
+_SCOPE = tuple(bytes((i,)) for i in range(129))
+_COUNT = tuple(i.to_bytes(2, "big") for i in range(65536))
+_QUESTION_ONLY = b"\x00\x01\x00\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT high octet 0
+_NO_DO = b"\x00\x00"
+_DO = b"\x80\x00"
+
+
+class Io(Protocol):
+    """What :meth:`ServingPlan.respond` needs from its caller: ``rng`` (draws), ``geo`` (GeoIP
+    lookup of a packed 4/16-octet address → record or None; None: no database), ``cookie``
+    (client cookie, peer address text → 8-octet server cookie, RFC 7873 §4.2) and the query
+    counters (``queries`` and ``decisions``, Counter-like)."""
+
+    @property
+    def rng(self) -> Rng: ...
+
+    @property
+    def geo(self) -> Callable[..., object | None] | None: ...
+
+    def server_cookie(self, client_cookie: bytes, peer_ip: str) -> bytes: ...
+
+    @property
+    def counters(self) -> Any: ...
+
+
+def _heads(rcode: int, aa: bool, ancount: int, nscount: int, arcount: int) -> tuple[bytes, ...]:
+    """The 10 header octets after the ID, by ``rd << 1 | edns``: QR, AA, RD copied, RCODE;
+    QDCOUNT 1 and the counts (ARCOUNT + 1 with an OPT record; RFC 1035 §4.1.1)."""
+    out = []
+    for rd in (0, 1):
+        for edns in (0, 1):
+            flags = bytes((0x80 | (0x04 if aa else 0) | rd, rcode & 0xF))
+            out.append(flags + b"\x00\x01" + _COUNT[ancount] + _COUNT[nscount] + _COUNT[arcount + edns])
+    return tuple(out)
+
+
+def _counter_keys(qtype_bucket: int, rcode: int) -> tuple[tuple[str, int, int], tuple[str, int, int]]:
+    return ("udp", qtype_bucket, rcode), ("tcp", qtype_bucket, rcode)
+
+
+@dataclass(slots=True)
+class StaticEntry:
+    """A static answer: ``heads`` (see :func:`_heads`), ``body`` all its sections
+    (answer, authority, additional and optional additional records) and ``answer`` itself."""
+
+    heads: tuple[bytes, ...]
+    body: bytes
+    keys: tuple[tuple[str, int, int], tuple[str, int, int]]
+    answer: Answer
+
+
+@dataclass(slots=True)
+class Selection:
+    """What one LB answers for one PoP (and location class): ``rrs`` the answer records, rotated
+    one step per query (multi-answer, Cloudflare docs: Load Balancing › Endpoint steering), or
+    ``choices`` drawn by the cumulative ``weights`` (random single answer). ``network_prefix``
+    gives the ECS scope (:func:`ecs_scope`); ``rec`` the location record it is valid for."""
+
+    rrs: tuple[bytes, ...]
+    choices: tuple[bytes, ...]
+    weights: tuple[float, ...]
+    heads: tuple[bytes, ...]
+    keys: tuple[tuple[str, int, int], tuple[str, int, int]]
+    decision_key: tuple[str, str, bool]
+    answer: Answer
+    rec: object = None
+    network_prefix: int = -2
+    longest: int = 0
+    turn: int = 0
+
+    def draw(self, rng: Rng) -> bytes:
+        """The answer section for one more query."""
+        if self.choices:
+            w = self.weights
+            return self.choices[bisect_right(w, rng.random() * w[-1]) if w[-1] > 0 else 0]
+        rrs = self.rrs
+        n = len(rrs)
+        if n == 1:
+            return rrs[0]
+        self.turn = k = (self.turn + 1) % n
+        return b"".join(rrs[k:] + rrs[:k])
+
+
+@dataclass(slots=True)
+class LbEntry:
+    """A load-balanced (name, type): ``by_pop`` the selections whose decision used no client
+    location (PoP code → selection); ``by_location`` those decided by a location (PoP code, ECS
+    present, id of the GeoIP record → selection, which keeps the record to check identity)."""
+
+    by_pop: dict[str, Selection]
+    by_location: dict[tuple[str, bool, int], Selection]
+
+
+def ecs_scope(network_prefix: int, source: int) -> int:
+    """The ECS SCOPE PREFIX-LENGTH of a location-decided answer to a query of SOURCE
+    PREFIX-LENGTH ``source`` (RFC 7871 §7.2.1): the deciding GeoIP network's prefix clamped to
+    the source; ``-1`` (ECS consulted, no data) gives the source, ``-2`` (location not from
+    ECS) gives 0."""
+    if network_prefix >= 0:
+        return min(network_prefix, source)
+    return source if network_prefix == -1 else 0
+
+
+def valid_name(data: bytes, start: int, end: int) -> bool:
+    """True when ``data[start:end + 1]`` is one uncompressed wire name whose root octet is at
+    ``end`` (labels of 1–63 octets, RFC 1035 §3.1)."""
+    i = start
+    while i < end:
+        n = data[i]
+        if n == 0 or n > 63:
+            return False
+        i += n + 1
+    return i == end
+
+
+class ServingPlan:
+    """The answers of one published state: ``snapshot`` and the origin states of ``health``
+    (docs/architecture.md › The serving plan). ``names`` maps the lower-case wire name +
+    QTYPE + QCLASS octets to a :class:`StaticEntry` or an :class:`LbEntry`; ``selections``
+    counts the LB selections held (≤ :data:`MAX_SELECTIONS`). ``payload`` is our EDNS UDP
+    payload size; ``buckets`` maps a QTYPE to the value counted for it."""
+
+    __slots__ = ("buckets", "health", "names", "negatives", "opt", "payload", "selections", "snapshot")
+
+    def __init__(self, snapshot: Snapshot, health: HealthView, buckets: Sequence[int]) -> None:
+        self.snapshot = snapshot
+        self.health = health
+        self.buckets = buckets
+        """QTYPE → the value the query counters count (the caller's table)."""
+        self.negatives: dict[bytes, StaticEntry] = {}
+        """NXDOMAIN entries by the zone's negative-answer SOA record (one per zone)."""
+        self.payload: int = snapshot.settings.edns_udp_payload
+        self.names: dict[bytes, StaticEntry | LbEntry] = {}
+        self.selections = 0
+        p = self.payload.to_bytes(2, "big")
+        self.opt = (b"\x00\x00\x29" + p + b"\x00\x00" + _NO_DO, b"\x00\x00\x29" + p + b"\x00\x00" + _DO)
+        """The fixed part of our OPT record (owner, TYPE, CLASS = payload, EXT-RCODE 0, VERSION 0,
+        DO copied) by DO; RDLENGTH and options follow (RFC 6891 §6.1.2, RFC 3225 §3)."""
+
+    def respond(self, data: bytes, peer_ip: str, tcp: bool, pop: str,  # noqa: C901, PLR0912, PLR0915 -- per-query hot path in one frame (every call costs ~0.1 µs)
+                io: Io) -> tuple[bytes, Answer] | None:
+        """The response to the query ``data`` from ``peer_ip`` at PoP ``pop`` with the answer it
+        carries, or None when the plan cannot answer it (the caller takes the strict path).
+
+        Reads the header, the question (any letter case: the key is lower-cased, the question
+        echoed as received), and at most one OPT record of version 0 with ECS and COOKIE
+        options (RFC 6891, RFC 7871 §6, RFC 7873 §5.2). Never raises for any input bytes."""
+        n = len(data)
+        if n < 17 or data[2] & 0xF8 or data[4:11] != _QUESTION_ONLY:
+            return None  # a response, another opcode, or not exactly one question
+        end = data.find(0, 12, 268)
+        qend = end + 5
+        if end < 0 or qend > n:
+            return None
+        key = data[12:end + 1].lower() + data[end + 1:qend]
+        entry = self.names.get(key)
+        if entry is None:
+            if not valid_name(data, 12, end):
+                return None
+            entry = self._miss(key, end - 11)
+            if entry is None:
+                return None
+        # the OPT record, if any
+        ar = data[11]
+        ecs_at = -1
+        cookie = b""
+        if ar == 0:
+            if n != qend:
+                return None
+            limit = 65535 if tcp else 512
+            opt = b""
+        elif ar == 1:
+            if n < qend + 11 or data[qend:qend + 3] != b"\x00\x00\x29" or data[qend + 6]:
+                return None  # not a root-owned OPT of EDNS version 0
+            if qend + 11 + (data[qend + 9] << 8 | data[qend + 10]) != n:
+                return None
+            payload = data[qend + 3] << 8 | data[qend + 4]
+            limit = 65535 if tcp else max(512, min(payload, self.payload))
+            pos = qend + 11
+            while pos < n:
+                if pos + 4 > n:
+                    return None
+                code = data[pos] << 8 | data[pos + 1]
+                oend = pos + 4 + (data[pos + 2] << 8 | data[pos + 3])
+                if oend > n:
+                    return None
+                if code == 8 and ecs_at < 0:
+                    ecs_at = pos
+                elif code == 10 and not cookie and (oend - pos == 12 or 20 <= oend - pos <= 44):
+                    cookie = data[pos + 4:pos + 12]
+                else:
+                    return None  # NSID, padding, unknown or repeated options: the strict path
+                pos = oend
+            opt = self.opt[1 if data[qend + 7] & 0x80 else 0]
+        else:
+            return None
+        # ECS (RFC 7871 §6): validated here; anything malformed goes to the strict path (FORMERR)
+        source = -1
+        echo = b""
+        if ecs_at >= 0:
+            a = ecs_at + 8
+            olen = (data[ecs_at + 2] << 8 | data[ecs_at + 3])
+            if olen < 4:
+                return None
+            family = data[ecs_at + 4] << 8 | data[ecs_at + 5]
+            source = data[ecs_at + 6]
+            width = 4 if family == 1 else 16 if family == 2 else 0
+            alen = olen - 4
+            if (not width or source > width * 8 or data[ecs_at + 7] or alen != (source + 7) >> 3
+                    or (source & 7 and data[a + alen - 1] & (0xFF >> (source & 7)))):
+                return None
+            echo = data[ecs_at:a - 1]
+        scope = 0
+        if isinstance(entry, StaticEntry):
+            body = entry.body
+            heads = entry.heads
+            keys = entry.keys
+            ans = entry.answer
+        else:
+            sel = entry.by_pop.get(pop)
+            if sel is None:
+                if not entry.by_location:
+                    return None
+                rec = None
+                if source > 0 and io.geo is not None:
+                    address = data[ecs_at + 8:ecs_at + 8 + ((source + 7) >> 3)]
+                    rec = io.geo(address + bytes((4 if width == 4 else 16) - len(address)))
+                sel = entry.by_location.get((pop, source > 0, id(rec)))
+                if sel is None or sel.rec is not rec:
+                    return None
+                if source > 0:
+                    scope = ecs_scope(sel.network_prefix, source)
+            body = sel.draw(io.rng)
+            heads = sel.heads
+            keys = sel.keys
+            ans = sel.answer
+            io.counters.decisions[sel.decision_key] += 1
+        if opt:
+            options = b""
+            if source >= 0:
+                options = echo + _SCOPE[scope] + data[ecs_at + 8:ecs_at + 4 + olen]
+            if cookie:
+                options += b"\x00\x0a\x00\x10" + cookie + io.server_cookie(cookie, peer_ip)
+            opt += _COUNT[len(options)] + options
+            out = data[:2] + heads[(data[2] & 1) << 1 | 1] + data[12:qend] + body + opt
+        else:
+            out = data[:2] + heads[(data[2] & 1) << 1] + data[12:qend] + body
+        if len(out) > limit:
+            return None  # the strict path truncates (TC=1) or leaves optional records out
+        io.counters.queries[keys[tcp]] += 1
+        return out, ans
+
+    def _miss(self, key: bytes, qlen: int) -> StaticEntry | LbEntry | None:
+        """The entry for ``key`` (lower-case name + QTYPE + QCLASS) when the plan can answer it
+        without the per-query inputs: a static answer (kept while the plan has room, except
+        NXDOMAIN, whose random names would fill it) or an LB name (kept empty; the strict path
+        adds selections). None for other classes and zone transfers (the strict path answers)."""
+        qtype = key[-4] << 8 | key[-3]
+        if key[-2:] != CLASS_IN.to_bytes(2, "big") or qtype in (QTYPE_AXFR, QTYPE_IXFR):
+            return None
+        qname = key[:qlen]
+        try:
+            ans = resolve(self.snapshot, qname, qtype, None)
+        except NeedsEnv:
+            lb = LbEntry({}, {})
+            if len(self.names) < MAX_NAMES:
+                self.names[key] = lb
+            return lb
+        if not ans.static:
+            return None
+        if ans.rcode == RCODE_NXDOMAIN:  # one entry per zone (the SOA), whatever the name
+            entry = self.negatives.get(ans.authority)
+            if entry is None:
+                entry = self.negatives[ans.authority] = self._static(ans, qtype)
+            return entry
+        entry = self._static(ans, qtype)
+        if len(self.names) < MAX_NAMES:
+            self.names[key] = entry
+        return entry
+
+    def _static(self, ans: Answer, qtype: int) -> StaticEntry:
+        return StaticEntry(_heads(ans.rcode, ans.aa, ans.ancount, ans.nscount, ans.arcount + ans.opcount),
+                           ans.answer + ans.authority + ans.additional + ans.optional,
+                           _counter_keys(self.buckets[qtype], ans.rcode), ans)
+
+    def learn_lb(self, key: bytes, pop: str, ans: Answer, ecs_present: bool, rec: object,
+                 decision_key: tuple[str, str, bool], qtype: int) -> None:
+        """Keep the selection of a cacheable LB answer computed on the strict path: per PoP when
+        no client location was used; per (PoP, ECS present, GeoIP record) when the location came
+        from the ECS address or, with ``mode: pop``, from the PoP; never when it came from the
+        resolver address (not part of the key). ``rec`` is the GeoIP record of the ECS address
+        (None without ECS)."""
+        d = ans.decision
+        if d is None or ans.lb is None or not (ans.rrs or ans.weighted):
+            return
+        entry = self.names.get(key)
+        if type(entry) is not LbEntry:
+            return
+        sel = Selection(ans.rrs, tuple(rr for _, rr in ans.weighted), tuple(accumulate(w for w, _ in ans.weighted)),
+                        _heads(ans.rcode, True, ans.ancount, 0, 0), _counter_keys(self.buckets[qtype], ans.rcode),
+                        decision_key, ans)
+        sel.longest = max((len(c) for c in sel.choices), default=0)
+        loc = d.location
+        if loc is None:
+            entry.by_pop[pop] = sel
+            self.selections += 1
+            return
+        if loc.source == "resolver" or (loc.source == "pop" and ans.lb.base.location_mode != "pop"):
+            return
+        sel.rec = rec
+        if loc.source == "ecs" and loc.network_prefix is not None:
+            sel.network_prefix = loc.network_prefix
+        elif loc.ecs_consulted:
+            sel.network_prefix = -1  # consulted but no data: SCOPE = SOURCE (RFC 7871 §7.2.1)
+        if self.selections >= MAX_SELECTIONS:
+            self._drop_located()
+        entry.by_location[(pop, ecs_present, id(rec))] = sel
+        self.selections += 1
+
+    def _drop_located(self) -> None:
+        for entry in self.names.values():
+            if type(entry) is LbEntry and entry.by_location:
+                self.selections -= len(entry.by_location)
+                entry.by_location = {}
+
+    def tables(self) -> Iterable[dict[Any, Any]]:
+        """The plan's dicts, for releasing a replaced plan a slice at a time."""
+        for entry in self.names.values():
+            if type(entry) is LbEntry:
+                yield entry.by_location
+        yield self.names
+        yield self.negatives

@@ -1,0 +1,192 @@
+"""In-process benchmark of the query path (not a test): µs of CPU per ``Handler.handle`` call.
+
+Builds the shipped example zones (``zones/``) into a snapshot, a healthy health view and a
+:class:`~lbdns.server.handler.Handler` with the GeoLite2-City database of the
+``maxminddb-geolite2`` package (or ``--mmdb FILE``), then answers pre-built query packets in a
+loop, the way the UDP transport calls the handler (no sockets, no event loop). Workloads:
+
+* ``static`` — ``static.example.com A``, one fixed-case packet, no EDNS;
+* ``static_0x20`` — the same name with random letter case per query (RFC draft "0x20");
+* ``lb`` — ``www.example.com A`` (failover, multi-answer) and ``api.example.com A`` (weighted
+  single answer), fixed case, alternating;
+* ``ecs_random24`` — ``geo.example.net A`` (proximity) with EDNS and a random public /24 ECS
+  per query, drawn from 65,536 networks each seen once before the timed passes (as dnsperf
+  cycling scripts/bench's file of 65,536 queries);
+* ``cookie`` — ``www.example.com A`` with a DNS cookie (client cookie; half also carry the
+  server cookie back), 0x20 case;
+* ``nxdomain`` — random names under ``example.com`` (NXDOMAIN + SOA), EDNS;
+* ``mix`` — 0x20 on all, a cookie on half, a random /24 ECS on half, 10 % random NXDOMAIN names,
+  over static, LB and geo names (the resolver-shaped mix of scripts/bench).
+
+Each workload is run ``--rounds`` times (after one warm-up pass); the median µs per query is
+printed. The fixed-case workloads repeat one packet list (as dnsperf repeats its file); the
+resolver-shaped ones (0x20, ECS, cookie, NXDOMAIN, mix) get a fresh list every pass, so no
+query's exact bytes are ever seen twice. Run it pinned when the machine is shared, e.g.
+``taskset -c 1 .venv/bin/python scripts/bench_plan.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import dns.edns
+import dns.flags
+import dns.message
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout
+
+from lbdns.config.settings import ServerSettings  # noqa: E402
+from lbdns.config.validate import load_config  # noqa: E402
+from lbdns.geo.mmdb import GeoDatabase  # noqa: E402
+from lbdns.geo.pops import Pop  # noqa: E402
+from lbdns.health.view import HealthView, OriginHealth, OriginState  # noqa: E402
+from lbdns.server.handler import Handler  # noqa: E402
+from lbdns.server.state import Current, StateRef  # noqa: E402
+from lbdns.snapshot import build_snapshot  # noqa: E402
+
+POP = Pop("IAD", "ENAM", "US", 38.94, -77.46)
+PEER = "127.0.0.1"
+COUNT = 8192
+
+
+def _case(rng: random.Random, name: str) -> str:
+    return "".join(c.upper() if c.isalpha() and rng.random() < 0.5 else c for c in name)
+
+
+def _networks(count: int, seed: int = 99) -> list[str]:
+    """``count`` random public IPv4 /24 networks (as text)."""
+    rng = random.Random(seed)
+    nets: list[str] = []
+    while len(nets) < count:
+        a = rng.randrange(1, 224)
+        if a not in (10, 127, 100, 169, 172, 192, 198, 203):
+            nets.append(f"{a}.{rng.randrange(256)}.{rng.randrange(256)}.0")
+    return nets
+
+
+NETWORKS = _networks(65_536)
+"""The ECS networks clients send from (as scripts/bench: 65,536 random public /24s)."""
+
+
+def _public24(rng: random.Random) -> str:
+    return rng.choice(NETWORKS)
+
+
+def _query(name: str, *, edns: bool = False, ecs: str | None = None, cookie: bytes | None = None,
+           qid: int = 1) -> bytes:
+    options: list[Any] = []
+    if ecs is not None:
+        options.append(dns.edns.ECSOption(ecs, 24))
+    if cookie is not None:
+        options.append(dns.edns.GenericOption(10, cookie))
+    q = dns.message.make_query(name, "A", use_edns=0 if (edns or options) else False, payload=1232,
+                               options=options)
+    q.id = qid
+    return q.to_wire()
+
+
+def _server_cookie(h: Handler, client: bytes) -> bytes:
+    """The server cookie ``h`` gives ``client`` at PEER (asked once, as a resolver would)."""
+    out = h.handle(_query("www.example.com", cookie=client), PEER, False, POP)
+    assert out is not None
+    m = dns.message.from_wire(out)
+    (opt,) = [o for o in m.options if o.otype == 10]
+    return bytes(opt.server)  # type: ignore[attr-defined]
+
+
+def workloads(h: Handler, seed: int = 7) -> dict[str, list[bytes]]:
+    """Packet lists per workload (COUNT packets each, deterministic for ``seed``)."""
+    rng = random.Random(seed)
+    cookies = [rng.randbytes(8) for _ in range(64)]
+    servers = {c: _server_cookie(h, c) for c in cookies}
+
+    def nx() -> str:
+        return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(10)) + ".example.com"
+
+    def mixed(i: int) -> bytes:
+        if rng.random() < 0.1:
+            name = nx()
+        else:
+            name = ("static.example.com", "www.example.com", "api.example.com", "geo.example.net")[i % 4]
+        c = rng.choice(cookies) if rng.random() < 0.5 else None
+        if c is not None and rng.random() < 0.5:
+            c = c + servers[c]
+        ecs = _public24(rng) if rng.random() < 0.5 else None
+        return _query(_case(rng, name), edns=True, ecs=ecs, cookie=c, qid=rng.randrange(65536))
+
+    out = {
+        "static": [_query("static.example.com", qid=i) for i in range(COUNT)],
+        "static_0x20": [_query(_case(rng, "static.example.com"), qid=i) for i in range(COUNT)],
+        "lb": [_query(("www.example.com", "api.example.com")[i % 2], qid=i) for i in range(COUNT)],
+        "ecs_random24": [_query("geo.example.net", edns=True, ecs=_public24(rng), qid=i) for i in range(COUNT)],
+        "cookie": [],
+        "nxdomain": [_query(nx(), edns=True, qid=i) for i in range(COUNT)],
+        "mix": [mixed(i) for i in range(COUNT)],
+    }
+    for i in range(COUNT):
+        c = cookies[i % len(cookies)]
+        out["cookie"].append(_query(_case(rng, "www.example.com"), cookie=c + servers[c] if i % 2 else c, qid=i))
+    return out
+
+
+def build_handler(mmdb: str | None) -> Handler:
+    s = ServerSettings.model_validate({"zones_dir": str(ROOT / "zones")})
+    loaded = load_config(ROOT / "zones", s)
+    snap = build_snapshot(loaded, s)
+    origins = {(pid, o.name): OriginHealth(OriginState.HEALTHY, "No failures")
+               for pid, pool in snap.config.pools.items() for o in pool.origins}
+    view = HealthView(1, origins, {})
+    geo = GeoDatabase.open(mmdb) if mmdb else GeoDatabase.default()
+    return Handler(StateRef(Current(snap, view)), geo=geo.lookup, rng=random.Random(1))
+
+
+FIXED = ("static", "lb")
+"""Workloads whose packets repeat (one fixed-case list)."""
+
+
+def run(h: Handler, lists: list[list[bytes]]) -> float:
+    """Median µs of CPU per query over the passes after the first (the warm-up)."""
+    handle = h.handle
+    for p in lists[0]:  # warm-up, and a check that everything is answered
+        assert handle(p, PEER, False, POP) is not None
+    times = []
+    for packets in lists[1:]:
+        t0 = time.process_time()
+        for p in packets:
+            handle(p, PEER, False, POP)
+        times.append((time.process_time() - t0) / len(packets) * 1e6)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--mmdb", help="City MMDB file (default: the maxminddb-geolite2 package's)")
+    ap.add_argument("--workloads", default="static,static_0x20,lb,ecs_random24,cookie,nxdomain,mix")
+    args = ap.parse_args()
+    h = build_handler(args.mmdb)
+    names = args.workloads.split(",")
+    passes = [workloads(h, seed) for seed in range(args.rounds + 1)]
+    for net in NETWORKS:  # every client network seen once before (dnsperf cycles its file)
+        h.handle(_query("geo.example.net", ecs=net), PEER, False, POP)
+    gc.collect()
+    gc.freeze()
+    print(f"# load average {os.getloadavg()[0]:.2f}; µs CPU per query, median of {args.rounds} rounds "
+          f"of {COUNT} queries")
+    for name in names:
+        lists = [passes[0][name]] * (args.rounds + 1) if name in FIXED else [p[name] for p in passes]
+        print(f"{name:14} {run(h, lists):7.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
