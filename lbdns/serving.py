@@ -97,7 +97,8 @@ class Selection:
     """What one LB answers for one PoP (and location class): ``rrs`` the answer records, rotated
     one step per query (multi-answer, Cloudflare docs: Load Balancing › Endpoint steering), or
     ``choices`` drawn by the cumulative ``weights`` (random single answer). ``network_prefix``
-    gives the ECS scope (:func:`ecs_scope`); ``rec`` the location record it is valid for."""
+    identifies the decision (LB, pool, fallback) for the counters; ``answer`` the strict path's
+    answer it came from. Equal selections are shared (one object per distinct answer)."""
 
     rrs: tuple[bytes, ...]
     choices: tuple[bytes, ...]
@@ -106,9 +107,6 @@ class Selection:
     keys: tuple[tuple[str, int, int], tuple[str, int, int]]
     decision_key: tuple[str, str, bool]
     answer: Answer
-    rec: object = None
-    network_prefix: int = -2
-    longest: int = 0
     turn: int = 0
 
     def draw(self, rng: Rng) -> bytes:
@@ -128,10 +126,11 @@ class Selection:
 class LbEntry:
     """A load-balanced (name, type): ``by_pop`` the selections whose decision used no client
     location (PoP code → selection); ``by_location`` those decided by a location (PoP code, ECS
-    present, id of the GeoIP record → selection, which keeps the record to check identity)."""
+    present, id of the GeoIP record → (the record, to check identity; the deciding network's
+    prefix length for the ECS scope, :func:`ecs_scope`; the selection))."""
 
     by_pop: dict[str, Selection]
-    by_location: dict[tuple[str, bool, int], Selection]
+    by_location: dict[tuple[str, bool, int], tuple[object, int, Selection]]
 
 
 def ecs_scope(network_prefix: int, source: int) -> int:
@@ -163,7 +162,7 @@ class ServingPlan:
     counts the LB selections held (≤ :data:`MAX_SELECTIONS`). ``payload`` is our EDNS UDP
     payload size; ``buckets`` maps a QTYPE to the value counted for it."""
 
-    __slots__ = ("buckets", "health", "names", "negatives", "opt", "payload", "selections", "snapshot")
+    __slots__ = ("buckets", "health", "names", "negatives", "opt", "payload", "selections", "shared", "snapshot")
 
     def __init__(self, snapshot: Snapshot, health: HealthView, buckets: Sequence[int]) -> None:
         self.snapshot = snapshot
@@ -175,6 +174,8 @@ class ServingPlan:
         self.payload: int = snapshot.settings.edns_udp_payload
         self.names: dict[bytes, StaticEntry | LbEntry] = {}
         self.selections = 0
+        self.shared: dict[tuple[Any, ...], Selection] = {}
+        """One :class:`Selection` per distinct answer (many locations share one)."""
         p = self.payload.to_bytes(2, "big")
         self.opt = (b"\x00\x00\x29" + p + b"\x00\x00" + _NO_DO, b"\x00\x00\x29" + p + b"\x00\x00" + _DO)
         """The fixed part of our OPT record (owner, TYPE, CLASS = payload, EXT-RCODE 0, VERSION 0,
@@ -268,11 +269,12 @@ class ServingPlan:
                 if source > 0 and io.geo is not None:
                     address = data[ecs_at + 8:ecs_at + 8 + ((source + 7) >> 3)]
                     rec = io.geo(address + bytes((4 if width == 4 else 16) - len(address)))
-                sel = entry.by_location.get((pop, source > 0, id(rec)))
-                if sel is None or sel.rec is not rec:
+                located = entry.by_location.get((pop, source > 0, id(rec)))
+                if located is None or located[0] is not rec:
                     return None
                 if source > 0:
-                    scope = ecs_scope(sel.network_prefix, source)
+                    scope = ecs_scope(located[1], source)
+                sel = located[2]
             body = sel.draw(io.rng)
             heads = sel.heads
             keys = sel.keys
@@ -311,7 +313,7 @@ class ServingPlan:
             return lb
         if not ans.static:
             return None
-        if ans.rcode == RCODE_NXDOMAIN:  # one entry per zone (the SOA), whatever the name
+        if ans.rcode == RCODE_NXDOMAIN and not ans.ancount:  # one entry per zone (its SOA), whatever the name
             entry = self.negatives.get(ans.authority)
             if entry is None:
                 entry = self.negatives[ans.authority] = self._static(ans, qtype)
@@ -339,10 +341,13 @@ class ServingPlan:
         entry = self.names.get(key)
         if type(entry) is not LbEntry:
             return
-        sel = Selection(ans.rrs, tuple(rr for _, rr in ans.weighted), tuple(accumulate(w for w, _ in ans.weighted)),
-                        _heads(ans.rcode, True, ans.ancount, 0, 0), _counter_keys(self.buckets[qtype], ans.rcode),
-                        decision_key, ans)
-        sel.longest = max((len(c) for c in sel.choices), default=0)
+        same = (ans.rrs, ans.weighted, ans.rcode, ans.ancount, decision_key, qtype)
+        sel = self.shared.get(same)
+        if sel is None:
+            sel = self.shared[same] = Selection(
+                ans.rrs, tuple(rr for _, rr in ans.weighted), tuple(accumulate(w for w, _ in ans.weighted)),
+                _heads(ans.rcode, True, ans.ancount, 0, 0), _counter_keys(self.buckets[qtype], ans.rcode),
+                decision_key, ans)
         loc = d.location
         if loc is None:
             entry.by_pop[pop] = sel
@@ -350,17 +355,18 @@ class ServingPlan:
             return
         if loc.source == "resolver" or (loc.source == "pop" and ans.lb.base.location_mode != "pop"):
             return
-        sel.rec = rec
+        prefix = -2
         if loc.source == "ecs" and loc.network_prefix is not None:
-            sel.network_prefix = loc.network_prefix
+            prefix = loc.network_prefix
         elif loc.ecs_consulted:
-            sel.network_prefix = -1  # consulted but no data: SCOPE = SOURCE (RFC 7871 §7.2.1)
+            prefix = -1  # consulted but no data: SCOPE = SOURCE (RFC 7871 §7.2.1)
         if self.selections >= MAX_SELECTIONS:
             self._drop_located()
-        entry.by_location[(pop, ecs_present, id(rec))] = sel
+        entry.by_location[(pop, ecs_present, id(rec))] = (rec, prefix, sel)
         self.selections += 1
 
     def _drop_located(self) -> None:
+        self.shared.clear()
         for entry in self.names.values():
             if type(entry) is LbEntry and entry.by_location:
                 self.selections -= len(entry.by_location)
@@ -373,3 +379,4 @@ class ServingPlan:
                 yield entry.by_location
         yield self.names
         yield self.negatives
+        yield self.shared

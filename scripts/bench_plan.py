@@ -167,13 +167,57 @@ def run(h: Handler, lists: list[list[bytes]]) -> float:
     return statistics.median(times)
 
 
+def plan_memory(h: Handler, count: int) -> None:
+    """Print the bytes the serving plan holds per LB selection and per static entry, measured with
+    tracemalloc while ``count`` distinct client networks (one selection per GeoIP record) and
+    the zone's static names are learnt, and what the caps of lbdns.serving bound a plan to."""
+    import tracemalloc
+
+    from lbdns import serving
+
+    rng = random.Random(3)
+    nets = _networks(count, seed=11)
+    packets = [_query("geo.example.net", ecs=n) for n in nets]
+    statics = [_query(f"n{i}.example.com") for i in range(2000)]
+    geo = h.geo
+    assert geo is not None
+    for n in nets:  # GeoIP records cached first: only the plan is measured
+        geo(bytes(int(x) for x in n.split(".")))
+    h.ref.publish_snapshot(h.ref.current.snapshot)  # an empty plan
+    plan = h.ref.current.plan
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for p in packets:
+        h.handle(p, PEER, False, POP)
+    sel_bytes = tracemalloc.get_traced_memory()[0] - before
+    sels = plan.selections
+    mid = tracemalloc.get_traced_memory()[0]
+    for p in statics:
+        h.handle(p, PEER, False, POP)
+    nx_bytes = tracemalloc.get_traced_memory()[0] - mid
+    tracemalloc.stop()
+    per_sel = sel_bytes / max(1, sels)
+    print(f"# plan memory: {sels} selections learnt from {count} networks: {sel_bytes / 1e6:.1f} MB, "
+          f"{per_sel:.0f} B per selection; 2,000 random NXDOMAIN names: {nx_bytes} B in all "
+          f"(names kept: {len(plan.names)}, negatives: {len(plan.negatives)})")
+    cap = serving.MAX_SELECTIONS
+    print(f"# cap: MAX_SELECTIONS={cap:,} → ≤ {cap * per_sel / 1e6:.0f} MB of selections per plan; "
+          f"MAX_NAMES={serving.MAX_NAMES:,} (name, type) entries")
+    _ = rng
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--mmdb", help="City MMDB file (default: the maxminddb-geolite2 package's)")
     ap.add_argument("--workloads", default="static,static_0x20,lb,ecs_random24,cookie,nxdomain,mix")
+    ap.add_argument("--memory", type=int, metavar="N", help="measure the plan's memory with N client networks")
     args = ap.parse_args()
     h = build_handler(args.mmdb)
+    if args.memory:
+        plan_memory(h, args.memory)
+        return 0
     names = args.workloads.split(",")
     passes = [workloads(h, seed) for seed in range(args.rounds + 1)]
     for net in NETWORKS:  # every client network seen once before (dnsperf cycles its file)

@@ -674,9 +674,10 @@ def test_repeated_udp_query_gets_identical_bytes(srv, query):
         assert tcp_out[2:] == replies[0]
 
 
-def test_packet_memo_skips_cookies_and_ecs(srv):
+def test_plan_answers_cookies_and_ecs_per_client(srv):
     """Server cookies depend on the client address and ECS answers echo the client's subnet:
-    neither may come from the memo; a plain repeated query does."""
+    the serving plan keeps the answer by name, never by query bytes, so each client gets its
+    own cookie and its own subnet echoed, as the strict path gives them."""
     handler = srv.app.handler
     client = os.urandom(8)
     cookie_q = make("www.example.com", options=[dns.edns.GenericOption(COOKIE, client)])
@@ -685,16 +686,18 @@ def test_packet_memo_skips_cookies_and_ecs(srv):
     for q in (cookie_q, ecs_q, plain):
         for _ in range(3):
             ask(srv, q)
-    assert not any(client in key for key in handler.packet_memos["IAD"].packets), "a cookie query was memoised"
-    assert ecs_q.to_wire()[2:] not in handler.packet_memos["IAD"].packets
-    assert plain.to_wire()[2:] in handler.packet_memos["IAD"].packets
+        wire = q.to_wire()
+        strict = handler.strict(wire, "127.0.0.1", False, srv.app.pops["IAD"], srv.app.ref.current)
+        assert ask_raw(srv, wire)[1] == strict
+    plan = srv.app.ref.current.plan
+    assert not any(client in key for key in plan.names), "a cookie was kept"
+    assert all(len(key) <= 259 for key in plan.names)
 
 
-def test_packet_memo_keeps_only_small_queries(srv):
-    """A query padded with a large unknown EDNS option is answered but never memoised, so the
-    memo's keys stay small whatever clients send."""
+def test_plan_keeps_names_not_queries(srv):
+    """A query padded with a large unknown EDNS option is answered (by the strict path), and the
+    plan's keys stay names whatever clients send."""
     big = make("www.example.com", options=[dns.edns.GenericOption(65001, os.urandom(1000))])
     for _ in range(3):
         assert ask(srv, big).rcode() == NOERROR
-    assert big.to_wire()[2:] not in srv.app.handler.packet_memos["IAD"].packets
-    assert all(len(key) <= 510 for key in srv.app.handler.packet_memos["IAD"].packets)
+    assert all(len(key) <= 259 for key in srv.app.ref.current.plan.names)

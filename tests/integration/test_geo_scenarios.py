@@ -276,26 +276,27 @@ def _summary(msg: dns.message.Message) -> tuple:
     return (msg.rcode(), msg.flags, addresses(msg), opt.family, opt.srclen, opt.scopelen, opt.address)
 
 
-def test_ecs_packet_memo_matches_strict_path(fx, serve):
-    """Queries that differ only in the ECS address are answered from a memoised response shape
-    (server/handler.py ``packet_memos[pop].ecs``): same answers, ECS echo and scope as the strict path
-    (TCP, never memoised), per GeoIP record, following health, and never for an address with bits
+def test_ecs_plan_matches_strict_path(fx, serve):
+    """Queries that differ only in the ECS address are answered from the serving plan's selection
+    for the address's GeoIP record (lbdns/serving.py): same answers, ECS echo and scope as the
+    strict path (``Handler.strict``), following health, and never for an address with bits
     beyond its prefix (FORMERR)."""
     _prox(fx)
     s = serve(fx)
     handler = s.app.handler
     cases = {"198.51.100.64": WEST, "198.51.100.128": ASIA, "203.0.113.192": EAST, "198.51.100.0": None}
-    for addr in cases:  # warm: the strict path fills the LB memos and the shape
+    for addr in cases:  # warm: the strict path fills the plan's selections
         for _ in range(2):
             s.raw(_ecs_wire(addr, 26))
-    memos = handler.packet_memos["IAD"]
-    assert memos.ecs
+    plan = s.app.ref.current.plan
+    assert any(getattr(e, "by_location", None) for e in plan.names.values())
     for addr, expected in cases.items():
         wire = _ecs_wire(addr, 26, qid=0x4242)
-        via_memo = handler._ecs_hit(memos, wire, 4, s.app.ref.current)
-        assert via_memo is not None, addr
-        got = dns.message.from_wire(via_memo)
-        strict = s.query("lb.example.com", pop="IAD", ecs=f"{addr}/26", tcp=True)
+        hit = plan.respond(wire, "127.0.0.1", False, "IAD", handler)
+        assert hit is not None, addr
+        got = dns.message.from_wire(hit[0])
+        strict = dns.message.from_wire(handler.strict(wire, "127.0.0.1", False, s.app.pops["IAD"],
+                                                      s.app.ref.current))
         assert _summary(got) == _summary(strict), addr
         assert got.id == 0x4242
         if expected is not None:
@@ -308,7 +309,7 @@ def test_ecs_packet_memo_matches_strict_path(fx, serve):
     # bits beyond the /26 prefix: FORMERR from the strict path, never a memoised answer
     bad = bytearray(_ecs_wire("198.51.100.64", 26))
     bad[-1] |= 0x01
-    assert handler._ecs_hit(memos, bytes(bad), 4, s.app.ref.current) is None
+    assert s.app.ref.current.plan.respond(bytes(bad), "127.0.0.1", False, "IAD", handler) is None
     assert dns.message.from_wire(s.raw(bytes(bad))).rcode() == dns.rcode.FORMERR
     # IPv6 /56 (7 address octets)
     for _ in range(2):

@@ -417,7 +417,7 @@ def _lb_packet() -> bytearray:
 
 
 def test_repeated_lb_packet_rotates_and_follows_health(fx, serve):
-    """The UDP packet memo (server/handler.py) answers a repeated LB query from stored bytes
+    """The serving plan (lbdns/serving.py) answers a repeated LB query from pre-rendered bytes
     around a freshly rotated answer section, and only while the origin states are the same."""
     s = serve(fx)
     wire = _lb_packet()
@@ -427,12 +427,13 @@ def test_repeated_lb_packet_rotates_and_follows_health(fx, serve):
         out = s.raw(bytes(wire))
         assert out is not None and out[:2] == wire[:2]
         replies.append(out)
-    assert bytes(wire[2:]) in s.app.handler.packet_memos["IAD"].packets
+    assert "IAD" in s.app.ref.current.plan.names[bytes(wire[12:12 + 20])].by_pop
     e1, e2 = bytes([192, 0, 2, 10]), bytes([192, 0, 2, 11])
     orders = {out.index(e1) < out.index(e2) for out in replies}
     assert orders == {True, False}  # both rotations served
     assert len({len(out) for out in replies}) == 1
-    strict = s.query("lb.example.com", tcp=True)  # TCP never uses the packet memo
+    strict = dns.message.from_wire(s.app.handler.strict(bytes(wire), "127.0.0.1", False, s.app.pops["IAD"],
+                                                        s.app.ref.current))
     for out in replies:
         assert answer_set(dns.message.from_wire(out)) == answer_set(strict)
     s.set_health({("p-us-east", "e1"): U, ("p-us-east", "e2"): U})
@@ -452,9 +453,9 @@ def test_repeated_lb_packet_weighted_single_still_draws(fx, serve):
     assert 0.55 <= seen[frozenset({"192.0.2.60"})] / 400 <= 0.85  # 70 % ± sampling error
 
 
-def test_packet_memo_per_pop(fx, serve):
-    """Each PoP has its own packet memo: the same query alternating between two PoPs is
-    memoised at both, and each answers with its own PoP's decision."""
+def test_plan_selection_per_pop(fx, serve):
+    """The serving plan keeps a selection per PoP: the same query alternating between two PoPs
+    is kept for both, and each answers with its own PoP's decision."""
     fx.lb["steering_policy"] = ""
     fx.lb["pop_pools"] = {"LHR": ["p-eu"]}
     s = serve(fx)
@@ -467,8 +468,7 @@ def test_packet_memo_per_pop(fx, serve):
             sock.sendto(bytes(wire), ("127.0.0.1", s.ports[pop]))
             got = addresses(dns.message.from_wire(sock.recv(4096)))
         assert got == (EAST if pop == "IAD" else EU)
-    for pop in ("IAD", "LHR"):
-        assert bytes(wire[2:]) in s.app.handler.packet_memos[pop].packets
+    assert set(s.app.ref.current.plan.names[bytes(wire[12:12 + 20])].by_pop) == {"IAD", "LHR"}
 
 
 def test_status_no_health_only_for_a_serving_enabled_fallback(fx, serve):

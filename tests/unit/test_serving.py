@@ -1,0 +1,179 @@
+"""Unit tests of the serving plan (lbdns/serving.py) through :meth:`Handler.handle`: the plan's
+answers are byte for byte the strict path's for every name, type and query shape of a zone; a
+health change or a reload is visible on the very next query; random NXDOMAIN names and
+per-location selections stay bounded (docs/architecture.md › The serving plan)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import dns.edns
+import dns.flags
+import dns.message
+import pytest
+
+import lbdns.serving as serving
+from lbdns.geo.location import StaticGeoTable
+from lbdns.health.view import OriginState
+from lbdns.server.handler import Handler
+from lbdns.server.state import Current, StateRef
+from tests.fixtures.geo import BASE_GEO_TABLE, BASE_POPS
+from tests.fixtures.snapshots import Built, build, build_dir, healthy
+from tests.integration.harness import Fixture
+from tests.integration.static_zone import write_static_zones
+
+IAD = BASE_POPS["IAD"]
+PEER = "198.51.100.5"
+GEO = StaticGeoTable.from_mapping(BASE_GEO_TABLE)
+EAST = {"192.0.2.10", "192.0.2.11"}
+WEST = {"192.0.2.20", "192.0.2.21"}
+U = OriginState.UNHEALTHY
+
+
+def handler(b: Built, seed: int = 1) -> Handler:
+    return Handler(StateRef(Current(b.snapshot, healthy(b.snapshot))), geo=GEO.lookup, rng=random.Random(seed),
+                   clock=lambda: 1000.0)
+
+
+def mixed_case(name: str, rng: random.Random) -> str:
+    return "".join(c.upper() if rng.random() < 0.5 else c for c in name)
+
+
+def shapes(name: str, rdtype: int, rng: random.Random) -> list[bytes]:
+    """One query in the shapes resolvers send: no EDNS, EDNS with/without DO, small and large
+    payloads, a client cookie with and without a server cookie, ECS v4/v6 and /0, RD set."""
+    out = []
+    for kw in ({"use_edns": False}, {"use_edns": 0, "payload": 1232}, {"use_edns": 0, "payload": 512},
+               {"use_edns": 0, "payload": 4096, "want_dnssec": True},
+               {"use_edns": 0, "options": [dns.edns.GenericOption(10, rng.randbytes(8))]},
+               {"use_edns": 0, "options": [dns.edns.GenericOption(10, rng.randbytes(24))]},
+               {"use_edns": 0, "options": [dns.edns.ECSOption("198.51.100.64", 26)]},
+               {"use_edns": 0, "options": [dns.edns.ECSOption("2001:db8::", 56),
+                                           dns.edns.GenericOption(10, rng.randbytes(8))]},
+               {"use_edns": 0, "options": [dns.edns.ECSOption("0.0.0.0", 0)]}):
+        q = dns.message.make_query(mixed_case(name, rng), rdtype, **kw)  # type: ignore[arg-type]
+        q.id = rng.randrange(65536)
+        if rng.random() < 0.5:
+            q.flags &= ~dns.flags.RD
+        out.append(q.to_wire())
+    return out
+
+
+def both(h: Handler, wire: bytes, tcp: bool = False) -> tuple[bytes | None, bytes | None]:
+    """(the plan's response, the strict path's response) to ``wire``."""
+    return h.handle(wire, PEER, tcp, IAD), h.strict(wire, PEER, tcp, IAD, h.ref.current)
+
+
+def test_static_answers_byte_for_byte_as_the_strict_path(tmp_path: Path) -> None:
+    """Every owner name × every type it has (and A, MX, TXT, ANY) plus random names, each in
+    every query shape and letter case, over UDP and TCP: the plan answers exactly like the
+    strict path, and the plan does answer (most of) them."""
+    b = build_dir(write_static_zones(tmp_path))
+    h = handler(b)
+    rng = random.Random(7)
+    asked = 0
+    for zone in b.snapshot.zones.values():
+        names = [dns.name.from_wire(owner, 0)[0].to_text() for owner in zone.nodes]  # type: ignore[attr-defined]
+        names += [f"nx{rng.randrange(10**6)}.{zone.origin_text}" for _ in range(5)]
+        for name in names:
+            node = zone.nodes.get(dns.name.from_text(name).canonicalize().to_wire())
+            types = set(node.rrsets) if node is not None else set()
+            for rdtype in types | {1, 15, 16, 255}:
+                for wire in shapes(name, rdtype, rng):
+                    for tcp in (False, True):
+                        plan, strict = both(h, wire, tcp)
+                        assert plan == strict, (name, rdtype, wire.hex())
+                        asked += 1
+    plan = h.ref.current.plan
+    assert asked > 500 and len(plan.names) > 20 and plan.negatives
+
+
+def test_answers_from_the_plan_not_the_strict_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the first query of a name, queries in any case, with cookies or ECS, never reach
+    the strict path."""
+    b = build_dir(write_static_zones(tmp_path))
+    h = handler(b)
+    h.handle(dns.message.make_query("www.example.com", "A").to_wire(), PEER, False, IAD)
+    monkeypatch.setattr(h, "strict", lambda *a: pytest.fail("strict path taken"))
+    rng = random.Random(3)
+    for wire in shapes("www.example.com", 1, rng) + shapes(f"x{rng.random()}.example.com", 1, rng):
+        assert h.handle(wire, PEER, False, IAD) is not None
+
+
+def lb(tmp_path: Path, **changes: Any) -> Built:
+    fx = Fixture()
+    fx.lb.update(changes)
+    return build(fx, tmp_path)
+
+
+def addrs(out: bytes | None) -> set[str]:
+    assert out is not None
+    return {rd.to_text() for r in dns.message.from_wire(out).answer for rd in r}
+
+
+def test_health_change_visible_on_the_next_query_through_the_plan(tmp_path: Path) -> None:
+    b = lb(tmp_path)
+    h = handler(b)
+    wire = dns.message.make_query("lb.example.com", "A").to_wire()
+    for _ in range(3):
+        assert addrs(h.handle(wire, PEER, False, IAD)) == EAST
+    before = h.ref.current.plan
+    assert "IAD" in before.names[wire[12:12 + 20]].by_pop  # answered from the plan
+    h.ref.publish_health(healthy(b.snapshot, {("p-us-east", "e1"): U, ("p-us-east", "e2"): U}))
+    assert addrs(h.handle(wire, PEER, False, IAD)) == WEST  # the very next query
+    assert h.ref.current.plan is not before
+    h.ref.publish_health(healthy(b.snapshot))
+    assert addrs(h.handle(wire, PEER, False, IAD)) == EAST
+
+
+def test_plan_kept_while_origin_states_do_not_change(tmp_path: Path) -> None:
+    """A health view with new probe details but the same origin states (``states_token``)
+    keeps the plan; new states drop it."""
+    b = lb(tmp_path)
+    h = handler(b)
+    h.handle(dns.message.make_query("lb.example.com", "A").to_wire(), PEER, False, IAD)
+    plan = h.ref.current.plan
+    view = h.ref.current.health
+    h.ref.publish_health(type(view)(view.version + 1, view.origins, view.pool_rtt, states_token=view.states_token))
+    assert h.ref.current.plan is plan
+    h.ref.publish_health(healthy(b.snapshot))
+    assert h.ref.current.plan is not plan
+
+
+def test_reload_visible_on_the_next_query_through_the_plan(tmp_path: Path) -> None:
+    b = lb(tmp_path)
+    h = handler(b)
+    wire = dns.message.make_query("lb.example.com", "A").to_wire()
+    for _ in range(2):
+        assert addrs(h.handle(wire, PEER, False, IAD)) == EAST
+    fx = Fixture()
+    fx.lb["default_pools"] = ["p-us-west"]
+    other = build(fx, tmp_path / "other")
+    h.ref.publish_snapshot(other.snapshot, healthy(other.snapshot))
+    assert addrs(h.handle(wire, PEER, False, IAD)) == WEST
+
+
+def test_random_nxdomain_names_are_not_kept(tmp_path: Path) -> None:
+    b = build_dir(write_static_zones(tmp_path))
+    h = handler(b)
+    rng = random.Random(5)
+    for _ in range(500):
+        name = "".join(rng.choice("abcdefgh") for _ in range(12)) + ".example.com"
+        out = h.handle(dns.message.make_query(mixed_case(name, rng), "A").to_wire(), PEER, False, IAD)
+        assert out is not None and dns.message.from_wire(out).rcode() == dns.rcode.NXDOMAIN
+    plan = h.ref.current.plan
+    assert len(plan.names) == 0 and len(plan.negatives) == 1
+
+
+def test_location_selections_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-location selections beyond MAX_SELECTIONS drop the located ones (a size cap)."""
+    monkeypatch.setattr(serving, "MAX_SELECTIONS", 2)
+    b = lb(tmp_path, steering_policy="proximity", default_pools=["p-us-east", "p-us-west", "p-eu", "p-asia"])
+    h = handler(b)
+    for addr in ("198.51.100.0", "198.51.100.64", "198.51.100.128", "203.0.113.0", "203.0.113.64") * 2:
+        wire = dns.message.make_query("lb.example.com", "A", use_edns=0,
+                                      options=[dns.edns.ECSOption(addr, 26)]).to_wire()
+        assert addrs(h.handle(wire, PEER, False, IAD)) == addrs(h.strict(wire, PEER, False, IAD, h.ref.current))
+        assert h.ref.current.plan.selections <= 2
