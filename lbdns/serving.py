@@ -32,10 +32,12 @@ from lbdns.snapshot_types import Snapshot
 from lbdns.steering.origins import Rng
 from lbdns.wire.codec import CLASS_IN, QTYPE_AXFR, QTYPE_IXFR, RCODE_NXDOMAIN
 
-__all__ = ["MAX_NAMES", "MAX_SELECTIONS", "Io", "LbEntry", "Selection", "ServingPlan", "StaticEntry"]
+__all__ = ["MAX_NAMES", "MAX_PACKETS", "MAX_SELECTIONS", "Io", "LbEntry", "Selection", "ServingPlan", "StaticEntry"]
 
 MAX_NAMES = 200_000
 """Most (name, type) entries a plan holds; further names are answered without being kept."""
+MAX_PACKETS = 10_000
+"""Most exact-query responses a plan keeps (:attr:`ServingPlan.packets`); emptied when full."""
 MAX_SELECTIONS = 200_000
 """Most LB selections a plan holds (PoP × location class × name); when reached, the per-location
 selections are dropped and filled again (a size cap, cleared when full: O(1), no bookkeeping
@@ -107,6 +109,7 @@ class Selection:
     keys: tuple[tuple[str, int, int], tuple[str, int, int]]
     decision_key: tuple[str, str, bool]
     answer: Answer
+    longest: int = 0
     turn: int = 0
 
     def draw(self, rng: Rng) -> bytes:
@@ -162,7 +165,8 @@ class ServingPlan:
     counts the LB selections held (≤ :data:`MAX_SELECTIONS`). ``payload`` is our EDNS UDP
     payload size; ``buckets`` maps a QTYPE to the value counted for it."""
 
-    __slots__ = ("buckets", "health", "names", "negatives", "opt", "payload", "selections", "shared", "snapshot")
+    __slots__ = ("buckets", "health", "names", "negatives", "opt", "packets", "payload", "selections", "shared",
+                 "snapshot")
 
     def __init__(self, snapshot: Snapshot, health: HealthView, buckets: Sequence[int]) -> None:
         self.snapshot = snapshot
@@ -174,6 +178,12 @@ class ServingPlan:
         self.payload: int = snapshot.settings.edns_udp_payload
         self.names: dict[bytes, StaticEntry | LbEntry] = {}
         self.selections = 0
+        self.packets: dict[str, dict[bytes, tuple[bytes, Selection | None, bytes, Any, Answer]]] = {}
+        """PoP code → UDP query bytes after the ID → (response bytes after the ID up to the LB answer section,
+        the LB selection or None, the bytes after it, counter keys, answer): for queries whose
+        response depends on nothing else (lower-case name, no cookie, no ECS; ≤ 512 octets),
+        at most :data:`MAX_PACKETS` per PoP. A shortcut for repeated identical queries; the plan answers
+        every other query by name."""
         self.shared: dict[tuple[Any, ...], Selection] = {}
         """One :class:`Selection` per distinct answer (many locations share one)."""
         p = self.payload.to_bytes(2, "big")
@@ -189,6 +199,15 @@ class ServingPlan:
         Reads the header, the question (any letter case: the key is lower-cased, the question
         echoed as received), and at most one OPT record of version 0 with ECS and COOKIE
         options (RFC 6891, RFC 7871 §6, RFC 7873 §5.2). Never raises for any input bytes."""
+        if not tcp and (packets := self.packets.get(pop)) is not None:
+            hit = packets.get(data[2:])
+            if hit is not None:
+                io.counters.queries[hit[3][0]] += 1
+                kept = hit[1]
+                if kept is None:
+                    return data[:2] + hit[0], hit[4]
+                io.counters.decisions[kept.decision_key] += 1
+                return data[:2] + hit[0] + kept.draw(io.rng) + hit[2], hit[4]
         n = len(data)
         if n < 17 or data[2] & 0xF8 or data[4:11] != _QUESTION_ONLY:
             return None  # a response, another opcode, or not exactly one question
@@ -255,6 +274,7 @@ class ServingPlan:
                 return None
             echo = data[ecs_at:a - 1]
         scope = 0
+        sel: Selection | None = None
         if isinstance(entry, StaticEntry):
             body = entry.body
             heads = entry.heads
@@ -279,7 +299,6 @@ class ServingPlan:
             heads = sel.heads
             keys = sel.keys
             ans = sel.answer
-            io.counters.decisions[sel.decision_key] += 1
         if opt:
             options = b""
             if source >= 0:
@@ -293,7 +312,24 @@ class ServingPlan:
         if len(out) > limit:
             return None  # the strict path truncates (TC=1) or leaves optional records out
         io.counters.queries[keys[tcp]] += 1
+        if sel is not None:
+            io.counters.decisions[sel.decision_key] += 1
+        if not tcp and source < 0 and not cookie and n <= 512 and scope == 0 and key.startswith(data[12:end + 1]):
+            self._keep_packet(pop, data, out, qend, len(body), sel, keys, ans, limit)
         return out, ans
+
+    def _keep_packet(self, pop: str, data: bytes, out: bytes, qend: int, section: int, sel: Selection | None,
+                     keys: tuple[tuple[str, int, int], tuple[str, int, int]], ans: Answer, limit: int) -> None:
+        """Keep the response to a UDP query whose bytes after the ID are all it depends on
+        (lower-case name, no cookie, no ECS; see :attr:`packets`): the bytes before and after an
+        LB's answer section, which is drawn again per query, when every draw fits ``limit``."""
+        packets = self.packets.get(pop)
+        if packets is None or len(packets) >= MAX_PACKETS:
+            packets = self.packets[pop] = {}
+        if sel is None:
+            packets[data[2:]] = (out[2:], None, b"", keys, ans)
+        elif len(out) - section + sel.longest <= limit:
+            packets[data[2:]] = (out[2:qend], sel, out[qend + section:], keys, ans)
 
     def _miss(self, key: bytes, qlen: int) -> StaticEntry | LbEntry | None:
         """The entry for ``key`` (lower-case name + QTYPE + QCLASS) when the plan can answer it
@@ -347,7 +383,8 @@ class ServingPlan:
             sel = self.shared[same] = Selection(
                 ans.rrs, tuple(rr for _, rr in ans.weighted), tuple(accumulate(w for w, _ in ans.weighted)),
                 _heads(ans.rcode, True, ans.ancount, 0, 0), _counter_keys(self.buckets[qtype], ans.rcode),
-                decision_key, ans)
+                decision_key, ans,
+                max(len(rr) for _, rr in ans.weighted) if ans.weighted else sum(len(rr) for rr in ans.rrs))
         loc = d.location
         if loc is None:
             entry.by_pop[pop] = sel
@@ -367,6 +404,7 @@ class ServingPlan:
 
     def _drop_located(self) -> None:
         self.shared.clear()
+        self.packets.clear()
         for entry in self.names.values():
             if type(entry) is LbEntry and entry.by_location:
                 self.selections -= len(entry.by_location)
@@ -380,3 +418,4 @@ class ServingPlan:
         yield self.names
         yield self.negatives
         yield self.shared
+        yield from self.packets.values()
