@@ -113,12 +113,18 @@ def addrs(out: bytes | None) -> set[str]:
     return {rd.to_text() for r in dns.message.from_wire(out).answer for rd in r}
 
 
-def test_health_change_visible_on_the_next_query_through_the_plan(tmp_path: Path) -> None:
+def warmed(tmp_path: Path) -> tuple[Built, Handler, bytes]:
+    """The base fixture's LB, a handler, and a query for it answered three times (so from the plan)."""
     b = lb(tmp_path)
     h = handler(b)
     wire = dns.message.make_query("lb.example.com", "A").to_wire()
     for _ in range(3):
         assert addrs(h.handle(wire, PEER, False, IAD)) == EAST
+    return b, h, wire
+
+
+def test_health_change_visible_on_the_next_query_through_the_plan(tmp_path: Path) -> None:
+    b, h, wire = warmed(tmp_path)
     before = h.ref.current.plan
     assert "IAD" in before.names[wire[12:12 + 20]].by_pop  # answered from the plan
     h.ref.publish_health(healthy(b.snapshot, {("p-us-east", "e1"): U, ("p-us-east", "e2"): U}))
@@ -131,9 +137,7 @@ def test_health_change_visible_on_the_next_query_through_the_plan(tmp_path: Path
 def test_plan_kept_while_origin_states_do_not_change(tmp_path: Path) -> None:
     """A health view with new probe details but the same origin states (``states_token``)
     keeps the plan; new states drop it."""
-    b = lb(tmp_path)
-    h = handler(b)
-    h.handle(dns.message.make_query("lb.example.com", "A").to_wire(), PEER, False, IAD)
+    b, h, _ = warmed(tmp_path)
     plan = h.ref.current.plan
     view = h.ref.current.health
     h.ref.publish_health(type(view)(view.version + 1, view.origins, view.pool_rtt, states_token=view.states_token))
@@ -143,11 +147,7 @@ def test_plan_kept_while_origin_states_do_not_change(tmp_path: Path) -> None:
 
 
 def test_reload_visible_on_the_next_query_through_the_plan(tmp_path: Path) -> None:
-    b = lb(tmp_path)
-    h = handler(b)
-    wire = dns.message.make_query("lb.example.com", "A").to_wire()
-    for _ in range(2):
-        assert addrs(h.handle(wire, PEER, False, IAD)) == EAST
+    _, h, wire = warmed(tmp_path)
     fx = Fixture()
     fx.lb["default_pools"] = ["p-us-west"]
     other = build(fx, tmp_path / "other")
