@@ -44,6 +44,7 @@ selections are dropped and filled again (a size cap, cleared when full: O(1), no
 per query)."""
 
 _SCOPE = tuple(bytes((i,)) for i in range(129))
+_PAD = tuple(bytes(i) for i in range(17))
 _COUNT = tuple(i.to_bytes(2, "big") for i in range(65536))
 _QUESTION_ONLY = b"\x00\x01\x00\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT high octet 0
 _NO_DO = b"\x00\x00"
@@ -129,8 +130,9 @@ class Selection:
 class LbEntry:
     """A load-balanced (name, type): ``by_pop`` the selections whose decision used no client
     location (PoP code → selection); ``by_location`` those decided by a location (PoP code, ECS
-    present, id of the GeoIP record → (the record, to check identity; the deciding network's
-    prefix length for the ECS scope, :func:`ecs_scope`; the selection))."""
+    present, id of the GeoIP record of the ECS address — or, without ECS, of the resolver
+    address → (the record, to check identity; the deciding network's prefix length for the ECS
+    scope, :func:`ecs_scope`; the selection))."""
 
     by_pop: dict[str, Selection]
     by_location: dict[tuple[str, bool, int], tuple[object, int, Selection]]
@@ -274,6 +276,7 @@ class ServingPlan:
                 return None
             echo = data[ecs_at:a - 1]
         scope = 0
+        located = None
         sel: Selection | None = None
         if isinstance(entry, StaticEntry):
             body = entry.body
@@ -286,9 +289,12 @@ class ServingPlan:
                 if not entry.by_location:
                     return None
                 rec = None
-                if source > 0 and io.geo is not None:
-                    address = data[ecs_at + 8:ecs_at + 8 + ((source + 7) >> 3)]
-                    rec = io.geo(address + bytes((4 if width == 4 else 16) - len(address)))
+                if io.geo is not None:  # the location class: the ECS address's record, else the resolver's
+                    if source > 0:
+                        address = data[ecs_at + 8:ecs_at + 8 + ((source + 7) >> 3)]
+                        rec = io.geo(address + _PAD[width - len(address)])
+                    else:
+                        rec = io.geo(peer_ip)
                 located = entry.by_location.get((pop, source > 0, id(rec)))
                 if located is None or located[0] is not rec:
                     return None
@@ -314,7 +320,7 @@ class ServingPlan:
         io.counters.queries[keys[tcp]] += 1
         if sel is not None:
             io.counters.decisions[sel.decision_key] += 1
-        if not tcp and source < 0 and not cookie and n <= 512 and scope == 0 and key.startswith(data[12:end + 1]):
+        if not tcp and source < 0 and not cookie and located is None and n <= 512 and key.startswith(data[12:end + 1]):
             self._keep_packet(pop, data, out, qend, len(body), sel, keys, ans, limit)
         return out, ans
 
@@ -367,10 +373,12 @@ class ServingPlan:
     def learn_lb(self, key: bytes, pop: str, ans: Answer, ecs_present: bool, rec: object,
                  decision_key: tuple[str, str, bool], qtype: int) -> None:
         """Keep the selection of a cacheable LB answer computed on the strict path: per PoP when
-        no client location was used; per (PoP, ECS present, GeoIP record) when the location came
-        from the ECS address or, with ``mode: pop``, from the PoP; never when it came from the
-        resolver address (not part of the key). ``rec`` is the GeoIP record of the ECS address
-        (None without ECS)."""
+        no client location was used; else per (PoP, ECS present, GeoIP record ``rec``). With
+        ECS, ``rec`` is the ECS address's record, and the selection is kept when the location
+        came from it or, with ``mode: pop``, from the PoP (not when ECS fell through to the
+        resolver address, which is not in the key). Without ECS (or with a /0), ``rec`` is the
+        resolver address's record, which decides every location that query can get (the
+        resolver's, or the PoP's when it has none)."""
         d = ans.decision
         if d is None or ans.lb is None or not (ans.rrs or ans.weighted):
             return
@@ -390,7 +398,7 @@ class ServingPlan:
             entry.by_pop[pop] = sel
             self.selections += 1
             return
-        if loc.source == "resolver" or (loc.source == "pop" and ans.lb.base.location_mode != "pop"):
+        if ecs_present and (loc.source == "resolver" or (loc.source == "pop" and ans.lb.base.location_mode != "pop")):
             return
         prefix = -2
         if loc.source == "ecs" and loc.network_prefix is not None:

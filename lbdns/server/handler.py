@@ -231,7 +231,7 @@ class Handler:
         )
         ans = resolve(cur.snapshot, q.qname_lower, q.qtype, env)
         if ans.lb is not None:
-            self._count_lb(q, pop, cur, ans, ecs_for_answer)
+            self._count_lb(q, peer_ip, pop, cur, ans, ecs_for_answer)
         self.counters.queries[("tcp" if tcp else "udp", QTYPE_BUCKET[q.qtype], ans.rcode)] += 1
         out = build_response(
             q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
@@ -244,7 +244,8 @@ class Handler:
             self.on_answer(q, peer_ip, tcp, pop, ans)
         return out
 
-    def _count_lb(self, q: Query, pop: Pop, cur: Current, ans: Answer, ecs: ClientSubnet | None) -> None:
+    def _count_lb(self, q: Query, peer_ip: str, pop: Pop, cur: Current, ans: Answer,
+                  ecs: ClientSubnet | None) -> None:
         """Count an LB decision and its matched rules; hand a cacheable one to the plan."""
         assert ans.lb is not None
         d = ans.decision
@@ -252,7 +253,7 @@ class Handler:
             dkey = (ans.lb.name, d.pool.name if d.pool else "", d.fallback)
             self.counters.decisions[dkey] += 1
             if q.qclass == CLASS_IN and (ans.rrs or ans.weighted):
-                rec = self.geo(ecs.packed) if (ecs is not None and self.geo is not None) else None
+                rec = None if self.geo is None else self.geo(ecs.packed if ecs is not None else peer_ip)
                 cur.plan.learn_lb(q.qname_lower + q.question[-4:], pop.code, ans, ecs is not None, rec, dkey,
                                   q.qtype)
         for name in ans.matched_rules:

@@ -177,3 +177,19 @@ def test_location_selections_are_capped(tmp_path: Path, monkeypatch: pytest.Monk
                                       options=[dns.edns.ECSOption(addr, 26)]).to_wire()
         assert addrs(h.handle(wire, PEER, False, IAD)) == addrs(h.strict(wire, PEER, False, IAD, h.ref.current))
         assert h.ref.current.plan.selections <= 2
+
+
+def test_resolver_located_answers_kept_per_resolver_record(tmp_path: Path) -> None:
+    """Without ECS the resolver address's GeoIP record is the location class: answers are kept
+    per record (not per query bytes), and each resolver still gets its own nearest pool."""
+    b = lb(tmp_path, steering_policy="proximity", default_pools=["p-us-east", "p-us-west", "p-eu", "p-asia"],
+           location_strategy={"prefer_ecs": "never", "mode": "resolver_ip"})
+    h = handler(b)
+    wire = dns.message.make_query("lb.example.com", "A").to_wire()
+    expected = {"198.51.100.130": {"192.0.2.40"}, "203.0.113.10": {"192.0.2.30", "192.0.2.31"},
+                "203.0.113.200": EAST}
+    for _ in range(3):
+        for peer, want in expected.items():
+            assert addrs(h.handle(wire, peer, False, IAD)) == want
+    entry = h.ref.current.plan.names[wire[12:12 + 20]]
+    assert len(entry.by_location) == 3 and not entry.by_pop
