@@ -11,15 +11,21 @@ import hmac
 import json
 import logging
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
 from aiohttp import web
 
 from lbdns.health.view import OriginState
 from lbdns.probes.notify import SIGNATURE_HEADER, WebhookNotifier
-from tests.integration.harness import Fixture, Server
+from tests.integration.harness import SOA, Fixture, Server
+from tests.integration.test_health_e2e import Origin
 from tests.integration.test_probes_http import run
 from tests.integration.test_probes_notify import _event
 
@@ -171,17 +177,102 @@ def test_sequence_survives_a_restart(tmp_path: Path) -> None:
     assert len({b["stream"] for b in rx.got}) == 1
 
 
-def test_reload_sends_pool_enablement_events(tmp_path: Path) -> None:
+class ThreadedReceiver:
+    """A :class:`Receiver` running in its own event loop thread (for tests driving a
+    :class:`Server`, whose loop is another thread)."""
+
+    def __init__(self, secret: bytes | None) -> None:
+        self.rx = Receiver(secret)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.call(self.rx.start())
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def close(self) -> None:
+        if self.rx._runner is not None:
+            self.call(self.rx.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[ThreadedReceiver]:
+    r = ThreadedReceiver(SECRET)
+    yield r
+    r.close()
+
+
+def _wait(pred: Any, limit: float) -> None:
+    t0 = time.monotonic()
+    while not pred():
+        assert time.monotonic() - t0 < limit, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_server_health_events_in_sequence_across_a_receiver_outage(tmp_path: Path, receiver) -> None:
+    """End to end: a real server probing 50 real HTTP origins (5 pools, 1 s interval) sends
+    their health changes — up at warm start, all down, all up again — while the receiver is
+    stopped between the down and the up wave and restarted on the same port 1.5 s later: every
+    event arrives once per seq, contiguous from 1, in order, signed."""
+    rx = receiver.rx
+    origins = [Origin(f"127.0.1.{i + 1}") for i in range(50)]
+    try:
+        zones = tmp_path / "zones"
+        zones.mkdir()
+        monitor = {"id": "m", "type": "http", "path": "/health", "expected_codes": "2xx", "interval": 1,
+                   "timeout": 1, "retries": 0, "consecutive_down": 1, "consecutive_up": 1}
+        pools = [{"name": f"p{k}", "monitor": "m",
+                  "origins": [{"name": f"o{i}", "address": o.address, "port": o.port}
+                              for i, o in enumerate(origins[k * 10:(k + 1) * 10])]} for k in range(5)]
+        (zones / "_account.yaml").write_text(yaml.safe_dump({"monitors": [monitor], "pools": pools}))
+        (zones / "example.com.yaml").write_text(yaml.safe_dump({
+            "zone": "example.com", "soa": SOA, "ns": ["ns1.example.com."],
+            "load_balancers": {"lb": {"default_pools": [p["name"] for p in pools], "fallback_pool": "p4"}}}))
+        secret_file = tmp_path / "hook.secret"
+        secret_file.write_bytes(SECRET)
+        srv = Server(zones, tmp_path, geoip=False, health="none", probes_enabled=True, monitor_interval_min=1,
+                     notification_webhook={"url": rx.url(), "secret_file": str(secret_file), "retry_for": 30,
+                                           "backoff_initial": 0.1, "backoff_max": 0.5,
+                                           "sequence_file": str(tmp_path / "webhook.seq")})
+        try:
+            _wait(lambda: len(rx.got) >= 50, 15)  # warm start: 50 origins unknown -> healthy
+            for o in origins:
+                o.status = 503
+            _wait(lambda: len(rx.got) >= 100, 15)
+            receiver.call(rx.stop())
+            for o in origins:
+                o.status = 200
+            time.sleep(1.5)  # a probe round or more: the up wave queues up behind the outage
+            receiver.call(rx.start())
+            _wait(lambda: len({b["seq"] for b in rx.got}) >= 150, 20)
+            time.sleep(0.3)
+            assert srv.app.notifier.attempts_failed > 0  # the outage was felt
+            assert srv.app.notifier.failed == srv.app.notifier.dropped == 0
+        finally:
+            srv.stop()
+    finally:
+        with ThreadPoolExecutor(len(origins)) as ex:  # each shutdown waits up to 0.5 s for its server
+            list(ex.map(Origin.stop, origins))
+    seqs = [b["seq"] for b in rx.got]
+    unique = sorted(set(seqs))
+    assert seqs == sorted(seqs)  # in order (a repeat can only follow its own first delivery)
+    assert unique == list(range(1, len(unique) + 1)) and len(unique) >= 150  # none lost
+    assert rx.bad_signatures == 0
+    waves = [b["origins"][0]["healthy"] for b in sorted({b["seq"]: b for b in rx.got}.values(),
+                                                         key=lambda b: b["seq"])]
+    assert waves[:50] == [True] * 50 and waves[50:100] == [False] * 50 and waves[100:150] == [True] * 50
+    print(f"{len(unique)} events, {len(seqs) - len(unique)} repeat(s)")
+
+
+def test_reload_sends_pool_enablement_events(tmp_path: Path, receiver) -> None:
     """A reload that disables one pool and re-enables it later sends one
     ``load_balancing_pool_enablement_alert`` each, numbered after each other, to a server
     started with ``notification_webhook`` (object form, signed)."""
-    rx = Receiver(SECRET)
-    loop = asyncio.new_event_loop()
-    loop.run_until_complete(rx.start())
-    import threading
-
-    t = threading.Thread(target=loop.run_forever, daemon=True)
-    t.start()
+    rx = receiver.rx
     secret_file = tmp_path / "hook.secret"
     secret_file.write_bytes(SECRET + b"\n")
     fx = Fixture()
@@ -201,10 +292,6 @@ def test_reload_sends_pool_enablement_events(tmp_path: Path) -> None:
             time.sleep(0.02)
     finally:
         srv.stop()
-        asyncio.run_coroutine_threadsafe(rx.stop(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        t.join(5)
-        loop.close()
     assert rx.bad_signatures == 0
     assert [(b["seq"], b["alert_type"], b["pool"]["name"], b["pool"]["enabled"]) for b in rx.got] == [
         (1, "load_balancing_pool_enablement_alert", "p-us-west", False),
