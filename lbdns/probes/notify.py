@@ -377,6 +377,7 @@ class WebhookNotifier:
         self._queue: deque[_Pending] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._down_since: float | None = None
+        self._given_up: list[int] = []  # seqs given up during the current outage
         self.sent = 0
         self.failed = 0
         self.attempts_failed = 0
@@ -437,7 +438,10 @@ class WebhookNotifier:
         data = json.dumps({"seq": seq, "stream": self.seq.stream, "alert_type": alert_type, **body},
                           separators=(",", ":")).encode()
         if len(self._queue) >= self.max_queue:
-            old = self._queue.popleft()
+            # the oldest not being sent right now (the head is in flight while the worker runs)
+            at = 1 if self._worker is not None and len(self._queue) > 1 else 0
+            old = self._queue[at]
+            del self._queue[at]
             self.dropped += 1
             log.warning("webhook %s: %d events waiting, dropping the oldest (seq %d)", redact_url(self.url),
                         len(self._queue) + 1, old.seq)
@@ -471,6 +475,7 @@ class WebhookNotifier:
                 if self._down_since is not None:
                     log.info("webhook %s delivering again (seq %d) after %.1f s of failures", redact_url(self.url),
                              item.seq, self.clock() - self._down_since)
+                    self._report_given_up()
                     self._down_since = None
                 return
             self.attempts_failed += 1
@@ -486,9 +491,20 @@ class WebhookNotifier:
             delay = min(delay * 2, self.backoff_max)
 
     def _give_up(self, item: _Pending, attempts: int, error: str) -> None:
+        """Count ``item`` as failed; the first give-up of an outage is logged at once, the rest
+        in one line when delivery resumes or the notifier stops."""
         self.failed += 1
-        log.warning("webhook %s: giving up on seq %d after %d attempt(s) (%s)", redact_url(self.url), item.seq,
-                    attempts, error)
+        if not self._given_up:
+            log.warning("webhook %s: giving up on seq %d after %d attempt(s) (%s); further give-ups are "
+                        "reported when delivery resumes", redact_url(self.url), item.seq, attempts, error)
+        self._given_up.append(item.seq)
+
+    def _report_given_up(self) -> None:
+        more = self._given_up[1:]
+        if more:
+            log.warning("webhook %s: gave up on %d more event(s) during the outage (seq %d–%d)",
+                        redact_url(self.url), len(more), more[0], more[-1])
+        self._given_up.clear()
 
     async def _attempt(self, item: _Pending) -> tuple[float, str | None]:
         """One POST of ``item``: ``(Retry-After seconds or 0, None on success else the error)``."""
@@ -527,6 +543,7 @@ class WebhookNotifier:
                                 redact_url(self.url), len(self._queue), self._queue[0].seq, self._queue[-1].seq)
                     self.failed += len(self._queue)
                     self._queue.clear()
+        self._report_given_up()
         self.seq.close()
         if self._own_session and self._session is not None:
             await self._session.close()

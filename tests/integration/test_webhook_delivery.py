@@ -159,6 +159,32 @@ def test_retries_are_bounded_then_the_next_event_goes(tmp_path: Path, caplog) ->
     assert "s3cr3t" not in text and "hunter2" not in text
 
 
+def test_a_full_queue_drops_the_oldest_waiting_event_leaving_a_gap(caplog) -> None:
+    """``max_queue`` bounds memory while the receiver is down: the oldest waiting event (not the
+    one being sent) is dropped, counted and logged; the receiver sees the gap in ``seq``."""
+    async def main() -> tuple[Receiver, WebhookNotifier]:
+        rx = Receiver()
+        await rx.start()
+        await rx.stop()
+        n = WebhookNotifier(rx.url(), timeout=1, retry_for=10, backoff_initial=0.05, backoff_max=0.1, max_queue=3)
+        for _ in range(6):
+            n(_event(OriginState.UNHEALTHY))
+        await asyncio.sleep(0.2)
+        await rx.start()
+        t0 = time.monotonic()
+        while n.pending and time.monotonic() - t0 < 5:
+            await asyncio.sleep(0.01)
+        await n.aclose()
+        await rx.stop()
+        return rx, n
+
+    with caplog.at_level(logging.WARNING, logger="lbdns"):
+        rx, n = run(main())
+    assert [b["seq"] for b in rx.got] == [1, 5, 6]
+    assert n.dropped == 3 and n.sent == 3 and n.failed == 0
+    assert "dropping the oldest (seq 2)" in caplog.text
+
+
 def test_sequence_survives_a_restart(tmp_path: Path) -> None:
     """A second notifier on the same sequence file (a restarted server) continues the stream."""
     async def main() -> Receiver:
