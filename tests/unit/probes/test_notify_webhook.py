@@ -60,7 +60,7 @@ def test_enablement_changes_only_for_pools_in_both():
 def test_webhook_settings_errors_are_located_and_never_echo_the_url(tmp_path):
     import pytest
 
-    from lbdns.config.settings import load_settings
+    from lbdns.config.read_settings import load_settings
     from lbdns.errors import ConfigError
 
     f = tmp_path / "lbdns.yaml"
