@@ -13,22 +13,16 @@ import hashlib
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lbdns.geo.distance import haversine_km
 from lbdns.health.view import HealthView
 from lbdns.steering.origins import HostLookup, Rng, choose_single, hash_score, network_key, persistence_key, shed
 from lbdns.steering.plan import CompiledOrigin, CompiledPool, Effective
-from lbdns.wire.codec import (
-    QTYPE_A,
-    QTYPE_AAAA,
-    QTYPE_CNAME,
-    QTYPE_HTTPS,
-    QTYPE_MX,
-    QTYPE_SRV,
-    QTYPE_SVCB,
-    ClientSubnet,
-)
+from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_HTTPS, QTYPE_MX, QTYPE_SRV, QTYPE_SVCB
+
+if TYPE_CHECKING:
+    from lbdns.wire.codec import ClientSubnet
 
 _ADDRESS_QTYPES = (QTYPE_A, QTYPE_AAAA, QTYPE_HTTPS, QTYPE_SVCB)
 """Query types whose answer needs the addresses of hostname origins."""
