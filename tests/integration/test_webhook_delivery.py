@@ -71,6 +71,15 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook" + ("?token=s3cr3t-value" if secret_query else "")
 
 
+async def _drain_then_stop(rx: Receiver, n: WebhookNotifier, limit: float) -> None:
+    """Wait up to ``limit`` seconds for ``n``'s queue to empty, then close it and ``rx``."""
+    t0 = time.monotonic()
+    while n.pending and time.monotonic() - t0 < limit:
+        await asyncio.sleep(0.01)
+    await n.aclose()
+    await rx.stop()
+
+
 def _connection_refused(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
@@ -97,11 +106,7 @@ def test_100_events_in_sequence_across_a_receiver_outage(tmp_path: Path) -> None
             await asyncio.sleep(0.01)
         assert n.attempts_failed > 0 and n.pending > 0
         await rx.start()  # same port
-        t0 = time.monotonic()
-        while n.pending and time.monotonic() - t0 < 15:
-            await asyncio.sleep(0.01)
-        await n.aclose()
-        await rx.stop()
+        await _drain_then_stop(rx, n, 15)
         return rx, n
 
     rx, n = run(main())
@@ -171,11 +176,7 @@ def test_a_full_queue_drops_the_oldest_waiting_event_leaving_a_gap(caplog) -> No
             n(_event(OriginState.UNHEALTHY))
         await asyncio.sleep(0.2)
         await rx.start()
-        t0 = time.monotonic()
-        while n.pending and time.monotonic() - t0 < 5:
-            await asyncio.sleep(0.01)
-        await n.aclose()
-        await rx.stop()
+        await _drain_then_stop(rx, n, 5)
         return rx, n
 
     with caplog.at_level(logging.WARNING, logger="lbdns"):
