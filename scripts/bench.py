@@ -7,6 +7,8 @@ database). Both servers are pinned to one core (``taskset -c SERVER_CPU``) and `
 the other. For each workload, every server in turn (the order reversed each round, so the
 servers share the machine's noise):
 
+* warm-up (generated files only, ``--no-warmup`` skips it): one unmeasured pass through the
+  file, so that every round sees servers that have met each name, cookie and network once;
 * capacity: ``dnsperf -c 10 -q 100 -l 10`` (``--rounds`` runs, median): queries/second,
   average latency, lost queries, and the server's CPU time per query it processed (from
   ``/proc/PID/stat`` of the server process over the run, divided by the server's own query

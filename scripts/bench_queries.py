@@ -204,10 +204,12 @@ WORKLOADS = {w.name: w for w in (
     Workload("lb", f"{WWW} A (failover LB, two addresses) and {API} A (weighted LB, one address), "
              "alternating, fixed case", text=(f"{WWW} A", f"{API} A")),
     Workload("ecs", f"{GEO} A (proximity LB) with ECS from 6 /24s in turn, fixed case", build=fixed_ecs),
-    Workload("0x20", f"{STATIC} A with random letter case per query (0x20)", build=case_0x20),
-    Workload("cookie", f"{STATIC} A with EDNS; a different 8-byte client cookie on half the queries",
+    Workload("0x20", f"{STATIC} A with random letter case per query (0x20, draft-vixie-dnsext-dns0x20)",
+             build=case_0x20),
+    Workload("cookie", f"{STATIC} A with EDNS; a different 8-byte client cookie (RFC 7873) on half the "
+             "queries",
              build=cookies),
-    Workload("ecs-random", f"{GEO} A with a different random public ECS /24 per query", build=ecs_random),
+    Workload("ecs-random", f"{GEO} A with a different random public ECS (RFC 7871) /24 per query", build=ecs_random),
     Workload("nxdomain", "a random nonexistent name under example.com per query (NXDOMAIN), EDNS", build=nxdomain),
     Workload("mix", "resolver mix: 0x20 and EDNS on every query, RD clear, a client cookie on half, a random "
              "public ECS /24 on half, 10 % random NXDOMAIN names, the rest static 30 % / LB 30 % / geo 30 %",
