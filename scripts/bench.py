@@ -249,8 +249,9 @@ def _pool_addresses(pool: dict[str, Any]) -> list[str]:
 
 def gdnsd_zone_data(zones: Path) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """The gdnsd equivalent of the example zones in ``zones`` (lbdns YAML): (zone file lines by
-    zone name, the ``plugins`` configuration). Translated: SOA, NS, every A record, and the load
-    balancers whose policy has a gdnsd counterpart — failover (``steering_policy: off``) as a
+    zone name, the ``plugins`` configuration). Translated: SOA, NS, every A and NS record (so a
+    delegation and its glue stay what they are), and the load balancers without rules whose policy
+    has a gdnsd counterpart — failover (``steering_policy: off``) as a
     ``metafo`` resource over the pools' IPv4 origins, ``random`` over one pool with weighted
     origins as a ``weighted`` resource, ``proximity`` as a ``geoip`` resource in City auto mode
     with the pools' coordinates (gdnsd-plugin-metafo(8), -weighted(8), -geoip(8)). Other record
@@ -276,12 +277,12 @@ def gdnsd_zone_data(zones: Path) -> tuple[dict[str, list[str]], dict[str, Any]]:
             if label in lbs:
                 continue
             for rec in recs if isinstance(recs, list) else [recs]:
-                if rec["type"] == "A":
+                if rec["type"] in ("A", "NS"):
                     for value in rec.get("values") or [rec["value"]]:
-                        lines.append(f"{label or '@'} {rec['ttl']} A {value}")
+                        lines.append(f"{label or '@'} {rec['ttl']} {rec['type']} {value}")
         for label, lb in lbs.items():
             key = f"{label}.{zone}".replace(".", "_")
-            policy = lb.get("steering_policy", "off")
+            policy = "rules" if lb.get("rules") else lb.get("steering_policy", "off")
             names = lb["default_pools"]
             dcmap = {n: _pool_addresses(pools[n]) for n in names}
             if policy == "off":
@@ -481,7 +482,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1, help="throughput runs per workload and server (median)")
     ap.add_argument("--light-qps", type=int, default=2000, help="light fixed load for a p50/p99 run (0 = skip)")
     ap.add_argument("--fixed-qps", type=int, default=20000, help="fixed load for a second p50/p99 run (0 = skip)")
-    ap.add_argument("--latency-duration", type=float, default=3.0, help="seconds per p50/p99 run")
+    ap.add_argument("--latency-duration", type=float, default=2.0, help="seconds per p50/p99 run")
     ap.add_argument("--queries", type=int, default=50_000,
                     help="messages per generated query file (different names, cookies, ECS networks); "
                          "dnsperf cycles through the file")
