@@ -50,9 +50,9 @@ from them."""
 EDNS_PAYLOAD = 1232
 """The EDNS UDP payload size resolvers advertise (the DNS Flag Day 2020 value)."""
 
-SIX_SUBNETS = ("81.2.69.0", "89.160.20.0", "175.16.199.0", "216.160.83.0", "2.125.160.0", "67.43.156.0")
-"""The rotating ECS /24s of the fixed ``ecs`` workload: networks of several continents (addresses
-MaxMind's own test databases use)."""
+SIX_SUBNETS = ("81.2.69.0", "89.160.20.0", "175.16.199.0", "216.160.83.0", "133.242.0.0", "200.160.0.0")
+"""The rotating ECS /24s of the fixed ``ecs`` workload: networks in six countries (GB, SE, CN, US,
+JP, BR) that the GeoLite2-City database locates, so each one steers to a pool by distance."""
 
 STATIC, WWW, API, GEO = "static.example.com", "www.example.com", "api.example.com", "geo.example.net"
 """The names of the example zones (``zones/``) the workloads ask for: ordinary records, a failover
