@@ -404,11 +404,13 @@ def capacity(server: Server, datafile: Path, binary: bool, args: argparse.Namesp
              ) -> tuple[dict[str, float], float, float]:
     """One throughput run: (dnsperf summary, queries/s the server processed, server CPU µs per
     processed query)."""
-    (q0, c0), t0 = server.counts(), time.monotonic()
+    q0, c0 = server.counts()
+    t0 = time.monotonic()
     summary = parse_summary(run_dnsperf(server.port, datafile, binary=binary, cpu=args.client_cpu,
                                         duration=args.duration, clients=args.clients, outstanding=outstanding))
+    t1 = time.monotonic()  # before reading the counters, which can be slow on a busy machine
     q1, c1 = server.counts()
-    handled = (q1 - q0) / (time.monotonic() - t0)
+    handled = (q1 - q0) / (t1 - t0)
     return summary, handled, (c1 - c0) / (q1 - q0) * 1e6 if q1 > q0 else float("nan")
 
 
