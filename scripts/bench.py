@@ -38,7 +38,7 @@ dnsperf sends every query from 127.0.0.1, far above any per-client limit, so
   answers and slips that came back, and ``handled`` (queries the server processed per second,
   from its own counter) is the server's capacity under that flood. No latency runs.
 
-A full run (8 workloads, lbdns and gdnsd, ``--rounds 2``) takes about 7 minutes.
+A full run (8 workloads, lbdns and gdnsd, ``--rounds 2``) takes 7 to 8 minutes.
 """
 
 from __future__ import annotations
