@@ -106,6 +106,7 @@ def run_dnsperf(port: int, datafile: Path, *, binary: bool, cpu: str, duration: 
 
 
 def parse_summary(text: str) -> dict[str, float]:
+    """qps, average latency (ms) and lost queries (%) from dnsperf's summary (NaN when absent)."""
     def grab(pattern: str) -> float:
         m = re.search(pattern, text)
         return float(m.group(1)) if m else float("nan")
@@ -161,6 +162,7 @@ class Server:
         return self.queries(), cpu
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s, to a server the bench started."""
         if self.proc is None:
             return
         self.proc.send_signal(signal.SIGTERM)
@@ -172,6 +174,8 @@ class Server:
 
 
 class Lbdns(Server):
+    """An ``lbdns serve`` the bench started; ``admin`` is its admin listener's port."""
+
     def __init__(self, name: str, port: int, proc: subprocess.Popen[str], admin: int) -> None:
         super().__init__(name, port, proc)
         self.admin = admin
@@ -184,6 +188,9 @@ class Lbdns(Server):
 
 
 class Gdnsd(Server):
+    """A gdnsd the bench started from the configuration directory ``confdir``; ``ctl`` is the
+    path of ``gdnsdctl``."""
+
     def __init__(self, name: str, port: int, proc: subprocess.Popen[str], confdir: Path, ctl: str) -> None:
         super().__init__(name, port, proc)
         self.confdir = confdir
@@ -380,23 +387,25 @@ def default_geoip_db() -> str:
 
 
 NUMBERS = ("qps", "avg_ms", "lost_pct", "handled", "cpu_us", "p50_light", "p99_light", "p50_fixed", "p99_fixed")
-HEADER = (f"{'workload':10} {'server':11} {'qps':>8} {'avg ms':>7} {'lost %':>6} {'handled':>8} {'cpu µs/q':>8} "
+HEADER = (f"{'workload':10} {'server':12} {'qps':>8} {'avg ms':>7} {'lost %':>6} {'handled':>8} {'cpu µs/q':>8} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'p50 ms':>7} {'p99 ms':>8}")
 
 
 def row(workload: str, server: str, r: dict[str, Any]) -> str:
+    """One table line of a server's figures (the keys of :data:`NUMBERS`)."""
     star = "*" if r.get("fixed_short") else " "
-    return (f"{workload:10} {server:11} {r['qps']:8.0f} {r['avg_ms']:7.3f} {r['lost_pct']:6.2f} {r['handled']:8.0f} "
+    return (f"{workload:10} {server:12} {r['qps']:8.0f} {r['avg_ms']:7.3f} {r['lost_pct']:6.2f} {r['handled']:8.0f} "
             f"{r['cpu_us']:8.2f} {r['p50_light']:7.3f} {r['p99_light']:7.3f} {r['p50_fixed']:7.3f} "
             f"{r['p99_fixed']:7.3f}{star}")
 
 
 def ratio_row(workload: str, name: str, a: dict[str, Any], b: dict[str, Any]) -> str:
+    """One table line of ``a``'s figures divided by ``b``'s ("-" where undefined)."""
     def q(k: str) -> str:
         x, y = a[k], b[k]
         return f"{x / y:.2f}×" if y and y == y and x == x else "-"
 
-    return (f"{workload:10} {name:11} {q('qps'):>8} {q('avg_ms'):>7} {'':>6} {q('handled'):>8} {q('cpu_us'):>8} "
+    return (f"{workload:10} {name:12} {q('qps'):>8} {q('avg_ms'):>7} {'':>6} {q('handled'):>8} {q('cpu_us'):>8} "
             f"{q('p50_light'):>7} {q('p99_light'):>7} {q('p50_fixed'):>7} {q('p99_fixed'):>7}")
 
 
@@ -465,6 +474,7 @@ def bench_workload(w: str, datafile: Path, binary: bool, servers: list[Server], 
 
 
 def workload_help() -> str:
+    """The workload list of ``--help``."""
     return "\n".join(f"* ``{w.name}`` — {w.doc};" for w in WORKLOADS.values())
 
 
@@ -541,7 +551,7 @@ def main() -> int:
               f"servers on cpu {args.server_cpu or 'any'}, dnsperf on cpu {args.client_cpu or 'any'}; "
               f"GeoIP {geoip_db}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         light, fixed = f"at {args.light_qps:,} qps", f"at {args.fixed_qps:,} qps"
-        print(f"{'':75}{light:^15} {fixed:^16}")
+        print(f"{'':76}{light:^15} {fixed:^16}")
         print(HEADER, flush=True)
         gd = next((s for s in servers if s.name == "gdnsd"), None)
         for w in workloads:
@@ -552,7 +562,7 @@ def main() -> int:
             if gd is not None:
                 for s in servers:
                     if s is not gd:
-                        label = "ratio" if len(servers) == 2 else f"{s.name}/gd"
+                        label = "ratio" if len(servers) == 2 else f"ratio:{mode_of.get(s.name, '')}"
                         print(ratio_row(w, label, results[s.name], results[gd.name]))
             sys.stdout.flush()
         print("handled: queries/s the server processed (its own counter); cpu µs/q: server CPU time per processed "
