@@ -167,8 +167,8 @@ class ServingPlan:
     counts the LB selections held (≤ :data:`MAX_SELECTIONS`). ``payload`` is our EDNS UDP
     payload size; ``buckets`` maps a QTYPE to the value counted for it."""
 
-    __slots__ = ("buckets", "health", "names", "negatives", "opt", "packets", "payload", "selections", "shared",
-                 "snapshot")
+    __slots__ = ("buckets", "ecs_lens", "ecs_shapes", "health", "names", "negatives", "opt", "packets", "payload",
+                 "selections", "shared", "snapshot")
 
     def __init__(self, snapshot: Snapshot, health: HealthView, buckets: Sequence[int]) -> None:
         self.snapshot = snapshot
@@ -186,6 +186,13 @@ class ServingPlan:
         response depends on nothing else (lower-case name, no cookie, no ECS; ≤ 512 octets),
         at most :data:`MAX_PACKETS` per PoP. A shortcut for repeated identical queries; the plan answers
         every other query by name."""
+        self.ecs_shapes: dict[str, dict[bytes, tuple[Any, ...]]] = {}
+        """PoP code → UDP query bytes after the ID without the trailing ECS address → (entry, for a
+        static answer the response after the ID without the address, the question's end, SOURCE
+        PREFIX-LENGTH, mask of the bits beyond it, zero padding, header variant, our OPT record up
+        to the SCOPE octet, size limit): queries that differ only in the ECS address (at most
+        :data:`MAX_PACKETS` per PoP). ``ecs_lens`` maps such a query's length to its address length."""
+        self.ecs_lens: dict[int, int] = {}
         self.shared: dict[tuple[Any, ...], Selection] = {}
         """One :class:`Selection` per distinct answer (many locations share one)."""
         p = self.payload.to_bytes(2, "big")
@@ -211,6 +218,12 @@ class ServingPlan:
                 io.counters.decisions[kept.decision_key] += 1
                 return data[:2] + hit[0] + kept.draw(io.rng) + hit[2], hit[4]
         n = len(data)
+        if not tcp and (alen := self.ecs_lens.get(n)) is not None and (shapes := self.ecs_shapes.get(pop)):
+            shape = shapes.get(data[2:n - alen])
+            if shape is not None:
+                found = self._ecs_shape(shape, data, n, alen, pop, io)
+                if found is not None:
+                    return found
         if n < 17 or data[2] & 0xF8 or data[4:11] != _QUESTION_ONLY:
             return None  # a response, another opcode, or not exactly one question
         end = data.find(0, 12, 268)
@@ -320,9 +333,52 @@ class ServingPlan:
         io.counters.queries[keys[tcp]] += 1
         if sel is not None:
             io.counters.decisions[sel.decision_key] += 1
-        if not tcp and source < 0 and not cookie and located is None and n <= 512 and key.startswith(data[12:end + 1]):
-            self._keep_packet(pop, data, out, qend, len(body), sel, keys, ans, limit)
+        if not tcp and not cookie and n <= 512 and key.startswith(data[12:end + 1]):
+            if source < 0 and located is None:
+                self._keep_packet(pop, data, out, qend, len(body), sel, keys, ans, limit)
+            elif source > 0 and ecs_at + 4 + olen == n:
+                self._keep_shape(pop, data, out, n, olen - 4, entry, qend, source, width, limit, opt)
         return out, ans
+
+    def _keep_shape(self, pop: str, data: bytes, out: bytes, n: int, alen: int, entry: StaticEntry | LbEntry,
+                    qend: int, source: int, width: int, limit: int, opt: bytes) -> None:
+        """Keep the shape of a UDP query whose last octets are its ECS address (the only option):
+        a query that differs only in that address is then answered without reading its question
+        and OPT record again (:attr:`ecs_shapes`)."""
+        shapes = self.ecs_shapes.get(pop)
+        if shapes is None or len(shapes) >= MAX_PACKETS:
+            shapes = self.ecs_shapes[pop] = {}
+        bits = source & 7
+        shapes[data[2:n - alen]] = (entry, out[2:len(out) - alen], qend, source, (0xFF >> bits) if bits else 0,
+                                    _PAD[width - alen], (data[2] & 1) << 1 | 1, opt[:len(opt) - alen - 1], limit)
+        self.ecs_lens[n] = alen
+
+    def _ecs_shape(self, shape: tuple[Any, ...], data: bytes, n: int, alen: int, pop: str,
+                   io: Io) -> tuple[bytes, Answer] | None:
+        """The response to an ECS query of a kept shape (see :meth:`_keep_shape`), or None."""
+        entry, static, qend, source, low_mask, pad, head, opt, limit = shape
+        address = data[n - alen:]
+        if address[-1] & low_mask:
+            return None  # bits beyond the source prefix: the strict path answers FORMERR
+        if type(entry) is StaticEntry:
+            io.counters.queries[entry.keys[0]] += 1
+            return data[:2] + static + address, entry.answer
+        scope = 0
+        sel = entry.by_pop.get(pop)
+        if sel is None:
+            rec = io.geo(address + pad) if io.geo is not None else None
+            located = entry.by_location.get((pop, True, id(rec)))
+            if located is None or located[0] is not rec:
+                return None
+            scope = ecs_scope(located[1], source)
+            sel = located[2]
+        body = sel.draw(io.rng)
+        out = data[:2] + sel.heads[head] + data[12:qend] + body + opt + _SCOPE[scope] + address
+        if len(out) > limit:
+            return None
+        io.counters.queries[sel.keys[0]] += 1
+        io.counters.decisions[sel.decision_key] += 1
+        return out, sel.answer
 
     def _keep_packet(self, pop: str, data: bytes, out: bytes, qend: int, section: int, sel: Selection | None,
                      keys: tuple[tuple[str, int, int], tuple[str, int, int]], ans: Answer, limit: int) -> None:
@@ -427,3 +483,4 @@ class ServingPlan:
         yield self.negatives
         yield self.shared
         yield from self.packets.values()
+        yield from self.ecs_shapes.values()

@@ -193,3 +193,33 @@ def test_resolver_located_answers_kept_per_resolver_record(tmp_path: Path) -> No
             assert addrs(h.handle(wire, peer, False, IAD)) == want
     entry = h.ref.current.plan.names[wire[12:12 + 20]]
     assert len(entry.by_location) == 3 and not entry.by_pop
+
+
+def test_ecs_queries_differing_only_in_the_address(tmp_path: Path) -> None:
+    """Queries that differ only in the ECS address are answered from the kept shape: static
+    answers byte for byte as the strict path with each address echoed; LB answers with the
+    address's own location and scope; a bit beyond the prefix still gets FORMERR."""
+    b = lb(tmp_path, steering_policy="proximity", default_pools=["p-us-east", "p-us-west", "p-eu", "p-asia"])
+    h = handler(b)
+
+    def q(name: str, addr: str, qid: int) -> bytes:
+        m = dns.message.make_query(name, "A", use_edns=0, options=[dns.edns.ECSOption(addr, 26)])
+        m.id = qid
+        return m.to_wire()
+
+    for i, addr in enumerate(["198.51.100.0", "198.51.100.64", "198.51.100.128", "203.0.113.0", "203.0.113.64",
+                              "203.0.113.192"] * 3):
+        for name in ("www.example.com", "lb.example.com"):
+            wire = q(name, addr, i)
+            plan, strict = both(h, wire)
+            assert plan is not None and strict is not None
+            if name.startswith("www"):
+                assert plan == strict, addr
+            else:
+                got, want = dns.message.from_wire(plan), dns.message.from_wire(strict)
+                assert addrs(plan) == addrs(strict) and got.options == want.options, addr
+    assert h.ref.current.plan.ecs_shapes["IAD"]
+    bad = bytearray(q("lb.example.com", "198.51.100.64", 1))
+    bad[-1] |= 0x01
+    out = h.handle(bytes(bad), PEER, False, IAD)
+    assert out is not None and dns.message.from_wire(out).rcode() == dns.rcode.FORMERR
