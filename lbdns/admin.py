@@ -392,6 +392,8 @@ class AdminServer:
         rendered from a worker thread (once per published state) and the ``process_*`` ones
         are read there; the collectors of :attr:`registry` (counters, bounded label sets) are
         rendered here with :func:`render_text`."""
+        if self.app.workers is not None:  # the query counters are the workers' (their sum)
+            self.app.counters = await self.app.workers.refresh()
         pools = await self.collector.pool_text()
         process = await asyncio.get_running_loop().run_in_executor(None, self._process_text)
         body = render_text(self.registry.collect())
@@ -424,11 +426,16 @@ class AdminServer:
                 "status": str(lb_status(default, view)), "default_pools": lb.default_pools,
                 "fallback_pool": fallback_name, "ttl": lb.ttl,
             })
-        return {"generation": snap.generation, "health_version": view.version, "load_balancers": lbs,
-                "pools": list(pools.values())}
+        doc: dict[str, Any] = {"generation": snap.generation, "health_version": view.version,
+                               "load_balancers": lbs, "pools": list(pools.values())}
+        if self.app.workers is not None:
+            doc["workers"] = self.app.workers.status()
+        return doc
 
     async def status(self, request: web.Request) -> web.Response:
         """``GET /status``: JSON of load balancers, pools and origins."""
+        if self.app.workers is not None:  # each worker's figures, fresh
+            self.app.counters = await self.app.workers.refresh()
         return web.Response(text=json.dumps(self.status_document(), indent=2), content_type="application/json")
 
     async def set_health(self, request: web.Request) -> web.Response:

@@ -40,6 +40,7 @@ from lbdns.snapshot import Snapshot, build_snapshot
 
 if TYPE_CHECKING:
     from lbdns.health_runtime import HealthRuntime
+    from lbdns.workers import WorkerPool
 
 log = logging.getLogger("lbdns")
 
@@ -159,6 +160,8 @@ class App:
     _reload_next: asyncio.Future[bool] | None = None
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
     _logged_warnings: tuple[str, ...] = ()
+    workers: WorkerPool | None = None
+    """The answering worker processes (``workers`` > 1; None: this process answers)."""
 
     # -- construction ------------------------------------------------------------------------
     def load(self) -> Snapshot:
@@ -215,7 +218,13 @@ class App:
         snap = self.load()
         self._open_geo()
         view = apply_overrides(HealthView(), self.settings)
-        self.ref = StateRef(Current(snap, view))
+        if self.settings.worker_count > 1:
+            from lbdns.workers import FanoutRef, WorkerPool
+
+            self.workers = WorkerPool(self, self.settings.worker_count)
+            self.ref = FanoutRef(Current(snap, view), self.workers)
+        else:
+            self.ref = StateRef(Current(snap, view))
         gc.collect()  # the start-up load's garbage, once, before anything listens
         gc.freeze()
         self._spawn(self._settle_periodically())
@@ -225,7 +234,8 @@ class App:
         from lbdns.querylog import open_query_log
 
         try:
-            self.query_log = open_query_log(self.settings.query_log)
+            # with workers, each worker writes its own query log (docs/operations.md "Workers")
+            self.query_log = open_query_log(self.settings.query_log if self.workers is None else None)
         except OSError as exc:
             from lbdns.errors import Issue, Location
 
@@ -241,7 +251,10 @@ class App:
         self.handler = Handler(self.ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.lookup, rng=self.rng,
                                counters=self.counters, on_answer=on_answer)
         await self._start_health(snap)
-        for lst in self.settings.listen:
+        if self.workers is not None:
+            self.workers.bind(self.listeners)
+            await self.workers.start(self.ref.current.snapshot)
+        for lst in self.settings.listen if self.workers is None else ():
             code = lst.pop or self.settings.pop
             pop = self._pop(code)
             family = socket.AF_INET6 if ":" in lst.address else socket.AF_INET
@@ -261,6 +274,8 @@ class App:
         for b in self.listeners:
             log.info("listening on %s", b)
         await self._start_admin()
+        if self.admin is not None and self.workers is not None:
+            self.admin.registry.register(self.workers.collector())
 
     async def _bind(self, address: str, port: int, transport: str, family: int, pop: Pop, code: str,
                     resolver: HostnameResolver, out: list[BoundListener]) -> None:
@@ -288,22 +303,7 @@ class App:
             out.append(BoundListener("tcp", address, server.sockets[0].getsockname()[1], code, server.close))
 
     def _grow_rcvbuf(self, sock: Any) -> None:
-        """Raise the UDP receive buffer to ``udp_rcvbuf`` (SO_RCVBUFFORCE when permitted,
-        else SO_RCVBUF, which the kernel caps at net.core.rmem_max)."""
-        size = self.settings.udp_rcvbuf
-        if not size or sock is None:
-            return
-        force = getattr(socket, "SO_RCVBUFFORCE", None)
-        try:
-            if force is not None:
-                sock.setsockopt(socket.SOL_SOCKET, force, size)
-                return
-        except OSError:
-            pass
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-        except OSError as exc:
-            log.warning("cannot set the UDP receive buffer to %d bytes: %s", size, exc)
+        grow_rcvbuf(sock, self.settings.udp_rcvbuf)
 
     async def _start_health(self, snap: Snapshot) -> None:
         """Start the probe scheduler when the config has monitors (and probes are enabled)."""
@@ -389,7 +389,7 @@ class App:
         try:
             if self._builder is None:
                 self._builder = Builder(self.builder_command)
-            snap = await self._builder.build(self.zones_dir, self.settings, serving + 1, between_parts=_settle_heap)
+            snap = await self._build(serving + 1)
         except ConfigError as exc:
             self.reload_stats.failures["config"] += 1
             self._log_rejection(exc.issues, serving)
@@ -408,12 +408,27 @@ class App:
             await self.health_runtime.reconfigure(snap)
         elif self.settings.probes_enabled and snap.config.monitors:
             await self._start_health(snap)
+        if self.workers is not None and not await self.workers.wait_generation(snap.generation, 60.0):
+            log.warning("reload: not every worker installed generation %d within 60 s", snap.generation)
         self.reload_stats.ok += 1
         self.reload_stats.last_seconds = time.monotonic() - t0
         log.info("reloaded configuration (generation %d, %d zones) in %.1f s", snap.generation, len(snap.zones),
                  self.reload_stats.last_seconds)
         self._spawn(self._retire(old))
         return True
+
+    async def _build(self, generation: int) -> Snapshot:
+        """Build ``generation`` in the builder; with workers, relay it to them as it arrives
+        (dropped by them when the build fails)."""
+        assert self._builder is not None
+        assembly = self.workers.assembly() if self.workers is not None else None
+        try:
+            return await self._builder.build(self.zones_dir, self.settings, generation, between_parts=_settle_heap,
+                                             assembly=assembly)
+        except BaseException:
+            if self.workers is not None:
+                self.workers.abort()
+            raise
 
     def _log_rejection(self, issues: Sequence[Issue], serving: int) -> None:
         """Log a rejected configuration once: warnings at WARNING, errors at ERROR, then which
@@ -447,21 +462,7 @@ class App:
             log.warning("%s", w)
 
     async def _retire(self, old: Snapshot) -> None:
-        """Release a replaced snapshot's owner names and its answer memo a slice per loop
-        iteration. Nothing reads a replaced snapshot's names: a query reads
-        :attr:`StateRef.current` once and answers without awaiting (a query that waits for a
-        hostname lookup reads it again after)."""
-        from lbdns.answer import release_snapshot_cache
-
-        tables: list[dict[Any, Any]] = [release_snapshot_cache(old)]
-        for zone in old.zones.values():
-            tables += [t for t in gc.get_referents(zone.nodes) if type(t) is dict]  # behind the read-only proxy
-        for table in tables:
-            while table:
-                started = time.perf_counter()
-                for _ in range(min(RETIRE_SLICE, len(table))):
-                    table.popitem()
-                await yield_to_queries(started)
+        await retire_snapshot(old)
 
     async def _settle_periodically(self) -> None:
         while True:
@@ -509,6 +510,8 @@ class App:
                 return
             if self.query_log is not None:
                 self.query_log.reopen()  # logrotate
+            if self.workers is not None:
+                self.workers.reopen_logs()
             self.request_reload("SIGHUP")
 
         loop.add_signal_handler(signal.SIGHUP, hup)
@@ -536,6 +539,8 @@ class App:
             await self.health_runtime.stop()
         if self.admin is not None:
             await self.admin.stop()
+        if self.workers is not None:
+            await self.workers.stop()
         for b in self.listeners:
             b.closer()
         self.listeners.clear()
@@ -547,6 +552,44 @@ class App:
     def port(self, transport: str = "udp") -> int:
         """The bound port of the first listener of ``transport``."""
         return next(b.port for b in self.listeners if b.transport == transport)
+
+
+def grow_rcvbuf(sock: Any, size: int) -> None:
+    """Raise a UDP socket's receive buffer to ``size`` bytes (the ``udp_rcvbuf`` setting; 0 or
+    no socket: nothing): SO_RCVBUFFORCE when permitted, else SO_RCVBUF, which the kernel caps at
+    net.core.rmem_max. A refusal is logged, not raised."""
+    if not size or sock is None:
+        return
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    try:
+        if force is not None:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+            return
+    except OSError:
+        pass
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    except OSError as exc:
+        log.warning("cannot set the UDP receive buffer to %d bytes: %s", size, exc)
+
+
+async def retire_snapshot(old: Snapshot) -> None:
+    """Release a replaced snapshot's owner names and its answer memo a slice
+    (:data:`RETIRE_SLICE` entries) per loop iteration, pausing between slices
+    (:func:`~lbdns.builder.yield_to_queries`). Nothing reads a replaced snapshot's names: a
+    query reads :attr:`StateRef.current` once and answers without awaiting (a query that waits
+    for a hostname lookup reads it again after)."""
+    from lbdns.answer import release_snapshot_cache
+
+    tables: list[dict[Any, Any]] = [release_snapshot_cache(old)]
+    for zone in old.zones.values():
+        tables += [t for t in gc.get_referents(zone.nodes) if type(t) is dict]  # behind the read-only proxy
+    for table in tables:
+        while table:
+            started = time.perf_counter()
+            for _ in range(min(RETIRE_SLICE, len(table))):
+                table.popitem()
+            await yield_to_queries(started)
 
 
 def _bind_cause(exc: OSError) -> OSError:

@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from lbdns.config.source import load_yaml
 from lbdns.errors import ConfigError, Issue, Location
 
+MAX_WORKERS = 256
+"""The most answering worker processes ``workers`` accepts."""
+
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -138,6 +141,33 @@ class ServerSettings(_Settings):
     nsid: str | None = Field(default=None, min_length=1, max_length=128)
     """Server identity returned to queries that ask for it with the EDNS NSID option (RFC 5001),
     e.g. the host or PoP name; sent as its UTF-8 octets. None (the default): no NSID."""
+
+    workers: int | Literal["auto"] = 1
+    """Answering processes: 1 (the default) answers in this process; N > 1 runs N worker
+    processes on SO_REUSEPORT sockets while this process loads the configuration, probes and
+    serves the admin API (docs/operations.md "Workers"); ``auto``: one per CPU this process may
+    run on (``os.sched_getaffinity``)."""
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> object:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a number of worker processes 1–{MAX_WORKERS} or 'auto', got {value!r}")
+        if not 1 <= value <= MAX_WORKERS:
+            raise ValueError(f"expected 1–{MAX_WORKERS} worker processes or 'auto', got {value}")
+        return value
+
+    @property
+    def worker_count(self) -> int:
+        """:attr:`workers` as a number: ``auto`` is the CPUs available to this process (its
+        affinity mask, so ``taskset`` and cgroup cpusets count), at most :data:`MAX_WORKERS`."""
+        if self.workers != "auto":
+            return self.workers
+        import os
+
+        return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
 
     @property
     def nsid_wire(self) -> bytes | None:
