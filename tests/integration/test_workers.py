@@ -1,0 +1,181 @@
+"""``workers: 2`` on a real ``lbdns serve`` process: both workers answer on one port (NSID
+``-w1``/``-w2`` and per-worker counters in ``/status``), ``/metrics`` sums their counters, a
+health change reaches both within 100 ms, a reload switches both to the new generation, and a
+killed worker is restarted and counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import dns.edns
+import dns.message
+import dns.query
+import pytest
+import yaml
+
+from tests.integration.harness import addresses
+from tests.integration.test_reload import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "test-token-0123456789abcdef0123456789"
+
+
+class Proc:
+    """``lbdns serve`` with ``workers: 2`` on a free port and an admin listener."""
+
+    def __init__(self, fx: Any, tmp_path: Path, **settings: Any) -> None:
+        fx.zone["records"]["svc"] = {"type": "A", "ttl": 60, "value": "192.0.2.201"}
+        self.fx, self.tmp = fx, tmp_path
+        self.zones = fx.write(tmp_path)
+        self.port, self.admin = free_port(), free_port()
+        token = tmp_path / "admin.token"
+        token.write_text(TOKEN + "\n")
+        token.chmod(0o600)
+        healthy = [{"pool": p, "origin": o, "state": "healthy"}
+                   for p, names in (("p-us-east", ("e1", "e2")), ("p-us-west", ("w1", "w2"))) for o in names]
+        conf = {"workers": 2, "nsid": "lbdns", "rrl": {"enabled": False}, "zones_dir": str(self.zones),
+                "probes_enabled": False,
+                "listen": [{"address": "127.0.0.1", "port": self.port}], "health_overrides": healthy,
+                "admin": {"address": "127.0.0.1", "port": self.admin, "token_file": str(token)}, **settings}
+        (tmp_path / "lbdns.yaml").write_text(yaml.safe_dump(conf))
+        self.log = (tmp_path / "serve.log").open("w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lbdns.cli", "serve", "--config", str(tmp_path / "lbdns.yaml"), "--no-watch"],
+            cwd=tmp_path, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self.status().get("workers") and all(w["running"] for w in self.status()["workers"]):
+                    break
+            except OSError:
+                pass
+            assert self.proc.poll() is None, self.output()
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def http(self, path: str, body: Any = None) -> Any:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.admin}{path}", method="GET" if body is None else "POST",
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            data = resp.read()
+        return json.loads(data) if path != "/metrics" else data.decode()
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.http("/status"))
+
+    def query(self, name: str) -> tuple[str, set[str]]:
+        """(NSID text, A addresses) of one UDP query from a fresh socket (a new source port,
+        so the kernel's SO_REUSEPORT hash picks a worker anew)."""
+        q = dns.message.make_query(name, "A", use_edns=0, options=[dns.edns.GenericOption(dns.edns.NSID, b"")])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            r = dns.query.udp(q, "127.0.0.1", port=self.port, timeout=2, sock=sock)
+        nsid = next(o.nsid.decode() for o in r.options if o.otype == dns.edns.NSID)
+        return nsid, addresses(r)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.fixture
+def server(fx: Any, tmp_path: Path) -> Any:
+    s = Proc(fx, tmp_path)
+    yield s
+    s.stop()
+
+
+def metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def test_two_workers_answer_on_one_port_and_metrics_add_up(server):
+    seen: dict[str, int] = {}
+    for _ in range(200):
+        nsid, got = server.query("svc.example.com")
+        assert got == {"192.0.2.201"}
+        seen[nsid] = seen.get(nsid, 0) + 1
+    assert set(seen) == {"lbdns-w1", "lbdns-w2"}, seen
+    workers = server.status()["workers"]
+    assert [w["worker"] for w in workers] == [1, 2]
+    by_worker = {f"lbdns-w{w['worker']}": w["queries"] for w in workers}
+    assert by_worker == seen  # every query counted once, by the worker that answered it
+    pids = {w["pid"] for w in workers}
+    assert len(pids) == 2 and server.proc.pid not in pids
+    text = server.http("/metrics")
+    assert metric(text, "lbdns_queries_total") == 200  # the sum over both workers
+    assert metric(text, "lbdns_workers") == 2
+
+
+def test_health_change_reaches_both_workers_within_100ms(server):
+    for _ in range(50):
+        assert server.query("lb.example.com")[1] == {"192.0.2.10", "192.0.2.11"}
+    server.http("/health", {"pool": "p-us-east", "origin": "e1", "state": "unhealthy"})
+    t0 = time.perf_counter()
+    first: dict[str, float] = {}
+    while len(first) < 2 and time.perf_counter() - t0 < 2.0:
+        nsid, got = server.query("lb.example.com")
+        if got == {"192.0.2.11"}:
+            first.setdefault(nsid, time.perf_counter() - t0)
+    print(f"health change visible: {', '.join(f'{k} {v * 1000:.1f} ms' for k, v in sorted(first.items()))}")
+    assert set(first) == {"lbdns-w1", "lbdns-w2"}
+    assert max(first.values()) < 0.1
+    for _ in range(50):  # and it stays
+        assert server.query("lb.example.com")[1] == {"192.0.2.11"}
+
+
+def test_reload_switches_both_workers(server):
+    gen = server.status()["generation"]
+    server.fx.zone["records"]["svc"]["value"] = "192.0.2.202"
+    server.fx.write(server.tmp)
+    answer = server.http("/reload", {})
+    assert answer["ok"] and answer["generation"] == gen + 1
+    seen = set()
+    for _ in range(100):  # the reload answered once every worker serves the new generation
+        nsid, got = server.query("svc.example.com")
+        assert got == {"192.0.2.202"}
+        seen.add(nsid)
+    assert seen == {"lbdns-w1", "lbdns-w2"}
+    assert [w["generation"] for w in server.status()["workers"]] == [gen + 1, gen + 1]
+
+
+def test_killed_worker_is_restarted_and_counted(server):
+    before = server.status()["workers"]
+    victim = before[0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        w1 = server.status()["workers"][0]
+        if w1["running"] and w1["pid"] != victim:
+            break
+        assert time.monotonic() < deadline, "worker 1 was not restarted"
+        time.sleep(0.1)
+    assert w1["restarts"] == 1
+    assert server.status()["workers"][1]["pid"] == before[1]["pid"]
+    assert metric(server.http("/metrics"), "lbdns_worker_restarts_total") == 1
+    seen = {server.query("svc.example.com")[0] for _ in range(200)}
+    assert seen == {"lbdns-w1", "lbdns-w2"}
+    assert f"worker 1 (pid {victim}) exited with signal 9; restarting it" in server.output()
