@@ -5,7 +5,7 @@ With N > 1 the lbdns process becomes the *control process*: it loads the configu
 the probes, serves the admin API and builds reloads as before, but answers no query. It binds N
 SO_REUSEPORT UDP sockets and N TCP listening sockets per listener — the kernel spreads packets
 and connections over the sockets of one port by a hash of the client's address and port — keeps
-them open, and starts one worker process (:mod:`lbdns.server.worker_main`) per slot with that
+them open, and starts one worker process (:mod:`lbdns.worker_main`) per slot with that
 slot's sockets. A worker that dies is started again on the same sockets: what arrived in the
 meantime waits in them.
 
@@ -20,7 +20,8 @@ Publication. Every snapshot and health view published to the control process's
 - health views whole (states, details, pool RTTs), applied by the workers as they arrive.
 
 ``/metrics`` asks every worker for its counters (:meth:`WorkerPool.refresh`) and serves the
-sum, plus what exited workers had last reported; ``/status`` lists every worker (pid,
+sum (query, decision and rule counters, errors, response-rate-limiting counts), plus what exited
+workers had last reported; ``/status`` lists every worker (pid,
 generation, health version, queries answered, restarts).
 """
 
@@ -47,11 +48,12 @@ from lbdns.health.view import HealthView
 from lbdns.ipc import MAX_FRAME, encode, read_message
 from lbdns.server.counters import QueryCounters
 from lbdns.server.state import Current, StateRef
-from lbdns.server.worker_main import WorkerInit, WorkerSocket
 from lbdns.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from lbdns.app import App, BoundListener
+    from lbdns.config.settings import ServerSettings
+    from lbdns.geo.pops import Pop
 
 log = logging.getLogger("lbdns.workers")
 
@@ -66,8 +68,37 @@ RESTART_BACKOFF_S = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
 
 
 def worker_command() -> tuple[str, ...]:
-    """The worker argv: this interpreter running ``-m lbdns.server.worker_main``."""
-    return (sys.executable, "-m", "lbdns.server.worker_main")
+    """The worker argv: this interpreter running ``-m lbdns.worker_main``."""
+    return (sys.executable, "-m", "lbdns.worker_main")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSocket:
+    """One inherited listening socket: ``transport`` ``udp`` or ``tcp``, its file descriptor
+    number in the worker, and the PoP its queries arrive at."""
+
+    transport: str
+    fd: int
+    pop: Pop
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInit:
+    """What a worker needs besides the snapshot: its number (1…N), the settings it serves with
+    (its own NSID and query-log path), the server-cookie secret every worker shares (RFC 7873
+    §7.1: a cookie one worker issued is valid at any other), its sockets, the log level and
+    whether to use GeoIP (the database of the settings, else the embedded one)."""
+
+    index: int
+    settings: ServerSettings
+    cookie_secret: bytes
+    sockets: tuple[WorkerSocket, ...]
+    log_level: int
+    use_geoip: bool = True
+
+
+class WorkerStartError(OSError):
+    """The answering workers could not be started (one exited, or they took too long)."""
 
 
 class FanoutRef(StateRef):
@@ -188,8 +219,8 @@ class WorkerPool:
     # -- workers -----------------------------------------------------------------------------
     async def start(self, snapshot: Snapshot) -> None:
         """Start every worker with ``snapshot`` and the current health view; return when all
-        answer. Raises OSError (cannot start a process) or RuntimeError (a worker did not get
-        ready within :data:`READY_TIMEOUT_S`)."""
+        answer. Raises OSError (cannot start a process) or :class:`WorkerStartError` (a worker
+        exited while starting, or was not ready within :data:`READY_TIMEOUT_S`)."""
         self.frames = [*snapshot_frames(snapshot), encode(("commit", snapshot.generation))]
         assert self.app.ref is not None
         self.send_health(self.app.ref.current.health)
@@ -198,11 +229,11 @@ class WorkerPool:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not all(s.ready for s in self.slots):
             if time.monotonic() > deadline:
-                raise RuntimeError("the answering workers did not start within "
+                raise WorkerStartError("the answering workers did not start within "
                                    f"{READY_TIMEOUT_S:.0f} s")
             dead = [s for s in self.slots if s.proc is not None and s.proc.returncode is not None and not s.ready]
             if dead:
-                raise RuntimeError(f"worker {dead[0].index} exited while starting "
+                raise WorkerStartError(f"worker {dead[0].index} exited while starting "
                                    f"(status {dead[0].proc.returncode if dead[0].proc else '?'})")
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
@@ -373,6 +404,11 @@ class WorkerPool:
                 proc.stdin.write(encode(("stats", self._stats_request)))
         if waiting:
             await asyncio.wait(waiting, timeout=timeout)
+        handler = self.app.handler
+        rrl = self.totals().get("rrl")
+        if handler is not None and handler.rrl is not None and rrl:
+            # the control process's limiter sees no query: it shows the workers' sums
+            handler.rrl.dropped, handler.rrl.slipped, handler.rrl.evicted = rrl
         return self.counters()
 
     def totals(self) -> dict[str, Any]:
@@ -468,7 +504,7 @@ def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 class _WorkerCollector(Collector):
     """``lbdns_workers``, ``lbdns_worker_restarts``, per-worker generation and queries, and the
-    workers' summed response-rate-limiting counters."""
+    workers' rule run-time errors."""
 
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
@@ -488,10 +524,7 @@ class _WorkerCollector(Collector):
             q.add_metric([str(s.index)], sum(s.stats.get("queries", {}).values()))
         yield gen
         yield q
-        rrl = pool.totals().get("rrl")
-        if rrl:
-            yield CounterMetricFamily("lbdns_worker_rrl_dropped", "UDP responses dropped by response rate limiting "
-                                      "(all workers)", value=rrl[0])
-            yield CounterMetricFamily("lbdns_worker_rrl_slipped", "UDP responses sent truncated by response rate "
-                                      "limiting (all workers)", value=rrl[1])
+        yield CounterMetricFamily("lbdns_worker_rule_runtime_errors",
+                                  "Rule conditions that failed at run time in the workers (not matched)",
+                                  value=pool.totals().get("rule_runtime_errors", 0))
 

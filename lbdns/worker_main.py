@@ -1,6 +1,6 @@
 """An answering worker process (``workers: N`` in lbdns.yaml; docs/architecture.md "Workers").
 
-``python -m lbdns.server.worker_main`` is started by the control process
+``python -m lbdns.worker_main`` is started by the control process
 (:class:`lbdns.workers.WorkerPool`) with its UDP and TCP sockets — SO_REUSEPORT sockets the
 control process bound and keeps open, so packets that arrive while a worker restarts wait in
 the socket instead of being lost — passed as inherited file descriptors. It answers queries
@@ -31,44 +31,17 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from lbdns.ipc import MAX_FRAME, encode, read_message
 
 if TYPE_CHECKING:
-    from lbdns.config.settings import ServerSettings
-    from lbdns.geo.pops import Pop
     from lbdns.server.handler import Handler
     from lbdns.server.state import StateRef
+    from lbdns.workers import WorkerInit
 
 log = logging.getLogger("lbdns.worker")
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSocket:
-    """One inherited listening socket: ``transport`` ``udp`` or ``tcp``, its file descriptor
-    number in the worker, and the PoP its queries arrive at."""
-
-    transport: str
-    fd: int
-    pop: Pop
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInit:
-    """What a worker needs besides the snapshot: its number (1…N), the settings it serves with
-    (its own NSID and query-log path), the server-cookie secret every worker shares (RFC 7873
-    §7.1: a cookie one worker issued is valid at any other), its sockets, the log level and
-    whether to use GeoIP (the database of the settings, else the embedded one)."""
-
-    index: int
-    settings: ServerSettings
-    cookie_secret: bytes
-    sockets: tuple[WorkerSocket, ...]
-    log_level: int
-    use_geoip: bool = True
 
 
 class Worker:
@@ -267,7 +240,7 @@ async def _main() -> int:
     if msg is None or msg[0] != "init":
         print("lbdns worker: expected an init message from the control process", file=sys.stderr)
         return 2
-    init: WorkerInit = msg[1]
+    init = msg[1]
     from lbdns import logpipe
 
     pipe = logpipe.install(init.log_level, fmt=init.settings.log_format)
@@ -278,7 +251,7 @@ async def _main() -> int:
 
 
 def main() -> int:
-    """Entry point of ``python -m lbdns.server.worker_main`` (started by the control process)."""
+    """Entry point of ``python -m lbdns.worker_main`` (started by the control process)."""
     for sig in (signal.SIGINT, signal.SIGHUP):  # the control process's to handle; it stops us
         signal.signal(sig, signal.SIG_IGN)
     try:
@@ -291,6 +264,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from lbdns.server.worker_main import main as _main_entry  # pickles must name the module, not __main__
+    from lbdns.worker_main import main as _main_entry  # pickles must name the module, not __main__
 
     sys.exit(_main_entry())
