@@ -196,7 +196,11 @@ class Worker:
         await asyncio.wait([asyncio.ensure_future(self.first.wait()), waiting], return_when=asyncio.FIRST_COMPLETED)
         if self.ref is None:
             return 0
-        self.query_log = open_query_log(s.query_log)
+        try:
+            self.query_log = open_query_log(s.query_log)
+        except OSError as exc:
+            log.error("worker %d: cannot open the query log %s: %s", self.init.index, s.query_log, exc)
+            return 1
         resolver = HostnameResolver(s.upstream_resolvers, max_ttl=float(s.hostname_cache_max_ttl))
         handler = self.handler = Handler(self.ref, geo=geo, asn_of=asn_of, lookup=resolver.lookup,
                                          counters=QueryCounters(),

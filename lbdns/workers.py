@@ -474,7 +474,7 @@ def _reuseport_socket(kind: str, family: int, address: str, port: int) -> socket
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if kind == "tcp":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
+        if kind == "tcp" and family == socket.AF_INET6:  # as asyncio's create_server
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))
         if kind == "tcp":

@@ -167,7 +167,8 @@ class ServerSettings(_Settings):
             return self.workers
         import os
 
-        return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(MAX_WORKERS, cpus))
 
     @property
     def nsid_wire(self) -> bytes | None:

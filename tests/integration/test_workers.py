@@ -1,5 +1,6 @@
 """``workers: 2`` on a real ``lbdns serve`` process: both workers answer on one port (NSID
-``-w1``/``-w2`` and per-worker counters in ``/status``), ``/metrics`` sums their counters, a
+``-w1``/``-w2``, per-worker counters in ``/status``, one query log each), ``/metrics`` sums
+their counters, a
 health change reaches both within 100 ms, a reload switches both to the new generation, and a
 killed worker is restarted and counted."""
 
@@ -43,7 +44,7 @@ class Proc:
         healthy = [{"pool": p, "origin": o, "state": "healthy"}
                    for p, names in (("p-us-east", ("e1", "e2")), ("p-us-west", ("w1", "w2"))) for o in names]
         conf = {"workers": 2, "nsid": "lbdns", "rrl": {"enabled": False}, "zones_dir": str(self.zones),
-                "probes_enabled": False,
+                "probes_enabled": False, "query_log": str(tmp_path / "queries.jsonl"),
                 "listen": [{"address": "127.0.0.1", "port": self.port}], "health_overrides": healthy,
                 "admin": {"address": "127.0.0.1", "port": self.admin, "token_file": str(token)}, **settings}
         (tmp_path / "lbdns.yaml").write_text(yaml.safe_dump(conf))
@@ -128,6 +129,14 @@ def test_two_workers_answer_on_one_port_and_metrics_add_up(server):
     text = server.http("/metrics")
     assert metric(text, "lbdns_queries_total") == 200  # the sum over both workers
     assert metric(text, "lbdns_workers") == 2
+    # each worker writes its own query log: queries.jsonl.w1, queries.jsonl.w2
+    logs = {n: server.tmp / f"queries.jsonl.w{n}" for n in (1, 2)}
+    deadline = time.monotonic() + 5
+    while sum(len(p.read_text().splitlines()) for p in logs.values() if p.exists()) < 200:
+        assert time.monotonic() < deadline, "the query logs did not get every query"
+        time.sleep(0.1)
+    assert {n: len(p.read_text().splitlines()) for n, p in logs.items()} == {1: seen["lbdns-w1"], 2: seen["lbdns-w2"]}
+    assert not (server.tmp / "queries.jsonl").exists()
 
 
 def test_health_change_reaches_both_workers_within_100ms(server):
