@@ -281,6 +281,9 @@ def startup_summary(app: Any) -> list[str]:
     else:
         lines.append("health: " + ("no monitors" if s.probes_enabled else "probes disabled")
                      + (f", {len(s.health_overrides)} static override(s)" if s.health_overrides else ""))
+    if getattr(app, "workers", None) is not None:
+        lines.append(f"answering: {app.workers.count} worker processes (workers: {s.workers}), "
+                     "this process is the control process")
     if app.admin is not None:
         lines.append(f"admin: http://{host_port(s.admin.address, app.admin.port)} (/status, /metrics)")
     else:

@@ -68,7 +68,15 @@ def start(tmp: Path, workers: int, cpu: str) -> tuple[subprocess.Popen[str], int
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, cwd=tmp,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     wait_answering(port, proc, 60)
-    time.sleep(1.0)  # every worker ready (the first answer may come from one)
+    deadline = time.monotonic() + 60
+    while True:  # the admin listener opens after the workers answer
+        try:
+            counted(admin)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("the admin listener did not open") from None
+            time.sleep(0.2)
     return proc, port, admin
 
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,12 @@ def test_health_change_reaches_both_workers_within_100ms(server):
 
 def test_reload_switches_both_workers(server):
     gen = server.status()["generation"]
+    # a rejected change: both workers keep serving the last good generation
+    (server.zones / "example.com.yaml").write_text("zone: example.com\nrecords: {svc: {type: A, value: 300.1.1.1}}\n")
+    with pytest.raises(urllib.error.HTTPError) as rejected:
+        server.http("/reload", {})
+    assert rejected.value.code == 409
+    assert {server.query("svc.example.com")[1] == {"192.0.2.201"} for _ in range(50)} == {True}
     server.fx.zone["records"]["svc"]["value"] = "192.0.2.202"
     server.fx.write(server.tmp)
     answer = server.http("/reload", {})
