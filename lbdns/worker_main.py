@@ -11,7 +11,8 @@ Protocol (frames of :mod:`lbdns.ipc`). On stdin, from the control process: ``("i
 WorkerInit)`` first; then snapshot frames exactly as the snapshot builder sends them
 (``head``, ``nodes``…, ``done``, see :mod:`lbdns.builder`) followed by ``("commit",
 generation)`` to publish the assembled snapshot or ``("abort",)`` to drop it; ``("health",
-version, origins, pool_rtt, token)`` to publish a health view; ``("stats", request)``;
+version, changed, removed, pool_rtt, token)`` to publish a health view (the origins changed
+since the last one and the keys removed; ``removed`` None: ``changed`` is the whole view); ``("stats", request)``;
 ``("reopen",)`` (the query log, after rotation); ``("stop",)``. On stdout, to the control
 process: ``("ready", pid, generation, health_version)`` once it answers, ``("installed",
 generation)`` after each later commit, ``("stats", request, figures)``.
@@ -62,6 +63,7 @@ class Worker:
         self.stopping = asyncio.Event()
         self.closers: list[Any] = []
         self._tokens: tuple[int, object] = (-1, object())
+        self._origins: dict[Any, Any] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     def send(self, msg: tuple[Any, ...]) -> None:
@@ -94,7 +96,15 @@ class Worker:
     def _apply_health(self, msg: tuple[Any, ...]) -> None:
         from lbdns.health.view import HealthView
 
-        _, version, origins, pool_rtt, token_id = msg
+        _, version, changed, removed, pool_rtt, token_id = msg
+        if removed is None:
+            origins = changed
+        else:  # a new dict: the published view stays as it was for whoever holds it
+            origins = dict(self._origins)
+            for key in removed:
+                origins.pop(key, None)
+            origins.update(changed)
+        self._origins = origins
         if token_id != self._tokens[0]:  # equal states in the control process: equal token here
             self._tokens = (token_id, object())
         view = HealthView(version, MappingProxyType(origins), MappingProxyType(pool_rtt), self._tokens[1])

@@ -170,7 +170,8 @@ class WorkerPool:
         """The serving generation's frames, ending with its ``commit``."""
         self.pending: list[bytes] | None = None
         """The frames relayed so far of a reload being built (None: none)."""
-        self.health_msg: bytes | None = None
+        self.view: HealthView | None = None
+        """The last health view sent (a new worker gets it whole)."""
         self.restarts = 0
         self.retired: dict[str, Any] = {}
         """The sum of the last figures of workers that exited."""
@@ -264,8 +265,8 @@ class WorkerPool:
         proc.stdin.write(encode(("init", self._init(slot))))
         for f in self.frames:
             proc.stdin.write(f)
-        if self.health_msg is not None:
-            proc.stdin.write(self.health_msg)
+        if self.view is not None:
+            proc.stdin.write(self._health_message(self.view, None))
         for f in self.pending or ():
             proc.stdin.write(f)
         slot.reader = asyncio.ensure_future(self._read(slot, proc))
@@ -336,12 +337,25 @@ class WorkerPool:
 
     # -- publication (called by FanoutRef and the reload) ------------------------------------
     def send_health(self, view: HealthView) -> None:
-        """Send a published health view to every worker (and keep it for new workers)."""
+        """Send a published health view to every worker: the origins whose health object
+        changed since the last view sent (a probe publishes only what it changed; unchanged
+        entries keep their object) and those removed, plus the pool RTTs."""
         token_id, token = self._token
         if view.states_token is not token:
             self._token = (token_id + 1, view.states_token)
-        self.health_msg = encode(("health", view.version, dict(view.origins), dict(view.pool_rtt), self._token[0]))
-        self._write(self.health_msg)
+        last = self.view
+        self.view = view
+        self._write(self._health_message(view, last))
+
+    def _health_message(self, view: HealthView, last: HealthView | None) -> bytes:
+        """``("health", version, changed, removed, pool_rtt, token)``; ``removed`` None: the
+        whole view (``changed`` is every origin)."""
+        if last is None:
+            return encode(("health", view.version, dict(view.origins), None, dict(view.pool_rtt), self._token[0]))
+        before = last.origins
+        changed = {k: h for k, h in view.origins.items() if before.get(k) is not h}
+        removed = list(before.keys() - view.origins.keys())
+        return encode(("health", view.version, changed, removed, dict(view.pool_rtt), self._token[0]))
 
     def assembly(self) -> TeeAssembly:
         """The assembly of a reload's build: relays its frames to the workers."""
