@@ -62,6 +62,7 @@ class Worker:
         self.first = asyncio.Event()
         self.stopping = asyncio.Event()
         self.closers: list[Any] = []
+        self.failed = False
         self._tokens: tuple[int, object] = (-1, object())
         self._origins: dict[Any, Any] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -177,6 +178,16 @@ class Worker:
             "generation": cur.snapshot.generation, "health_version": cur.health.version,
         }
 
+    async def _guard(self, coro: Any) -> None:
+        """Run a control-channel task; when it fails, log it and stop with status 1 (the
+        control process starts a fresh worker with the current state)."""
+        try:
+            await coro
+        except Exception:
+            log.exception("worker %d: control channel failed; exiting to be restarted", self.init.index)
+            self.failed = True
+            self.stopping.set()
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
@@ -193,8 +204,8 @@ class Worker:
         from lbdns.server.transports import TcpServer, UdpServer
 
         s = self.settings
-        self._spawn(self.read_control())
-        self._spawn(self.install())
+        self._spawn(self._guard(self.read_control()))
+        self._spawn(self._guard(self.install()))
         geo = asn_of = None
         if self.init.use_geoip:
             from lbdns.geo.mmdb import GeoDatabase
@@ -240,7 +251,7 @@ class Worker:
             close()
         if self.query_log is not None:
             await loop.run_in_executor(None, self.query_log.stop)
-        return 0
+        return 1 if self.failed else 0
 
 
 async def _main() -> int:
@@ -266,7 +277,9 @@ async def _main() -> int:
 
 def main() -> int:
     """Entry point of ``python -m lbdns.worker_main`` (started by the control process)."""
-    for sig in (signal.SIGINT, signal.SIGHUP):  # the control process's to handle; it stops us
+    # the control process's to handle; it stops us. SIGTERM too: systemd sends it to every process
+    # of the unit at once, and a worker that died of it would be restarted during the stop
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     try:
         import uvloop

@@ -204,3 +204,16 @@ def test_killed_worker_is_restarted_and_counted(server):
     seen = {server.query("svc.example.com")[0] for _ in range(200)}
     assert seen == {"lbdns-w1", "lbdns-w2"}
     assert f"worker 1 (pid {victim}) exited with signal 9; restarting it" in server.output()
+
+
+def test_sigterm_to_every_process_stops_without_restarts(server):
+    """As systemd stops a unit: SIGTERM to the control process and every worker at once."""
+    pids = [w["pid"] for w in server.status()["workers"]]
+    for pid in (*pids, server.proc.pid):
+        os.kill(pid, signal.SIGTERM)
+    assert server.proc.wait(20) == 0
+    out = server.output()
+    assert "restarting" not in out and "stopping" in out
+    for pid in pids:  # the workers are gone too
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
