@@ -195,7 +195,11 @@ class WorkerPool:
             for attempt in range(20):
                 port = lst.port
                 made: list[tuple[str, socket.socket]] = []
+                kind = kinds[0]
                 try:
+                    if port:  # SO_REUSEPORT would join another server's group on the port
+                        for kind in kinds:
+                            _check_free(kind, family, lst.address, port)
                     for kind in kinds:
                         for _ in self.slots:
                             sock = _reuseport_socket(kind, family, lst.address, port)
@@ -206,7 +210,6 @@ class WorkerPool:
                         sock.close()
                     if lst.port == 0 and attempt < 19 and exc.errno == errno.EADDRINUSE:
                         continue
-                    kind = "tcp" if any(k == "tcp" for k, _ in made) or kinds == ["tcp"] else "udp"
                     raise ListenError(kind, lst.address, port, exc) from exc
                 break
             for i, (kind, sock) in enumerate(made):
@@ -478,6 +481,16 @@ class WorkerPool:
         for sock in self.socks:
             sock.close()
         self.socks.clear()
+
+
+def _check_free(kind: str, family: int, address: str, port: int) -> None:
+    """Raise OSError (EADDRINUSE) when something listens on ``address:port`` already — also a
+    group of SO_REUSEPORT sockets, which a socket with SO_REUSEPORT would silently join (two
+    servers splitting one port's traffic). Binds without SO_REUSEPORT and closes at once."""
+    with socket.socket(family, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM) as probe:
+        if kind == "tcp":  # as the listener: connections in TIME_WAIT do not count
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((address, port))
 
 
 def _reuseport_socket(kind: str, family: int, address: str, port: int) -> socket.socket:

@@ -217,3 +217,19 @@ def test_sigterm_to_every_process_stops_without_restarts(server):
     for pid in pids:  # the workers are gone too
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_port_held_by_another_reuseport_group_is_refused(fx, tmp_path):
+    """A port another server already holds with SO_REUSEPORT sockets (another lbdns with
+    workers) is "in use": joining its group would split that server's traffic."""
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", port))
+        zones = fx.write(tmp_path)
+        (tmp_path / "lbdns.yaml").write_text(yaml.safe_dump({"workers": 2, "zones_dir": str(zones)}))
+        r = subprocess.run([sys.executable, "-m", "lbdns.cli", "serve", "--config", str(tmp_path / "lbdns.yaml"),
+                            "--listen", f"127.0.0.1:{port}", "--admin", "off", "--no-probes"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 1
+    assert f"cannot listen on udp 127.0.0.1:{port}: [Errno 98] Address already in use" in r.stderr
