@@ -398,6 +398,12 @@ def format_status(doc: dict[str, Any]) -> str:
             rows.append([f"{p.get('name')}/{o.get('name')}", o.get("address"), "yes" if o.get("enabled") else "no",
                          o.get("weight"), o.get("health"), rtt(o.get("rtt_ms")), reason])
     out += _table(["POOL/ORIGIN", "ADDRESS", "ENABLED", "WEIGHT", "HEALTH", "RTT", "REASON"], rows)
+    workers = doc.get("workers") or []
+    if workers:  # workers: N (docs/operations.md "Workers")
+        out.append("")
+        out += _table(["WORKER", "PID", "RUNNING", "GENERATION", "HEALTH VERSION", "QUERIES", "RESTARTS"], [
+            [w.get("worker"), w.get("pid"), "yes" if w.get("running") else "no", w.get("generation"),
+             w.get("health_version"), w.get("queries"), w.get("restarts")] for w in workers])
     return "\n".join(out)
 
 

@@ -138,6 +138,11 @@ def test_two_workers_answer_on_one_port_and_metrics_add_up(server):
         time.sleep(0.1)
     assert {n: len(p.read_text().splitlines()) for n, p in logs.items()} == {1: seen["lbdns-w1"], 2: seen["lbdns-w2"]}
     assert not (server.tmp / "queries.jsonl").exists()
+    table = subprocess.run([sys.executable, "-m", "lbdns.cli", "status", "--admin", f"http://127.0.0.1:{server.admin}"],
+                           capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    rows = [line.split() for line in table.stdout.splitlines()]
+    assert ["WORKER", "PID", "RUNNING", "GENERATION", "HEALTH", "VERSION", "QUERIES", "RESTARTS"] in rows
+    assert [r[0] for r in rows if r[:1] in (["1"], ["2"]) and r[2] == "yes"] == ["1", "2"]
 
 
 def test_health_change_reaches_both_workers_within_100ms(server):
