@@ -91,6 +91,42 @@ def wait(cond: object, limit: float = 300.0) -> float:
     return time.monotonic() - t0
 
 
+def reload_once(tmp: Path, zones: Path, admin: int, records: int) -> float:
+    """Seconds from ``POST /reload`` of an edited zone of the same size until it is answered
+    (with workers: until every worker serves the new generation)."""
+    write_zone(zones, records, f"c{time.monotonic_ns()}")  # the same size, another canary
+    token = (tmp / "admin.token").read_text().strip()
+    req = urllib.request.Request(f"http://127.0.0.1:{admin}/reload", method="POST", data=b"{}",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    t0 = time.monotonic()
+    with urllib.request.urlopen(req, timeout=300) as r:
+        assert json.loads(r.read())["ok"]
+    return time.monotonic() - t0
+
+
+def single_start(tmp: Path, zones: Path, records: int) -> None:
+    """The baseline: ``workers: 1`` from start until it answers (its admin listener opens last)."""
+    port, admin = free_port(), free_port()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(zones), "--listen", f"127.0.0.1:{port}",
+         "--admin", f"127.0.0.1:{admin}", "--no-probes", "--no-watch", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    def up() -> bool:
+        try:
+            return bool(status(admin))
+        except OSError:
+            return False
+
+    try:
+        wait(up)
+        print(f"start, workers: 1: {time.monotonic() - t0:.1f} s until it answers; RSS {rss_mb(proc.pid):.0f} MB")
+        print(f"reload, workers: 1: {reload_once(tmp, zones, admin, records):.2f} s")
+    finally:
+        stop_server(proc)
+
+
 def end_to_end(tmp: Path, zones: Path, records: int) -> None:
     port, admin = free_port(), free_port()
     config = tmp / "lbdns.yaml"
@@ -101,7 +137,6 @@ def end_to_end(tmp: Path, zones: Path, records: int) -> None:
          "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--no-probes", "--no-watch",
          "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
-    token = tmp / "admin.token"
 
     def up() -> bool:
         try:
@@ -112,20 +147,14 @@ def end_to_end(tmp: Path, zones: Path, records: int) -> None:
 
     try:
         wait(up)
-        print(f"start: {time.monotonic() - t0:.1f} s until both workers answer; "
+        print(f"start, workers: 2: {time.monotonic() - t0:.1f} s until both workers answer; "
               f"RSS control {rss_mb(proc.pid):.0f} MB, workers "
               + ", ".join(f"{rss_mb(w['pid']):.0f} MB" for w in status(admin)["workers"]))  # type: ignore[index, union-attr]
         victim = status(admin)["workers"][0]["pid"]  # type: ignore[index]
         os.kill(victim, signal.SIGKILL)
         took = wait(lambda: (w := status(admin)["workers"][0])["running"] and w["pid"] != victim)  # type: ignore[index]
         print(f"restart: {took:.2f} s from SIGKILL until the new worker answers")
-        write_zone(zones, records, "c1")  # the same size, another canary
-        req = urllib.request.Request(f"http://127.0.0.1:{admin}/reload", method="POST", data=b"{}",
-                                     headers={"Authorization": f"Bearer {token.read_text().strip()}"})
-        t1 = time.monotonic()
-        with urllib.request.urlopen(req, timeout=300) as r:
-            gen = json.loads(r.read())["generation"]
-        print(f"reload: {time.monotonic() - t1:.2f} s until every worker serves generation {gen}")
+        print(f"reload, workers: 2: {reload_once(tmp, zones, admin, records):.2f} s until every worker serves it")
     finally:
         stop_server(proc)
 
@@ -134,12 +163,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=30000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--skip-in-process", action="store_true", help="only the end-to-end figures")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="lbdns-worker-start-"))
     zones = tmp / "zones"
     write_zone(zones, args.records, "c0")
     print(f"{args.records} records")
-    in_process(zones, args.rounds)
+    if not args.skip_in_process:
+        in_process(zones, args.rounds)
+    single_start(tmp, zones, args.records)
     end_to_end(tmp, zones, args.records)
     return 0
 
