@@ -135,6 +135,9 @@ class App:
     loaded: LoadedConfig | None = None
     generation: int = 0
     health_runtime: HealthRuntime | None = None
+    notifier: Any = None
+    """The :class:`~lbdns.probes.notify.WebhookNotifier` of ``notification_webhook`` (None: off);
+    health events and reload-made pool-enablement changes go through it."""
     admin: Any = None
     _watch: asyncio.Task[None] | None = None
     _mtimes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
@@ -250,6 +253,7 @@ class App:
         on_answer = None if not hooks else hooks[0] if len(hooks) == 1 else fanout
         self.handler = Handler(self.ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.lookup, rng=self.rng,
                                counters=self.counters, on_answer=on_answer)
+        self._start_notifier()
         await self._start_health(snap)
         if self.workers is not None:
             self.workers.bind(self.listeners)
@@ -304,6 +308,22 @@ class App:
 
     def _grow_rcvbuf(self, sock: Any) -> None:
         grow_rcvbuf(sock, self.settings.udp_rcvbuf)
+
+    def _start_notifier(self) -> None:
+        """Create the webhook notifier when ``notification_webhook`` is set. Raises
+        :class:`ConfigError` when its secret file cannot be read."""
+        hook = self.settings.notification_webhook
+        if hook is None:
+            return
+        from lbdns.probes.notify import WebhookNotifier
+
+        try:
+            self.notifier = WebhookNotifier.from_settings(hook)
+        except ValueError as exc:
+            from lbdns.errors import Issue, Location
+
+            raise ConfigError([Issue(Location("lbdns.yaml"), "notification_webhook.secret_file", "E-SETTINGS",
+                                     str(exc))]) from None
 
     async def _start_health(self, snap: Snapshot) -> None:
         """Start the probe scheduler when the config has monitors (and probes are enabled)."""
@@ -401,6 +421,11 @@ class App:
             return False
         old = self.ref.current.snapshot
         self.ref.publish_snapshot(snap)
+        if self.notifier is not None:
+            from lbdns.probes.notify import enablement_changes
+
+            self.notifier.pools_enabled_changed(enablement_changes(old.config.pools, snap.config.pools),
+                                                generation=snap.generation)
         self.generation = snap.generation
         self.last_rejection = self.last_errors = ()
         self._log_warnings(snap.config.warnings)
@@ -537,6 +562,8 @@ class App:
             await self._builder.stop()
         if self.health_runtime is not None:
             await self.health_runtime.stop()
+        if self.notifier is not None:
+            await self.notifier.aclose()
         if self.admin is not None:
             await self.admin.stop()
         if self.workers is not None:

@@ -2,7 +2,7 @@
 snapshot, run the checks (in the probe worker process by default, see
 :mod:`lbdns.probes.worker`; in the server's own event loop with ``probe_isolation: inline``),
 record results into health views published to the server state, carry health over on reload,
-the optional notification webhook, and the probe figures ``/metrics`` exports.
+the health events for the notification webhook (owned by the App), and the probe figures ``/metrics`` exports.
 
 Warm start (beyond Cloudflare, documented in docs/operations.md): before the listeners open,
 one round of probes runs, bounded by the largest ``timeout × (retries + 1)`` of the monitors,
@@ -16,7 +16,6 @@ import logging
 from bisect import bisect_right
 from typing import TYPE_CHECKING, Any
 
-from lbdns.probes.notify import WebhookNotifier
 from lbdns.probes.recorder import HealthRecorder
 from lbdns.probes.scheduler import ProbeScheduler
 from lbdns.probes.targets import ProbeTarget, build_targets
@@ -44,7 +43,7 @@ class HealthRuntime:
     def __init__(self, app: App, snapshot: Snapshot) -> None:
         self.app = app
         s = app.settings
-        self.notifier = WebhookNotifier(s.notification_webhook) if s.notification_webhook else None
+        self.notifier = app.notifier  # owned (and closed) by the App
         self.recorder = HealthRecorder(
             app.publish_health,
             rtt_alpha=s.rtt_ewma_alpha,
@@ -97,14 +96,12 @@ class HealthRuntime:
             self.scheduler.replace_targets(targets)
 
     async def stop(self) -> None:
-        """Stop probing, publish what is pending, close the webhook session."""
+        """Stop probing and publish what is pending."""
         if self.worker is not None:
             await self.worker.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
         self.recorder.flush()
-        if self.notifier is not None:
-            await self.notifier.aclose()
 
     def metrics(self) -> dict[str, Any]:
         """Probe counters and the schedule-lag distribution for ``/metrics``: ``probes_run``,

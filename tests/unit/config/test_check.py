@@ -186,6 +186,8 @@ ERRORS = [
     (mod_pool("p-fallback", latitude=10), "E-COORD", "both latitude and longitude"),
     (mod_pool("p-us-east", load_shedding={"default_percent": 150}), "E-SHED", "less than or equal to 100"),
     (mod_lb(session_affinity="sticky"), "E-SA", "unknown session_affinity 'sticky'"),
+    (mod_pool("p-us-east", persistence_key="resolver_net"), "E-PERSIST",
+     "pools[0].persistence_key: E-PERSIST: Input should be 'resolver_ip', 'resolver_network' or 'ecs'"),
     (mod_origin(header={"X-Other": ["a"]}), "E-HEADER", "unknown field 'X-Other'"),
 ]
 
@@ -218,6 +220,7 @@ WARNINGS = [
     (mod_lb(steering_policy="geo", region_pools={"WEU": ["p-eu"]}, rules=[{"condition": ""}]), "W-RULES-GEO"),
     (mod_lb(steering_policy="off", region_pools={"WEU": ["p-eu"]}), "W-UNUSED"),
     (mod_monitor(timeout=10, retries=5, interval=30), "W-INTERVAL-TIMEOUT"),
+    (mod_pool("p-us-east", persistence_key="ecs"), "W-PERSIST"),
 ]
 
 
@@ -251,7 +254,7 @@ def test_proxied_allowed_as_dns_only_with_warning(tmp_path, fx):
 
 
 def test_settings_file_errors_are_located(tmp_path):
-    from lbdns.config.settings import load_settings
+    from lbdns.config.read_settings import load_settings
 
     p = tmp_path / "lbdns.yaml"
     p.write_text(yaml.safe_dump({"listen": [{"address": "127.0.0.1", "port": 99999}], "popp": "IAD"}))

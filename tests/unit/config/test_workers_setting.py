@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from lbdns.config.settings import MAX_WORKERS, ServerSettings, load_settings
+from lbdns.config.read_settings import load_settings
+from lbdns.config.settings import MAX_WORKERS, ServerSettings
 from lbdns.errors import ConfigError
 
 
