@@ -3,7 +3,8 @@
 
 For each worker count it starts ``lbdns serve`` on the example zones (response rate limiting on,
 127.0.0.1 exempt, as ``scripts/bench``'s default), then for each workload and round runs
-``scripts/bench.py --port PORT`` (dnsperf against the running server, unpinned unless told)
+``scripts/bench.py --port PORT`` (its unmeasured warm-up pass, then dnsperf's capacity run
+against the running server; unpinned unless told)
 and measures, around that run, the CPU time of the whole server process tree — the control
 process, every worker, the snapshot builder — with psutil, and the queries the server counted
 (``lbdns_queries_total``, summed over the workers by the control process). scripts/bench.py
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -33,7 +35,17 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import RRL_MODES, free_port, stop_server, wait_answering  # noqa: E402
+from bench import RRL_MODES, free_port, wait_answering  # noqa: E402
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def tree_cpu(pid: int) -> dict[int, float]:
@@ -83,7 +95,7 @@ def start(tmp: Path, workers: int, cpu: str) -> tuple[subprocess.Popen[str], int
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", default="1,2", help="comma list of worker counts")
-    ap.add_argument("--workloads", default="static,lb,ecs")
+    ap.add_argument("--workloads", default="static,lb,ecs,mix", help="scripts/bench workloads, comma list")
     ap.add_argument("--rounds", type=int, default=3, help="runs per workload and worker count (median reported)")
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--clients", type=int, default=10)
@@ -103,11 +115,11 @@ def main() -> int:
                     out = subprocess.run(
                         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--port", str(port), "--workloads", w,
                          "--duration", str(args.duration), "--clients", str(args.clients),
-                         "--outstanding", str(args.outstanding), "--light-qps", "0", "--rounds", "1",
-                         "--server-cpu", "", "--client-cpu", args.client_cpu],
+                         "--outstanding", str(args.outstanding), "--light-qps", "0", "--fixed-qps", "0",
+                         "--rounds", "1", "--server-cpu", "", "--client-cpu", args.client_cpu],
                         capture_output=True, text=True, check=True, timeout=args.duration + 120).stdout
                     c1, q1 = tree_cpu(proc.pid), counted(admin)
-                    row = next(line for line in out.splitlines() if line.startswith("(running)"))
+                    row = next(line for line in out.splitlines() if line.split()[1:2] == ["(running)"])
                     qps.append(float(row.split()[2]))
                     used = sum(c1.get(p, 0.0) - c0.get(p, 0.0) for p in c1)
                     cpu_us.append(used / (q1 - q0) * 1e6 if q1 > q0 else float("nan"))
