@@ -33,7 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import free_port, stop_server  # noqa: E402
+from bench import Server, free_port  # noqa: E402
 from bench_reload import rss_mb, write_zone  # noqa: E402
 
 
@@ -124,7 +124,7 @@ def single_start(tmp: Path, zones: Path, records: int) -> None:
         print(f"start, workers: 1: {time.monotonic() - t0:.1f} s until it answers; RSS {rss_mb(proc.pid):.0f} MB")
         print(f"reload, workers: 1: {reload_once(tmp, zones, admin, records):.2f} s")
     finally:
-        stop_server(proc)
+        Server("lbdns", 0, proc).stop()
 
 
 def end_to_end(tmp: Path, zones: Path, records: int) -> None:
@@ -156,7 +156,7 @@ def end_to_end(tmp: Path, zones: Path, records: int) -> None:
         print(f"restart: {took:.2f} s from SIGKILL until the new worker answers")
         print(f"reload, workers: 2: {reload_once(tmp, zones, admin, records):.2f} s until every worker serves it")
     finally:
-        stop_server(proc)
+        Server("lbdns", 0, proc).stop()
 
 
 def main() -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,17 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import RRL_MODES, free_port, wait_answering  # noqa: E402
-
-
-def stop_server(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM, then SIGKILL after 15 s."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+from bench import RRL_MODES, Server, free_port, wait_answering  # noqa: E402
 
 
 def tree_cpu(pid: int) -> dict[int, float]:
@@ -128,7 +117,7 @@ def main() -> int:
                       f"{statistics.median(control):9.1f}  {' '.join(f'{x:.0f}' for x in qps)}; "
                       f"{' '.join(f'{x:.2f}' for x in cpu_us)}", flush=True)
         finally:
-            stop_server(proc)
+            Server("lbdns", port, proc).stop()
     return 0
 
 
