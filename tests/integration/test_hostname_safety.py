@@ -1,0 +1,119 @@
+"""Hostname origins that cannot hurt (issue 15 item 4) and hostnames resolved ahead of queries
+(issue 13 item 3), black-box: a real lbdns on loopback whose ``upstream_resolvers`` is a real
+DNS server the test runs (:class:`~tests.integration.upstream_dns.UpstreamDns`, counting every
+packet it receives).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import dns.message
+import dns.rcode
+import pytest
+
+from tests.integration.harness import Fixture, addresses
+from tests.integration.upstream_dns import UpstreamDns
+
+FALLBACK = {"192.0.2.99"}
+
+
+@pytest.fixture
+def upstream() -> Iterator[UpstreamDns]:
+    up = UpstreamDns()
+    yield up
+    up.stop()
+
+
+def hostname_lb(fx: Fixture, lb: str, address: str, **origin: Any) -> None:
+    """An unmonitored pool ``p-<lb>`` with one origin at ``address`` and LB ``<lb>`` using it
+    (fallback p-fallback)."""
+    fx.account["pools"].append({"name": f"p-{lb}", "origins": [{"name": "h", "address": address, **origin}]})
+    fx.zone["load_balancers"][lb] = {"default_pools": [f"p-{lb}"], "fallback_pool": "p-fallback"}
+
+
+def blast(port: int, name: str, count: int, timeout: float = 5.0) -> int:
+    """Send ``count`` A queries for ``name`` at once over UDP (one socket, distinct IDs), then
+    collect the answers; returns how many arrived."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        s.bind(("127.0.0.1", 0))
+        wire = dns.message.make_query(name, "A").to_wire()
+        packets = [i.to_bytes(2, "big") + wire[2:] for i in range(count)]
+        for p in packets:
+            s.sendto(p, ("127.0.0.1", port))
+        s.settimeout(timeout)
+        got = 0
+        try:
+            while got < count:
+                s.recv(4096)
+                got += 1
+        except TimeoutError:
+            pass
+        return got
+
+
+def test_lookup_that_leads_back_into_lbdns_is_cut_off(fx, serve, upstream, caplog):
+    """An origin hostname outside lbdns's zones whose resolution leads back into lbdns (the
+    upstream resolver follows ``alias.other.test CNAME lb-loop.example.com`` and asks lbdns for
+    it): a query for the LB is answered at once from the fallback, the lookup does not recurse
+    (a handful of self-queries, not a storm), and other names are answered without delay."""
+    hostname_lb(fx, "lb-loop", "alias.other.test")
+    s = serve(fx, upstream_resolvers=[f"127.0.0.1:{upstream.port}"], hostname_cache_max_ttl=1)
+    upstream.forward["alias.other.test."] = ("127.0.0.1", s.ports["IAD"], "lb-loop.example.com.")
+    time.sleep(1.5)  # past a refresh: the loop is in play before the query
+    before = upstream.forwarded
+    stop = threading.Event()
+    latencies: list[float] = []
+
+    def other_queries() -> None:
+        while not stop.is_set():
+            t0 = time.monotonic()
+            with contextlib.suppress(dns.exception.Timeout):
+                s.query("ns1.example.com", timeout=3.0)
+            latencies.append(time.monotonic() - t0)
+            time.sleep(0.01)
+
+    t = threading.Thread(target=other_queries)
+    t.start()
+    t0 = time.monotonic()
+    try:
+        r = s.query("lb-loop.example.com", timeout=3.0)
+        first = time.monotonic() - t0
+    finally:
+        time.sleep(2.0)
+        stop.set()
+        t.join(10)
+    self_queries = upstream.forwarded - before
+    print(f"\nloop: answer in {first * 1000:.1f} ms, self-queries in 2 s: {self_queries}, other queries: "
+          f"n={len(latencies)} median {statistics.median(latencies) * 1000:.1f} ms max {max(latencies) * 1000:.1f} ms")
+    assert r.rcode() == dns.rcode.NOERROR and addresses(r) == FALLBACK
+    assert first < 0.5
+    assert self_queries <= 12  # ~2 per refresh (A, AAAA) at a 1 s cache, never a cascade
+    assert max(latencies) < 0.25
+    assert any("alias.other.test" in r.getMessage() and "leads back to itself" in r.getMessage()
+               for r in caplog.records if r.name == "lbdns.hostnames")
+
+
+def test_concurrent_queries_cost_no_upstream_packets(fx, serve, upstream):
+    """2,000 concurrent queries for an LB with a hostname origin: the name was resolved before
+    the server answered, so the burst sends nothing upstream (old code: one A and one AAAA
+    lookup per query, 4,000 packets)."""
+    upstream.records["origin-c.other.test."] = ["192.0.2.91"]
+    upstream.delay = 1.5  # a slow upstream: every query of the burst arrives before it answers
+    hostname_lb(fx, "lb-c", "origin-c.other.test")
+    s = serve(fx, upstream_resolvers=[f"127.0.0.1:{upstream.port}"], hostname_cache_max_ttl=60)
+    before = upstream.total
+    got = blast(s.ports["IAD"], "lb-c.example.com", 2000)
+    during = upstream.total - before
+    print(f"\ncoalescing: 2000 queries, {got} answers, upstream packets before the burst {before}, "
+          f"during it {during}")
+    assert got >= 1900
+    assert during <= 2
+    assert addresses(s.query("lb-c.example.com")) == {"192.0.2.91"}
