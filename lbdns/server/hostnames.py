@@ -116,6 +116,16 @@ class HostnameResolver:
         :data:`UNRESOLVED` (not usable). Never raises, never waits."""
         return self.cache.get(name, UNRESOLVED)
 
+    def local_address(self, name: str) -> str | None:
+        """The first address (IPv4 first) lbdns itself answers for ``name`` when it lies in a
+        zone lbdns serves and resolved, else None (probes use it instead of a lookup)."""
+        local = self.local
+        got = self.cache.get(name)
+        if local is None or got is None or not got.ok or not local.serves(name):
+            return None
+        packed = got.v4[:1] or got.v6[:1]
+        return str(ip_address(packed[0])) if packed else None
+
     # -- publishing ------------------------------------------------------------------------------
     def use_local(self, local: LocalAnswers | None) -> None:
         """Answer names in served zones from ``local`` (None: everything goes upstream)."""

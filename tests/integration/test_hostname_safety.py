@@ -18,7 +18,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from tests.integration.harness import Fixture, addresses
+from tests.integration.harness import Fixture, Server, addresses
 from tests.integration.upstream_dns import UpstreamDns
 
 FALLBACK = {"192.0.2.99"}
@@ -117,3 +117,75 @@ def test_concurrent_queries_cost_no_upstream_packets(fx, serve, upstream):
     assert got >= 1900
     assert during <= 2
     assert addresses(s.query("lb-c.example.com")) == {"192.0.2.91"}
+
+
+def test_new_address_is_served_after_the_background_refresh(fx, serve, upstream):
+    """The upstream changes a hostname's address while no query comes in: the background
+    refresh picks it up, so the very first query afterwards gets the new address, at once
+    (old code: the first query after expiry got the stale address and started the refresh)."""
+    upstream.records["origin-r.other.test."] = ["192.0.2.61"]
+    upstream.ttl = 1
+    hostname_lb(fx, "lb-r", "origin-r.other.test")
+    s = serve(fx, upstream_resolvers=[f"127.0.0.1:{upstream.port}"], hostname_cache_max_ttl=5)
+    assert addresses(s.query("lb-r.example.com")) == {"192.0.2.61"}
+    upstream.records["origin-r.other.test."] = ["192.0.2.62"]
+    before = upstream.total
+    time.sleep(1.5)  # no queries: only the refresh can learn the new address
+    assert upstream.total > before
+    t0 = time.monotonic()
+    r = s.query("lb-r.example.com")
+    took = time.monotonic() - t0
+    assert addresses(r) == {"192.0.2.62"}
+    assert took < 0.1
+
+
+class _Http:
+    """An HTTP origin on 127.0.0.1 answering 200 to everything."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_in_zone_hostname_origin_healthy_at_warm_start_without_upstream(fx, tmp_path, upstream):
+    """An origin named inside a zone lbdns serves (``web.example.com A 127.0.0.1``): probed
+    healthy in the warm-start round and answered flattened, while the upstream resolver (which
+    knows nothing) receives no packet (old code: "DNS Unknown Host" and the fallback)."""
+    from lbdns.health.view import OriginState
+
+    http = _Http()
+    try:
+        fx.zone["records"]["web"] = {"type": "A", "ttl": 300, "value": "127.0.0.1"}
+        fx.account["monitors"].append({"id": "m-web", "type": "http", "path": "/", "port": http.port,
+                                       "interval": 60, "timeout": 2, "retries": 0})
+        hostname_lb(fx, "lb-web", "web.example.com")
+        fx.pool("p-lb-web")["monitor"] = "m-web"
+        zones = fx.write(tmp_path)
+        s = Server(zones, tmp_path, health="probes", probes_enabled=True, warm_start=True,
+                   upstream_resolvers=[f"127.0.0.1:{upstream.port}"])
+        try:
+            state = s.app.ref.current.health.origins[("p-lb-web", "h")]
+            assert state.state == OriginState.HEALTHY, state
+            assert addresses(s.query("lb-web.example.com")) == {"127.0.0.1"}
+            assert upstream.total == 0
+        finally:
+            s.stop()
+    finally:
+        http.stop()
