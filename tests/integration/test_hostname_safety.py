@@ -189,3 +189,36 @@ def test_in_zone_hostname_origin_healthy_at_warm_start_without_upstream(fx, tmp_
             s.stop()
     finally:
         http.stop()
+
+
+def test_check_rejects_origin_hostnames_leading_back_to_their_load_balancer(fx, tmp_path):
+    """``lbdns check`` (a real process) rejects, with located errors, an origin that names its own
+    load balancer and one that gets back to it through a CNAME and a second load balancer; an
+    origin naming another load balancer that does not lead back stays valid."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    hostname_lb(fx, "lb-self", "LB-Self.example.com")  # directly (any case)
+    hostname_lb(fx, "lb-a", "alias.example.com")  # alias CNAME lb-b; lb-b's origin is lb-a
+    fx.zone["records"]["alias"] = {"type": "CNAME", "ttl": 60, "value": "lb-b.example.com."}
+    hostname_lb(fx, "lb-b", "lb-a.example.com")
+    hostname_lb(fx, "lb-ok", "lb.example.com")  # another LB, no way back
+    zones = fx.write(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "lbdns.cli", "check", str(zones)], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    errors = [line for line in r.stderr.splitlines() if "E-HOST-LOOP" in line]
+    pattern = (re.escape(str(zones / "_account.yaml"))
+               + r":\d+:\d+: pools\[(\d+)\]\.origins\[0\]\.address: E-HOST-LOOP: (.*)")
+    found = {}
+    for line in errors:
+        m = re.fullmatch(pattern, line)
+        assert m, line
+        found[fx.account["pools"][int(m.group(1))]["name"]] = m.group(2)
+    assert set(found) == {"p-lb-self", "p-lb-a", "p-lb-b"}, r.stderr
+    assert found["p-lb-self"].startswith("origin address 'LB-Self.example.com' leads back to load balancer "
+                                         "lb-self.example.com, which uses pool 'p-lb-self' (lb-self.example.com)")
+    assert ("(alias.example.com → lb-b.example.com → lb-a.example.com)" in found["p-lb-a"]), found["p-lb-a"]
