@@ -222,3 +222,38 @@ def test_check_rejects_origin_hostnames_leading_back_to_their_load_balancer(fx, 
     assert found["p-lb-self"].startswith("origin address 'LB-Self.example.com' leads back to load balancer "
                                          "lb-self.example.com, which uses pool 'p-lb-self' (lb-self.example.com)")
     assert ("(alias.example.com → lb-b.example.com → lb-a.example.com)" in found["p-lb-a"]), found["p-lb-a"]
+
+
+def test_concurrent_lookups_of_one_name_share_one_upstream_query(upstream):
+    """100 resolutions of one name started together (reloads, refreshes) reach the upstream as one
+    A and one AAAA query."""
+    import asyncio
+
+    from lbdns.server.hostnames import HostnameResolver
+
+    upstream.records["shared.other.test."] = ["192.0.2.93", "2001:db8::93"]
+    upstream.delay = 0.3
+    resolver = HostnameResolver([f"127.0.0.1:{upstream.port}"])
+
+    async def run() -> None:
+        await asyncio.gather(*(resolver.resolve(["shared.other.test."]) for _ in range(100)))
+
+    asyncio.run(run())
+    assert upstream.packets == {("shared.other.test.", "A"): 1, ("shared.other.test.", "AAAA"): 1}
+    got = resolver.addresses("shared.other.test.")
+    assert got.ok and len(got.v4) == 1 and len(got.v6) == 1
+
+
+def test_reload_resolves_new_hostnames_before_publishing(fx, serve, upstream):
+    """A reload adding a load balancer with a hostname origin: the name is resolved before the
+    new configuration serves, so its first queries send nothing upstream and get the address."""
+    upstream.records["origin-n.other.test."] = ["192.0.2.94"]
+    s = serve(fx, upstream_resolvers=[f"127.0.0.1:{upstream.port}"], hostname_cache_max_ttl=60)
+    hostname_lb(fx, "lb-n", "origin-n.other.test")
+    fx.write(s.zones.parent)
+    assert s.reload()
+    before = upstream.total
+    assert before == 2  # resolved during the reload: one A, one AAAA
+    for _ in range(20):
+        assert addresses(s.query("lb-n.example.com")) == {"192.0.2.94"}
+    assert upstream.total == before
