@@ -359,6 +359,8 @@ class App:
         """Publish a new health view (static overrides re-applied)."""
         assert self.ref is not None
         self.ref.publish_health(apply_overrides(view, self.settings))
+        if self.resolver is not None:
+            self.resolver.health_changed()  # names lbdns answers itself may follow health
 
     async def reload(self) -> bool:
         """Reload and wait for the result: True when a reload that began after this call

@@ -101,6 +101,8 @@ class HostnameResolver:
         self.names: frozenset[str] = frozenset()
         """The names the published snapshot needs (refreshed in the background)."""
         self.local: LocalAnswers | None = None
+        self._answered_locally: set[str] = set()
+        """Names whose last resolution used lbdns's own answers (they follow health changes)."""
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._active: frozenset[str] = frozenset()
@@ -142,6 +144,17 @@ class HostnameResolver:
         tasks = [self._start(n) for n in want]
         await asyncio.wait(tasks, timeout=self.timeout)
 
+    def health_changed(self) -> None:
+        """Health changed: resolve again, now, the names lbdns answered itself (an origin named
+        after another load balancer follows that balancer's health without waiting for its
+        refresh). Does nothing outside a running event loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        for n in self._answered_locally & self.names:
+            self._start(n)
+
     def track(self, names: frozenset[str]) -> None:
         """The published snapshot needs ``names``: refresh those, forget the others."""
         self.names = names
@@ -149,6 +162,7 @@ class HostnameResolver:
             del self.cache[n]
             self.due.pop(n, None)
             self._failing.pop(n, None)
+            self._answered_locally.discard(n)
 
     def start(self) -> None:
         """Start the background refresh (on the running loop)."""
@@ -215,9 +229,11 @@ class HostnameResolver:
         chain = [name]
         current = name
         ttl = math.inf
+        self._answered_locally.discard(name)
         for _ in range(MAX_CHAIN + 1):
             local = self.local
             if local is not None and local.serves(current):
+                self._answered_locally.add(name)
                 step = self._ask_local(local, current, frozenset(chain))
             else:
                 step = await self._ask_upstream(current)

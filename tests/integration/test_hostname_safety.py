@@ -257,3 +257,20 @@ def test_reload_resolves_new_hostnames_before_publishing(fx, serve, upstream):
     for _ in range(20):
         assert addresses(s.query("lb-n.example.com")) == {"192.0.2.94"}
     assert upstream.total == before
+
+
+def test_origin_naming_another_load_balancer_takes_its_answer_without_upstream(fx, serve, upstream):
+    """An origin whose hostname is another load balancer served here (lb.example.com, failover
+    over IP pools) resolves to that load balancer's answer, health included, with no packet to
+    the upstream resolver (old code: the upstream's NXDOMAIN, so the fallback answered)."""
+    hostname_lb(fx, "lb-via", "lb.example.com")
+    s = serve(fx, upstream_resolvers=[f"127.0.0.1:{upstream.port}"], hostname_cache_max_ttl=1)
+    assert addresses(s.query("lb-via.example.com")) == {"192.0.2.10", "192.0.2.11"}
+    from lbdns.health.view import OriginState
+
+    s.set_health({("p-us-east", "e1"): OriginState.UNHEALTHY, ("p-us-east", "e2"): OriginState.UNHEALTHY})
+    deadline = time.monotonic() + 3
+    while addresses(s.query("lb-via.example.com")) != {"192.0.2.20", "192.0.2.21"} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert addresses(s.query("lb-via.example.com")) == {"192.0.2.20", "192.0.2.21"}  # after a refresh
+    assert upstream.total == 0
