@@ -156,8 +156,12 @@ class HostnameResolver:
             self._start(n)
 
     def track(self, names: frozenset[str]) -> None:
-        """The published snapshot needs ``names``: refresh those, forget the others."""
+        """The published snapshot needs ``names``: refresh those, forget (and stop resolving)
+        the others."""
         self.names = names
+        for n, task in list(self._inflight.items()):
+            if n not in names:
+                task.cancel()
         for n in [n for n in self.cache if n not in names]:
             del self.cache[n]
             self.due.pop(n, None)
