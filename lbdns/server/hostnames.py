@@ -162,8 +162,8 @@ class HostnameResolver:
         for n, task in list(self._inflight.items()):
             if n not in names:
                 task.cancel()
-        for n in [n for n in self.cache if n not in names]:
-            del self.cache[n]
+        for n in (self.cache.keys() | self.due.keys()) - names:
+            self.cache.pop(n, None)
             self.due.pop(n, None)
             self._failing.pop(n, None)
             self._answered_locally.discard(n)
