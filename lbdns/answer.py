@@ -174,7 +174,6 @@ def resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None) 
 
     The first RR owner is written as a pointer to the question (offset 12), so the caller
     must put the question right after the header. Static answers are memoised per snapshot.
-    Raises :class:`lbdns.steering.decide.NeedsLookup` when an LB needs hostname lookups.
     """
     cache: dict[tuple[bytes, int], Answer] = snapshot_cache(snapshot)
     hit = cache.get((qname, qtype))

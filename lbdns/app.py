@@ -33,7 +33,8 @@ from lbdns.geo.pops import Pop
 from lbdns.health.view import HealthView, OriginHealth, OriginState
 from lbdns.server.counters import QueryCounters
 from lbdns.server.handler import Handler
-from lbdns.server.hostnames import HostnameResolver
+from lbdns.server.hostnames import HostnameResolver, hostnames_of
+from lbdns.server.local_names import LocalAnswers
 from lbdns.server.state import Current, StateRef
 from lbdns.server.transports import TcpServer, UdpServer
 from lbdns.snapshot import Snapshot, build_snapshot
@@ -158,6 +159,8 @@ class App:
     """The issues of the last rejected reload (empty after a successful one)."""
     last_errors: tuple[str, ...] = ()
     """Why the last reload failed: its errors (empty after a successful one)."""
+    resolver: HostnameResolver | None = None
+    """Addresses of hostname origins, resolved ahead of queries (docs/steering.md › Hostname origins)."""
     _builder: Builder | None = None
     _reload_task: asyncio.Task[None] | None = None
     _reload_next: asyncio.Future[bool] | None = None
@@ -231,9 +234,14 @@ class App:
         gc.collect()  # the start-up load's garbage, once, before anything listens
         gc.freeze()
         self._spawn(self._settle_periodically())
-        resolver = HostnameResolver(self.settings.upstream_resolvers,
-                                    max_ttl=float(self.settings.hostname_cache_max_ttl))
-        self.resolver = resolver
+        resolver = self.resolver = HostnameResolver(self.settings.upstream_resolvers,
+                                                    max_ttl=float(self.settings.hostname_cache_max_ttl))
+        ref = self.ref
+        resolver.use_local(LocalAnswers(lambda: ref.current, self._pop(self.settings.pop), resolver.lookup_for_local))
+        names = hostnames_of(snap.pools.values())
+        await resolver.prepare(names)  # before warm start and the listeners: the first answers have them
+        resolver.track(names)
+        resolver.start()
         from lbdns.querylog import open_query_log
 
         try:
@@ -251,7 +259,7 @@ class App:
                 h(*a)
 
         on_answer = None if not hooks else hooks[0] if len(hooks) == 1 else fanout
-        self.handler = Handler(self.ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.lookup, rng=self.rng,
+        self.handler = Handler(self.ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.addresses, rng=self.rng,
                                counters=self.counters, on_answer=on_answer)
         self._start_notifier()
         await self._start_health(snap)
@@ -266,7 +274,7 @@ class App:
             for attempt in range(20):
                 bound: list[BoundListener] = []
                 try:
-                    await self._bind(lst.address, lst.port, lst.transport, family, pop, code, resolver, bound)
+                    await self._bind(lst.address, lst.port, lst.transport, family, pop, code, bound)
                 except OSError:
                     for b in bound:
                         b.closer()
@@ -282,7 +290,7 @@ class App:
             self.admin.registry.register(self.workers.collector())
 
     async def _bind(self, address: str, port: int, transport: str, family: int, pop: Pop, code: str,
-                    resolver: HostnameResolver, out: list[BoundListener]) -> None:
+                    out: list[BoundListener]) -> None:
         loop = asyncio.get_running_loop()
         assert self.handler is not None
         handler = self.handler
@@ -290,7 +298,7 @@ class App:
         if transport in ("udp", "both"):
             try:
                 udp, _ = await loop.create_datagram_endpoint(
-                    lambda: UdpServer(handler, pop, resolver.resolve), local_addr=(address, port), family=family)
+                    lambda: UdpServer(handler, pop), local_addr=(address, port), family=family)
             except OSError as exc:
                 raise ListenError("udp", address, port, _bind_cause(exc)) from exc
             bound_port = udp.get_extra_info("sockname")[1]
@@ -299,7 +307,7 @@ class App:
             tcp_port = bound_port
         if transport in ("tcp", "both"):
             factory = TcpServer(handler, pop, idle_timeout=self.settings.tcp_idle_timeout,
-                                max_connections=self.settings.tcp_max_connections, resolve=resolver.resolve)
+                                max_connections=self.settings.tcp_max_connections)
             try:
                 server = await loop.create_server(factory, address, tcp_port, family=family, reuse_address=True)
             except OSError as exc:
@@ -351,6 +359,8 @@ class App:
         """Publish a new health view (static overrides re-applied)."""
         assert self.ref is not None
         self.ref.publish_health(apply_overrides(view, self.settings))
+        if self.resolver is not None:
+            self.resolver.health_changed()  # names lbdns answers itself may follow health
 
     async def reload(self) -> bool:
         """Reload and wait for the result: True when a reload that began after this call
@@ -419,8 +429,10 @@ class App:
             self.last_errors = (str(exc),)
             log.error("reload failed: %s; still serving generation %d", exc, serving)
             return False
+        names = await self._prepare_hostnames(snap)
         old = self.ref.current.snapshot
         self.ref.publish_snapshot(snap)
+        self._track_hostnames(names)
         if self.notifier is not None:
             from lbdns.probes.notify import enablement_changes
 
@@ -454,6 +466,13 @@ class App:
             if self.workers is not None:
                 self.workers.abort()
             raise
+
+    async def _prepare_hostnames(self, snap: Snapshot) -> frozenset[str]:
+        return await prepare_hostnames(self.resolver, self.ref, snap)
+
+    def _track_hostnames(self, names: frozenset[str]) -> None:
+        if self.resolver is not None:
+            self.resolver.track(names)
 
     def _log_rejection(self, issues: Sequence[Issue], serving: int) -> None:
         """Log a rejected configuration once: warnings at WARNING, errors at ERROR, then which
@@ -564,6 +583,8 @@ class App:
             await self.health_runtime.stop()
         if self.notifier is not None:
             await self.notifier.aclose()
+        if self.resolver is not None:
+            await self.resolver.stop()
         if self.admin is not None:
             await self.admin.stop()
         if self.workers is not None:
@@ -579,6 +600,24 @@ class App:
     def port(self, transport: str = "udp") -> int:
         """The bound port of the first listener of ``transport``."""
         return next(b.port for b in self.listeners if b.transport == transport)
+
+
+async def prepare_hostnames(resolver: HostnameResolver | None, ref: StateRef | None,
+                            snap: Snapshot) -> frozenset[str]:
+    """Resolve the hostname origins of ``snap`` before it is published (names in served zones
+    answered from ``snap`` itself), bounded by the resolver timeout; returns them."""
+    names = hostnames_of(snap.pools.values())
+    if resolver is None or ref is None:
+        return names
+    local = resolver.local
+    if local is not None:
+        local.state = lambda: Current(snap, ref.current.health)
+    try:
+        await resolver.prepare(names)
+    finally:
+        if local is not None:
+            local.state = lambda: ref.current
+    return names
 
 
 def grow_rcvbuf(sock: Any, size: int) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from lbdns.probes.recorder import HealthRecorder
@@ -30,9 +32,15 @@ log = logging.getLogger("lbdns.health")
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-def _targets(snapshot: Snapshot) -> list[ProbeTarget]:
+def _targets(snapshot: Snapshot, local_address: Callable[[str], str | None] | None) -> list[ProbeTarget]:
+    """The probe targets of ``snapshot``; a hostname origin in lbdns's own zones carries the
+    address lbdns answers for it (``local_address``: hostname → address or None)."""
     cfg = snapshot.config
-    return build_targets(cfg.pools, cfg.monitors, cfg.monitor_groups)
+    targets = build_targets(cfg.pools, cfg.monitors, cfg.monitor_groups)
+    if local_address is None:
+        return targets
+    return [t if (host := t.origin.hostname) is None or (ip := local_address(host)) is None
+            else replace(t, local_ip=ip) for t in targets]
 
 
 class HealthRuntime:
@@ -50,7 +58,7 @@ class HealthRuntime:
             on_event=self.notifier,
             initial_version=app.ref.current.health.version if app.ref is not None else 0,
         )
-        targets = _targets(snapshot)
+        targets = _targets(snapshot, self._local_address())
         self.recorder.set_targets(targets, publish=False)
         self.worker: ProbeWorker | None = None
         self.scheduler: ProbeScheduler | None = None
@@ -64,6 +72,10 @@ class HealthRuntime:
             self.scheduler = ProbeScheduler(targets, self.recorder, concurrency=s.probe_concurrency,
                                             strict_public_endpoints=s.strict_public_endpoints,
                                             upstream_resolvers=s.upstream_resolvers)
+
+    def _local_address(self) -> Callable[[str], str | None] | None:
+        resolver = self.app.resolver
+        return resolver.local_address if resolver is not None else None
 
     @property
     def worker_pid(self) -> int | None:
@@ -88,7 +100,7 @@ class HealthRuntime:
 
     async def reconfigure(self, snapshot: Snapshot) -> None:
         """Switch to a reloaded configuration's targets, keeping health by identity."""
-        targets = _targets(snapshot)
+        targets = _targets(snapshot, self._local_address())
         self.recorder.set_targets(targets)
         if self.worker is not None:
             self.worker.replace_targets(targets)

@@ -39,6 +39,7 @@ from lbdns.ipc import MAX_FRAME, encode, read_message
 
 if TYPE_CHECKING:
     from lbdns.server.handler import Handler
+    from lbdns.server.hostnames import HostnameResolver
     from lbdns.server.state import StateRef
     from lbdns.workers import WorkerInit
 
@@ -56,6 +57,7 @@ class Worker:
         self.out = out
         self.ref: StateRef | None = None
         self.handler: Handler | None = None
+        self.resolver: HostnameResolver | None = None
         self.query_log: Any = None
         self.pending_health: Any = None
         self.installs: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
@@ -113,10 +115,12 @@ class Worker:
             self.pending_health = view
         else:
             self.ref.publish_health(view)
+            if self.resolver is not None:
+                self.resolver.health_changed()  # names lbdns answers itself may follow health
 
     async def install(self) -> None:
         """Assemble snapshot parts one per loop step and publish each committed snapshot."""
-        from lbdns.app import _settle_heap, retire_snapshot
+        from lbdns.app import _settle_heap, prepare_hostnames, retire_snapshot
         from lbdns.builder import Assembly, BuildError, yield_to_queries
         from lbdns.health.view import HealthView
         from lbdns.server.state import Current, StateRef
@@ -142,8 +146,11 @@ class Worker:
                     self.pending_health = None
                     self.first.set()
                 else:
+                    names = await prepare_hostnames(self.resolver, self.ref, snap)
                     old = self.ref.current.snapshot
                     self.ref.publish_snapshot(snap)
+                    if self.resolver is not None:
+                        self.resolver.track(names)
                     self.send(("installed", snap.generation))
                     self._spawn(retire_snapshot(old))
             else:
@@ -200,7 +207,8 @@ class Worker:
         from lbdns.querylog import open_query_log
         from lbdns.server.counters import QueryCounters
         from lbdns.server.handler import Handler
-        from lbdns.server.hostnames import HostnameResolver
+        from lbdns.server.hostnames import HostnameResolver, hostnames_of
+        from lbdns.server.local_names import LocalAnswers
         from lbdns.server.transports import TcpServer, UdpServer
 
         s = self.settings
@@ -222,8 +230,14 @@ class Worker:
         except OSError as exc:
             log.error("worker %d: cannot open the query log %s: %s", self.init.index, s.query_log, exc)
             return 1
-        resolver = HostnameResolver(s.upstream_resolvers, max_ttl=float(s.hostname_cache_max_ttl))
-        handler = self.handler = Handler(self.ref, geo=geo, asn_of=asn_of, lookup=resolver.lookup,
+        resolver = self.resolver = HostnameResolver(s.upstream_resolvers, max_ttl=float(s.hostname_cache_max_ttl))
+        ref = self.ref
+        resolver.use_local(LocalAnswers(lambda: ref.current, self.init.pop, resolver.lookup_for_local))
+        names = hostnames_of(ref.current.snapshot.pools.values())
+        await resolver.prepare(names)  # before answering, as a single process does
+        resolver.track(names)
+        resolver.start()
+        handler = self.handler = Handler(self.ref, geo=geo, asn_of=asn_of, lookup=resolver.addresses,
                                          counters=QueryCounters(),
                                          on_answer=self.query_log.on_answer if self.query_log else None)
         handler.cookie_secret = self.init.cookie_secret
@@ -234,11 +248,11 @@ class Worker:
             if ws.transport == "udp":
                 grow_rcvbuf(sock, s.udp_rcvbuf)
                 udp, _ = await loop.create_datagram_endpoint(
-                    lambda pop=pop: UdpServer(handler, pop, resolver.resolve), sock=sock)  # type: ignore[misc]
+                    lambda pop=pop: UdpServer(handler, pop), sock=sock)  # type: ignore[misc]
                 self.closers.append(udp.close)
             else:
                 factory = TcpServer(handler, pop, idle_timeout=s.tcp_idle_timeout,
-                                    max_connections=s.tcp_max_connections, resolve=resolver.resolve)
+                                    max_connections=s.tcp_max_connections)
                 server = await loop.create_server(factory, sock=sock)
                 self.closers.append(server.close)
         cur = self.ref.current
@@ -249,6 +263,7 @@ class Worker:
             _settle_heap()
         for close in self.closers:
             close()
+        await resolver.stop()
         if self.query_log is not None:
             await loop.run_in_executor(None, self.query_log.stop)
         return 1 if self.failed else 0

@@ -86,7 +86,8 @@ class WorkerSocket:
 class WorkerInit:
     """What a worker needs besides the snapshot: its number (1…N), the settings it serves with
     (its own NSID and query-log path), the server-cookie secret every worker shares (RFC 7873
-    §7.1: a cookie one worker issued is valid at any other), its sockets, the log level and
+    §7.1: a cookie one worker issued is valid at any other), its sockets, the log level, the
+    server's PoP (where names in served zones are answered from, for hostname origins) and
     whether to use GeoIP (the database of the settings, else the embedded one)."""
 
     index: int
@@ -94,6 +95,7 @@ class WorkerInit:
     cookie_secret: bytes
     sockets: tuple[WorkerSocket, ...]
     log_level: int
+    pop: Pop
     use_geoip: bool = True
 
 
@@ -254,7 +256,7 @@ class WorkerPool:
         if s.query_log and s.query_log != "-":
             updates["query_log"] = f"{s.query_log}.w{slot.index}"
         return WorkerInit(slot.index, s.model_copy(update=updates), self.cookie_secret, tuple(slot.sockets),
-                          logging.getLogger().getEffectiveLevel(), self.app.use_geoip)
+                          logging.getLogger().getEffectiveLevel(), self.app._pop(s.pop), self.app.use_geoip)
 
     async def _spawn(self, slot: Slot) -> None:
         fds = [ws.fd for ws in slot.sockets]

@@ -124,7 +124,7 @@ async def run_check(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     mon, origin = target.monitor, target.origin
     try:
         ip, failure = await resolve_host(origin.address, mon.timeout, strict_public=ctx.strict_public,
-                                         resolver=ctx.resolver)
+                                         resolver=ctx.resolver, known=target.local_ip)
         if failure is not None or ip is None:
             return failure or r.failed(r.DNS_UNKNOWN_HOST)
         kind, check = MONITOR_KINDS.get(mon.type), CHECKS.get(mon.type)

@@ -28,16 +28,6 @@ _ADDRESS_QTYPES = (QTYPE_A, QTYPE_AAAA, QTYPE_HTTPS, QTYPE_SVCB)
 """Query types whose answer needs the addresses of hostname origins."""
 
 
-class NeedsLookup(Exception):
-    """Raised when hostname origins must be resolved before the answer can be computed;
-    ``hostnames`` lists the FQDNs missing from the cache. The edge resolves them and asks
-    again (docs/steering.md › Hostname origins)."""
-
-    def __init__(self, hostnames: frozenset[str]) -> None:
-        super().__init__(", ".join(sorted(hostnames)))
-        self.hostnames = hostnames
-
-
 @dataclass(frozen=True, slots=True)
 class ClientLocation:
     """Where the client is, for geo and proximity (from ``location_strategy``, see
@@ -274,8 +264,7 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
     paragraph).
 
     Returns a :class:`Decision` whose ``records`` are the answer rdatas (empty ⇒ NODATA, RFC 2308;
-    docs/decisions.md › Answers and precedence). Raises :class:`NeedsLookup` when hostname origins
-    are not yet cached.
+    docs/decisions.md › Answers and precedence).
     """
     d = Decision(trail=[] if trace else None, policy=eff.steering_policy)
     policy = eff.steering_policy
