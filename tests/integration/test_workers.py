@@ -238,3 +238,19 @@ def test_port_held_by_another_reuseport_group_is_refused(fx, tmp_path):
                            capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 1
     assert f"cannot listen on udp 127.0.0.1:{port}: [Errno 98] Address already in use" in r.stderr
+
+
+def test_hostname_origins_resolved_in_every_worker(fx, tmp_path):
+    """An origin given as a hostname (here a name in the served zone, answered from lbdns's own
+    configuration) is resolved in each worker: both answer with its address."""
+    fx.origin("p-us-east", "e1")["address"] = "ns1.example.com"
+    s = Proc(fx, tmp_path)
+    try:
+        seen = set()
+        for _ in range(100):
+            nsid, got = s.query("lb.example.com")
+            assert got == {"192.0.2.1", "192.0.2.11"}
+            seen.add(nsid)
+        assert seen == {"lbdns-w1", "lbdns-w2"}
+    finally:
+        s.stop()
