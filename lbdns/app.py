@@ -39,6 +39,7 @@ from lbdns.server.transports import TcpServer, UdpServer
 from lbdns.snapshot import Snapshot, build_snapshot
 
 if TYPE_CHECKING:
+    from lbdns.health_owner import HealthRecorder
     from lbdns.health_runtime import HealthRuntime
 
 log = logging.getLogger("lbdns")
@@ -111,7 +112,7 @@ def apply_overrides(view: HealthView, settings: ServerSettings) -> HealthView:
         old = merged.get((o.pool, o.origin), OriginHealth())
         merged[(o.pool, o.origin)] = OriginHealth(_STATES[o.state], "static override", old.last_probe_at,
                                                   old.rtt_ms, old.response_code)
-    return HealthView(view.version, MappingProxyType(merged), view.pool_rtt, view.states_token)
+    return replace(view, origins=MappingProxyType(merged))
 
 
 @dataclass
@@ -134,6 +135,8 @@ class App:
     loaded: LoadedConfig | None = None
     generation: int = 0
     health_runtime: HealthRuntime | None = None
+    health: HealthRecorder | None = None
+    """The health owner: the one writer of health (probe results, pushed reports, operator states)."""
     admin: Any = None
     _watch: asyncio.Task[None] | None = None
     _mtimes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
@@ -216,6 +219,7 @@ class App:
         self._open_geo()
         view = apply_overrides(HealthView(), self.settings)
         self.ref = StateRef(Current(snap, view))
+        self._start_health_owner(snap)
         gc.collect()  # the start-up load's garbage, once, before anything listens
         gc.freeze()
         self._spawn(self._settle_periodically())
@@ -305,13 +309,28 @@ class App:
         except OSError as exc:
             log.warning("cannot set the UDP receive buffer to %d bytes: %s", size, exc)
 
+    def _start_health_owner(self, snap: Snapshot) -> None:
+        """Create the health owner, hand it the configuration and restore the operator states
+        from the state file."""
+        from lbdns.health_owner import FileControlStore, HealthRecorder, default_state_path
+        from lbdns.health_runtime import wire_targets
+
+        assert self.ref is not None
+        path = Path(self.settings.operator_state_file) if self.settings.operator_state_file else default_state_path()
+        self.health = HealthRecorder(self.publish_health, rtt_alpha=self.settings.rtt_ewma_alpha,
+                                     initial_version=self.ref.current.health.version, store=FileControlStore(path))
+        wire_targets(self.health, snap, publish=False)
+        if self.health.load_controls():
+            self.health.publish_now()
+
     async def _start_health(self, snap: Snapshot) -> None:
-        """Start the probe scheduler when the config has monitors (and probes are enabled)."""
-        if not self.settings.probes_enabled or not snap.config.monitors:
+        """Start probing when the config has monitors that are probed (and probes are enabled)."""
+        if not self.settings.probes_enabled or all(m.type == "external" for m in snap.config.monitors.values()):
             return
         from lbdns.health_runtime import HealthRuntime
 
-        self.health_runtime = HealthRuntime(self, snap)
+        assert self.health is not None
+        self.health_runtime = HealthRuntime(self.settings, self.health, snap)
         await self.health_runtime.start(warm_start=self.settings.warm_start)
 
     async def _start_admin(self) -> None:
@@ -319,17 +338,43 @@ class App:
             return
         from lbdns.admin import AdminServer
 
-        self.admin = AdminServer(self)
+        self.admin = AdminServer(self, self, self.health, self)
         try:
             await self.admin.start()
         except OSError as exc:
             a = self.settings.admin
             raise ListenError("admin http", a.address, a.port, _bind_cause(exc)) from exc
 
+    # -- what the admin listener reads (lbdns.admin's StateReader and Telemetry) -------------------
+    def served(self) -> Current | None:
+        """The published (snapshot, health view), None before start."""
+        return self.ref.current if self.ref is not None else None
+
+    def rrl_stats(self) -> Any:
+        """The response rate limiter (its counters), None when off."""
+        return self.handler.rrl if self.handler is not None else None
+
+    def probe_metrics(self) -> dict[str, Any] | None:
+        """The probe figures (:meth:`HealthRuntime.metrics` plus ``worker``: True when probes run
+        in a worker process), None while nothing is probed."""
+        rt = self.health_runtime
+        return None if rt is None else {**rt.metrics(), "worker": rt.worker is not None}
+
+    def probe_worker_pid(self) -> int | None:
+        """Process id of the probe worker (None inline, while it is down, or without probes)."""
+        return self.health_runtime.worker_pid if self.health_runtime is not None else None
+
+    def query_log_dropped(self) -> int | None:
+        """Query log lines dropped, None without a query log."""
+        return int(self.query_log.dropped) if self.query_log is not None else None
+
     # -- reload ------------------------------------------------------------------------------
     def publish_health(self, view: HealthView) -> None:
-        """Publish a new health view (static overrides re-applied)."""
+        """Publish a new health view (static overrides re-applied). A view not made by the
+        health owner (tests, tools) gets the owner's operator states attached."""
         assert self.ref is not None
+        if self.health is not None and dict(view.controls) != dict(owned := self.health.book.controls):
+            view = replace(view, controls=MappingProxyType(dict(owned)))
         self.ref.publish_health(apply_overrides(view, self.settings))
 
     async def reload(self) -> bool:
@@ -404,6 +449,10 @@ class App:
         self.generation = snap.generation
         self.last_rejection = self.last_errors = ()
         self._log_warnings(snap.config.warnings)
+        if self.health is not None:
+            from lbdns.health_runtime import wire_targets
+
+            wire_targets(self.health, snap)
         if self.health_runtime is not None:
             await self.health_runtime.reconfigure(snap)
         elif self.settings.probes_enabled and snap.config.monitors:
@@ -534,6 +583,8 @@ class App:
             await self._builder.stop()
         if self.health_runtime is not None:
             await self.health_runtime.stop()
+        if self.health is not None:
+            self.health.flush()
         if self.admin is not None:
             await self.admin.stop()
         for b in self.listeners:

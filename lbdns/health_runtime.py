@@ -14,45 +14,52 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_right
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lbdns.config.settings import ServerSettings
+from lbdns.health_owner import EXTERNAL, HealthRecorder
 from lbdns.probes.notify import WebhookNotifier
-from lbdns.probes.recorder import HealthRecorder
 from lbdns.probes.scheduler import ProbeScheduler
 from lbdns.probes.targets import ProbeTarget, build_targets
 from lbdns.probes.worker import ProbeWorker, WorkerOptions
 from lbdns.snapshot import Snapshot
-
-if TYPE_CHECKING:
-    from lbdns.app import App
 
 log = logging.getLogger("lbdns.health")
 
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-def _targets(snapshot: Snapshot) -> list[ProbeTarget]:
+def all_targets(snapshot: Snapshot) -> list[ProbeTarget]:
+    """Every monitor target of a snapshot's configuration, ``external`` ones included."""
     cfg = snapshot.config
     return build_targets(cfg.pools, cfg.monitors, cfg.monitor_groups)
 
 
-class HealthRuntime:
-    """Owns the probing of an :class:`~lbdns.app.App`: a :class:`HealthRecorder` fed either by a
-    :class:`ProbeWorker` (``probe_isolation: process``, the default) or by a
-    :class:`ProbeScheduler` in this event loop (``inline``)."""
+def probed(targets: list[ProbeTarget]) -> list[ProbeTarget]:
+    """The targets that are probed (``external`` monitors are pushed to, never probed)."""
+    return [t for t in targets if t.monitor.type != EXTERNAL]
 
-    def __init__(self, app: App, snapshot: Snapshot) -> None:
-        self.app = app
-        s = app.settings
+
+def wire_targets(recorder: HealthRecorder, snapshot: Snapshot, *, publish: bool = True) -> list[ProbeTarget]:
+    """Hand a (re)loaded snapshot's pools and targets to the health owner; returns the targets
+    to probe."""
+    targets = all_targets(snapshot)
+    recorder.set_targets(targets, publish=publish, pools=snapshot.config.pools)
+    return probed(targets)
+
+
+class HealthRuntime:
+    """Owns the probing for a health owner (:class:`HealthRecorder`, created by the
+    application): a :class:`ProbeWorker` (``probe_isolation: process``, the default) or a
+    :class:`ProbeScheduler` in this event loop (``inline``) reporting to it. Takes the server
+    settings, the health owner and the snapshot whose targets it probes first."""
+
+    def __init__(self, settings: ServerSettings, recorder: HealthRecorder, snapshot: Snapshot) -> None:
+        s = settings
         self.notifier = WebhookNotifier(s.notification_webhook) if s.notification_webhook else None
-        self.recorder = HealthRecorder(
-            app.publish_health,
-            rtt_alpha=s.rtt_ewma_alpha,
-            on_event=self.notifier,
-            initial_version=app.ref.current.health.version if app.ref is not None else 0,
-        )
-        targets = _targets(snapshot)
-        self.recorder.set_targets(targets, publish=False)
+        self.recorder = recorder
+        recorder.on_event = self.notifier
+        targets = probed(all_targets(snapshot))
         self.worker: ProbeWorker | None = None
         self.scheduler: ProbeScheduler | None = None
         if s.probe_isolation == "process":
@@ -74,7 +81,7 @@ class HealthRuntime:
     async def start(self, *, warm_start: bool) -> None:
         """Optionally run one warm-start round (publishing its result), then start periodic
         probing. Raises OSError when the probe worker cannot be spawned."""
-        targets = self.recorder.targets
+        targets = probed(self.recorder.targets)
         if self.worker is not None:
             await self.worker.start(targets, warm_start=warm_start)
         else:
@@ -88,9 +95,9 @@ class HealthRuntime:
             log.info("warm start: %d target(s), %d healthy", len(targets), healthy)
 
     async def reconfigure(self, snapshot: Snapshot) -> None:
-        """Switch to a reloaded configuration's targets, keeping health by identity."""
-        targets = _targets(snapshot)
-        self.recorder.set_targets(targets)
+        """Switch to a reloaded configuration's targets (the health owner has them already,
+        see :func:`wire_targets`)."""
+        targets = probed(all_targets(snapshot))
         if self.worker is not None:
             self.worker.replace_targets(targets)
         elif self.scheduler is not None:

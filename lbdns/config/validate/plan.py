@@ -22,7 +22,7 @@ from lbdns.config.validate.issues import Collector, Placed
 
 NON_ENTERPRISE_COUNT = 20
 """Load balancers, pools, and endpoints per pool allowed without Enterprise."""
-NON_ENTERPRISE_MONITOR_TYPES = ("http", "https", "tcp")
+NON_ENTERPRISE_MONITOR_TYPES = ("http", "https", "tcp", "external")
 MONITORS_PER_POOL = 1.5
 INTERVAL_MIN = {"non_enterprise": 15, "enterprise": 10}
 """Shortest monitor interval in seconds per plan (unless ``monitor_interval_min`` is set)."""
@@ -44,7 +44,7 @@ def check_monitor_type(col: Collector, p: Placed, settings: ServerSettings) -> N
     m: Monitor = p.obj
     if non_enterprise(settings) and m.type not in NON_ENTERPRISE_MONITOR_TYPES:
         col.add(p.src, (*p.path, "type"), "E-PLAN",
-                f"monitor type {m.type!r} needs plan enterprise (non-Enterprise: http, https, tcp)")
+                f"monitor type {m.type!r} needs plan enterprise (non-Enterprise: http, https, tcp, external)")
 
 
 def check_monitor_group(col: Collector, src: SourceFile, path: PathKey, settings: ServerSettings) -> None:
