@@ -41,6 +41,7 @@ from lbdns.snapshot import Snapshot
 
 log = logging.getLogger("lbdns.admin")
 
+
 class Served(Protocol):
     """The published (snapshot, health view) pair."""
 

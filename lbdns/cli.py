@@ -374,8 +374,15 @@ def format_status(doc: dict[str, Any]) -> str:
     def rtt(v: object) -> str:
         return f"{v:.1f} ms" if isinstance(v, int | float) else "-"
 
-    out += _table(["POOL", "ENABLED", "STATUS", "HEALTH FROM", "HEALTHY", "RTT", "FALLBACK FOR"], [
-        [p.get("name"), "yes" if p.get("enabled") else "no", p.get("status"),
+    def operator(ctl: object) -> str:
+        if not isinstance(ctl, dict):
+            return "-"
+        drain = ctl.get("drain")
+        done = "" if not isinstance(drain, dict) else " (complete)" if drain.get("complete") else " (in progress)"
+        return f"{ctl.get('state')}{done}"
+
+    out += _table(["POOL", "ENABLED", "STATUS", "OPERATOR", "HEALTH FROM", "HEALTHY", "RTT", "FALLBACK FOR"], [
+        [p.get("name"), "yes" if p.get("enabled") else "no", p.get("status"), operator(p.get("control")),
          p.get("monitor") or (f"group {p['monitor_group']}" if p.get("monitor_group") else "not monitored"),
          f"{sum(1 for o in p.get('origins', []) if o.get('healthy_for_steering'))}/{len(p.get('origins', []))}"
          f" (min {p.get('minimum_origins')})", rtt(p.get("rtt_ewma_ms")),
@@ -393,8 +400,9 @@ def format_status(doc: dict[str, Any]) -> str:
             elif o.get("response_code") is not None and reason:
                 reason += f" (response code {o['response_code']})"
             rows.append([f"{p.get('name')}/{o.get('name')}", o.get("address"), "yes" if o.get("enabled") else "no",
-                         o.get("weight"), o.get("health"), rtt(o.get("rtt_ms")), reason])
-    out += _table(["POOL/ORIGIN", "ADDRESS", "ENABLED", "WEIGHT", "HEALTH", "RTT", "REASON"], rows)
+                         o.get("weight"), o.get("health"), operator(o.get("control")), rtt(o.get("rtt_ms")),
+                         reason])
+    out += _table(["POOL/ORIGIN", "ADDRESS", "ENABLED", "WEIGHT", "HEALTH", "OPERATOR", "RTT", "REASON"], rows)
     return "\n".join(out)
 
 

@@ -202,12 +202,7 @@ class HealthBook:
             new_state = tracker.state
             updates_details = True
         else:
-            states = {
-                m.monitor_id: rec.tracker.state
-                for m in group
-                if (rec := self._members.get((pool_id, origin_name, m.monitor_id))) is not None
-            }
-            new_state = group_state(group, states)
+            new_state = self._group_state(pool_id, origin_name, group)
             spec = next((m for m in group if m.monitor_id == monitor_id), None)
             updates_details = spec is None or spec.votes or not any(m.votes for m in group)
         if updates_details:
@@ -261,15 +256,7 @@ class HealthBook:
         pool_id, origin_name, _monitor = key
         pkey = (pool_id, origin_name)
         old = self._origins.get(pkey, OriginHealth())
-        if group is None:
-            new_state = OriginState.UNKNOWN
-        else:
-            states = {
-                m.monitor_id: rec.tracker.state
-                for m in group
-                if (rec := self._members.get((pool_id, origin_name, m.monitor_id))) is not None
-            }
-            new_state = group_state(group, states)
+        new_state = OriginState.UNKNOWN if group is None else self._group_state(pool_id, origin_name, group)
         self._origins[pkey] = OriginHealth(new_state, "No data" if new_state is OriginState.UNKNOWN
                                            else old.failure_reason, old.last_probe_at, old.rtt_ms,
                                            old.response_code)
@@ -338,6 +325,15 @@ class HealthBook:
             monitor_id=monitor_id, voting=voting, max_age=max_age,
         )
         return out
+
+    def _group_state(self, pool_id: str, origin_name: str, group: Sequence[MemberSpec]) -> OriginState:
+        """The monitor-group quorum of (pool, origin) over its members' recorded states."""
+        states = {
+            m.monitor_id: rec.tracker.state
+            for m in group
+            if (rec := self._members.get((pool_id, origin_name, m.monitor_id))) is not None
+        }
+        return group_state(group, states)
 
     def _recompute_pool_rtt(self, pool_id: str) -> None:
         entries = [e.rtt for (p, _m), e in self._rtt.items() if p == pool_id and e.voting]
