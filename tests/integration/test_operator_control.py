@@ -248,6 +248,13 @@ def test_pushed_report_counts_then_expires_into_no_data(tmp_path):
         code, body = s.admin_post("/report", {"pool": "ext-pool", "origin": "x9", "healthy": True})
         assert code == 404 and body["valid_origins"] == ["x1"]
         assert s.admin_post("/report", {"pool": "ext-pool", "origin": "x1", "healthy": "yes"})[0] == 400
+        # the CLI sends the same report
+        r = _cli("report", "ext-pool", "x1", "--healthy", "--rtt-ms", "7", "--expires-in", "30",
+                 "--admin", f"http://127.0.0.1:{s.app.admin.port}", "--token-file", str(s.settings.admin.token_file),
+                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert r.returncode == 0, r.stderr
+        assert "healthy for 30.0 s" in r.stdout
+        wait_for(lambda: lb_answer(s) == {"192.0.2.1"}, 1)
     finally:
         s.stop()
 
