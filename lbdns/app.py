@@ -325,7 +325,10 @@ class App:
 
     async def _start_health(self, snap: Snapshot) -> None:
         """Start probing when the config has monitors that are probed (and probes are enabled)."""
-        if not self.settings.probes_enabled or all(m.type == "external" for m in snap.config.monitors.values()):
+        from lbdns.config.monitor_types import MONITOR_KINDS
+
+        if not self.settings.probes_enabled or not any(MONITOR_KINDS[m.type].probed
+                                                       for m in snap.config.monitors.values()):
             return
         from lbdns.health_runtime import HealthRuntime
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lbdns.config.model import Pool
+from lbdns.config.monitor_types import MONITOR_KINDS
 from lbdns.health.book import HealthBook, MemberKey
 from lbdns.health.control import Control, ControlEntry, ControlKey, NotPushable, PushedReport, UnknownTarget
 from lbdns.health.pool_health import pool_healthy
@@ -50,8 +51,6 @@ from lbdns.probes.targets import ProbeTarget
 health_log = logging.getLogger("lbdns.health")
 log = logging.getLogger("lbdns.probes")
 
-EXTERNAL = "external"
-"""The monitor type whose results are pushed (:meth:`HealthRecorder.push`), never probed."""
 MAX_REPORT_LIFETIME = 7 * 86400.0
 """The longest ``expires_in`` a pushed report may ask for (seconds)."""
 STATE_FILE = "operator-state.json"
@@ -225,7 +224,7 @@ class HealthRecorder:
         self._jobs = {}
         for t in new:
             self._jobs.setdefault(t.job_key, t)
-        self._external = {(t.pool.id, t.origin.name): t for t in new if t.monitor.type == EXTERNAL}
+        self._external = {(t.pool.id, t.origin.name): t for t in new if not MONITOR_KINDS[t.monitor.type].probed}
         self.pools = dict(pools) if pools is not None else {t.pool.id: t.pool for t in new}
         self._pool_ok = {pid: pool_healthy(p, self.book) for pid, p in self.pools.items()}
         if publish:

@@ -16,8 +16,9 @@ import logging
 from bisect import bisect_right
 from typing import Any
 
+from lbdns.config.monitor_types import MONITOR_KINDS
 from lbdns.config.settings import ServerSettings
-from lbdns.health_owner import EXTERNAL, HealthRecorder
+from lbdns.health_owner import HealthRecorder
 from lbdns.probes.notify import WebhookNotifier
 from lbdns.probes.scheduler import ProbeScheduler
 from lbdns.probes.targets import ProbeTarget, build_targets
@@ -37,7 +38,7 @@ def all_targets(snapshot: Snapshot) -> list[ProbeTarget]:
 
 def probed(targets: list[ProbeTarget]) -> list[ProbeTarget]:
     """The targets that are probed (``external`` monitors are pushed to, never probed)."""
-    return [t for t in targets if t.monitor.type != EXTERNAL]
+    return [t for t in targets if MONITOR_KINDS[t.monitor.type].probed]
 
 
 def wire_targets(recorder: HealthRecorder, snapshot: Snapshot, *, publish: bool = True) -> list[ProbeTarget]:

@@ -37,7 +37,6 @@ STEERING_POLICIES: tuple[str, ...] = (
 ORIGIN_STEERING_POLICIES: tuple[str, ...] = (
     "random", "hash", "least_outstanding_requests", "least_connections",
 )
-MONITOR_TYPES: tuple[str, ...] = ("http", "https", "tcp", "udp_icmp", "icmp_ping", "smtp", "external")
 
 IGNORED_METADATA: frozenset[str] = frozenset(
     {"created_on", "modified_on", "zone_name", "disabled_at", "healthy"}

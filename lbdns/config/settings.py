@@ -1,16 +1,15 @@
-"""Server settings (``lbdns.yaml``; SPEC.md §2.1). Not Cloudflare fields: these describe the
-server itself — listeners, PoP identity, GeoIP databases, limits. CLI flags override them.
+"""Server settings models (``lbdns.yaml``). Not Cloudflare fields: these describe the server
+itself — listeners, PoP identity, GeoIP databases, limits. CLI flags override them.
+
+Models only: reading and validating the file is :mod:`lbdns.config.read_settings`, so the
+query path can name these types without loading the YAML reader.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from lbdns.config.source import load_yaml
-from lbdns.errors import ConfigError, Issue, Location
 
 
 class _Settings(BaseModel):
@@ -146,26 +145,3 @@ class ServerSettings(_Settings):
     def nsid_wire(self) -> bytes | None:
         """:attr:`nsid` as the NSID option data (UTF-8 octets), or None when not configured."""
         return None if self.nsid is None else self.nsid.encode("utf-8")
-
-
-def load_settings(path: Path | None) -> ServerSettings:
-    """Load ``lbdns.yaml`` (or defaults when ``path`` is None or missing).
-
-    Raises :class:`ConfigError` with located issues when the file is invalid.
-    """
-    if path is None or not path.exists():
-        return ServerSettings()
-    src, issues = load_yaml(path)
-    if src is None:
-        raise ConfigError(issues)
-    from pydantic import ValidationError
-
-    try:
-        return ServerSettings.model_validate(src.data)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            issues.append(src.issue(loc, "E-SETTINGS", err["msg"]))
-        raise ConfigError(issues) from None
-    except Exception as exc:  # pragma: no cover - defensive
-        raise ConfigError([Issue(Location(str(path)), "", "E-SETTINGS", str(exc))]) from None

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from lbdns.config.model import Monitor, MonitorGroup, Origin, Pool
+from lbdns.config.monitor_types import MONITOR_KINDS
 from lbdns.health.book import MemberKey
 from lbdns.health.expected_codes import ExpectedCodes, parse_expected_codes
 from lbdns.health.tracker import MemberSpec, Thresholds
@@ -55,7 +56,8 @@ class ProbeTarget:
 
 
 def _expected(monitor: Monitor) -> ExpectedCodes | None:
-    if monitor.type not in ("http", "https"):
+    kind = MONITOR_KINDS.get(monitor.type)
+    if kind is None or not kind.http:
         return None
     try:
         return parse_expected_codes(monitor.expected_codes)

@@ -251,7 +251,7 @@ def test_proxied_allowed_as_dns_only_with_warning(tmp_path, fx):
 
 
 def test_settings_file_errors_are_located(tmp_path):
-    from lbdns.config.settings import load_settings
+    from lbdns.config.read_settings import load_settings
 
     p = tmp_path / "lbdns.yaml"
     p.write_text(yaml.safe_dump({"listen": [{"address": "127.0.0.1", "port": 99999}], "popp": "IAD"}))
