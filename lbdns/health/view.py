@@ -96,7 +96,8 @@ class HealthView:
     def with_states(
         self, states: Mapping[tuple[str, str], OriginState], rtt: Mapping[str, PoolRtt] | None = None
     ) -> HealthView:
-        """A new view (version + 1) with the given states replaced (test and admin helper)."""
+        """A new view (version + 1) with the given states replaced (a test helper; the server
+        writes health only through its health owner)."""
         merged = dict(self.origins)
         for key, st in states.items():
             old = merged.get(key, _UNKNOWN)

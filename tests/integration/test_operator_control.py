@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.integration.harness import SOA, Server, addresses
-from tests.integration.test_health_e2e import Origin, wait_for
+from tests.integration.test_health_e2e import Origin, running_origins, wait_for
 from tests.integration.test_reload import ROOT, free_port
 
 MONITOR = {"id": "m", "type": "http", "path": "/health", "expected_codes": "2xx", "expected_body": "alive",
@@ -33,11 +33,7 @@ EXTERNAL = {"id": "ext", "type": "external", "interval": 10}
 
 @pytest.fixture
 def origins():
-    made = {name: Origin(addr) for name, addr in
-            (("e1", "127.0.5.11"), ("e2", "127.0.5.12"), ("w1", "127.0.5.21"), ("fb", "127.0.5.99"))}
-    yield made
-    for o in made.values():
-        o.stop()
+    yield from running_origins("127.0.5")
 
 
 def write_zones(tmp_path: Path, account: dict[str, Any], lb: dict[str, Any]) -> Path:
