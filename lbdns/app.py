@@ -30,7 +30,8 @@ from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import LoadedConfig, load_config
 from lbdns.errors import ConfigError, Issue
 from lbdns.geo.pops import Pop
-from lbdns.health.view import HealthView, OriginHealth, OriginState
+from lbdns.health.overrides import apply_overrides
+from lbdns.health.view import HealthView
 from lbdns.server.counters import QueryCounters
 from lbdns.server.handler import Handler
 from lbdns.server.hostnames import HostnameResolver, hostnames_of
@@ -40,11 +41,11 @@ from lbdns.server.transports import TcpServer, UdpServer
 from lbdns.snapshot import Snapshot, build_snapshot
 
 if TYPE_CHECKING:
+    from lbdns.health_owner import HealthRecorder
     from lbdns.health_runtime import HealthRuntime
 
 log = logging.getLogger("lbdns")
 
-_STATES = {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY, "unknown": OriginState.UNKNOWN}
 RETIRE_SLICE = 500
 """Owner names (or answer-memo entries) of a replaced snapshot released per event-loop iteration
 (freeing 30,000 names at once holds the loop ~40 ms; 500 take ~1 ms)."""
@@ -99,22 +100,6 @@ class BoundListener:
         return f"{self.transport} {host_port(self.address, self.port)} (PoP {self.pop})"
 
 
-def apply_overrides(view: HealthView, settings: ServerSettings) -> HealthView:
-    """A view with ``health_overrides`` from lbdns.yaml applied on top (static health).
-
-    The result keeps ``view.states_token``: the overrides are fixed for the process's
-    lifetime and every published view passes through here, so equal base states still mean
-    equal served states."""
-    if not settings.health_overrides:
-        return view
-    merged = dict(view.origins)
-    for o in settings.health_overrides:
-        old = merged.get((o.pool, o.origin), OriginHealth())
-        merged[(o.pool, o.origin)] = OriginHealth(_STATES[o.state], "static override", old.last_probe_at,
-                                                  old.rtt_ms, old.response_code)
-    return HealthView(view.version, MappingProxyType(merged), view.pool_rtt, view.states_token)
-
-
 @dataclass
 class App:
     """A running lbdns instance. ``zones_dir`` holds the zone YAML; ``geo`` is a
@@ -138,6 +123,8 @@ class App:
     notifier: Any = None
     """The :class:`~lbdns.probes.notify.WebhookNotifier` of ``notification_webhook`` (None: off);
     health events and reload-made pool-enablement changes go through it."""
+    health: HealthRecorder | None = None
+    """The health owner: the one writer of health (probe results, pushed reports, operator states)."""
     admin: Any = None
     _watch: asyncio.Task[None] | None = None
     _mtimes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
@@ -220,7 +207,7 @@ class App:
         self._mtimes = self._scan()  # before reading: a change made while loading is noticed
         snap = self.load()
         self._open_geo()
-        view = apply_overrides(HealthView(), self.settings)
+        view = apply_overrides(HealthView(), self.settings.health_overrides)
         self.ref = StateRef(Current(snap, view))
         gc.collect()  # the start-up load's garbage, once, before anything listens
         gc.freeze()
@@ -233,6 +220,8 @@ class App:
         await resolver.prepare(names)  # before warm start and the listeners: the first answers have them
         resolver.track(names)
         resolver.start()
+        self._start_notifier()
+        self._start_health_owner(snap)  # after the resolver: in-zone hostname origins are probed at its answers
         from lbdns.querylog import open_query_log
 
         try:
@@ -251,7 +240,6 @@ class App:
         on_answer = None if not hooks else hooks[0] if len(hooks) == 1 else fanout
         self.handler = Handler(self.ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.addresses, rng=self.rng,
                                counters=self.counters, on_answer=on_answer)
-        self._start_notifier()
         await self._start_health(snap)
         for lst in self.settings.listen:
             code = lst.pop or self.settings.pop
@@ -332,14 +320,36 @@ class App:
 
             raise ConfigError([Issue(Location("lbdns.yaml"), "notification_webhook.secret_file", "E-SETTINGS",
                                      str(exc))]) from None
+    def _start_health_owner(self, snap: Snapshot) -> None:
+        """Create the health owner, hand it the configuration and restore the operator states
+        from the state file."""
+        from lbdns.health_owner import FileControlStore, HealthRecorder, default_state_path
+        from lbdns.health_runtime import wire_targets
+
+        assert self.ref is not None
+        path = Path(self.settings.operator_state_file) if self.settings.operator_state_file else default_state_path()
+        self.health = HealthRecorder(self.publish_health, rtt_alpha=self.settings.rtt_ewma_alpha,
+                                     initial_version=self.ref.current.health.version, store=FileControlStore(path))
+        self.health.on_event = self.notifier
+        wire_targets(self.health, snap, publish=False, local_address=self._local_address())
+        if self.health.load_controls():
+            self.health.publish_now()
+
+    def _local_address(self) -> Callable[[str], str | None] | None:
+        """Hostname → the address lbdns answers for it (names in its own zones), None before start."""
+        return self.resolver.local_address if self.resolver is not None else None
 
     async def _start_health(self, snap: Snapshot) -> None:
-        """Start the probe scheduler when the config has monitors (and probes are enabled)."""
-        if not self.settings.probes_enabled or not snap.config.monitors:
+        """Start probing when the config has monitors that are probed (and probes are enabled)."""
+        from lbdns.config.monitor_types import MONITOR_KINDS
+
+        if not self.settings.probes_enabled or not any(MONITOR_KINDS[m.type].probed
+                                                       for m in snap.config.monitors.values()):
             return
         from lbdns.health_runtime import HealthRuntime
 
-        self.health_runtime = HealthRuntime(self, snap)
+        assert self.health is not None
+        self.health_runtime = HealthRuntime(self.settings, self.health, self.notifier)
         await self.health_runtime.start(warm_start=self.settings.warm_start)
 
     async def _start_admin(self) -> None:
@@ -347,18 +357,44 @@ class App:
             return
         from lbdns.admin import AdminServer
 
-        self.admin = AdminServer(self)
+        self.admin = AdminServer(self, self, self.health, self)
         try:
             await self.admin.start()
         except OSError as exc:
             a = self.settings.admin
             raise ListenError("admin http", a.address, a.port, _bind_cause(exc)) from exc
 
+    # -- what the admin listener reads (lbdns.admin's StateReader and Telemetry) -------------------
+    def served(self) -> Current | None:
+        """The published (snapshot, health view), None before start."""
+        return self.ref.current if self.ref is not None else None
+
+    def rrl_stats(self) -> Any:
+        """The response rate limiter (its counters), None when off."""
+        return self.handler.rrl if self.handler is not None else None
+
+    def probe_metrics(self) -> dict[str, Any] | None:
+        """The probe figures (:meth:`HealthRuntime.metrics` plus ``worker``: True when probes run
+        in a worker process), None while nothing is probed."""
+        rt = self.health_runtime
+        return None if rt is None else {**rt.metrics(), "worker": rt.worker is not None}
+
+    def probe_worker_pid(self) -> int | None:
+        """Process id of the probe worker (None inline, while it is down, or without probes)."""
+        return self.health_runtime.worker_pid if self.health_runtime is not None else None
+
+    def query_log_dropped(self) -> int | None:
+        """Query log lines dropped, None without a query log."""
+        return int(self.query_log.dropped) if self.query_log is not None else None
+
     # -- reload ------------------------------------------------------------------------------
     def publish_health(self, view: HealthView) -> None:
-        """Publish a new health view (static overrides re-applied)."""
+        """Publish a new health view (static overrides re-applied). A view not made by the
+        health owner (tests, tools) gets the owner's operator states attached."""
         assert self.ref is not None
-        self.ref.publish_health(apply_overrides(view, self.settings))
+        if self.health is not None and dict(view.controls) != dict(owned := self.health.book.controls):
+            view = replace(view, controls=MappingProxyType(dict(owned)))
+        self.ref.publish_health(apply_overrides(view, self.settings.health_overrides))
         if self.resolver is not None:
             self.resolver.health_changed()  # names lbdns answers itself may follow health
 
@@ -441,6 +477,10 @@ class App:
         self.generation = snap.generation
         self.last_rejection = self.last_errors = ()
         self._log_warnings(snap.config.warnings)
+        if self.health is not None:
+            from lbdns.health_runtime import wire_targets
+
+            wire_targets(self.health, snap, local_address=self._local_address())
         if self.health_runtime is not None:
             await self.health_runtime.reconfigure(snap)
         elif self.settings.probes_enabled and snap.config.monitors:
@@ -592,6 +632,8 @@ class App:
             await self._builder.stop()
         if self.health_runtime is not None:
             await self.health_runtime.stop()
+        if self.health is not None:
+            self.health.flush()
         if self.notifier is not None:
             await self.notifier.aclose()
         if self.resolver is not None:

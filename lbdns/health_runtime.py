@@ -16,25 +16,25 @@ import logging
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lbdns.probes.recorder import HealthRecorder
+from lbdns.config.monitor_types import MONITOR_KINDS
+from lbdns.config.settings import ServerSettings
+from lbdns.health_owner import HealthRecorder
 from lbdns.probes.scheduler import ProbeScheduler
 from lbdns.probes.targets import ProbeTarget, build_targets
 from lbdns.probes.worker import ProbeWorker, WorkerOptions
 from lbdns.snapshot import Snapshot
-
-if TYPE_CHECKING:
-    from lbdns.app import App
 
 log = logging.getLogger("lbdns.health")
 
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-def _targets(snapshot: Snapshot, local_address: Callable[[str], str | None] | None) -> list[ProbeTarget]:
-    """The probe targets of ``snapshot``; a hostname origin in lbdns's own zones carries the
-    address lbdns answers for it (``local_address``: hostname → address or None)."""
+def all_targets(snapshot: Snapshot, local_address: Callable[[str], str | None] | None = None) -> list[ProbeTarget]:
+    """Every monitor target of a snapshot's configuration, ``external`` ones included; a
+    hostname origin in lbdns's own zones carries the address lbdns answers for it
+    (``local_address``: hostname → address or None)."""
     cfg = snapshot.config
     targets = build_targets(cfg.pools, cfg.monitors, cfg.monitor_groups)
     if local_address is None:
@@ -43,23 +43,32 @@ def _targets(snapshot: Snapshot, local_address: Callable[[str], str | None] | No
             else replace(t, local_ip=ip) for t in targets]
 
 
-class HealthRuntime:
-    """Owns the probing of an :class:`~lbdns.app.App`: a :class:`HealthRecorder` fed either by a
-    :class:`ProbeWorker` (``probe_isolation: process``, the default) or by a
-    :class:`ProbeScheduler` in this event loop (``inline``)."""
+def probed(targets: list[ProbeTarget]) -> list[ProbeTarget]:
+    """The targets that are probed (``external`` monitors are pushed to, never probed)."""
+    return [t for t in targets if MONITOR_KINDS[t.monitor.type].probed]
 
-    def __init__(self, app: App, snapshot: Snapshot) -> None:
-        self.app = app
-        s = app.settings
-        self.notifier = app.notifier  # owned (and closed) by the App
-        self.recorder = HealthRecorder(
-            app.publish_health,
-            rtt_alpha=s.rtt_ewma_alpha,
-            on_event=self.notifier,
-            initial_version=app.ref.current.health.version if app.ref is not None else 0,
-        )
-        targets = _targets(snapshot, self._local_address())
-        self.recorder.set_targets(targets, publish=False)
+
+def wire_targets(recorder: HealthRecorder, snapshot: Snapshot, *, publish: bool = True,
+                 local_address: Callable[[str], str | None] | None = None) -> list[ProbeTarget]:
+    """Hand a (re)loaded snapshot's pools and targets to the health owner; returns the targets
+    to probe."""
+    targets = all_targets(snapshot, local_address)
+    recorder.set_targets(targets, publish=publish, pools=snapshot.config.pools)
+    return probed(targets)
+
+
+class HealthRuntime:
+    """Owns the probing for a health owner (:class:`HealthRecorder`, created by the
+    application): a :class:`ProbeWorker` (``probe_isolation: process``, the default) or a
+    :class:`ProbeScheduler` in this event loop (``inline``) reporting to it. Takes the server
+    settings, the health owner (its targets already set by :func:`wire_targets`) and the
+    webhook notifier whose count /metrics shows (owned and closed by the application)."""
+
+    def __init__(self, settings: ServerSettings, recorder: HealthRecorder, notifier: Any = None) -> None:
+        s = settings
+        self.notifier = notifier
+        self.recorder = recorder
+        targets = probed(recorder.targets)
         self.worker: ProbeWorker | None = None
         self.scheduler: ProbeScheduler | None = None
         if s.probe_isolation == "process":
@@ -73,10 +82,6 @@ class HealthRuntime:
                                             strict_public_endpoints=s.strict_public_endpoints,
                                             upstream_resolvers=s.upstream_resolvers)
 
-    def _local_address(self) -> Callable[[str], str | None] | None:
-        resolver = self.app.resolver
-        return resolver.local_address if resolver is not None else None
-
     @property
     def worker_pid(self) -> int | None:
         """Process id of the probe worker (None inline or while it is down)."""
@@ -85,7 +90,7 @@ class HealthRuntime:
     async def start(self, *, warm_start: bool) -> None:
         """Optionally run one warm-start round (publishing its result), then start periodic
         probing. Raises OSError when the probe worker cannot be spawned."""
-        targets = self.recorder.targets
+        targets = probed(self.recorder.targets)
         if self.worker is not None:
             await self.worker.start(targets, warm_start=warm_start)
         else:
@@ -99,9 +104,9 @@ class HealthRuntime:
             log.info("warm start: %d target(s), %d healthy", len(targets), healthy)
 
     async def reconfigure(self, snapshot: Snapshot) -> None:
-        """Switch to a reloaded configuration's targets, keeping health by identity."""
-        targets = _targets(snapshot, self._local_address())
-        self.recorder.set_targets(targets)
+        """Switch to a reloaded configuration's targets (the health owner has them already,
+        see :func:`wire_targets`)."""
+        targets = probed(self.recorder.targets)
         if self.worker is not None:
             self.worker.replace_targets(targets)
         elif self.scheduler is not None:

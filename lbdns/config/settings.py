@@ -200,6 +200,9 @@ class ServerSettings(_Settings):
     monitor_interval_min: int | None = Field(default=None, ge=1, le=3600)
     """Lower bound for monitor ``interval`` in seconds; None = the plan's (10 enterprise, 15
     non_enterprise, SPEC.md R-CFG-01). Lower it only for labs and tests."""
+    operator_state_file: str | None = None
+    """JSON file keeping operator states (force_up, force_down, drain) across restarts; default
+    ``$STATE_DIRECTORY/operator-state.json``, else ``./operator-state.json``."""
     notification_webhook: NotificationWebhook | None = None
     """Where health and pool-enablement events are POSTed (a URL, or the object form)."""
     query_log: str | None = None

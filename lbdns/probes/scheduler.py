@@ -2,7 +2,7 @@
 result).
 
 Runs the checks of :class:`~lbdns.probes.targets.ProbeTarget` objects on time and reports each
-result to a :class:`~lbdns.probes.recorder.ProbeSink` — a :class:`HealthRecorder` in this
+result to a :class:`~lbdns.probes.sink.ProbeSink` — a :class:`HealthRecorder` in this
 process, or the pipe of the probe worker process (:mod:`lbdns.probes.worker`), which is how a
 serving lbdns runs it. The scheduler itself keeps no health.
 
@@ -40,8 +40,8 @@ from lbdns.config.monitor_types import MONITOR_KINDS
 from lbdns.probes import result as r
 from lbdns.probes.http import check_http, make_session
 from lbdns.probes.icmp import IcmpPinger, check_icmp
-from lbdns.probes.recorder import JobKey, ProbeSink
 from lbdns.probes.result import ProbeResult, resolve_host
+from lbdns.probes.sink import JobKey, ProbeSink
 from lbdns.probes.smtp import DEFAULT_HELO, check_smtp
 from lbdns.probes.targets import ProbeTarget, warm_start_bound
 from lbdns.probes.tcp import check_tcp

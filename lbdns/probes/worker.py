@@ -5,7 +5,7 @@ A serving lbdns runs its :class:`~lbdns.probes.scheduler.ProbeScheduler` in a ch
 0.4 ms of CPU per HTTP probe — never competes with the query loop for the GIL, and can run on
 another CPU (``probe_cpus``) at a lower priority (``probe_nice``). The health state stays in the
 server: the worker only runs checks and streams their results back; the server's
-:class:`~lbdns.probes.recorder.HealthRecorder` turns them into health views.
+:class:`~lbdns.health_owner.HealthRecorder` turns them into health views.
 
 The channel is the worker's stdin/stdout, each message one frame: a 4-byte big-endian length
 and a pickled tuple (a private pipe between two processes of the same installation).
@@ -20,7 +20,7 @@ every ``BATCH_S`` seconds, in order, and ``("alive",)`` every ``HEARTBEAT_S`` se
 :class:`ProbeWorker` is the server side: it spawns the worker, restarts it (with backoff) when
 it dies, kills and restarts it when it sends nothing for ``STALL_TIMEOUT_S`` seconds (a
 stopped, deadlocked or starved worker: the watchdog), and feeds its results into a
-:class:`~lbdns.probes.recorder.ProbeSink`.
+:class:`~lbdns.probes.sink.ProbeSink`.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from typing import Any
 
 from lbdns.health.book import MemberKey
 from lbdns.ipc import FRAME, MAX_FRAME, encode, read_message
-from lbdns.probes.recorder import JobKey, ProbeSink
 from lbdns.probes.result import ProbeResult
+from lbdns.probes.sink import JobKey, ProbeSink
 from lbdns.probes.targets import ProbeTarget, warm_start_bound
 
 log = logging.getLogger("lbdns.probes")
