@@ -272,6 +272,17 @@ class _Collector(Collector):
             yield lq
             yield CounterMetricFamily("lbdns_probe_worker_restarts", "Probe worker processes restarted after dying",
                                       value=m["worker_restarts"])
+            if sched.cluster is not None:
+                cm = sched.cluster.metrics()
+                yield GaugeMetricFamily("lbdns_cluster_store_up",
+                                        "1 while the shared health store is reachable, 0 while this instance "
+                                        "decides health on its own probes", value=cm["store_up"])
+                yield CounterMetricFamily("lbdns_cluster_store_errors", "Failed operations on the shared health store",
+                                          value=cm["store_errors"])
+                yield GaugeMetricFamily("lbdns_cluster_vantages", "Vantages (instances) whose results count, "
+                                        "this one included", value=cm["vantages"])
+                yield CounterMetricFamily("lbdns_cluster_store_commands", "Commands sent to the shared health store",
+                                          value=cm["store_commands"])
         yield CounterMetricFamily("lbdns_log_lines_dropped", "Log lines dropped because stderr was not keeping up",
                                   value=logpipe.dropped())
         qlog = app.query_log
@@ -424,8 +435,12 @@ class AdminServer:
                 "status": str(lb_status(default, view)), "default_pools": lb.default_pools,
                 "fallback_pool": fallback_name, "ttl": lb.ttl,
             })
-        return {"generation": snap.generation, "health_version": view.version, "load_balancers": lbs,
-                "pools": list(pools.values())}
+        doc: dict[str, Any] = {"generation": snap.generation, "health_version": view.version,
+                               "load_balancers": lbs, "pools": list(pools.values())}
+        rt = self.app.health_runtime
+        if rt is not None and rt.cluster is not None:
+            doc["cluster"] = rt.cluster.status()
+        return doc
 
     async def status(self, request: web.Request) -> web.Response:
         """``GET /status``: JSON of load balancers, pools and origins."""

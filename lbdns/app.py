@@ -111,7 +111,7 @@ def apply_overrides(view: HealthView, settings: ServerSettings) -> HealthView:
         old = merged.get((o.pool, o.origin), OriginHealth())
         merged[(o.pool, o.origin)] = OriginHealth(_STATES[o.state], "static override", old.last_probe_at,
                                                   old.rtt_ms, old.response_code)
-    return HealthView(view.version, MappingProxyType(merged), view.pool_rtt, view.states_token)
+    return HealthView(view.version, MappingProxyType(merged), view.pool_rtt, view.states_token, view.region_rtt)
 
 
 @dataclass

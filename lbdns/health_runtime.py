@@ -13,11 +13,16 @@ so a restart does not send every query to the fallback pool while health is UNKN
 from __future__ import annotations
 
 import logging
+import socket
 from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from lbdns.health.view import HealthView
 from lbdns.probes.notify import WebhookNotifier
-from lbdns.probes.recorder import HealthRecorder
+from lbdns.probes.recorder import HealthRecorder, ProbeSink
 from lbdns.probes.scheduler import ProbeScheduler
 from lbdns.probes.targets import ProbeTarget, build_targets
 from lbdns.probes.worker import ProbeWorker, WorkerOptions
@@ -25,10 +30,26 @@ from lbdns.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from lbdns.app import App
+    from lbdns.cluster.node import ClusterNode
 
 log = logging.getLogger("lbdns.health")
 
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def _cluster_node(app: App, recorder: HealthRecorder,
+                  retarget: Callable[[list[ProbeTarget]], None]) -> ClusterNode:
+    """The cluster side of this instance: vantage id ``cluster.instance_id`` (default
+    ``<pop>-<host name>``) in the region of the server's PoP."""
+    from lbdns.cluster.node import ClusterNode
+    from lbdns.cluster.store import connect
+
+    s = app.settings
+    assert s.cluster is not None
+    pop = app._pop(s.pop)
+    vantage = s.cluster.instance_id or f"{pop.code}-{socket.gethostname()}"
+    return ClusterNode(connect(s.cluster), s.cluster.key_prefix, vantage, pop.region, pop.code, recorder,
+                       sync_interval=s.cluster.sync_interval, timeout=s.cluster.timeout, retarget=retarget)
 
 
 def _targets(snapshot: Snapshot) -> list[ProbeTarget]:
@@ -45,26 +66,49 @@ class HealthRuntime:
         self.app = app
         s = app.settings
         self.notifier = WebhookNotifier(s.notification_webhook) if s.notification_webhook else None
+        self.cluster: ClusterNode | None = None
         self.recorder = HealthRecorder(
-            app.publish_health,
+            self._publish,
             rtt_alpha=s.rtt_ewma_alpha,
             on_event=self.notifier,
             initial_version=app.ref.current.health.version if app.ref is not None else 0,
         )
         targets = _targets(snapshot)
         self.recorder.set_targets(targets, publish=False)
+        sink: ProbeSink = self.recorder
+        if s.cluster is not None:
+            self.cluster = _cluster_node(app, self.recorder, self._retarget)
+            sink = self.cluster
+            targets = self.cluster.set_targets(targets)
+        self._probe_targets = targets
         self.worker: ProbeWorker | None = None
         self.scheduler: ProbeScheduler | None = None
         if s.probe_isolation == "process":
-            self.worker = ProbeWorker(self.recorder, WorkerOptions(
+            self.worker = ProbeWorker(sink, WorkerOptions(
                 concurrency=s.probe_concurrency, strict_public_endpoints=s.strict_public_endpoints,
                 cpus=tuple(s.probe_cpus) if s.probe_cpus else None, nice=s.probe_nice,
                 log_level=logging.getLogger().getEffectiveLevel(),
-                upstream_resolvers=tuple(s.upstream_resolvers)))
+                upstream_resolvers=tuple(s.upstream_resolvers), source_address=s.probe_source_address))
         else:
-            self.scheduler = ProbeScheduler(targets, self.recorder, concurrency=s.probe_concurrency,
+            self.scheduler = ProbeScheduler(targets, sink, concurrency=s.probe_concurrency,
                                             strict_public_endpoints=s.strict_public_endpoints,
-                                            upstream_resolvers=s.upstream_resolvers)
+                                            upstream_resolvers=s.upstream_resolvers,
+                                            source_address=s.probe_source_address)
+
+    def _publish(self, view: HealthView) -> None:
+        """Publish a health view, with the per-region RTTs of the cluster when
+        ``rtt_scope: region``."""
+        if self.cluster is not None and self.app.settings.rtt_scope == "region":
+            view = replace(view, region_rtt=MappingProxyType(dict(self.cluster.region_rtt)))
+        self.app.publish_health(view)
+
+    def _retarget(self, targets: list[ProbeTarget]) -> None:
+        """The cluster changed which targets this vantage probes (store lost or back)."""
+        self._probe_targets = targets
+        if self.worker is not None:
+            self.worker.replace_targets(targets)
+        elif self.scheduler is not None:
+            self.scheduler.replace_targets(targets)
 
     @property
     def worker_pid(self) -> int | None:
@@ -74,7 +118,9 @@ class HealthRuntime:
     async def start(self, *, warm_start: bool) -> None:
         """Optionally run one warm-start round (publishing its result), then start periodic
         probing. Raises OSError when the probe worker cannot be spawned."""
-        targets = self.recorder.targets
+        if self.cluster is not None:
+            await self.cluster.start()
+        targets = self._probe_targets
         if self.worker is not None:
             await self.worker.start(targets, warm_start=warm_start)
         else:
@@ -91,6 +137,9 @@ class HealthRuntime:
         """Switch to a reloaded configuration's targets, keeping health by identity."""
         targets = _targets(snapshot)
         self.recorder.set_targets(targets)
+        if self.cluster is not None:
+            targets = self.cluster.set_targets(targets)
+        self._probe_targets = targets
         if self.worker is not None:
             self.worker.replace_targets(targets)
         elif self.scheduler is not None:
@@ -102,6 +151,8 @@ class HealthRuntime:
             await self.worker.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         self.recorder.flush()
         if self.notifier is not None:
             await self.notifier.aclose()

@@ -74,6 +74,19 @@ class HealthView:
     )
     pool_rtt: Mapping[str, PoolRtt] = field(default_factory=lambda: MappingProxyType({}))
     states_token: object = field(default_factory=object, compare=False)
+    region_rtt: Mapping[tuple[str, str], PoolRtt] = field(default_factory=lambda: MappingProxyType({}))
+    """(pool id, region code) → the pool's RTT measured from that region's vantages
+    (``rtt_scope: region``; empty otherwise)."""
+
+    def rtt_for(self, pool_id: str, region: str | None) -> PoolRtt | None:
+        """The pool's RTT as seen from ``region`` (Cloudflare docs: Load Balancing › Global
+        traffic steering › Dynamic: per-region latency) when that region has data, else the
+        pool's own RTT; None without data."""
+        if region is not None and self.region_rtt:
+            rtt = self.region_rtt.get((pool_id, region))
+            if rtt is not None:
+                return rtt
+        return self.pool_rtt.get(pool_id)
 
     def origin(self, pool_id: str, origin_name: str) -> OriginHealth:
         """The health of (pool, origin); UNKNOWN when nothing was recorded."""
@@ -96,7 +109,8 @@ class HealthView:
         new_rtt = dict(self.pool_rtt)
         if rtt:
             new_rtt.update(rtt)
-        return HealthView(self.version + 1, MappingProxyType(merged), MappingProxyType(new_rtt))
+        return HealthView(self.version + 1, MappingProxyType(merged), MappingProxyType(new_rtt),
+                          region_rtt=self.region_rtt)
 
 
 EMPTY_HEALTH = HealthView()

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from lbdns.config.model import Pool
-from lbdns.health.book import HealthBook, MemberKey
+from lbdns.health.book import HealthBook, MemberKey, ProbeOutcome
 from lbdns.health.pool_health import pool_healthy
 from lbdns.health.tracker import Transition
 from lbdns.health.view import HealthView, OriginState
@@ -132,11 +132,21 @@ class HealthRecorder:
 
     def probe_done(self, key: MemberKey, result: ProbeResult, lag: float | None) -> None:
         """Record one probe result (see :class:`ProbeSink`)."""
+        self.count_probe(result, lag)
+        self.record_result(key, result)
+
+    def count_probe(self, result: ProbeResult, lag: float | None) -> None:
+        """Count one probe run here (``/metrics``) without recording it into health."""
         self.probes_run += 1
         if not result.passed:
             self.probes_failed += 1
         if lag is not None:
             self.schedule_lag.append(lag)
+
+    def record_result(self, key: MemberKey, result: ProbeOutcome) -> None:
+        """Step the state machine of target ``key`` with one (possibly aggregated) result,
+        without counting it as a probe run here (the cluster's vote over vantages feeds its
+        aggregate through this, docs/scaling.md). Unknown keys are ignored."""
         target = self._targets.get(key)
         if target is None:  # removed by a reload while the probe ran
             return
@@ -145,7 +155,7 @@ class HealthRecorder:
         if tr is None:
             self._mark_dirty()
             return
-        self._emit(target, tr, result)
+        self._emit(target, tr, result.at)
         self._mark_dirty(urgent=tr.monitor_id is None and tr.new is OriginState.UNHEALTHY)
 
     def round_done(self, job: JobKey, rtts_ms: list[float]) -> None:
@@ -198,7 +208,7 @@ class HealthRecorder:
 
     # -- transitions -----------------------------------------------------------------------------
 
-    def _emit(self, target: ProbeTarget, tr: Transition, res: ProbeResult) -> None:
+    def _emit(self, target: ProbeTarget, tr: Transition, at: float) -> None:
         pool = target.pool
         origin_changed = tr.monitor_id is None
         was = self._pool_ok.get(pool.id, False)
@@ -210,7 +220,7 @@ class HealthRecorder:
             pool_healthy=now_ok, pool_changed=now_ok != was, origin_changed=origin_changed,
             group=target.group,
             members=self.book.members(pool.id, target.origin.name) if target.group else None,
-            monitor_id=tr.monitor_id, at=res.at,
+            monitor_id=tr.monitor_id, at=at,
         )
         self.events += 1
         # one readable line; the JSON event rides along for `log_format: json` (lbdns.logpipe)

@@ -61,7 +61,8 @@ DEFAULT_JITTER = 5.0
 @dataclass(slots=True)
 class ProbeContext:
     """Shared resources of the checks: the aiohttp session, TLS trust, ICMP mode, options, and
-    the resolver for hostname origins (None: the system resolver)."""
+    the resolver for hostname origins (None: the system resolver), and the local address TCP,
+    HTTP(S) and SMTP probes connect from (None: the kernel's choice)."""
 
     session: aiohttp.ClientSession | None = None
     ssl_context: ssl.SSLContext | None = None
@@ -69,6 +70,7 @@ class ProbeContext:
     pinger: IcmpPinger = field(default_factory=IcmpPinger)
     smtp_helo: str = DEFAULT_HELO
     resolver: dns.asyncresolver.Resolver | None = None
+    source_address: str | None = None
 
 
 def _port(monitor: Monitor, origin: Origin) -> int:
@@ -100,9 +102,10 @@ async def run_check(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
         if kind in ("tcp", "smtp", "udp_icmp") and not port:
             return r.failed(r.MONITOR_CONFIG_ERROR, detail=f"{kind} monitor {mon.id!r} has no port")
         if kind == "tcp":
-            return await check_tcp(ip, port, mon.timeout, mon.retries)
+            return await check_tcp(ip, port, mon.timeout, mon.retries, source=ctx.source_address)
         if kind == "smtp":
-            return await check_smtp(ip, port, mon.timeout, mon.retries, helo=ctx.smtp_helo)
+            return await check_smtp(ip, port, mon.timeout, mon.retries, helo=ctx.smtp_helo,
+                                    source=ctx.source_address)
         if kind == "udp_icmp":
             return await check_udp_icmp(ip, port, mon.timeout, mon.retries, pinger=ctx.pinger)
         return r.failed(r.MONITOR_CONFIG_ERROR, detail=f"unsupported monitor type {kind!r}")
@@ -157,7 +160,9 @@ class ProbeScheduler:
     ``round_rate`` — probes of one round (one pool and monitor) start at most this many per
     second, spread over at most half the interval, so a pool with many origins does not start
     them all at once; ``upstream_resolvers`` — resolve hostname origins through these
-    (the ``upstream_resolvers`` setting, as answers do; empty: the system resolver). Raises
+    (the ``upstream_resolvers`` setting, as answers do; empty: the system resolver);
+    ``source_address`` — local address of TCP, HTTP(S) and SMTP probes (the
+    ``probe_source_address`` setting; None: the kernel's choice). Raises
     ValueError for ``concurrency`` < 1, ``round_rate`` ≤ 0 or a malformed upstream.
     """
 
@@ -177,6 +182,7 @@ class ProbeScheduler:
         rng: random.Random | None = None,
         round_rate: float = 500.0,
         upstream_resolvers: Sequence[str] = (),
+        source_address: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency {concurrency} is invalid (≥ 1)")
@@ -189,7 +195,8 @@ class ProbeScheduler:
         self.clock = clock
         self._ctx = ProbeContext(session, ssl_context, strict_public_endpoints,
                                  IcmpPinger(icmp_privileged),
-                                 resolver=make_resolver(upstream_resolvers, 30.0) if upstream_resolvers else None)
+                                 resolver=make_resolver(upstream_resolvers, 30.0) if upstream_resolvers else None,
+                                 source_address=source_address)
         self._own_session = session is None
         self._checker: Checker = checker or run_check
         self._rng = rng or random.Random()
@@ -315,7 +322,7 @@ class ProbeScheduler:
 
     def _ensure_session(self) -> None:
         if self._ctx.session is None and any(t.monitor.type in ("http", "https") for t in self._targets):
-            self._ctx.session = make_session(self.concurrency)
+            self._ctx.session = make_session(self.concurrency, source=self._ctx.source_address)
 
     def _first_delay(self, interval: float) -> float:
         cap = min(interval, self.jitter)

@@ -1,0 +1,348 @@
+"""One lbdns instance as a vantage of a cluster that shares health through a Redis-compatible
+store (docs/scaling.md; Cloudflare docs: Load Balancing › Monitors › Health monitor regions).
+
+A :class:`ClusterNode` sits between the probe scheduler and the
+:class:`~lbdns.probes.recorder.HealthRecorder` (it is the scheduler's
+:class:`~lbdns.probes.recorder.ProbeSink`):
+
+* each own probe result is kept as this vantage's newest result, queued for the store, and the
+  member's aggregated result over all fresh vantages (:func:`lbdns.health.cluster.aggregate`)
+  steps the state machine at once;
+* a background task writes queued results (batched for ``FLUSH_S`` seconds) and, every
+  ``sync_interval`` seconds, refreshes this vantage's identity and reads the other vantages'
+  results; every member with a new, changed or vanished remote result is aggregated again;
+* when the store is unreachable the node logs it once, drops the other vantages' results (it
+  continues on its own vantage's results), probes every pool itself, and rejoins at the next
+  successful sync. ``status()`` and ``metrics()`` expose it.
+
+Nothing here runs on the query path: queries read only the published health view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from lbdns.cluster.store import JobKey, ResultStore, Snapshot, decode_result, encode_result, jobs_of
+from lbdns.health.book import MemberKey
+from lbdns.health.cluster import VantageResult, aggregate, fresh_entries, region_rtt
+from lbdns.health.tracker import ALL_REGIONS
+from lbdns.health.view import PoolRtt
+from lbdns.probes.recorder import HealthRecorder
+from lbdns.probes.result import ProbeResult
+from lbdns.probes.targets import ProbeTarget
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+log = logging.getLogger("lbdns.cluster")
+
+FLUSH_S = 0.02
+"""Seconds own results are gathered before one pipelined write."""
+TTL_FACTOR = 3
+"""Results expire after this many monitor intervals (RTT data counts as current as long)."""
+
+
+def probes_from(target: ProbeTarget, region: str) -> bool:
+    """True when a vantage in ``region`` probes ``target``: its pool's ``check_regions`` is
+    None (all data centers), contains ``ALL_REGIONS`` or ``region``."""
+    regions = target.pool.check_regions
+    return regions is None or ALL_REGIONS in regions or region in regions
+
+
+class ClusterNode:
+    """The cluster side of one instance (a :class:`~lbdns.probes.recorder.ProbeSink`).
+
+    Takes the redis-py asyncio ``client``, the ``key_prefix``, this instance's ``vantage`` id,
+    its ``region`` and ``pop``, the ``recorder`` to feed, ``sync_interval`` and ``timeout``
+    (seconds) and ``retarget(targets)``, called with the targets to probe here whenever that
+    set changes (the region's pools while the store is reachable, every pool while it is not).
+    ``wall`` / ``mono`` are the wall-clock and monotonic clocks (seconds).
+    """
+
+    def __init__(
+        self, client: Redis, prefix: str, vantage: str, region: str, pop: str, recorder: HealthRecorder, *,
+        sync_interval: float = 0.5, timeout: float = 1.0,
+        retarget: Callable[[list[ProbeTarget]], None] | None = None,
+        wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.store = ResultStore(client, prefix, vantage)
+        self.vantage, self.region, self.pop = vantage, region, pop
+        self.recorder = recorder
+        self.sync_interval, self.timeout = sync_interval, timeout
+        self.retarget = retarget
+        self.wall, self.mono = wall, mono
+        self.store_up = False
+        self.down_since: float | None = None
+        self.store_errors = 0
+        self.store_commands = 0
+        self.syncs = 0
+        self.last_sync_ms = 0.0
+        self.region_rtt: dict[tuple[str, str], PoolRtt] = {}
+        self._targets: dict[MemberKey, ProbeTarget] = {}
+        self._jobs: list[JobKey] = []
+        self._ttl: dict[JobKey, float] = {}
+        self._mine: dict[MemberKey, VantageResult] = {}
+        self._remote: dict[MemberKey, dict[str, VantageResult]] = {}
+        self._raw: dict[tuple[str, JobKey], dict[str, bytes]] = {}
+        self._vantages: dict[str, tuple[str, str]] = {}
+        self._outbox: dict[JobKey, dict[str, bytes]] = {}
+        self._rtt_out: dict[JobKey, tuple[float, float]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._probing: list[ProbeTarget] | None = None
+
+    # -- targets ---------------------------------------------------------------------------------
+
+    def set_targets(self, targets: Sequence[ProbeTarget]) -> list[ProbeTarget]:
+        """Switch to a (re)loaded configuration's targets; returns those to probe here."""
+        self._targets = {t.key: t for t in targets}
+        self._jobs = jobs_of(self._targets)
+        self._ttl = {}
+        for t in targets:
+            self._ttl[t.job_key] = TTL_FACTOR * float(max(t.monitor.interval, 1))
+        for key in [k for k in self._mine if k not in self._targets]:
+            del self._mine[key]
+        for key in [k for k in self._remote if k not in self._targets]:
+            del self._remote[key]
+        self._probing = self.probe_targets()
+        return self._probing
+
+    def probe_targets(self) -> list[ProbeTarget]:
+        """The targets this vantage probes: its region's pools while the store is reachable,
+        every pool while it is not (it then decides on its own results alone)."""
+        every = list(self._targets.values())
+        if not self.store_up:
+            return every
+        return [t for t in every if probes_from(t, self.region)]
+
+    @property
+    def identity_ttl(self) -> float:
+        """Seconds this vantage's identity lives without a refresh: 3 × the longest interval."""
+        return max(self._ttl.values(), default=TTL_FACTOR * 60.0)
+
+    # -- ProbeSink -------------------------------------------------------------------------------
+
+    def probe_done(self, key: MemberKey, result: ProbeResult, lag: float | None) -> None:
+        """An own probe finished: count it, keep and queue it, step the member's aggregate."""
+        self.recorder.count_probe(result, lag)
+        if key not in self._targets:
+            return
+        pool, origin, monitor = key
+        self._mine[key] = VantageResult(self.vantage, self.region, result.passed, result.rtt_ms, result.at,
+                                        result.failure_reason, result.response_code)
+        self._outbox.setdefault((pool, monitor), {})[origin] = encode_result(
+            result.passed, result.rtt_ms, result.at, result.failure_reason, result.response_code)
+        self._wake.set()
+        self._evaluate(key)
+
+    def round_done(self, job: JobKey, rtts_ms: list[float]) -> None:
+        """An own round finished: the pool RTT EWMA (this vantage's) is updated and queued."""
+        self.recorder.round_done(job, rtts_ms)
+        rtt = self.recorder.book.pool_rtt(job[0])
+        if rtt is not None:
+            self._rtt_out[job] = (rtt.ewma_ms, self.wall())
+
+    # -- aggregation -----------------------------------------------------------------------------
+
+    def _evaluate(self, key: MemberKey) -> None:
+        target = self._targets.get(key)
+        if target is None:
+            return
+        results = dict(self._remote.get(key, {}))
+        mine = self._mine.get(key)
+        if mine is not None and self.wall() - mine.at <= self._ttl.get(target.job_key, math.inf):
+            results[self.vantage] = mine
+        agg = aggregate(target.pool.check_regions, results, local=self.vantage)
+        if agg is not None:
+            self.recorder.record_result(key, agg)
+
+    def _apply(self, snap: Snapshot) -> set[MemberKey]:
+        """Merge a store read into the remote results; returns the members that changed."""
+        dirty: set[MemberKey] = set()
+        self._vantages = snap.vantages
+        seen: set[tuple[str, MemberKey]] = set()
+        for (v, job), raw in snap.results.items():
+            region = snap.vantages[v][0]
+            old = self._raw.get((v, job), {})
+            decoded: dict[str, VantageResult] = {}
+            for origin, blob in raw.items():
+                key = (job[0], origin, job[1])
+                if key not in self._targets:
+                    continue
+                prev = self._remote.get(key, {}).get(v)
+                if prev is not None and old.get(origin) == blob:
+                    decoded[origin] = prev
+                    continue
+                r = decode_result(blob)
+                if r is not None:
+                    decoded[origin] = VantageResult(v, region, r[0], r[1], r[2], r[3], r[4])
+            fresh = fresh_entries({o: r.at for o, r in decoded.items()}, self._ttl.get(job, math.inf))
+            for origin in fresh:
+                key = (job[0], origin, job[1])
+                seen.add((v, key))
+                if self._remote.setdefault(key, {}).get(v) != decoded[origin]:
+                    self._remote[key][v] = decoded[origin]
+                    dirty.add(key)
+            self._raw[(v, job)] = raw
+        for (v, job) in [vj for vj in self._raw if vj not in snap.results]:
+            del self._raw[(v, job)]
+        for key, by_v in self._remote.items():
+            for v in [v for v in by_v if (v, key) not in seen]:
+                del by_v[v]
+                dirty.add(key)
+        self._merge_rtts(snap)
+        return dirty
+
+    def _merge_rtts(self, snap: Snapshot) -> None:
+        now = self.mono()
+        samples: dict[str, list[tuple[str, float]]] = {}
+        pools = {job[0] for job in self._jobs}
+        for v, by_job in snap.rtts.items():
+            region = snap.vantages[v][0]
+            for (pool, _mon), (ewma, _at) in by_job.items():
+                if pool in pools:
+                    samples.setdefault(pool, []).append((region, ewma))
+        for pool in pools:
+            own = self.recorder.book.pool_rtt(pool)
+            if own is not None and own.is_current(now):
+                samples.setdefault(pool, []).append((self.region, own.ewma_ms))
+        ttl = self.identity_ttl
+        old = self.region_rtt
+        new: dict[tuple[str, str], PoolRtt] = {}
+        for pool, pairs in samples.items():
+            for region, ms in region_rtt(pairs).items():
+                prev = old.get((pool, region))
+                new[(pool, region)] = prev if prev is not None and prev.ewma_ms == ms else PoolRtt(ms, now, ttl)
+        self.region_rtt = new
+
+    # -- the store -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and read the other vantages once (bounded by ``timeout``), then keep
+        syncing in the background. An unreachable store is logged, not raised."""
+        await self._sync()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="lbdns-cluster-sync")
+
+    async def stop(self) -> None:
+        """Stop syncing and close the client."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+    async def _run(self) -> None:
+        next_sync = self.mono() + self.sync_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_sync - self.mono())):
+                    await self._wake.wait()
+                    await asyncio.sleep(FLUSH_S)
+            self._wake.clear()
+            if self.mono() >= next_sync:
+                await self._sync()
+                next_sync = self.mono() + self.sync_interval
+            elif self._outbox and self.store_up:
+                await self._guarded(self._publish)
+
+    async def _publish(self) -> None:
+        out, self._outbox = self._outbox, {}
+        rtts, self._rtt_out = self._rtt_out, {}
+        ttl_ms = {job: int(self._ttl.get(job, 180.0) * 1000) for job in out}
+        self.store_commands += await self.store.publish(
+            out, ttl_ms, rtts, (self.region, self.pop), int(self.identity_ttl * 1000))
+
+    async def _read(self) -> None:
+        snap = await self.store.read(self._jobs)
+        self.store_commands += 2 + len(snap.vantages) * (len(self._jobs) + 2)
+        old_rtt = self.region_rtt
+        dirty = self._apply(snap)
+        for key in dirty:
+            self._evaluate(key)
+        if self.region_rtt != old_rtt:
+            self.recorder.publish_now()
+
+    async def _sync(self) -> None:
+        start = self.mono()
+        ok = await self._guarded(self._publish) and await self._guarded(self._read)
+        if ok:
+            self.syncs += 1
+            self.last_sync_ms = (self.mono() - start) * 1000.0
+
+    async def _guarded(self, op: Callable[[], Any]) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout * 2):
+                await op()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # redis errors, OSError, timeouts: the store is unreachable
+            self._mark_down(exc)
+            return False
+        self._mark_up()
+        return True
+
+    def _mark_down(self, exc: BaseException) -> None:
+        self.store_errors += 1
+        self._outbox.clear()
+        if self.down_since is not None:
+            return
+        self.down_since = self.wall()
+        was_up, self.store_up = self.store_up, False
+        log.warning("cluster store unreachable (%s: %s); deciding health on this vantage's own probes "
+                    "until it is back", type(exc).__name__, exc)
+        self._remote.clear()
+        self._raw.clear()
+        self._vantages = {}
+        self.region_rtt = {}
+        if was_up or self._probing is None or len(self._probing) != len(self._targets):
+            self._retarget()
+
+    def _mark_up(self) -> None:
+        if self.store_up:
+            return
+        if self.down_since is not None:
+            log.warning("cluster store reachable again after %.1f s; rejoining the vote",
+                        self.wall() - self.down_since)
+        self.down_since = None
+        self.store_up = True
+        self._retarget()
+
+    def _retarget(self) -> None:
+        probing = self.probe_targets()
+        if self._probing is not None and [t.key for t in probing] == [t.key for t in self._probing]:
+            return
+        self._probing = probing
+        if self.retarget is not None:
+            self.retarget(probing)
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The ``cluster`` part of ``/status``: this vantage, the store state, the live vantages."""
+        return {
+            "instance": self.vantage, "region": self.region, "pop": self.pop,
+            "store": "up" if self.store_up else "unreachable",
+            "store_down_since": self.down_since,
+            "vantages": {v: {"region": r, "pop": p} for v, (r, p) in sorted(self._vantages.items())},
+            "probing_targets": len(self._probing or ()), "targets": len(self._targets),
+            "syncs": self.syncs, "last_sync_ms": round(self.last_sync_ms, 2), "store_errors": self.store_errors,
+        }
+
+    def metrics(self) -> dict[str, float]:
+        """Figures for ``/metrics``: ``store_up`` (1/0), ``store_errors``, ``vantages`` (live,
+        this one included), ``store_commands`` (sent), ``syncs``."""
+        return {"store_up": 1.0 if self.store_up else 0.0, "store_errors": float(self.store_errors),
+                "vantages": float(len(self._vantages) + 1), "store_commands": float(self.store_commands),
+                "syncs": float(self.syncs)}
+
+
+__all__ = ["FLUSH_S", "TTL_FACTOR", "ClusterNode", "probes_from"]
