@@ -9,8 +9,10 @@ A :class:`ClusterNode` sits between the probe scheduler and the
   member's aggregated result over all fresh vantages (:func:`lbdns.health.cluster.aggregate`)
   steps the state machine at once;
 * a background task writes queued results (batched for ``FLUSH_S`` seconds) and, every
-  ``sync_interval`` seconds, refreshes this vantage's identity and reads the other vantages'
-  results; every member with a new, changed or vanished remote result is aggregated again;
+  ``sync_interval`` seconds, refreshes this vantage's identity and reads what the other
+  vantages wrote since the last sync (their change feeds; in full when a vantage is new or
+  after an outage); remote results not renewed for 3 × their interval age out; every member
+  with a new, changed or vanished remote result is aggregated again;
 * when the store is unreachable the node logs it once, drops the other vantages' results (it
   continues on its own vantage's results), probes every pool itself, and rejoins at the next
   successful sync. ``status()`` and ``metrics()`` expose it.
@@ -28,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lbdns.cluster.store import JobKey, ResultStore, Snapshot, decode_result, encode_result, jobs_of
+from lbdns.cluster.store import JobKey, ResultStore, decode_result, encode_result, jobs_of
 from lbdns.health.book import MemberKey
 from lbdns.health.cluster import VantageResult, aggregate, fresh_entries, region_rtt
 from lbdns.health.tracker import ALL_REGIONS
@@ -44,6 +46,13 @@ log = logging.getLogger("lbdns.cluster")
 
 FLUSH_S = 0.02
 """Seconds own results are gathered before one pipelined write."""
+DOWN_AFTER = 2
+"""Failed store operations in a row after which the store counts as unreachable."""
+SETTLE_SYNCS = 3
+"""Successful reads after (re)joining (the first one included) until the other vantages'
+results count, i.e. two ``sync_interval``s: every instance reconnects within one
+``sync_interval`` of the store's return and then publishes its newest results again, so a
+vote never runs on part of the vantages. Until then the instance decides on its own results."""
 TTL_FACTOR = 3
 """Results expire after this many monitor intervals (RTT data counts as current as long)."""
 
@@ -60,14 +69,15 @@ class ClusterNode:
 
     Takes the redis-py asyncio ``client``, the ``key_prefix``, this instance's ``vantage`` id,
     its ``region`` and ``pop``, the ``recorder`` to feed, ``sync_interval`` and ``timeout``
-    (seconds) and ``retarget(targets)``, called with the targets to probe here whenever that
+    (seconds), ``rtt_by_region`` (keep :attr:`region_rtt`, for ``rtt_scope: region``) and
+    ``retarget(targets)``, called with the targets to probe here whenever that
     set changes (the region's pools while the store is reachable, every pool while it is not).
     ``wall`` / ``mono`` are the wall-clock and monotonic clocks (seconds).
     """
 
     def __init__(
         self, client: Redis, prefix: str, vantage: str, region: str, pop: str, recorder: HealthRecorder, *,
-        sync_interval: float = 0.5, timeout: float = 1.0,
+        sync_interval: float = 0.5, timeout: float = 1.0, rtt_by_region: bool = False,
         retarget: Callable[[list[ProbeTarget]], None] | None = None,
         wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -76,6 +86,7 @@ class ClusterNode:
         self.vantage, self.region, self.pop = vantage, region, pop
         self.recorder = recorder
         self.sync_interval, self.timeout = sync_interval, timeout
+        self.rtt_by_region = rtt_by_region
         self.retarget = retarget
         self.wall, self.mono = wall, mono
         self.store_up = False
@@ -90,7 +101,11 @@ class ClusterNode:
         self._ttl: dict[JobKey, float] = {}
         self._mine: dict[MemberKey, VantageResult] = {}
         self._remote: dict[MemberKey, dict[str, VantageResult]] = {}
-        self._raw: dict[tuple[str, JobKey], dict[str, bytes]] = {}
+        self._recv: dict[tuple[str, MemberKey], float] = {}
+        self._last_id: dict[str, str] = {}
+        self._held: set[MemberKey] = set()
+        self._settling = SETTLE_SYNCS
+        self._failures = 0
         self._vantages: dict[str, tuple[str, str]] = {}
         self._outbox: dict[JobKey, dict[str, bytes]] = {}
         self._rtt_out: dict[JobKey, tuple[float, float]] = {}
@@ -111,6 +126,9 @@ class ClusterNode:
             del self._mine[key]
         for key in [k for k in self._remote if k not in self._targets]:
             del self._remote[key]
+        for vk in [vk for vk in self._recv if vk[1] not in self._targets]:
+            del self._recv[vk]
+        self._last_id.clear()  # new jobs: read every vantage in full once more
         self._probing = self.probe_targets()
         return self._probing
 
@@ -155,7 +173,7 @@ class ClusterNode:
         target = self._targets.get(key)
         if target is None:
             return
-        results = dict(self._remote.get(key, {}))
+        results = dict(self._remote.get(key, {})) if self._settling == 0 else {}
         mine = self._mine.get(key)
         if mine is not None and self.wall() - mine.at <= self._ttl.get(target.job_key, math.inf):
             results[self.vantage] = mine
@@ -163,49 +181,50 @@ class ClusterNode:
         if agg is not None:
             self.recorder.record_result(key, agg)
 
-    def _apply(self, snap: Snapshot) -> set[MemberKey]:
-        """Merge a store read into the remote results; returns the members that changed."""
-        dirty: set[MemberKey] = set()
-        self._vantages = snap.vantages
-        seen: set[tuple[str, MemberKey]] = set()
-        for (v, job), raw in snap.results.items():
-            region = snap.vantages[v][0]
-            old = self._raw.get((v, job), {})
-            decoded: dict[str, VantageResult] = {}
-            for origin, blob in raw.items():
-                key = (job[0], origin, job[1])
-                if key not in self._targets:
-                    continue
-                prev = self._remote.get(key, {}).get(v)
-                if prev is not None and old.get(origin) == blob:
-                    decoded[origin] = prev
-                    continue
-                r = decode_result(blob)
-                if r is not None:
-                    decoded[origin] = VantageResult(v, region, r[0], r[1], r[2], r[3], r[4])
-            fresh = fresh_entries({o: r.at for o, r in decoded.items()}, self._ttl.get(job, math.inf))
-            for origin in fresh:
-                key = (job[0], origin, job[1])
-                seen.add((v, key))
-                if self._remote.setdefault(key, {}).get(v) != decoded[origin]:
-                    self._remote[key][v] = decoded[origin]
-                    dirty.add(key)
-            self._raw[(v, job)] = raw
-        for (v, job) in [vj for vj in self._raw if vj not in snap.results]:
-            del self._raw[(v, job)]
-        for key, by_v in self._remote.items():
-            for v in [v for v in by_v if (v, key) not in seen]:
-                del by_v[v]
-                dirty.add(key)
-        self._merge_rtts(snap)
-        return dirty
+    def _put(self, v: str, region: str, job: JobKey, origin: str, blob: bytes, now: float,
+             dirty: set[MemberKey]) -> None:
+        key = (job[0], origin, job[1])
+        if key not in self._targets:
+            return
+        r = decode_result(blob)
+        if r is None:
+            return
+        res = VantageResult(v, region, r[0], r[1], r[2], r[3], r[4])
+        by_v = self._remote.setdefault(key, {})
+        self._recv[(v, key)] = now
+        if by_v.get(v) != res:
+            by_v[v] = res
+            dirty.add(key)
 
-    def _merge_rtts(self, snap: Snapshot) -> None:
+    def _drop(self, v: str, key: MemberKey, dirty: set[MemberKey]) -> None:
+        self._recv.pop((v, key), None)
+        by_v = self._remote.get(key)
+        if by_v is not None and by_v.pop(v, None) is not None:
+            dirty.add(key)
+
+    def _apply_full(self, v: str, region: str, full: dict[JobKey, dict[str, bytes]], now: float,
+                    dirty: set[MemberKey]) -> None:
+        """Merge a full read of vantage ``v``: per job, only the results at most 3 × interval
+        older than that vantage's newest one there (its own clock against itself)."""
+        for job, raw in full.items():
+            ats = {o: d[2] for o, b in raw.items() if (d := decode_result(b)) is not None}
+            for origin in fresh_entries(ats, self._ttl.get(job, math.inf)):
+                self._put(v, region, job, origin, raw[origin], now, dirty)
+
+    def _age_out(self, now: float, dirty: set[MemberKey]) -> None:
+        """Drop remote results not renewed for 3 × their monitor's interval (this process's
+        monotonic clock: a vantage that stops publishing leaves the vote)."""
+        for (v, key), at in list(self._recv.items()):
+            if now - at > self._ttl.get((key[0], key[2]), math.inf):
+                self._drop(v, key, dirty)
+
+    def _merge_rtts(self, rtts: dict[str, dict[JobKey, tuple[float, float]]]) -> bool:
+        """Recompute the per-region pool RTTs; True when they changed."""
         now = self.mono()
         samples: dict[str, list[tuple[str, float]]] = {}
         pools = {job[0] for job in self._jobs}
-        for v, by_job in snap.rtts.items():
-            region = snap.vantages[v][0]
+        for v, by_job in rtts.items():
+            region = self._vantages[v][0]
             for (pool, _mon), (ewma, _at) in by_job.items():
                 if pool in pools:
                     samples.setdefault(pool, []).append((region, ewma))
@@ -221,6 +240,7 @@ class ClusterNode:
                 prev = old.get((pool, region))
                 new[(pool, region)] = prev if prev is not None and prev.ewma_ms == ms else PoolRtt(ms, now, ttl)
         self.region_rtt = new
+        return new != old
 
     # -- the store -------------------------------------------------------------------------------
 
@@ -256,24 +276,53 @@ class ClusterNode:
 
     async def _publish(self) -> None:
         out, self._outbox = self._outbox, {}
-        rtts, self._rtt_out = self._rtt_out, {}
         ttl_ms = {job: int(self._ttl.get(job, 180.0) * 1000) for job in out}
-        self.store_commands += await self.store.publish(
-            out, ttl_ms, rtts, (self.region, self.pop), int(self.identity_ttl * 1000))
+        self.store_commands += await self.store.publish(out, ttl_ms, int(self.identity_ttl * 1000))
 
     async def _read(self) -> None:
-        snap = await self.store.read(self._jobs)
-        self.store_commands += 2 + len(snap.vantages) * (len(self._jobs) + 2)
-        old_rtt = self.region_rtt
-        dirty = self._apply(snap)
+        rtts, self._rtt_out = self._rtt_out, {}
+        ids = await self.store.heartbeat((self.region, self.pop), rtts, int(self.identity_ttl * 1000))
+        self.store_commands += 3 + (2 if rtts else 0) + 2 * len(ids.vantages)
+        now = self.mono()
+        dirty: set[MemberKey] = set()
+        self._vantages = ids.vantages
+        for v in [v for v in self._last_id if v not in ids.vantages]:
+            del self._last_id[v]
+        for v, key in [vk for vk in self._recv if vk[0] not in ids.vantages]:
+            self._drop(v, key, dirty)
+        known = {v: self._last_id[v] for v in ids.vantages if v in self._last_id}
+        for v in ids.vantages:
+            if v not in self._last_id:
+                last, full = await self.store.read_full(v, self._jobs)
+                self.store_commands += 1 + len(self._jobs)
+                self._last_id[v] = last
+                self._apply_full(v, ids.vantages[v][0], full, now, dirty)
+        if known:
+            feeds = await self.store.read_feeds(known)
+            self.store_commands += 1
+            for v, (last, entries) in feeds.items():
+                self._last_id[v] = last
+                region = ids.vantages[v][0]
+                for job, origin, blob in entries:
+                    self._put(v, region, job, origin, blob, now, dirty)
+        self._age_out(now, dirty)
+        if self._settling > 0:
+            # (re)joining: the others may not have (re)published yet — a vote on part of the
+            # vantages could flap, so remote results count from the SETTLE_SYNCS-th read on
+            self._settling -= 1
+            self._held |= dirty
+            if self._settling > 0:
+                return
+        dirty |= self._held
+        self._held.clear()
         for key in dirty:
             self._evaluate(key)
-        if self.region_rtt != old_rtt:
+        if self.rtt_by_region and self._merge_rtts(ids.rtts):
             self.recorder.publish_now()
 
     async def _sync(self) -> None:
         start = self.mono()
-        ok = await self._guarded(self._publish) and await self._guarded(self._read)
+        ok = (not self._outbox or await self._guarded(self._publish)) and await self._guarded(self._read)
         if ok:
             self.syncs += 1
             self.last_sync_ms = (self.mono() - start) * 1000.0
@@ -292,6 +341,9 @@ class ClusterNode:
 
     def _mark_down(self, exc: BaseException) -> None:
         self.store_errors += 1
+        self._failures += 1
+        if self.store_up and self._failures < DOWN_AFTER:
+            return  # one slow or lost operation is not an outage: retry at the next sync
         self._outbox.clear()
         if self.down_since is not None:
             return
@@ -300,13 +352,18 @@ class ClusterNode:
         log.warning("cluster store unreachable (%s: %s); deciding health on this vantage's own probes "
                     "until it is back", type(exc).__name__, exc)
         self._remote.clear()
-        self._raw.clear()
+        self._recv.clear()
+        self._last_id.clear()
+        self._held.clear()
+        self._settling = SETTLE_SYNCS
+        self._failures = 0
         self._vantages = {}
         self.region_rtt = {}
         if was_up or self._probing is None or len(self._probing) != len(self._targets):
             self._retarget()
 
     def _mark_up(self) -> None:
+        self._failures = 0
         if self.store_up:
             return
         if self.down_since is not None:
@@ -314,6 +371,11 @@ class ClusterNode:
                         self.wall() - self.down_since)
         self.down_since = None
         self.store_up = True
+        # a restarted store lost everything: publish this vantage's newest results again
+        for (pool, origin, monitor), r in self._mine.items():
+            self._outbox.setdefault((pool, monitor), {})[origin] = encode_result(
+                r.passed, r.rtt_ms, r.at, r.failure_reason, r.response_code)
+        self._wake.set()
         self._retarget()
 
     def _retarget(self) -> None:
@@ -345,4 +407,4 @@ class ClusterNode:
                 "syncs": float(self.syncs)}
 
 
-__all__ = ["FLUSH_S", "TTL_FACTOR", "ClusterNode", "probes_from"]
+__all__ = ["DOWN_AFTER", "FLUSH_S", "SETTLE_SYNCS", "TTL_FACTOR", "ClusterNode", "probes_from"]

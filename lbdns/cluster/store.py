@@ -9,7 +9,11 @@ vantage V:
   interval after its last refresh (an instance that stops refreshing leaves the vote);
 * ``P:r:V:J`` — a hash per probe job J (pool id and monitor id as a JSON list): origin name →
   the newest result as JSON ``[passed 0|1, rtt_ms|null, at, failure_reason, code|null]``,
-  the key expiring 3 × that monitor's interval after the last write;
+  the key expiring 3 × that monitor's interval after the last write (read in full when a
+  reader first meets V, or rejoins);
+* ``P:f:V`` — the vantage's change feed, a stream with one entry per write (fields ``J␟origin``
+  → result): readers tail it with one ``XREAD`` for all vantages, so the read load follows
+  the write rate, not the number of results;
 * ``P:t:V`` — a hash J → the vantage's pool RTT EWMA ``[ewma_ms, at]`` (``rtt_scope:
   region``), expiring like ``P:v:V``.
 
@@ -58,13 +62,16 @@ def decode_result(raw: bytes) -> tuple[bool, float | None, float, str, int | Non
 
 
 @dataclass(slots=True)
-class Snapshot:
-    """What one read of the store returned: vantage id → (region, pop); (vantage, job) →
-    origin → raw result; vantage → job → (ewma_ms, at)."""
+class Identities:
+    """One read of the live vantages: vantage id → (region, pop) and vantage → job →
+    (ewma_ms, at) of its pool RTTs."""
 
     vantages: dict[str, tuple[str, str]] = field(default_factory=dict)
-    results: dict[tuple[str, JobKey], dict[str, bytes]] = field(default_factory=dict)
     rtts: dict[str, dict[JobKey, tuple[float, float]]] = field(default_factory=dict)
+
+
+Entry = tuple[JobKey, str, bytes]
+"""(job, origin name, encoded result)."""
 
 
 def connect(cfg: ClusterSettings) -> Redis:
@@ -90,65 +97,78 @@ def connect(cfg: ClusterSettings) -> Redis:
     return client
 
 
+_SEP = "\x1f"
+"""Separates the job token and the origin name in a change-feed field."""
+
+
 class ResultStore:
     """Reads and writes one cluster's keys (prefix ``prefix``) as vantage ``vantage`` through
-    ``client``."""
+    ``client``. ``feed_len`` bounds each vantage's change feed (approximate MAXLEN)."""
 
-    def __init__(self, client: Redis, prefix: str, vantage: str) -> None:
+    def __init__(self, client: Redis, prefix: str, vantage: str, *, feed_len: int = 10_000) -> None:
         self.client = client
         self.prefix = prefix
         self.vantage = vantage
+        self.feed_len = feed_len
 
     def _rkey(self, vantage: str, job: JobKey) -> str:
         return f"{self.prefix}:r:{vantage}:{job_token(job)}"
 
-    async def publish(
-        self, results: Mapping[JobKey, Mapping[str, bytes]], ttl_ms: Mapping[JobKey, int],
-        rtts: Mapping[JobKey, tuple[float, float]], identity: tuple[str, str], identity_ttl_ms: int,
-    ) -> int:
-        """Write this vantage's new ``results`` (job → origin → encoded result; each job's key
-        expires after ``ttl_ms[job]``), its pool ``rtts`` (job → (ewma_ms, at)) and its
-        ``identity`` (region, pop) expiring after ``identity_ttl_ms``; one pipelined round
-        trip. Returns the number of commands sent."""
+    def _feed(self, vantage: str) -> str:
+        return f"{self.prefix}:f:{vantage}"
+
+    async def publish(self, results: Mapping[JobKey, Mapping[str, bytes]], ttl_ms: Mapping[JobKey, int],
+                      feed_ttl_ms: int) -> int:
+        """Write this vantage's new ``results`` (job → origin → encoded result): into each
+        job's hash (expiring after ``ttl_ms[job]``) and as one entry of the vantage's change
+        feed (a stream expiring after ``feed_ttl_ms``); one pipelined round trip. Returns the
+        number of commands sent."""
         pipe = self.client.pipeline(transaction=False)
+        entry: dict[Any, Any] = {}
         for job, fields in results.items():
             if fields:
                 key = self._rkey(self.vantage, job)
                 mapping: dict[Any, Any] = dict(fields)
                 pipe.hset(key, mapping=mapping)
                 pipe.pexpire(key, ttl_ms[job])
+                tok = job_token(job)
+                entry.update({f"{tok}{_SEP}{origin}": blob for origin, blob in fields.items()})
+        if entry:
+            feed = self._feed(self.vantage)
+            pipe.xadd(feed, entry, maxlen=self.feed_len, approximate=True)
+            pipe.pexpire(feed, feed_ttl_ms)
+        n = len(pipe)
+        if n:
+            await pipe.execute()
+        return n
+
+    async def heartbeat(self, identity: tuple[str, str], rtts: Mapping[JobKey, tuple[float, float]],
+                        ttl_ms: int) -> Identities:
+        """Refresh this vantage's ``identity`` (region, pop) and pool ``rtts`` (expiring after
+        ``ttl_ms``) and read every other live vantage's identity and RTTs: two pipelined round
+        trips. Vantage ids whose identity expired are removed from the set."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sadd(f"{self.prefix}:vantages", self.vantage)
+        pipe.set(f"{self.prefix}:v:{self.vantage}", json.dumps(list(identity)), px=ttl_ms)
         if rtts:
             tkey = f"{self.prefix}:t:{self.vantage}"
             enc: dict[Any, Any] = {job_token(j): json.dumps([round(v, 3), round(at, 3)]) for j, (v, at) in rtts.items()}
             pipe.hset(tkey, mapping=enc)
-            pipe.pexpire(tkey, identity_ttl_ms)
-        pipe.sadd(f"{self.prefix}:vantages", self.vantage)
-        pipe.set(f"{self.prefix}:v:{self.vantage}", json.dumps(list(identity)), px=identity_ttl_ms)
-        n = len(pipe)
-        await pipe.execute()
-        return n
-
-    async def read(self, jobs: Sequence[JobKey]) -> Snapshot:
-        """Every other live vantage's results for ``jobs`` and its pool RTTs: two pipelined
-        round trips. Vantage ids whose identity key expired are removed from the set."""
-        members: set[bytes] = await self.client.smembers(f"{self.prefix}:vantages")  # type: ignore[assignment]
+            pipe.pexpire(tkey, ttl_ms)
+        pipe.smembers(f"{self.prefix}:vantages")
+        members: set[bytes] = (await pipe.execute())[-1]
         others = sorted(m.decode() for m in members if m.decode() != self.vantage)
-        snap = Snapshot()
+        out = Identities()
         if not others:
-            return snap
+            return out
         pipe = self.client.pipeline(transaction=False)
         for v in others:
             pipe.get(f"{self.prefix}:v:{v}")
-        for v in others:
             pipe.hgetall(f"{self.prefix}:t:{v}")
-            for job in jobs:
-                pipe.hgetall(self._rkey(v, job))
         replies: list[Any] = await pipe.execute()
-        idents, rest = replies[: len(others)], iter(replies[len(others):])
         gone: list[str] = []
-        for v, ident in zip(others, idents, strict=True):
-            rtt_raw: dict[bytes, bytes] = next(rest)
-            job_raws = [next(rest) for _ in jobs]
+        for i, v in enumerate(others):
+            ident, rtt_raw = replies[2 * i], replies[2 * i + 1]
             if ident is None:
                 gone.append(v)
                 continue
@@ -156,14 +176,51 @@ class ResultStore:
                 region, pop = json.loads(ident)
             except ValueError:
                 continue
-            snap.vantages[v] = (str(region), str(pop))
-            snap.rtts[v] = _decode_rtts(rtt_raw)
-            for job, raw in zip(jobs, job_raws, strict=True):
-                if raw:
-                    snap.results[(v, job)] = {k.decode(): val for k, val in raw.items()}
+            out.vantages[v] = (str(region), str(pop))
+            out.rtts[v] = _decode_rtts(rtt_raw)
         if gone:
             await self.client.srem(f"{self.prefix}:vantages", *gone)
-        return snap
+        return out
+
+    async def read_full(self, vantage: str, jobs: Sequence[JobKey]) -> tuple[str, dict[JobKey, dict[str, bytes]]]:
+        """Everything ``vantage`` holds for ``jobs``: (the id of its feed's newest entry, read
+        first, so that the feed replays whatever changed after this read; job → origin →
+        encoded result). One pipelined round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xrevrange(self._feed(vantage), "+", "-", count=1)
+        for job in jobs:
+            pipe.hgetall(self._rkey(vantage, job))
+        replies: list[Any] = await pipe.execute()
+        newest = replies[0]
+        last = newest[0][0].decode() if newest else "0-0"
+        out = {job: {k.decode(): v for k, v in raw.items()} for job, raw in zip(jobs, replies[1:], strict=True) if raw}
+        return last, out
+
+    async def read_feeds(self, last_ids: Mapping[str, str]) -> dict[str, tuple[str, list[Entry]]]:
+        """The change-feed entries of each vantage after its id in ``last_ids``: vantage → (new
+        last id, [(job, origin, encoded result), ...] oldest first). One command."""
+        if not last_ids:
+            return {}
+        streams: dict[Any, Any] = {self._feed(v): i for v, i in last_ids.items()}
+        reply: Any = await self.client.xread(streams)
+        pairs = reply.items() if isinstance(reply, dict) else (reply or ())
+        out: dict[str, tuple[str, list[Entry]]] = {}
+        cut = len(self.prefix) + 3
+        for name, entries in pairs:
+            v = (name.decode() if isinstance(name, bytes) else name)[cut:]
+            items: list[Entry] = []
+            last = last_ids.get(v, "0-0")
+            for eid, fields in entries:
+                last = eid.decode() if isinstance(eid, bytes) else eid
+                for f, blob in fields.items():
+                    tok, _, origin = f.decode().partition(_SEP)
+                    try:
+                        pool, mon = json.loads(tok)
+                    except ValueError:
+                        continue
+                    items.append(((str(pool), str(mon)), origin, blob))
+            out[v] = (last, items)
+        return out
 
 
 def _decode_rtts(raw: Mapping[bytes, bytes]) -> dict[JobKey, tuple[float, float]]:
@@ -183,4 +240,5 @@ def jobs_of(keys: Iterable[tuple[str, str, str]]) -> list[JobKey]:
     return list(dict.fromkeys((p, m) for p, _o, m in keys))
 
 
-__all__ = ["JobKey", "ResultStore", "Snapshot", "connect", "decode_result", "encode_result", "job_token", "jobs_of"]
+__all__ = ["Entry", "Identities", "JobKey", "ResultStore", "connect", "decode_result", "encode_result", "job_token",
+           "jobs_of"]
