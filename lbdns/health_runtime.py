@@ -50,7 +50,7 @@ def _cluster_node(app: App, recorder: HealthRecorder,
     vantage = s.cluster.instance_id or f"{pop.code}-{socket.gethostname()}"
     return ClusterNode(connect(s.cluster), s.cluster.key_prefix, vantage, pop.region, pop.code, recorder,
                        sync_interval=s.cluster.sync_interval, timeout=s.cluster.timeout,
-                       rtt_by_region=s.rtt_scope == "region", retarget=retarget)
+                       rtt_by_region=s.rtt_scope == "region", prober=s.cluster.probe, retarget=retarget)
 
 
 def _targets(snapshot: Snapshot) -> list[ProbeTarget]:

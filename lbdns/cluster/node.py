@@ -69,7 +69,8 @@ class ClusterNode:
 
     Takes the redis-py asyncio ``client``, the ``key_prefix``, this instance's ``vantage`` id,
     its ``region`` and ``pop``, the ``recorder`` to feed, ``sync_interval`` and ``timeout``
-    (seconds), ``rtt_by_region`` (keep :attr:`region_rtt`, for ``rtt_scope: region``) and
+    (seconds), ``rtt_by_region`` (keep :attr:`region_rtt`, for ``rtt_scope: region``),
+    ``prober`` (False: a reader that probes and writes nothing while the store is reachable) and
     ``retarget(targets)``, called with the targets to probe here whenever that
     set changes (the region's pools while the store is reachable, every pool while it is not).
     ``wall`` / ``mono`` are the wall-clock and monotonic clocks (seconds).
@@ -77,7 +78,7 @@ class ClusterNode:
 
     def __init__(
         self, client: Redis, prefix: str, vantage: str, region: str, pop: str, recorder: HealthRecorder, *,
-        sync_interval: float = 0.5, timeout: float = 1.0, rtt_by_region: bool = False,
+        sync_interval: float = 0.5, timeout: float = 1.0, rtt_by_region: bool = False, prober: bool = True,
         retarget: Callable[[list[ProbeTarget]], None] | None = None,
         wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -87,6 +88,7 @@ class ClusterNode:
         self.recorder = recorder
         self.sync_interval, self.timeout = sync_interval, timeout
         self.rtt_by_region = rtt_by_region
+        self.prober = prober
         self.retarget = retarget
         self.wall, self.mono = wall, mono
         self.store_up = False
@@ -134,10 +136,13 @@ class ClusterNode:
 
     def probe_targets(self) -> list[ProbeTarget]:
         """The targets this vantage probes: its region's pools while the store is reachable,
-        every pool while it is not (it then decides on its own results alone)."""
+        every pool while it is not (it then decides on its own results alone). A reader probes
+        nothing while the store is reachable and some vantage is live, else every pool."""
         every = list(self._targets.values())
         if not self.store_up:
             return every
+        if not self.prober:
+            return [] if self._vantages else every  # no vantage is live: probe as one
         return [t for t in every if probes_from(t, self.region)]
 
     @property
@@ -155,9 +160,10 @@ class ClusterNode:
         pool, origin, monitor = key
         self._mine[key] = VantageResult(self.vantage, self.region, result.passed, result.rtt_ms, result.at,
                                         result.failure_reason, result.response_code)
-        self._outbox.setdefault((pool, monitor), {})[origin] = encode_result(
-            result.passed, result.rtt_ms, result.at, result.failure_reason, result.response_code)
-        self._wake.set()
+        if self.prober:
+            self._outbox.setdefault((pool, monitor), {})[origin] = encode_result(
+                result.passed, result.rtt_ms, result.at, result.failure_reason, result.response_code)
+            self._wake.set()
         self._evaluate(key)
 
     def round_done(self, job: JobKey, rtts_ms: list[float]) -> None:
@@ -281,11 +287,14 @@ class ClusterNode:
 
     async def _read(self) -> None:
         rtts, self._rtt_out = self._rtt_out, {}
-        ids = await self.store.heartbeat((self.region, self.pop), rtts, int(self.identity_ttl * 1000))
+        ids = await self.store.heartbeat((self.region, self.pop) if self.prober else None, rtts,
+                                         int(self.identity_ttl * 1000))
         self.store_commands += 3 + (2 if rtts else 0) + 2 * len(ids.vantages)
         now = self.mono()
         dirty: set[MemberKey] = set()
-        self._vantages = ids.vantages
+        had_vantages, self._vantages = bool(self._vantages), ids.vantages
+        if not self.prober and had_vantages != bool(ids.vantages) and self.store_up:
+            self._retarget()
         for v in [v for v in self._last_id if v not in ids.vantages]:
             del self._last_id[v]
         for v, key in [vk for vk in self._recv if vk[0] not in ids.vantages]:
@@ -371,6 +380,8 @@ class ClusterNode:
                         self.wall() - self.down_since)
         self.down_since = None
         self.store_up = True
+        if not self.prober:  # a reader's own results counted only while the store was away
+            self._mine.clear()
         # a restarted store lost everything: publish this vantage's newest results again
         for (pool, origin, monitor), r in self._mine.items():
             self._outbox.setdefault((pool, monitor), {})[origin] = encode_result(
@@ -391,7 +402,7 @@ class ClusterNode:
     def status(self) -> dict[str, Any]:
         """The ``cluster`` part of ``/status``: this vantage, the store state, the live vantages."""
         return {
-            "instance": self.vantage, "region": self.region, "pop": self.pop,
+            "instance": self.vantage, "region": self.region, "pop": self.pop, "probes": self.prober,
             "store": "up" if self.store_up else "unreachable",
             "store_down_since": self.down_since,
             "vantages": {v: {"region": r, "pop": p} for v, (r, p) in sorted(self._vantages.items())},
@@ -403,7 +414,8 @@ class ClusterNode:
         """Figures for ``/metrics``: ``store_up`` (1/0), ``store_errors``, ``vantages`` (live,
         this one included), ``store_commands`` (sent), ``syncs``."""
         return {"store_up": 1.0 if self.store_up else 0.0, "store_errors": float(self.store_errors),
-                "vantages": float(len(self._vantages) + 1), "store_commands": float(self.store_commands),
+                "vantages": float(len(self._vantages) + (1 if self.prober else 0)),
+                "store_commands": float(self.store_commands),
                 "syncs": float(self.syncs)}
 
 

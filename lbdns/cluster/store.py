@@ -105,7 +105,7 @@ class ResultStore:
     """Reads and writes one cluster's keys (prefix ``prefix``) as vantage ``vantage`` through
     ``client``. ``feed_len`` bounds each vantage's change feed (approximate MAXLEN)."""
 
-    def __init__(self, client: Redis, prefix: str, vantage: str, *, feed_len: int = 10_000) -> None:
+    def __init__(self, client: Redis, prefix: str, vantage: str, *, feed_len: int = 1_000) -> None:
         self.client = client
         self.prefix = prefix
         self.vantage = vantage
@@ -142,15 +142,17 @@ class ResultStore:
             await pipe.execute()
         return n
 
-    async def heartbeat(self, identity: tuple[str, str], rtts: Mapping[JobKey, tuple[float, float]],
+    async def heartbeat(self, identity: tuple[str, str] | None, rtts: Mapping[JobKey, tuple[float, float]],
                         ttl_ms: int) -> Identities:
         """Refresh this vantage's ``identity`` (region, pop) and pool ``rtts`` (expiring after
         ``ttl_ms``) and read every other live vantage's identity and RTTs: two pipelined round
-        trips. Vantage ids whose identity expired are removed from the set."""
+        trips. Vantage ids whose identity expired are removed from the set. With ``identity``
+        None (a reader that does not probe) nothing is written, so a read-only replica serves."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.sadd(f"{self.prefix}:vantages", self.vantage)
-        pipe.set(f"{self.prefix}:v:{self.vantage}", json.dumps(list(identity)), px=ttl_ms)
-        if rtts:
+        if identity is not None:
+            pipe.sadd(f"{self.prefix}:vantages", self.vantage)
+            pipe.set(f"{self.prefix}:v:{self.vantage}", json.dumps(list(identity)), px=ttl_ms)
+        if rtts and identity is not None:
             tkey = f"{self.prefix}:t:{self.vantage}"
             enc: dict[Any, Any] = {job_token(j): json.dumps([round(v, 3), round(at, 3)]) for j, (v, at) in rtts.items()}
             pipe.hset(tkey, mapping=enc)
@@ -178,7 +180,7 @@ class ResultStore:
                 continue
             out.vantages[v] = (str(region), str(pop))
             out.rtts[v] = _decode_rtts(rtt_raw)
-        if gone:
+        if gone and identity is not None:
             await self.client.srem(f"{self.prefix}:vantages", *gone)
         return out
 

@@ -104,6 +104,10 @@ class ClusterSettings(_Settings):
     ``tls_key_file``: trust and client certificate for ``rediss://``."""
 
     store_url: str
+    probe: bool = True
+    """False: a *reader* — while the store is reachable and some vantage is live it runs no
+    probes and writes nothing (it decides on the vantages' results; its ``store_url`` may name
+    a read-only replica); otherwise it probes every pool itself."""
     username: str | None = None
     password_file: str | None = None
     instance_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")

@@ -103,7 +103,8 @@ class Redis:
 class Instance:
     """One ``lbdns serve`` process: PoP ``pop``, probing from ``source``."""
 
-    def __init__(self, workdir: Path, zones: Path, pop: str, source: str, redis_port: int) -> None:
+    def __init__(self, workdir: Path, zones: Path, pop: str, source: str, redis_port: int, *,
+                 probe: bool = True) -> None:
         self.pop, self.source = pop, source
         self.port, self.admin_port = free_port(), free_port()
         workdir.mkdir()
@@ -112,7 +113,7 @@ class Instance:
             "admin": {"address": "127.0.0.1", "port": self.admin_port, "token_file": str(workdir / "token")},
             "monitor_interval_min": 1, "probe_source_address": source, "rrl": {"enabled": False},
             "cluster": {"store_url": f"redis://127.0.0.1:{redis_port}/0", "instance_id": f"{pop.lower()}-1",
-                        "key_prefix": "test17", "sync_interval": 0.25},
+                        "key_prefix": "test17", "sync_interval": 0.25, "probe": probe},
         }
         (workdir / "lbdns.yaml").write_text(yaml.safe_dump(settings))
         self.log = (workdir / "stderr.log").open("w")
@@ -178,6 +179,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[RegionalOrigin, Redis, list[Instan
     try:
         for pop, _region, source in VANTAGES:
             insts.append(Instance(tmp_path / pop, zones, pop, source, redis.port))
+        insts.append(Instance(tmp_path / "LHR", zones, "LHR", "127.0.0.14", redis.port, probe=False))
         yield origin, redis, insts
     finally:
         for i in insts:
@@ -217,64 +219,72 @@ def converge_times(insts: list[Instance], want: str, limit: float) -> list[float
 
 
 def test_three_regions_vote_on_health_through_redis(cluster):
-    origin, redis, insts = cluster
-    wait_for(all_answer(insts, ORIGIN), 30, "every instance answers the healthy origin")
-    wait_for(lambda: all(len(i.status()["cluster"]["vantages"]) == 2 for i in insts), 10,
-             "every instance sees the two other vantages")
+    """IAD, FRA and NRT probe and vote; LHR (``probe: false``) only reads their results."""
+    origin, redis, everyone = cluster
+    insts, reader = everyone[:3], everyone[3]
+    wait_for(all_answer(everyone, ORIGIN), 30, "every instance answers the healthy origin")
+    wait_for(lambda: [len(i.status()["cluster"]["vantages"]) for i in everyone] == [2, 2, 2, 3], 10,
+             "every instance sees the other vantages (a reader is none)")
     assert {i.status()["cluster"]["region"] for i in insts} == {"ENAM", "WEU", "NEAS"}
 
     # down from 1 of 3 regions (NEAS): still healthy in every instance, also at NRT itself
+    reader_probes = reader.metric("lbdns_probes_total")
     origin.cut = {"127.0.0.13"}
     t0 = time.monotonic()
     while time.monotonic() - t0 < 3 * INTERVAL + 1:
-        assert [i.answer() for i in insts] == [{ORIGIN}] * 3, "1 of 3 regions down flipped health"
+        assert [i.answer() for i in everyone] == [{ORIGIN}] * 4, "1 of 3 regions down flipped health"
         time.sleep(0.05)
+
+    assert reader.metric("lbdns_probes_total") == reader_probes, "a reader probes nothing while vantages are live"
 
     # down from 2 of 3 regions: unhealthy in every instance within interval + timeout + 1 s
     origin.cut = {"127.0.0.12", "127.0.0.13"}
     bound = INTERVAL + TIMEOUT + 1
-    took = converge_times(insts, FALLBACK, bound + 3)
-    sys.stderr.write(f"convergence to unhealthy (IAD, FRA, NRT): {[round(t, 2) for t in took]} s\n")
+    took = converge_times(everyone, FALLBACK, bound + 3)
+    sys.stderr.write(f"convergence to unhealthy (IAD, FRA, NRT, reader LHR): {[round(t, 2) for t in took]} s\n")
     assert max(took) <= bound, f"unhealthy after {took} s (bound {bound} s)"
     # IAD still passes its own probes: only the vote makes it unhealthy there
     main = next(p for p in insts[0].status()["pools"] if p["name"] == "main")
     assert main["origins"][0]["failure_reason"] not in (None, "No failures")
 
     origin.cut = set()
-    took = converge_times(insts, ORIGIN, bound + 3)
+    took = converge_times(everyone, ORIGIN, bound + 3)
     sys.stderr.write(f"convergence back to healthy: {[round(t, 2) for t in took]} s\n")
 
-    # the store dies: every instance keeps answering, from its own vantage's results
+    reader_probes = reader.metric("lbdns_probes_total")
+    # the store dies: every instance keeps answering, from its own vantage's results (the
+    # reader now probes for itself, from 127.0.0.14, which the origin serves)
     redis.kill()
-    wait_for(lambda: all(i.status()["cluster"]["store"] == "unreachable" for i in insts), 5, "store seen down")
-    assert all(i.metric("lbdns_cluster_store_up") == 0 for i in insts)
+    wait_for(lambda: all(i.status()["cluster"]["store"] == "unreachable" for i in everyone), 5, "store seen down")
+    assert all(i.metric("lbdns_cluster_store_up") == 0 for i in everyone)
     origin.cut = {"127.0.0.13"}
     wait_for(lambda: insts[2].answer() == {FALLBACK}, bound + 2, "NRT decides alone")
     for _ in range(20):
-        assert insts[0].answer() == {ORIGIN} and insts[1].answer() == {ORIGIN} and insts[2].answer() == {FALLBACK}
+        assert [i.answer() for i in everyone] == [{ORIGIN}, {ORIGIN}, {FALLBACK}, {ORIGIN}]
         time.sleep(0.05)
+    wait_for(lambda: reader.metric("lbdns_probes_total") > reader_probes, 2 * INTERVAL + 1, "the reader probes alone")
 
     # the store is back: they rejoin and converge on the vote again (2 of 3 regions pass)
     redis.start()
     t0, nrt_back = time.monotonic(), None
     while time.monotonic() - t0 < 4 * INTERVAL:
         # rejoining never flaps the vantages that pass (a vote over part of the vantages could)
-        assert insts[0].answer() == {ORIGIN} and insts[1].answer() == {ORIGIN}, "rejoining flapped health"
+        assert [i.answer() for i in (insts[0], insts[1], reader)] == [{ORIGIN}] * 3, "rejoining flapped health"
         if nrt_back is None and insts[2].answer() == {ORIGIN}:
             nrt_back = time.monotonic() - t0
         time.sleep(0.02)
     assert nrt_back is not None, "NRT did not rejoin the vote"
     sys.stderr.write(f"NRT back on the vote after the store came back: {nrt_back:.2f} s\n")
-    assert all(i.status()["cluster"]["store"] == "up" for i in insts)
-    assert all(i.metric("lbdns_cluster_store_up") == 1 for i in insts)
-    logs = [(i.workdir / "stderr.log").read_text() for i in insts]
+    assert all(i.status()["cluster"]["store"] == "up" for i in everyone)
+    assert all(i.metric("lbdns_cluster_store_up") == 1 for i in everyone)
+    logs = [(i.workdir / "stderr.log").read_text() for i in everyone]
     assert all(log.count("cluster store unreachable") == 1 for log in logs), "logged once per outage"
 
     # an instance that stops publishing ages out of the vote (3 × interval): with FRA gone,
     # IAD passes and NRT fails — one healthy region of two is no majority
     insts[1].proc.kill()
     insts[1].proc.wait(10)
-    took = converge_times([insts[0], insts[2]], FALLBACK, 3 * INTERVAL + 3)
+    took = converge_times([insts[0], insts[2], reader], FALLBACK, 3 * INTERVAL + 3)
     sys.stderr.write(f"FRA aged out of the vote after: {[round(t, 2) for t in took]} s\n")
-    wait_for(lambda: [len(i.status()["cluster"]["vantages"]) for i in (insts[0], insts[2])] == [1, 1], 2,
+    wait_for(lambda: [len(i.status()["cluster"]["vantages"]) for i in (insts[0], insts[2], reader)] == [1, 1, 2], 2,
              "FRA's identity expired")
