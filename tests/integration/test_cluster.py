@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,19 +38,22 @@ pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server (or valkey-s
                                 "(scripts/install-system-deps installs Debian's redis-server)")
 
 INTERVAL, TIMEOUT = 1, 1
-ORIGIN, FALLBACK = "127.0.0.50", "192.0.2.99"
+ORIGIN, FALLBACK, US, EU = "127.0.0.50", "192.0.2.99", "127.0.0.60", "127.0.0.61"
 VANTAGES = (("IAD", "ENAM", "127.0.0.11"), ("FRA", "WEU", "127.0.0.12"), ("NRT", "NEAS", "127.0.0.13"))
 
 
 class RegionalOrigin:
-    """An HTTP origin on 127.0.0.50 that answers 503 to peers in ``cut`` and 200 to others."""
+    """An HTTP origin on ``address`` that answers 503 to peers in ``cut`` and 200 to others,
+    after ``slow`` seconds to peers other than ``near`` (a region close to it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = ORIGIN, near: str | None = None, slow: float = 0.0) -> None:
         self.cut: set[str] = set()
         origin = self
 
         class H(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if near is not None and self.client_address[0] != near:
+                    time.sleep(slow)
                 status = 503 if self.client_address[0] in origin.cut else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -59,7 +63,7 @@ class RegionalOrigin:
                 pass
 
         ThreadingHTTPServer.allow_reuse_address = True
-        self.httpd = ThreadingHTTPServer((ORIGIN, 0), H)
+        self.httpd = ThreadingHTTPServer((address, 0), H)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -112,6 +116,7 @@ class Instance:
             "zones_dir": str(zones), "pop": pop, "listen": [{"address": "127.0.0.1", "port": self.port}],
             "admin": {"address": "127.0.0.1", "port": self.admin_port, "token_file": str(workdir / "token")},
             "monitor_interval_min": 1, "probe_source_address": source, "rrl": {"enabled": False},
+            "rtt_scope": "region",
             "cluster": {"store_url": f"redis://127.0.0.1:{redis_port}/0", "instance_id": f"{pop.lower()}-1",
                         "key_prefix": "test17", "sync_interval": 0.25, "probe": probe},
         }
@@ -122,22 +127,30 @@ class Instance:
             cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         self.workdir = workdir
 
-    def answer(self) -> set[str]:
+    def answer(self, name: str = "lb.example.com") -> set[str]:
         try:
-            return addresses(ask(self.port, "lb.example.com"))
+            return addresses(ask(self.port, name))
         except Exception:
             return set()
 
+    def _get(self, path: str) -> bytes:
+        """GET ``path`` from the admin listener (which opens just after the DNS listeners)."""
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as resp:
+                    return bytes(resp.read())
+            except urllib.error.URLError:
+                time.sleep(0.1)
+        raise AssertionError(f"{self.pop}: admin {path} unreachable")
+
     def status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/status", timeout=5) as resp:
-            doc: dict[str, Any] = json.loads(resp.read())
+        doc: dict[str, Any] = json.loads(self._get("/status"))
         return doc
 
     def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/metrics", timeout=5) as resp:
-            for line in resp.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
+        for line in self._get("/metrics").decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
         raise AssertionError(f"no metric {name}")
 
     def stop(self) -> None:
@@ -151,7 +164,7 @@ class Instance:
         self.log.close()
 
 
-def write_zones(tmp_path: Path, origin_port: int) -> Path:
+def write_zones(tmp_path: Path, origin_port: int, us: RegionalOrigin, eu: RegionalOrigin) -> Path:
     zones = tmp_path / "zones"
     zones.mkdir()
     monitor = {"id": "m", "type": "http", "path": "/", "expected_codes": "200", "interval": INTERVAL,
@@ -160,10 +173,14 @@ def write_zones(tmp_path: Path, origin_port: int) -> Path:
         {"name": "main", "monitor": "m", "check_regions": ["ENAM", "WEU", "NEAS"],
          "origins": [{"name": "o1", "address": ORIGIN, "port": origin_port}]},
         {"name": "fallback", "origins": [{"name": "fb", "address": FALLBACK}]},
+        {"name": "us", "monitor": "m", "origins": [{"name": "u1", "address": US, "port": us.port}]},
+        {"name": "eu", "monitor": "m", "origins": [{"name": "e1", "address": EU, "port": eu.port}]},
     ]}
     zone = {"zone": "example.com", "soa": SOA, "ns": ["ns1.example.com."],
             "load_balancers": {"lb": {"default_pools": ["main"], "fallback_pool": "fallback",
-                                      "steering_policy": "off", "ttl": 30}}}
+                                      "steering_policy": "off", "ttl": 30},
+                               "dyn": {"default_pools": ["us", "eu"], "fallback_pool": "fallback",
+                                       "steering_policy": "dynamic_latency", "ttl": 30}}}
     (zones / "_account.yaml").write_text(yaml.safe_dump(account))
     (zones / "example.com.yaml").write_text(yaml.safe_dump(zone))
     return zones
@@ -172,9 +189,11 @@ def write_zones(tmp_path: Path, origin_port: int) -> Path:
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[RegionalOrigin, Redis, list[Instance]]]:
     origin = RegionalOrigin()
+    # dynamic_latency: the us origin is near IAD's source, the eu origin near FRA's
+    us, eu = RegionalOrigin(US, "127.0.0.11", 0.2), RegionalOrigin(EU, "127.0.0.12", 0.2)
     redis = Redis(free_port(), tmp_path)
     redis.start()
-    zones = write_zones(tmp_path, origin.port)
+    zones = write_zones(tmp_path, origin.port, us, eu)
     insts: list[Instance] = []
     try:
         for pop, _region, source in VANTAGES:
@@ -185,7 +204,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[RegionalOrigin, Redis, list[Instan
         for i in insts:
             i.stop()
         redis.kill()
-        origin.close()
+        for o in (origin, us, eu):
+            o.close()
         for i in insts:
             sys.stderr.write(f"--- {i.pop} log (tail)\n" + "".join((i.workdir / "stderr.log").read_text()
                                                                    .splitlines(True)[-15:]))
@@ -226,6 +246,15 @@ def test_three_regions_vote_on_health_through_redis(cluster):
     wait_for(lambda: [len(i.status()["cluster"]["vantages"]) for i in everyone] == [2, 2, 2, 3], 10,
              "every instance sees the other vantages (a reader is none)")
     assert {i.status()["cluster"]["region"] for i in insts} == {"ENAM", "WEU", "NEAS"}
+
+    # rtt_scope: region — each PoP gets the pool with the lowest RTT measured from its region;
+    # the reader at LHR (WEU) probes nothing and uses the RTT FRA measured in WEU
+    # (NRT measures both as slow: either answer is right there)
+    wait_for(lambda: [everyone[k].answer("dyn.example.com") for k in (0, 1, 3)] == [{US}, {EU}, {EU}], 10,
+             "dynamic_latency by the querying PoP's region")
+    for _ in range(15):
+        assert [everyone[k].answer("dyn.example.com") for k in (0, 1, 3)] == [{US}, {EU}, {EU}]
+        time.sleep(0.1)
 
     # down from 1 of 3 regions (NEAS): still healthy in every instance, also at NRT itself
     reader_probes = reader.metric("lbdns_probes_total")
