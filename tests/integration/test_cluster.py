@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from tests.integration.harness import SOA, addresses
+from tests.integration.test_health_e2e import wait_for
 from tests.integration.test_reload import ask, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,15 +212,6 @@ def cluster(tmp_path: Path) -> Iterator[tuple[RegionalOrigin, Redis, list[Instan
                                                                    .splitlines(True)[-15:]))
 
 
-def wait_for(pred: Callable[[], bool], limit: float, what: str) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        if pred():
-            return time.monotonic() - t0
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not within {limit} s")
-
-
 def all_answer(insts: list[Instance], want: str) -> Callable[[], bool]:
     return lambda: all(i.answer() == {want} for i in insts)
 
@@ -242,16 +234,17 @@ def test_three_regions_vote_on_health_through_redis(cluster):
     """IAD, FRA and NRT probe and vote; LHR (``probe: false``) only reads their results."""
     origin, redis, everyone = cluster
     insts, reader = everyone[:3], everyone[3]
-    wait_for(all_answer(everyone, ORIGIN), 30, "every instance answers the healthy origin")
-    wait_for(lambda: [len(i.status()["cluster"]["vantages"]) for i in everyone] == [2, 2, 2, 3], 10,
-             "every instance sees the other vantages (a reader is none)")
+    # every instance answers the healthy origin
+    wait_for(all_answer(everyone, ORIGIN), 30)
+    # every instance sees the other vantages (a reader is none)
+    wait_for(lambda: [len(i.status()["cluster"]["vantages"]) for i in everyone] == [2, 2, 2, 3], 10)
     assert {i.status()["cluster"]["region"] for i in insts} == {"ENAM", "WEU", "NEAS"}
 
     # rtt_scope: region — each PoP gets the pool with the lowest RTT measured from its region;
     # the reader at LHR (WEU) probes nothing and uses the RTT FRA measured in WEU
     # (NRT measures both as slow: either answer is right there)
-    wait_for(lambda: [everyone[k].answer("dyn.example.com") for k in (0, 1, 3)] == [{US}, {EU}, {EU}], 10,
-             "dynamic_latency by the querying PoP's region")
+    # dynamic_latency by the querying PoP's region
+    wait_for(lambda: [everyone[k].answer("dyn.example.com") for k in (0, 1, 3)] == [{US}, {EU}, {EU}], 10)
     for _ in range(15):
         assert [everyone[k].answer("dyn.example.com") for k in (0, 1, 3)] == [{US}, {EU}, {EU}]
         time.sleep(0.1)
@@ -284,14 +277,17 @@ def test_three_regions_vote_on_health_through_redis(cluster):
     # the store dies: every instance keeps answering, from its own vantage's results (the
     # reader now probes for itself, from 127.0.0.14, which the origin serves)
     redis.kill()
-    wait_for(lambda: all(i.status()["cluster"]["store"] == "unreachable" for i in everyone), 5, "store seen down")
+    # store seen down
+    wait_for(lambda: all(i.status()["cluster"]["store"] == "unreachable" for i in everyone), 5)
     assert all(i.metric("lbdns_cluster_store_up") == 0 for i in everyone)
     origin.cut = {"127.0.0.13"}
-    wait_for(lambda: insts[2].answer() == {FALLBACK}, bound + 2, "NRT decides alone")
+    # NRT decides alone
+    wait_for(lambda: insts[2].answer() == {FALLBACK}, bound + 2)
     for _ in range(20):
         assert [i.answer() for i in everyone] == [{ORIGIN}, {ORIGIN}, {FALLBACK}, {ORIGIN}]
         time.sleep(0.05)
-    wait_for(lambda: reader.metric("lbdns_probes_total") > reader_probes, 2 * INTERVAL + 1, "the reader probes alone")
+    # the reader probes alone
+    wait_for(lambda: reader.metric("lbdns_probes_total") > reader_probes, 2 * INTERVAL + 1)
 
     # the store is back: they rejoin and converge on the vote again (2 of 3 regions pass)
     redis.start()
@@ -315,5 +311,5 @@ def test_three_regions_vote_on_health_through_redis(cluster):
     insts[1].proc.wait(10)
     took = converge_times([insts[0], insts[2], reader], FALLBACK, 3 * INTERVAL + 3)
     sys.stderr.write(f"FRA aged out of the vote after: {[round(t, 2) for t in took]} s\n")
-    wait_for(lambda: [len(i.status()["cluster"]["vantages"]) for i in (insts[0], insts[2], reader)] == [1, 1, 2], 2,
-             "FRA's identity expired")
+    # FRA's identity expired
+    wait_for(lambda: [len(i.status()["cluster"]["vantages"]) for i in (insts[0], insts[2], reader)] == [1, 1, 2], 2)
