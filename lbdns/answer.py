@@ -174,7 +174,6 @@ def resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None) 
 
     The first RR owner is written as a pointer to the question (offset 12), so the caller
     must put the question right after the header. Static answers are memoised per snapshot.
-    Raises :class:`lbdns.steering.decide.NeedsLookup` when an LB needs hostname lookups.
     """
     cache: dict[tuple[bytes, int], Answer] = snapshot_cache(snapshot)
     hit = cache.get((qname, qtype))
@@ -438,9 +437,9 @@ def _lb_answer(snapshot: Snapshot, zone: ZoneIndex, plan: LbPlan, qname: bytes, 
     rules_read_ecs = False
     if plan.rules:
         eff, matched, rules_read_ecs = apply_rules(plan, to_text(qname), qtype, env)
-    q = Query(qtype, env.resolver_ip, env.pop, env.pop_region, env.now)
+    q = Query(qtype, env.resolver_ip, env.pop, env.pop_region, env.now, env.ecs)
     d = decide(eff, q, env.health, env.rng, lookup=env.lookup, locate=env.locator, trace=env.trace)
-    scope = _ecs_scope(env.ecs, d.location, rules_read_ecs)
+    scope = _ecs_scope(env.ecs, d.location, rules_read_ecs, d.hash_scope)
     if not d.records:
         ans = _negative(zone, RCODE_NOERROR)
         ans.lb, ans.decision, ans.matched_rules, ans.static, ans.ecs_scope = plan, d, matched, False, scope
@@ -524,8 +523,11 @@ def _service_answer(plan: LbPlan, qtype: int, d: Decision, ttl: int, env: QueryE
                   static=False, rrs=rrs, weighted=weighted)
 
 
-def _ecs_scope(ecs: ClientSubnet | None, loc: ClientLocation | None, rules_read_ecs: bool) -> int | None:
-    """SCOPE PREFIX-LENGTH (RFC 7871 §7.2.1; docs/decisions.md › DNS protocol)."""
+def _ecs_scope(ecs: ClientSubnet | None, loc: ClientLocation | None, rules_read_ecs: bool,
+               hash_scope: int = 0) -> int | None:
+    """SCOPE PREFIX-LENGTH (RFC 7871 §7.2.1; docs/decisions.md › DNS protocol); at least
+    ``hash_scope``, the ECS prefix a pool's ``hash`` key was taken from (docs/steering.md ›
+    Persistence key)."""
     if ecs is None:
         return None
     scope = 0
@@ -536,4 +538,4 @@ def _ecs_scope(ecs: ClientSubnet | None, loc: ClientLocation | None, rules_read_
             scope = ecs.source_prefix
     if rules_read_ecs:
         scope = max(scope, ecs.source_prefix)
-    return scope
+    return max(scope, hash_scope)

@@ -33,7 +33,8 @@ from lbdns.geo.pops import Pop
 from lbdns.health.view import HealthView, OriginHealth, OriginState
 from lbdns.server.counters import QueryCounters
 from lbdns.server.handler import Handler
-from lbdns.server.hostnames import HostnameResolver
+from lbdns.server.hostnames import HostnameResolver, hostnames_of
+from lbdns.server.local_names import LocalAnswers
 from lbdns.server.state import Current, StateRef
 from lbdns.server.transports import TcpServer, UdpServer
 from lbdns.snapshot import Snapshot, build_snapshot
@@ -134,6 +135,9 @@ class App:
     loaded: LoadedConfig | None = None
     generation: int = 0
     health_runtime: HealthRuntime | None = None
+    notifier: Any = None
+    """The :class:`~lbdns.probes.notify.WebhookNotifier` of ``notification_webhook`` (None: off);
+    health events and reload-made pool-enablement changes go through it."""
     admin: Any = None
     _watch: asyncio.Task[None] | None = None
     _mtimes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
@@ -154,6 +158,8 @@ class App:
     """The issues of the last rejected reload (empty after a successful one)."""
     last_errors: tuple[str, ...] = ()
     """Why the last reload failed: its errors (empty after a successful one)."""
+    resolver: HostnameResolver | None = None
+    """Addresses of hostname origins, resolved ahead of queries (docs/steering.md › Hostname origins)."""
     _builder: Builder | None = None
     _reload_task: asyncio.Task[None] | None = None
     _reload_next: asyncio.Future[bool] | None = None
@@ -219,9 +225,14 @@ class App:
         gc.collect()  # the start-up load's garbage, once, before anything listens
         gc.freeze()
         self._spawn(self._settle_periodically())
-        resolver = HostnameResolver(self.settings.upstream_resolvers,
-                                    max_ttl=float(self.settings.hostname_cache_max_ttl))
-        self.resolver = resolver
+        resolver = self.resolver = HostnameResolver(self.settings.upstream_resolvers,
+                                                    max_ttl=float(self.settings.hostname_cache_max_ttl))
+        ref = self.ref
+        resolver.use_local(LocalAnswers(lambda: ref.current, self._pop(self.settings.pop), resolver.lookup_for_local))
+        names = hostnames_of(snap.pools.values())
+        await resolver.prepare(names)  # before warm start and the listeners: the first answers have them
+        resolver.track(names)
+        resolver.start()
         from lbdns.querylog import open_query_log
 
         try:
@@ -238,8 +249,9 @@ class App:
                 h(*a)
 
         on_answer = None if not hooks else hooks[0] if len(hooks) == 1 else fanout
-        self.handler = Handler(self.ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.lookup, rng=self.rng,
+        self.handler = Handler(self.ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.addresses, rng=self.rng,
                                counters=self.counters, on_answer=on_answer)
+        self._start_notifier()
         await self._start_health(snap)
         for lst in self.settings.listen:
             code = lst.pop or self.settings.pop
@@ -249,7 +261,7 @@ class App:
             for attempt in range(20):
                 bound: list[BoundListener] = []
                 try:
-                    await self._bind(lst.address, lst.port, lst.transport, family, pop, code, resolver, bound)
+                    await self._bind(lst.address, lst.port, lst.transport, family, pop, code, bound)
                 except OSError:
                     for b in bound:
                         b.closer()
@@ -263,7 +275,7 @@ class App:
         await self._start_admin()
 
     async def _bind(self, address: str, port: int, transport: str, family: int, pop: Pop, code: str,
-                    resolver: HostnameResolver, out: list[BoundListener]) -> None:
+                    out: list[BoundListener]) -> None:
         loop = asyncio.get_running_loop()
         assert self.handler is not None
         handler = self.handler
@@ -271,7 +283,7 @@ class App:
         if transport in ("udp", "both"):
             try:
                 udp, _ = await loop.create_datagram_endpoint(
-                    lambda: UdpServer(handler, pop, resolver.resolve), local_addr=(address, port), family=family)
+                    lambda: UdpServer(handler, pop), local_addr=(address, port), family=family)
             except OSError as exc:
                 raise ListenError("udp", address, port, _bind_cause(exc)) from exc
             bound_port = udp.get_extra_info("sockname")[1]
@@ -280,7 +292,7 @@ class App:
             tcp_port = bound_port
         if transport in ("tcp", "both"):
             factory = TcpServer(handler, pop, idle_timeout=self.settings.tcp_idle_timeout,
-                                max_connections=self.settings.tcp_max_connections, resolve=resolver.resolve)
+                                max_connections=self.settings.tcp_max_connections)
             try:
                 server = await loop.create_server(factory, address, tcp_port, family=family, reuse_address=True)
             except OSError as exc:
@@ -304,6 +316,22 @@ class App:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
         except OSError as exc:
             log.warning("cannot set the UDP receive buffer to %d bytes: %s", size, exc)
+
+    def _start_notifier(self) -> None:
+        """Create the webhook notifier when ``notification_webhook`` is set. Raises
+        :class:`ConfigError` when its secret file cannot be read."""
+        hook = self.settings.notification_webhook
+        if hook is None:
+            return
+        from lbdns.probes.notify import WebhookNotifier
+
+        try:
+            self.notifier = WebhookNotifier.from_settings(hook)
+        except ValueError as exc:
+            from lbdns.errors import Issue, Location
+
+            raise ConfigError([Issue(Location("lbdns.yaml"), "notification_webhook.secret_file", "E-SETTINGS",
+                                     str(exc))]) from None
 
     async def _start_health(self, snap: Snapshot) -> None:
         """Start the probe scheduler when the config has monitors (and probes are enabled)."""
@@ -331,6 +359,8 @@ class App:
         """Publish a new health view (static overrides re-applied)."""
         assert self.ref is not None
         self.ref.publish_health(apply_overrides(view, self.settings))
+        if self.resolver is not None:
+            self.resolver.health_changed()  # names lbdns answers itself may follow health
 
     async def reload(self) -> bool:
         """Reload and wait for the result: True when a reload that began after this call
@@ -399,8 +429,15 @@ class App:
             self.last_errors = (str(exc),)
             log.error("reload failed: %s; still serving generation %d", exc, serving)
             return False
+        names = await self._prepare_hostnames(snap)
         old = self.ref.current.snapshot
         self.ref.publish_snapshot(snap)
+        self._track_hostnames(names)
+        if self.notifier is not None:
+            from lbdns.probes.notify import enablement_changes
+
+            self.notifier.pools_enabled_changed(enablement_changes(old.config.pools, snap.config.pools),
+                                                generation=snap.generation)
         self.generation = snap.generation
         self.last_rejection = self.last_errors = ()
         self._log_warnings(snap.config.warnings)
@@ -414,6 +451,27 @@ class App:
                  self.reload_stats.last_seconds)
         self._spawn(self._retire(old))
         return True
+
+    async def _prepare_hostnames(self, snap: Snapshot) -> frozenset[str]:
+        """Resolve the hostname origins of ``snap`` before it is published (names in served zones
+        answered from ``snap`` itself), bounded by the resolver timeout; returns them."""
+        names = hostnames_of(snap.pools.values())
+        resolver, ref = self.resolver, self.ref
+        if resolver is None or ref is None:
+            return names
+        local = resolver.local
+        if local is not None:
+            local.state = lambda: Current(snap, ref.current.health)
+        try:
+            await resolver.prepare(names)
+        finally:
+            if local is not None:
+                local.state = lambda: ref.current
+        return names
+
+    def _track_hostnames(self, names: frozenset[str]) -> None:
+        if self.resolver is not None:
+            self.resolver.track(names)
 
     def _log_rejection(self, issues: Sequence[Issue], serving: int) -> None:
         """Log a rejected configuration once: warnings at WARNING, errors at ERROR, then which
@@ -534,6 +592,10 @@ class App:
             await self._builder.stop()
         if self.health_runtime is not None:
             await self.health_runtime.stop()
+        if self.notifier is not None:
+            await self.notifier.aclose()
+        if self.resolver is not None:
+            await self.resolver.stop()
         if self.admin is not None:
             await self.admin.stop()
         for b in self.listeners:

@@ -42,7 +42,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from lbdns.config.settings import Listener, ServerSettings, load_settings
+from lbdns.config.read_settings import load_settings
+from lbdns.config.settings import Listener, ServerSettings
 from lbdns.errors import ConfigError, LbdnsError
 
 DEFAULT_PORT = Listener.model_fields["port"].default

@@ -2,7 +2,7 @@
 snapshot, run the checks (in the probe worker process by default, see
 :mod:`lbdns.probes.worker`; in the server's own event loop with ``probe_isolation: inline``),
 record results into health views published to the server state, carry health over on reload,
-the optional notification webhook, and the probe figures ``/metrics`` exports.
+the health events for the notification webhook (owned by the App), and the probe figures ``/metrics`` exports.
 
 Warm start (beyond Cloudflare, documented in docs/operations.md): before the listeners open,
 one round of probes runs, bounded by the largest ``timeout × (retries + 1)`` of the monitors,
@@ -21,7 +21,6 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from lbdns.health.view import HealthView
-from lbdns.probes.notify import WebhookNotifier
 from lbdns.probes.recorder import HealthRecorder, ProbeSink
 from lbdns.probes.scheduler import ProbeScheduler
 from lbdns.probes.targets import ProbeTarget, build_targets
@@ -53,9 +52,15 @@ def _cluster_node(app: App, recorder: HealthRecorder,
                        rtt_by_region=s.rtt_scope == "region", prober=s.cluster.probe, retarget=retarget)
 
 
-def _targets(snapshot: Snapshot) -> list[ProbeTarget]:
+def _targets(snapshot: Snapshot, local_address: Callable[[str], str | None] | None) -> list[ProbeTarget]:
+    """The probe targets of ``snapshot``; a hostname origin in lbdns's own zones carries the
+    address lbdns answers for it (``local_address``: hostname → address or None)."""
     cfg = snapshot.config
-    return build_targets(cfg.pools, cfg.monitors, cfg.monitor_groups)
+    targets = build_targets(cfg.pools, cfg.monitors, cfg.monitor_groups)
+    if local_address is None:
+        return targets
+    return [t if (host := t.origin.hostname) is None or (ip := local_address(host)) is None
+            else replace(t, local_ip=ip) for t in targets]
 
 
 class HealthRuntime:
@@ -66,7 +71,7 @@ class HealthRuntime:
     def __init__(self, app: App, snapshot: Snapshot) -> None:
         self.app = app
         s = app.settings
-        self.notifier = WebhookNotifier(s.notification_webhook) if s.notification_webhook else None
+        self.notifier = app.notifier  # owned (and closed) by the App
         self.cluster: ClusterNode | None = None
         self.recorder = HealthRecorder(
             self._publish,
@@ -74,7 +79,7 @@ class HealthRuntime:
             on_event=self.notifier,
             initial_version=app.ref.current.health.version if app.ref is not None else 0,
         )
-        targets = _targets(snapshot)
+        targets = _targets(snapshot, self._local_address())
         self.recorder.set_targets(targets, publish=False)
         sink: ProbeSink = self.recorder
         if s.cluster is not None:
@@ -111,6 +116,10 @@ class HealthRuntime:
         elif self.scheduler is not None:
             self.scheduler.replace_targets(targets)
 
+    def _local_address(self) -> Callable[[str], str | None] | None:
+        resolver = self.app.resolver
+        return resolver.local_address if resolver is not None else None
+
     @property
     def worker_pid(self) -> int | None:
         """Process id of the probe worker (None inline or while it is down)."""
@@ -136,7 +145,7 @@ class HealthRuntime:
 
     async def reconfigure(self, snapshot: Snapshot) -> None:
         """Switch to a reloaded configuration's targets, keeping health by identity."""
-        targets = _targets(snapshot)
+        targets = _targets(snapshot, self._local_address())
         self.recorder.set_targets(targets)
         if self.cluster is not None:
             targets = self.cluster.set_targets(targets)
@@ -147,7 +156,7 @@ class HealthRuntime:
             self.scheduler.replace_targets(targets)
 
     async def stop(self) -> None:
-        """Stop probing, publish what is pending, close the webhook session."""
+        """Stop probing and publish what is pending."""
         if self.worker is not None:
             await self.worker.stop()
         if self.scheduler is not None:
@@ -155,8 +164,6 @@ class HealthRuntime:
         if self.cluster is not None:
             await self.cluster.stop()
         self.recorder.flush()
-        if self.notifier is not None:
-            await self.notifier.aclose()
 
     def metrics(self) -> dict[str, Any]:
         """Probe counters and the schedule-lag distribution for ``/metrics``: ``probes_run``,

@@ -100,6 +100,7 @@ def compile_pool(p: Pool) -> CompiledPool:
         shed_policy=shed.default_policy if shed else "random",
         latitude=p.latitude, longitude=p.longitude,
         has_hostnames=any(o.hostname is not None for o in origins), max_answers=p.max_answers,
+        persistence_key=p.persistence_key,
     )
 
 

@@ -1,34 +1,50 @@
-"""dnsperf benchmark driver for lbdns (run through ``scripts/bench``).
+"""dnsperf benchmark of lbdns, side by side with gdnsd (run through ``scripts/bench``).
 
-Starts ``lbdns serve`` on the example zones pinned to one core (``taskset -c SERVER_CPU``),
-runs ``dnsperf`` pinned to the other core for each workload, and prints queries/second,
-average latency under load, and p50/p99 latency at a light fixed load (``-Q``) measured
-from dnsperf's per-query output. Workloads:
+Starts ``lbdns serve`` on the example zones (``zones/``) and, when it is installed, gdnsd on an
+equivalent zone (the same addresses; the failover LB as a ``metafo`` resource, the weighted LB
+as a ``weighted`` resource, the proximity LB as a ``geoip`` resource reading the same GeoIP
+database). Both servers are pinned to one core (``taskset -c SERVER_CPU``) and ``dnsperf`` to
+the other. For each workload, every server in turn (the order reversed each round, so the
+servers share the machine's noise):
 
-* ``static`` — ``static.example.com A`` (ordinary records);
-* ``lb`` — ``www.example.com A`` (failover LB, multi-answer) and ``api.example.com A``
-  (weighted single answer), alternating;
-* ``ecs`` — ``geo.example.net A`` (proximity LB) with a different ECS /24 in every query
-  (a TCP-stream binary query file, ``dnsperf -B``).
+* warm-up (generated files only, ``--no-warmup`` skips it): one unmeasured pass through the
+  file, so that every round sees servers that have met each name, cookie and network once;
+* capacity: ``dnsperf -c 10 -q 100 -l 10`` (``--rounds`` runs, median): queries/second,
+  average latency, lost queries, and the server's CPU time per query it processed (from
+  ``/proc/PID/stat`` of the server process over the run, divided by the server's own query
+  counter: ``lbdns_queries_total``, gdnsd's ``udp.reqs + tcp.reqs``) — CPU per query moves far
+  less than qps when other processes share the machine;
+* latency: p50/p99 of every answered query at a light fixed load (``--light-qps``, 2,000) and at
+  a fixed 20,000 qps (``--fixed-qps``), from dnsperf's per-query output (``-v``). A ``*`` after
+  the p99 means dnsperf could not send the fixed rate (the server fell behind).
 
-Response rate limiting (``--rrl``, a comma list, one server per mode, same run): dnsperf sends
-every query from 127.0.0.1, far above any per-client limit, so
+A ``ratio`` row under each workload divides every lbdns figure by gdnsd's (for qps higher is
+better, for µs and ms lower is better).
 
-* ``exempt`` (default) — RRL on with 127.0.0.1/32 in ``rrl.exempt``: what the check costs;
+Workloads (fixed case: the same bytes every time; the others are shaped like resolver traffic,
+written as binary query files for ``dnsperf -B``, deterministic for ``--seed``; see
+``scripts/bench_queries.py``):
+
+{workloads}
+
+Response rate limiting of lbdns (``--rrl``, a comma list, one lbdns server per mode, same run):
+dnsperf sends every query from 127.0.0.1, far above any per-client limit, so
+
+* ``exempt`` (default) — RRL on with 127.0.0.1/32 in ``rrl.exempt``: what the check costs,
+  and no query of the benchmark is ever limited;
 * ``off`` — ``rrl.enabled: false``: the baseline for ``exempt``;
 * ``on`` — RRL at its defaults: what a flooding client sees. Most responses are dropped, so
-  dnsperf runs with 50,000 queries outstanding (``-t 1``) to keep flooding, its qps counts
-  the answers and slips that came back, and ``handled`` (queries the server processed per
-  second, from its ``lbdns_queries_total``) is the server's capacity under that flood.
+  dnsperf runs with 50,000 queries outstanding (``-t 1``) to keep flooding, its qps counts the
+  answers and slips that came back, and ``handled`` (queries the server processed per second,
+  from its own counter) is the server's capacity under that flood. No latency runs.
 
-Besides dnsperf's figures each row has the server's CPU time per processed query (from its
-``process_cpu_seconds_total``), which moves far less than qps when other processes share the
-machine.
+A full run (8 workloads, lbdns and gdnsd, ``--rounds 2``) takes 7 to 8 minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -36,19 +52,21 @@ import shutil
 import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-import dns.edns
 import dns.message
 import yaml
+from bench_queries import WORKLOADS, write_stream  # scripts/ is on sys.path when this file runs as a script
 
 ROOT = Path(__file__).resolve().parent.parent
+ZONES = ROOT / "zones"
 
 
 def free_port() -> int:
@@ -60,30 +78,6 @@ def free_port() -> int:
         return int(port)
 
 
-def write_text_queries(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_ecs_queries(path: Path, name: str, count: int, seed: int = 7) -> Path:
-    """``count`` queries for ``name`` A, each with a different public ECS /24, as a
-    TCP-stream binary file (2-byte length + message)."""
-    rng = random.Random(seed)
-    out = bytearray()
-    for _ in range(count):
-        while True:
-            a = rng.randrange(1, 224)
-            if a not in (0, 10, 127):
-                break
-        addr = f"{a}.{rng.randrange(256)}.{rng.randrange(256)}.0"
-        q = dns.message.make_query(name, "A", use_edns=0, options=[dns.edns.ECSOption(addr, 24)])
-        q.id = rng.randrange(65536)
-        wire = q.to_wire()
-        out += struct.pack("!H", len(wire)) + wire
-    path.write_bytes(bytes(out))
-    return path
-
-
 RRL_MODES = {
     "off": {"enabled": False},
     "exempt": {"exempt": ["127.0.0.1/32"]},
@@ -93,9 +87,13 @@ RRL_MODES = {
 
 
 def run_dnsperf(port: int, datafile: Path, *, binary: bool, cpu: str, duration: float, clients: int,
-                outstanding: int, qps_limit: int | None = None, verbose: bool = False) -> str:
+                outstanding: int, qps_limit: int | None = None, verbose: bool = False, runs: int = 0) -> str:
+    """dnsperf's output for ``datafile`` sent to 127.0.0.1:``port`` for ``duration`` seconds (or
+    until it went ``runs`` times through the file), pinned to ``cpu``."""
     cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(datafile), "-c", str(clients),
            "-q", str(outstanding), "-l", str(duration), "-t", "1"]
+    if runs:
+        cmd += ["-n", str(runs)]
     if binary:
         cmd.append("-B")
     if qps_limit:
@@ -108,6 +106,7 @@ def run_dnsperf(port: int, datafile: Path, *, binary: bool, cpu: str, duration: 
 
 
 def parse_summary(text: str) -> dict[str, float]:
+    """qps, average latency (ms) and lost queries (%) from dnsperf's summary (NaN when absent)."""
     def grab(pattern: str) -> float:
         m = re.search(pattern, text)
         return float(m.group(1)) if m else float("nan")
@@ -120,6 +119,8 @@ def parse_summary(text: str) -> dict[str, float]:
 
 
 def percentiles(text: str) -> tuple[float, float, int]:
+    """(p50 ms, p99 ms, answered queries) from ``dnsperf -v`` output (one ``> RCODE ... latency``
+    line per answer); NaNs when nothing was answered."""
     lat = [float(m.group(1)) * 1000 for m in re.finditer(r"^> \S+ .* ([\d.]+)$", text, re.M)]
     if not lat:
         return float("nan"), float("nan"), 0
@@ -129,49 +130,246 @@ def percentiles(text: str) -> tuple[float, float, int]:
     return p50, p99, len(lat)
 
 
-def server_counts(admin: int) -> tuple[float, float]:
-    """(queries counted in ``lbdns_queries_total``, ``process_cpu_seconds_total``) from the
-    admin listener ((0, 0) when there is none)."""
-    if not admin:
-        return 0.0, 0.0
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    queries = sum(float(m.group(1)) for m in re.finditer(r"^lbdns_queries_total\{[^}]*\} ([\d.e+]+)$", text, re.M))
-    cpu = re.search(r"^process_cpu_seconds_total ([\d.e+]+)$", text, re.M)
-    return queries, float(cpu.group(1)) if cpu else 0.0
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and all its threads so far (``utime`` and
+    ``stime`` of ``/proc/PID/stat``, proc(5)); NaN when it cannot be read (not Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": field 3 (state) is fields[0]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(tmp: Path, mode: str, cpu: str) -> tuple[subprocess.Popen[str], int, int]:
-    """``lbdns serve`` on the example zones with the ``rrl`` settings of ``mode``; returns the
-    process, its DNS port and its admin port."""
+class Server:
+    """A DNS server under test on 127.0.0.1:``port``; ``proc`` is None for one the bench did not
+    start (``--port``), whose counters are then unknown."""
+
+    def __init__(self, name: str, port: int, proc: subprocess.Popen[str] | None) -> None:
+        self.name = name
+        self.port = port
+        self.proc = proc
+
+    def queries(self) -> float:
+        """Queries the server has processed so far, by its own counter (NaN: unknown)."""
+        return float("nan")
+
+    def counts(self) -> tuple[float, float]:
+        """(queries processed so far, CPU seconds used so far). The CPU time is read before the
+        query counter, whose reading costs the server some CPU: of two ``counts()`` around a run,
+        the CPU delta excludes both readings and the query delta includes every query of the run."""
+        cpu = process_cpu_seconds(self.proc.pid) if self.proc else float("nan")
+        return self.queries(), cpu
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s, to a server the bench started."""
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class Lbdns(Server):
+    """An ``lbdns serve`` the bench started; ``admin`` is its admin listener's port."""
+
+    def __init__(self, name: str, port: int, proc: subprocess.Popen[str], admin: int) -> None:
+        super().__init__(name, port, proc)
+        self.admin = admin
+
+    def queries(self) -> float:
+        """The sum of ``lbdns_queries_total`` from the admin listener's ``/metrics``."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        return sum(float(m.group(1)) for m in re.finditer(r"^lbdns_queries_total\{[^}]*\} ([\d.e+]+)$", text, re.M))
+
+
+class Gdnsd(Server):
+    """A gdnsd the bench started from the configuration directory ``confdir``; ``ctl`` is the
+    path of ``gdnsdctl``."""
+
+    def __init__(self, name: str, port: int, proc: subprocess.Popen[str], confdir: Path, ctl: str) -> None:
+        super().__init__(name, port, proc)
+        self.confdir = confdir
+        self.ctl = ctl
+
+    def queries(self) -> float:
+        """``udp.reqs + tcp.reqs`` of ``gdnsdctl stats`` (gdnsdctl(8))."""
+        out = subprocess.run([self.ctl, "-c", str(self.confdir), "stats"], capture_output=True, text=True,
+                             check=True, timeout=10).stdout
+        stats = json.loads(out)
+        return float(stats["udp"]["reqs"] + stats["tcp"]["reqs"])
+
+
+def start_lbdns(tmp: Path, mode: str, cpu: str, geoip_db: str, name: str) -> Lbdns:
+    """``lbdns serve`` on the example zones with the ``rrl`` settings of ``mode`` and the GeoIP
+    City database ``geoip_db``; returns it once it answers."""
     port, admin = free_port(), free_port()
     config = tmp / f"lbdns-{mode}.yaml"
     config.write_text(yaml.safe_dump({"rrl": RRL_MODES[mode]}))
-    cmd = [sys.executable, "-m", "lbdns.cli", "serve", "--config", str(config), "--zones", str(ROOT / "zones"),
+    cmd = [sys.executable, "-m", "lbdns.cli", "serve", "--config", str(config), "--zones", str(ZONES),
            "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--no-probes", "--no-watch",
-           "--log-level", "warning"]
+           "--geoip-db", geoip_db, "--log-level", "warning"]
     if cpu and shutil.which("taskset"):
         cmd = ["taskset", "-c", cpu, *cmd]
     # the working directory is the scratch directory: files the server creates there (the admin
     # token) stay out of the checkout
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, cwd=tmp,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    wait_answering(port, proc, 30)
-    return proc, port, admin
+    logfile = tmp / f"lbdns-{mode}.log"
+    with logfile.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=tmp,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    server = Lbdns(name, port, proc, admin)
+    try:
+        wait_answering(port, proc, 30, "lbdns serve", logfile)
+        deadline = time.monotonic() + 30
+        while True:  # the admin listener may come up after the DNS one
+            try:
+                server.queries()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit(f"lbdns serve: no admin listener on port {admin}") from None
+                time.sleep(0.1)
+    except SystemExit:
+        server.stop()
+        raise
+    return server
 
 
-def wait_answering(port: int, proc: subprocess.Popen[str], limit: float) -> None:
+def gdnsd_binary(name: str) -> str | None:
+    """The path of gdnsd's ``name`` (``gdnsd`` is in /usr/sbin, often not on a user's PATH)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in ("/usr/sbin", "/usr/bin"):
+        if os.access(f"{d}/{name}", os.X_OK):
+            return f"{d}/{name}"
+    return None
+
+
+def _pool_addresses(pool: dict[str, Any]) -> list[str]:
+    return [o["address"] for o in pool["origins"] if ":" not in str(o["address"])]
+
+
+def gdnsd_zone_data(zones: Path) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """The gdnsd equivalent of the example zones in ``zones`` (lbdns YAML): (zone file lines by
+    zone name, the ``plugins`` configuration). Translated: SOA, NS, every A and NS record (so a
+    delegation and its glue stay what they are), and the load balancers without rules whose policy
+    has a gdnsd counterpart — failover (``steering_policy: off``) as a
+    ``metafo`` resource over the pools' IPv4 origins, ``random`` over one pool with weighted
+    origins as a ``weighted`` resource, ``proximity`` as a ``geoip`` resource in City auto mode
+    with the pools' coordinates (gdnsd-plugin-metafo(8), -weighted(8), -geoip(8)). Other record
+    types and load balancers are left out: the workloads do not ask for them."""
+    pools = {p["name"]: p for p in yaml.safe_load((zones / "_pools.yaml").read_text())["pools"]}
+    files: dict[str, list[str]] = {}
+    metafo: dict[str, Any] = {}
+    weighted: dict[str, Any] = {}
+    geoip_maps: dict[str, Any] = {}
+    geoip_res: dict[str, Any] = {}
+    for path in sorted(zones.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        if "zone" not in doc:
+            continue
+        zone, soa = doc["zone"], doc["soa"]
+        neg = int(soa.get("minimum", 300))
+        lines = [f"$TTL {int(soa.get('ttl', 3600))}",
+                 f"@ {neg} SOA {soa['mname']} {soa['rname']} {soa['serial']} {soa.get('refresh', 7200)} "
+                 f"{soa.get('retry', 3600)} {soa.get('expire', 1209600)} {neg}"]
+        lines += [f"@ NS {ns}" for ns in doc["ns"]]
+        lbs = doc.get("load_balancers") or {}
+        for label, recs in (doc.get("records") or {}).items():
+            if label in lbs:
+                continue
+            for rec in recs if isinstance(recs, list) else [recs]:
+                if rec["type"] in ("A", "NS"):
+                    for value in rec.get("values") or [rec["value"]]:
+                        lines.append(f"{label or '@'} {rec['ttl']} {rec['type']} {value}")
+        for label, lb in lbs.items():
+            key = f"{label}.{zone}".replace(".", "_")
+            policy = "rules" if lb.get("rules") else lb.get("steering_policy", "off")
+            names = lb["default_pools"]
+            dcmap = {n: _pool_addresses(pools[n]) for n in names}
+            if policy == "off":
+                metafo[key] = {"datacenters": names, "dcmap": dcmap}
+                plugin = "metafo"
+            elif policy == "random" and len(names) == 1:
+                weighted[key] = {o["name"]: [o["address"], max(1, round(1000 * float(o.get("weight", 1))))]
+                                 for o in pools[names[0]]["origins"] if ":" not in str(o["address"])}
+                plugin = "weighted"
+            elif policy == "proximity":
+                geoip_maps[key] = {"datacenters": names,
+                                   "auto_dc_coords": {n: [pools[n]["latitude"], pools[n]["longitude"]] for n in names}}
+                geoip_res[key] = {"map": key, "dcmap": dcmap}
+                plugin = "geoip"
+            else:
+                continue
+            lines.append(f"{label} {lb.get('ttl', 30)} DYNA {plugin}!{key}")
+        files[zone] = lines
+    plugins: dict[str, Any] = {"metafo": {"resources": metafo}, "weighted": weighted,
+                               "geoip": {"maps": geoip_maps, "resources": geoip_res}}
+    return files, plugins
+
+
+def _vscf(value: Any, indent: str = "") -> str:
+    """``value`` in gdnsd's configuration syntax (vscf: ``key => value`` hashes, ``[ ]`` arrays)."""
+    if isinstance(value, dict):
+        inner = "".join(f"{indent}  {k} => {_vscf(v, indent + '  ')}\n" for k, v in value.items())
+        return "{\n" + inner + indent + "}"
+    if isinstance(value, list):
+        return "[ " + ", ".join(_vscf(v, indent) for v in value) + " ]"
+    return str(value)
+
+
+def start_gdnsd(tmp: Path, cpu: str, geoip_db: str, gdnsd: str, ctl: str) -> Gdnsd:
+    """gdnsd (one UDP and one TCP thread) on the zone of :func:`gdnsd_zone_data` with
+    ``geoip_db`` as every geoip map's database; returns it once it answers."""
+    confdir = tmp / "gdnsd"
+    (confdir / "zones").mkdir(parents=True)
+    files, plugins = gdnsd_zone_data(ZONES)
+    for zone, lines in files.items():
+        (confdir / "zones" / zone).write_text("\n".join(lines) + "\n")
+    for m in plugins["geoip"]["maps"].values():
+        m["geoip2_db"] = geoip_db
+    port = free_port()
+    options = {"listen": [f"127.0.0.1:{port}"], "udp_threads": 1, "tcp_threads": 1,
+               "run_dir": str(confdir / "run"), "state_dir": str(confdir / "state")}
+    (confdir / "config").write_text(f"options => {_vscf(options)}\nplugins => {_vscf(plugins)}\n")
+    cmd = [gdnsd, "-c", str(confdir), "start"]
+    if cpu and shutil.which("taskset"):
+        cmd = ["taskset", "-c", cpu, *cmd]
+    logfile = confdir / "log"
+    with logfile.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=tmp)
+    server = Gdnsd("gdnsd", port, proc, confdir, ctl)
+    try:
+        wait_answering(port, proc, 60, "gdnsd", logfile)
+    except SystemExit:
+        server.stop()
+        raise
+    return server
+
+
+def wait_answering(port: int, proc: subprocess.Popen[str], limit: float, what: str = "lbdns serve",
+                   logfile: Path | None = None) -> None:
     """Wait until the server on 127.0.0.1:``port`` answers a UDP query (any answer). Raises
-    SystemExit when ``proc`` exits or ``limit`` seconds pass."""
+    SystemExit naming ``what`` (with the end of its ``logfile``) when ``proc`` exits or ``limit``
+    seconds pass."""
+    def fail(why: str) -> SystemExit:
+        tail = logfile.read_text(errors="replace")[-2000:] if logfile and logfile.exists() else ""
+        return SystemExit(f"{what} {why}" + (f"; its log ends:\n{tail}" if tail else ""))
+
     query = dns.message.make_query("lbdns-bench-ready.invalid", "A").to_wire()
     deadline = time.monotonic() + limit
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(0.2)
         while True:
             if proc.poll() is not None:
-                raise SystemExit(f"lbdns serve exited with status {proc.returncode}")
+                raise fail(f"exited with status {proc.returncode}")
             if time.monotonic() > deadline:
-                raise SystemExit(f"lbdns serve did not answer on port {port} within {limit:g} s")
+                raise fail(f"did not answer on port {port} within {limit:g} s")
             s.sendto(query, ("127.0.0.1", port))
             try:
                 s.recv(4096)
@@ -180,83 +378,200 @@ def wait_answering(port: int, proc: subprocess.Popen[str], limit: float) -> None
                 time.sleep(0.1)
 
 
-def stop_server(proc: subprocess.Popen[str] | None) -> None:
-    if proc is None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def default_geoip_db() -> str:
+    """The GeoLite2-City database embedded in the ``maxminddb-geolite2`` package (lbdns's
+    default)."""
+    from geolite2 import geolite2  # type: ignore[import-untyped]
+
+    return str(geolite2.filename)
+
+
+NUMBERS = ("qps", "avg_ms", "lost_pct", "handled", "cpu_us", "p50_light", "p99_light", "p50_fixed", "p99_fixed")
+HEADER = (f"{'workload':10} {'server':12} {'qps':>8} {'avg ms':>7} {'lost %':>6} {'handled':>8} {'cpu µs/q':>8} "
+          f"{'p50 ms':>7} {'p99 ms':>7} {'p50 ms':>7} {'p99 ms':>8}")
+
+
+def row(workload: str, server: str, r: dict[str, Any]) -> str:
+    """One table line of a server's figures (the keys of :data:`NUMBERS`)."""
+    star = "*" if r.get("fixed_short") else " "
+    return (f"{workload:10} {server:12} {r['qps']:8.0f} {r['avg_ms']:7.3f} {r['lost_pct']:6.2f} {r['handled']:8.0f} "
+            f"{r['cpu_us']:8.2f} {r['p50_light']:7.3f} {r['p99_light']:7.3f} {r['p50_fixed']:7.3f} "
+            f"{r['p99_fixed']:7.3f}{star}")
+
+
+def ratio_row(workload: str, name: str, a: dict[str, Any], b: dict[str, Any]) -> str:
+    """One table line of ``a``'s figures divided by ``b``'s ("-" where undefined)."""
+    def q(k: str) -> str:
+        x, y = a[k], b[k]
+        return f"{x / y:.2f}×" if y and y == y and x == x else "-"
+
+    return (f"{workload:10} {name:12} {q('qps'):>8} {q('avg_ms'):>7} {'':>6} {q('handled'):>8} {q('cpu_us'):>8} "
+            f"{q('p50_light'):>7} {q('p99_light'):>7} {q('p50_fixed'):>7} {q('p99_fixed'):>7}")
+
+
+def capacity(server: Server, datafile: Path, binary: bool, args: argparse.Namespace, outstanding: int
+             ) -> tuple[dict[str, float], float, float]:
+    """One throughput run: (dnsperf summary, queries/s the server processed, server CPU µs per
+    processed query)."""
+    q0, c0 = server.counts()
+    t0 = time.monotonic()
+    summary = parse_summary(run_dnsperf(server.port, datafile, binary=binary, cpu=args.client_cpu,
+                                        duration=args.duration, clients=args.clients, outstanding=outstanding))
+    t1 = time.monotonic()  # before reading the counters, which can be slow on a busy machine
+    q1, c1 = server.counts()
+    handled = (q1 - q0) / (t1 - t0)
+    return summary, handled, (c1 - c0) / (q1 - q0) * 1e6 if q1 > q0 else float("nan")
+
+
+def latency(server: Server, datafile: Path, binary: bool, args: argparse.Namespace, qps: int, clients: int
+            ) -> tuple[float, float, bool]:
+    """p50 and p99 ms at a fixed ``qps`` (``dnsperf -Q``), and whether dnsperf sent less than
+    95 % of that rate (NaNs when ``qps`` is 0)."""
+    if not qps:
+        return float("nan"), float("nan"), False
+    text = run_dnsperf(server.port, datafile, binary=binary, cpu=args.client_cpu, duration=args.latency_duration,
+                       clients=clients, outstanding=max(100, qps // 20), qps_limit=qps, verbose=True)
+    p50, p99, _ = percentiles(text)
+    return p50, p99, parse_summary(text)["qps"] < 0.95 * qps
+
+
+def alternate(servers: list[Server], i: int) -> Iterable[Server]:
+    """The servers in order for even ``i``, reversed for odd (ABBA: drift hits every server alike)."""
+    return servers if i % 2 == 0 else list(reversed(servers))
+
+
+def bench_workload(w: str, datafile: Path, binary: bool, servers: list[Server], modes: dict[str, str],
+                   args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Every measurement of workload ``w`` on every server (rounds alternate the server order)."""
+    runs: dict[str, list[tuple[dict[str, float], float, float]]] = {s.name: [] for s in servers}
+    if args.warmup and binary:
+        for s in servers:  # one pass through the file, not measured: every round then sees the same state
+            run_dnsperf(s.port, datafile, binary=binary, cpu=args.client_cpu, duration=60, clients=args.clients,
+                        outstanding=args.outstanding, runs=1)
+    for i in range(args.rounds):
+        for s in alternate(servers, i):
+            # limited queries are never answered: keep enough outstanding to go on flooding
+            outstanding = max(args.outstanding, 50_000) if modes.get(s.name) == "on" else args.outstanding
+            runs[s.name].append(capacity(s, datafile, binary, args, outstanding))
+    results: dict[str, dict[str, Any]] = {}
+    for s in servers:
+        rs = runs[s.name]
+        results[s.name] = {
+            "qps": statistics.median(r[0]["qps"] for r in rs),
+            "avg_ms": statistics.median(r[0]["avg_ms"] for r in rs),
+            "lost_pct": max(r[0]["lost_pct"] for r in rs),
+            "handled": statistics.median(r[1] for r in rs),
+            "cpu_us": statistics.median(r[2] for r in rs),
+        }
+    for i, (load, key) in enumerate(((args.light_qps, "light"), (args.fixed_qps, "fixed"))):
+        for s in alternate(servers, i):
+            qps = 0 if modes.get(s.name) == "on" else load  # RRL drops: the latencies would mean nothing
+            p50, p99, short = latency(s, datafile, binary, args, qps, 1 if key == "light" else args.clients)
+            results[s.name][f"p50_{key}"], results[s.name][f"p99_{key}"] = p50, p99
+            if key == "fixed":
+                results[s.name]["fixed_short"] = short
+    return results
+
+
+def workload_help() -> str:
+    """The workload list of ``--help``."""
+    return "\n".join(f"* ``{w.name}`` — {w.doc};" for w in WORKLOADS.values())
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workloads", default="static,lb,ecs", help="comma list of static, lb, ecs")
-    ap.add_argument("--rrl", default="exempt", help="comma list of off, exempt, on (one server each)")
+    ap = argparse.ArgumentParser(description=(__doc__ or "").format(workloads=workload_help()),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)}")
+    ap.add_argument("--servers", default="lbdns,gdnsd",
+                    help="comma list of lbdns, gdnsd (gdnsd is skipped with a note when not installed)")
+    ap.add_argument("--rrl", default="exempt", help="comma list of off, exempt, on (one lbdns server each)")
     ap.add_argument("--port", type=int, default=0, help="benchmark a server already on this port (no start)")
-    ap.add_argument("--server-cpu", default="1", help="core for the server (taskset); '' = no pinning")
+    ap.add_argument("--server-cpu", default="1", help="core for the servers (taskset); '' = no pinning")
     ap.add_argument("--client-cpu", default="0", help="core for dnsperf (taskset); '' = no pinning")
-    ap.add_argument("--duration", type=float, default=10.0, help="seconds per throughput run")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per throughput run (dnsperf -l)")
     ap.add_argument("--clients", type=int, default=10, help="dnsperf -c")
     ap.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
-    ap.add_argument("--light-qps", type=int, default=2000, help="fixed load for the p50/p99 run (0 = skip)")
-    ap.add_argument("--rounds", type=int, default=1, help="throughput runs per workload (median reported)")
+    ap.add_argument("--rounds", type=int, default=1, help="throughput runs per workload and server (median)")
+    ap.add_argument("--light-qps", type=int, default=2000, help="light fixed load for a p50/p99 run (0 = skip)")
+    ap.add_argument("--fixed-qps", type=int, default=20000, help="fixed load for a second p50/p99 run (0 = skip)")
+    ap.add_argument("--latency-duration", type=float, default=2.0, help="seconds per p50/p99 run")
+    ap.add_argument("--queries", type=int, default=50_000,
+                    help="messages per generated query file (different names, cookies, ECS networks); "
+                         "dnsperf cycles through the file")
+    ap.add_argument("--no-warmup", dest="warmup", action="store_false",
+                    help="measure from the first query (by default each server first gets one unmeasured pass "
+                         "through a generated file: its first sight of each name, cookie and network)")
+    ap.add_argument("--seed", type=int, default=13, help="seed of the generated query files")
+    ap.add_argument("--geoip-db", default="", help="GeoIP City MMDB for both servers (default: lbdns's embedded "
+                                                   "GeoLite2-City)")
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="lbdns-bench-"))
+    workloads = [x.strip() for x in args.workloads.split(",") if x.strip()]
+    for w in workloads:
+        if w not in WORKLOADS:
+            ap.error(f"--workloads: unknown workload {w!r} ({', '.join(WORKLOADS)})")
     modes = [m.strip() for m in args.rrl.split(",") if m.strip()]
     for m in modes:
         if m not in RRL_MODES:
             ap.error(f"--rrl: unknown mode {m!r} (off, exempt, on)")
-    if args.port:
-        modes = ["(running)"]
-    files = {
-        "static": (write_text_queries(tmp / "static.txt", ["static.example.com A"]), False),
-        "lb": (write_text_queries(tmp / "lb.txt", ["www.example.com A", "api.example.com A"]), False),
-        "ecs": (write_ecs_queries(tmp / "ecs.bin", "geo.example.net", 65536), True),
-    }
-    print(f"lbdns benchmark: dnsperf -c {args.clients} -q {args.outstanding} -l {args.duration:g} -t 1, "
-          f"server cpu {args.server_cpu or 'any'}, dnsperf cpu {args.client_cpu or 'any'}")
-    print(f"{'rrl':9} {'workload':8} {'qps':>10} {'avg ms':>8} {'lost %':>7} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'handled':>9} {'cpu µs/q':>8}")
-    print(f"(p50/p99 at {args.light_qps} qps; handled: queries/s the server processed; cpu µs/q: server CPU "
-          "time per processed query, steadier than qps on a shared machine)")
+    wanted = {x.strip() for x in args.servers.split(",") if x.strip()}
+    if wanted - {"lbdns", "gdnsd"}:
+        ap.error(f"--servers: unknown server(s) {', '.join(sorted(wanted - {'lbdns', 'gdnsd'}))} (lbdns, gdnsd)")
+    gdnsd, ctl = gdnsd_binary("gdnsd"), gdnsd_binary("gdnsdctl")
+    if "gdnsd" in wanted and not args.port and not (gdnsd and ctl):
+        print("note: gdnsd is not installed (apt-get install gdnsd): lbdns only", flush=True)
+        wanted.discard("gdnsd")
+    geoip_db = args.geoip_db or default_geoip_db()
+
+    tmp = Path(tempfile.mkdtemp(prefix="lbdns-bench-"))
+    started = time.monotonic()
+    servers: list[Server] = []
+    mode_of: dict[str, str] = {}
     try:
-        for mode in modes:
-            proc = None
-            port, admin = args.port, 0
-            if not args.port:
-                proc, port, admin = start_server(tmp, mode, args.server_cpu)
-            try:
-                for w in [x.strip() for x in args.workloads.split(",") if x.strip()]:
-                    datafile, binary = files[w]
-                    runs = []
-                    handled = []
-                    cpu_us = []
-                    # limited queries are never answered: keep enough outstanding to go on flooding
-                    outstanding = max(args.outstanding, 50_000) if mode == "on" else args.outstanding
-                    for _ in range(args.rounds):
-                        (q0, c0), t0 = server_counts(admin), time.monotonic()
-                        runs.append(parse_summary(run_dnsperf(port, datafile, binary=binary, cpu=args.client_cpu,
-                                                              duration=args.duration, clients=args.clients,
-                                                              outstanding=outstanding)))
-                        q1, c1 = server_counts(admin)
-                        handled.append((q1 - q0) / (time.monotonic() - t0))
-                        cpu_us.append((c1 - c0) / (q1 - q0) * 1e6 if q1 > q0 else float("nan"))
-                    qps = statistics.median(r["qps"] for r in runs)
-                    avg = statistics.median(r["avg_ms"] for r in runs)
-                    lost = max(r["lost_pct"] for r in runs)
-                    p50 = p99 = float("nan")
-                    if args.light_qps:
-                        text = run_dnsperf(port, datafile, binary=binary, cpu=args.client_cpu, duration=5,
-                                           clients=1, outstanding=20, qps_limit=args.light_qps, verbose=True)
-                        p50, p99, _ = percentiles(text)
-                    print(f"{mode:9} {w:8} {qps:10.0f} {avg:8.3f} {lost:7.2f} {p50:8.3f} {p99:8.3f} "
-                          f"{statistics.median(handled):9.0f} {statistics.median(cpu_us):7.2f}", flush=True)
-            finally:
-                stop_server(proc)
+        files: dict[str, tuple[Path, bool]] = {}
+        for w in workloads:
+            spec = WORKLOADS[w]
+            if spec.build is None:
+                (tmp / f"{w}.txt").write_text("\n".join(spec.text) + "\n")
+                files[w] = (tmp / f"{w}.txt", False)
+            else:
+                files[w] = (write_stream(tmp / f"{w}.bin", spec.build(random.Random(args.seed), args.queries)), True)
+        if args.port:
+            servers.append(Server("(running)", args.port, None))
+        else:
+            if "lbdns" in wanted:
+                for m in modes:
+                    name = "lbdns" if len(modes) == 1 else f"lbdns:{m}"
+                    servers.append(start_lbdns(tmp, m, args.server_cpu, geoip_db, name))
+                    mode_of[name] = m
+            if "gdnsd" in wanted and gdnsd and ctl:
+                servers.append(start_gdnsd(tmp, args.server_cpu, geoip_db, gdnsd, ctl))
+        load = os.getloadavg()
+        print(f"dnsperf -c {args.clients} -q {args.outstanding} -l {args.duration:g} -t 1, median of {args.rounds}; "
+              f"servers on cpu {args.server_cpu or 'any'}, dnsperf on cpu {args.client_cpu or 'any'}; "
+              f"GeoIP {geoip_db}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        light, fixed = f"at {args.light_qps:,} qps", f"at {args.fixed_qps:,} qps"
+        print(f"{'':76}{light:^15} {fixed:^16}")
+        print(HEADER, flush=True)
+        gd = next((s for s in servers if s.name == "gdnsd"), None)
+        for w in workloads:
+            datafile, binary = files[w]
+            results = bench_workload(w, datafile, binary, servers, mode_of, args)
+            for s in servers:
+                print(row(w, s.name, results[s.name]))
+            if gd is not None:
+                for s in servers:
+                    if s is not gd:
+                        label = "ratio" if len(servers) == 2 else f"ratio:{mode_of.get(s.name, '')}"
+                        print(ratio_row(w, label, results[s.name], results[gd.name]))
+            sys.stdout.flush()
+        print("handled: queries/s the server processed (its own counter); cpu µs/q: server CPU time per processed "
+              "query; ratio: lbdns / gdnsd; * the server fell behind the fixed rate")
+        print(f"took {time.monotonic() - started:.0f} s; load average now "
+              + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     finally:
+        for s in servers:
+            s.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -37,7 +37,6 @@ STEERING_POLICIES: tuple[str, ...] = (
 ORIGIN_STEERING_POLICIES: tuple[str, ...] = (
     "random", "hash", "least_outstanding_requests", "least_connections",
 )
-MONITOR_TYPES: tuple[str, ...] = ("http", "https", "tcp", "udp_icmp", "icmp_ping", "smtp")
 
 IGNORED_METADATA: frozenset[str] = frozenset(
     {"created_on", "modified_on", "zone_name", "disabled_at", "healthy"}
@@ -198,6 +197,10 @@ class Pool(_Model):
     max_answers: int | None = Field(default=None, ge=1, le=64)
     """lbdns extension: in multi-answer mode, answer with at most this many addresses, chosen
     per resolver network by weighted rendezvous hashing (None: all eligible origins)."""
+    persistence_key: Literal["resolver_ip", "resolver_network", "ecs"] = "resolver_ip"
+    """lbdns extension: what ``hash`` endpoint steering and ``hash`` load shedding key on —
+    the resolver address (Cloudflare's behaviour), its /24 (/56) network, or the ECS prefix
+    when the query carries one (docs/steering.md › Persistence key)."""
 
     @model_validator(mode="after")
     def _defaults(self) -> Pool:

@@ -4,7 +4,8 @@ TLSA (RFC 6698), SSHFP (RFC 4255), NAPTR (RFC 3403), DS (RFC 4034), LOC (RFC 187
 
 Their values are presentation-format RDATA text, exactly as in a zone file, turned into wire
 form by dnspython when the configuration is loaded (syntax errors are reported at the value by
-:mod:`lbdns.config.validate`). This module adds what a parser cannot see — where a record may
+:mod:`lbdns.config.validate`; every accepted type, with its value form, is one entry of
+:mod:`lbdns.config.record_types`). This module adds what a parser cannot see — where a record may
 stand in the zone — as located issues: :func:`check_zone_rdata` for records,
 :func:`lb_conflicts` for load balancers. Pure: no I/O.
 """
@@ -18,25 +19,6 @@ import dns.rdatatype
 import dns.rrset
 
 from lbdns.config.model import LoadBalancer
-
-EXTRA_TYPES: frozenset[str] = frozenset(
-    {"HTTPS", "SVCB", "TLSA", "SSHFP", "NAPTR", "DS", "LOC", "HINFO", "DNAME", "URI"}
-)
-"""Record types accepted in ``records`` besides the original nine."""
-
-VALUE_HINTS: dict[str, str] = {
-    "HTTPS": "'PRIORITY TARGET [KEY=VALUE …]', e.g. '1 . alpn=\"h2,h3\" ipv4hint=192.0.2.1' (RFC 9460)",
-    "SVCB": "'PRIORITY TARGET [KEY=VALUE …]' (RFC 9460)",
-    "TLSA": "'USAGE SELECTOR MATCHING-TYPE HEX', e.g. '3 1 1 0123…' (RFC 6698)",
-    "SSHFP": "'ALGORITHM FP-TYPE HEX', e.g. '4 2 0123…' (RFC 4255)",
-    "NAPTR": "'ORDER PREFERENCE \"FLAGS\" \"SERVICE\" \"REGEXP\" REPLACEMENT' (RFC 3403)",
-    "DS": "'KEY-TAG ALGORITHM DIGEST-TYPE HEX' (RFC 4034 §5.3)",
-    "LOC": "'52 22 23.000 N 4 53 32.000 E -2.00m 1m 10000m 10m' (RFC 1876 §3)",
-    "HINFO": "'\"CPU\" \"OS\"' (RFC 1035 §3.3.2)",
-    "DNAME": "a domain name (RFC 6672)",
-    "URI": "'PRIORITY WEIGHT \"URI\"' (RFC 7553)",
-}
-"""The expected value form per type, appended to syntax errors."""
 
 _DS = dns.rdatatype.DS
 _NS = dns.rdatatype.NS

@@ -1,16 +1,17 @@
-"""Server settings (``lbdns.yaml``; SPEC.md §2.1). Not Cloudflare fields: these describe the
-server itself — listeners, PoP identity, GeoIP databases, limits. CLI flags override them.
+"""Server settings models (``lbdns.yaml``). Not Cloudflare fields: these describe the server
+itself — listeners, PoP identity, GeoIP databases, limits. CLI flags override them.
+
+Models only: reading and validating the file is :mod:`lbdns.config.read_settings`, so the
+query path can name these types without loading the YAML reader.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from lbdns.config.source import load_yaml
-from lbdns.errors import ConfigError, Issue, Location
 
 
 class _Settings(BaseModel):
@@ -46,6 +47,75 @@ class AdminListener(_Settings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
     idle_timeout: float = Field(default=15.0, gt=0, le=3600)
     """Seconds a connection may take to complete a request (and stay idle between requests)."""
+
+
+AlertType = Literal["load_balancing_health_alert", "load_balancing_pool_enablement_alert"]
+HEALTH_ALERT: AlertType = "load_balancing_health_alert"
+POOL_ENABLEMENT_ALERT: AlertType = "load_balancing_pool_enablement_alert"
+"""Cloudflare Notifications alert types (Cloudflare docs: Load Balancing › Manage pools › Set up
+alerts: "Load Balancing Health Alert" and "Pool Enablement")."""
+
+
+class NotificationWebhook(_Settings):
+    """``notification_webhook:`` (docs/operations.md › Notification webhook). A plain URL string
+    is accepted as ``{url: URL}``.
+
+    ``url`` http(s) URL events are POSTed to (never logged with user info or query);
+    ``secret_file`` file holding the HMAC-SHA256 signing key (surrounding whitespace stripped;
+    None: unsigned); ``timeout`` seconds per attempt; ``retry_for`` seconds an event is retried
+    after it was queued (0: one attempt); ``backoff_initial``/``backoff_max`` the first and the
+    largest pause between attempts, seconds (doubling in between); ``max_queue`` events waiting
+    at most (more: the oldest is dropped, a gap in ``seq``); ``sequence_file`` where the
+    sequence number survives restarts (None: ``$STATE_DIRECTORY/webhook.seq`` under systemd,
+    else ``./webhook.seq``; ``""``: not persisted); ``alert_types`` which events are sent.
+    """
+
+    url: str = Field(min_length=1)
+    secret_file: str | None = None
+    timeout: float = Field(default=5.0, gt=0, le=300)
+    retry_for: float = Field(default=300.0, ge=0, le=7 * 86400)
+    backoff_initial: float = Field(default=0.5, gt=0, le=3600)
+    backoff_max: float = Field(default=30.0, gt=0, le=3600)
+    max_queue: int = Field(default=10_000, ge=1, le=1_000_000)
+    sequence_file: str | None = None
+    alert_types: list[AlertType] = Field(default_factory=lambda: [HEALTH_ALERT, POOL_ENABLEMENT_ALERT],
+                                         min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        try:
+            parts = urlsplit(v)
+            host = parts.hostname
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not host:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return v
+
+    @field_validator("secret_file")
+    @classmethod
+    def _secret(cls, v: str | None) -> str | None:
+        if v is not None:
+            read_secret(v)
+        return v
+
+
+def read_secret(path: str) -> bytes:
+    """The webhook signing key in ``path`` (surrounding whitespace stripped). Raises
+    ValueError (with the reason, never the content) when it cannot be read or is empty."""
+    try:
+        key = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read secret_file {path}: {exc.strerror or exc}") from None
+    if not key:
+        raise ValueError(f"secret_file {path} is empty")
+    return key
+
+
+def _webhook_from_url(v: Any) -> Any:
+    return {"url": v} if isinstance(v, str) else v
 
 
 class RateLimit(_Settings):
@@ -185,7 +255,8 @@ class ServerSettings(_Settings):
     monitor_interval_min: int | None = Field(default=None, ge=1, le=3600)
     """Lower bound for monitor ``interval`` in seconds; None = the plan's (10 enterprise, 15
     non_enterprise, SPEC.md R-CFG-01). Lower it only for labs and tests."""
-    notification_webhook: str | None = None
+    notification_webhook: NotificationWebhook | None = None
+    """Where health and pool-enablement events are POSTed (a URL, or the object form)."""
     query_log: str | None = None
     log_format: Literal["text", "json"] = "text"
     """``text``: one readable line per event; ``json``: one JSON object per line (health changes
@@ -206,30 +277,12 @@ class ServerSettings(_Settings):
                 raise ValueError(f"not an IP address: {value!r}") from None
         return value
 
+    @field_validator("notification_webhook", mode="before")
+    @classmethod
+    def _webhook(cls, v: Any) -> Any:
+        return _webhook_from_url(v)
+
     @property
     def nsid_wire(self) -> bytes | None:
         """:attr:`nsid` as the NSID option data (UTF-8 octets), or None when not configured."""
         return None if self.nsid is None else self.nsid.encode("utf-8")
-
-
-def load_settings(path: Path | None) -> ServerSettings:
-    """Load ``lbdns.yaml`` (or defaults when ``path`` is None or missing).
-
-    Raises :class:`ConfigError` with located issues when the file is invalid.
-    """
-    if path is None or not path.exists():
-        return ServerSettings()
-    src, issues = load_yaml(path)
-    if src is None:
-        raise ConfigError(issues)
-    from pydantic import ValidationError
-
-    try:
-        return ServerSettings.model_validate(src.data)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            issues.append(src.issue(loc, "E-SETTINGS", err["msg"]))
-        raise ConfigError(issues) from None
-    except Exception as exc:  # pragma: no cover - defensive
-        raise ConfigError([Issue(Location(str(path)), "", "E-SETTINGS", str(exc))]) from None

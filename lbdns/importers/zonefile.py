@@ -36,15 +36,12 @@ from dns.rdtypes.IN.SRV import SRV
 from dns.rdtypes.mxbase import MXBase
 from dns.rdtypes.txtbase import TXTBase
 
+from lbdns.config.record_types import IMPORT_ORDER, RECORD_TYPES
 from lbdns.importers import ImportFailed
 from lbdns.importers.yamlout import Flow, block_entry, dump, header
 
-SUPPORTED = ("A", "AAAA", "CNAME", "MX", "SRV", "TXT", "NS", "CAA", "PTR", "HTTPS", "SVCB", "TLSA", "SSHFP",
-             "NAPTR", "DS", "LOC", "HINFO", "DNAME", "URI")
+SUPPORTED = RECORD_TYPES
 """Record types lbdns serves from ``records:`` (besides the apex SOA and NS)."""
-
-_TYPE_ORDER = {t: i for i, t in enumerate(("NS", "DS", "A", "AAAA", "CNAME", "MX", "SRV", "TXT", "CAA", "PTR",
-                                           "DNAME", "HTTPS", "SVCB", "TLSA", "SSHFP", "NAPTR", "LOC", "HINFO", "URI"))}
 
 
 @dataclass
@@ -140,7 +137,7 @@ def build_records(origin: dns.name.Name,
     records: dict[str, Any] = {}
     for name in sorted(rrsets):
         entries: list[Flow] = []
-        sets = sorted(rrsets[name], key=lambda s: (_TYPE_ORDER.get(dns.rdatatype.to_text(s.rdtype), 99), s.rdtype))
+        sets = sorted(rrsets[name], key=lambda s: (IMPORT_ORDER.get(dns.rdatatype.to_text(s.rdtype), 99), s.rdtype))
         for rds in sets:
             rtype = dns.rdatatype.to_text(rds.rdtype)
             if rtype not in SUPPORTED:

@@ -36,6 +36,7 @@ import aiohttp
 import dns.asyncresolver
 
 from lbdns.config.model import Monitor, Origin
+from lbdns.config.monitor_types import MONITOR_KINDS
 from lbdns.probes import result as r
 from lbdns.probes.http import check_http, make_session
 from lbdns.probes.icmp import IcmpPinger, check_icmp
@@ -77,38 +78,65 @@ def _port(monitor: Monitor, origin: Origin) -> int:
     return monitor.port or origin.port or 0
 
 
+async def _http(target: ProbeTarget, ctx: ProbeContext, ip: str, port: int) -> ProbeResult:
+    if ctx.session is None:
+        return r.failed(r.MONITOR_CONFIG_ERROR, detail="no HTTP session")
+    return await check_http(target.monitor, target.origin, target.pool.id, ctx.session, ip=ip,
+                            ssl_context=ctx.ssl_context, expected=target.expected)
+
+
+async def _icmp_ping(target: ProbeTarget, ctx: ProbeContext, ip: str, port: int) -> ProbeResult:
+    return await check_icmp(ip, target.monitor.timeout, target.monitor.retries, pinger=ctx.pinger)
+
+
+async def _tcp(target: ProbeTarget, ctx: ProbeContext, ip: str, port: int) -> ProbeResult:
+    return await check_tcp(ip, port, target.monitor.timeout, target.monitor.retries, source=ctx.source_address)
+
+
+async def _smtp(target: ProbeTarget, ctx: ProbeContext, ip: str, port: int) -> ProbeResult:
+    return await check_smtp(ip, port, target.monitor.timeout, target.monitor.retries, helo=ctx.smtp_helo,
+                            source=ctx.source_address)
+
+
+async def _udp_icmp(target: ProbeTarget, ctx: ProbeContext, ip: str, port: int) -> ProbeResult:
+    return await check_udp_icmp(ip, port, target.monitor.timeout, target.monitor.retries, pinger=ctx.pinger)
+
+
+def _is_http(target: ProbeTarget) -> bool:
+    kind = MONITOR_KINDS.get(target.monitor.type)
+    return kind is not None and kind.http
+
+
+TypeCheck = Callable[[ProbeTarget, ProbeContext, str, int], Awaitable[ProbeResult]]
+"""One monitor type's check: (target, context, origin IP, port — 0 when the type needs none)."""
+
+CHECKS: Mapping[str, TypeCheck] = {
+    "http": _http, "https": _http, "tcp": _tcp, "udp_icmp": _udp_icmp, "icmp_ping": _icmp_ping, "smtp": _smtp,
+}
+"""The check of each monitor ``type``; the types and what they need are
+:data:`lbdns.config.monitor_types.MONITOR_KINDS` (one entry there, one here)."""
+
+
 async def run_check(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     """Run the check of ``target`` once (all attempts) and return its result; never raises.
 
-    Hostname origins are resolved first ("DNS Unknown Host" / "DNS Internal"). tcp/smtp/udp_icmp
-    without a port, an unknown type or an http probe without a session ⇒ "Monitor Config Error"
-    (failure reasons of Cloudflare docs: Load Balancing › Common error codes).
+    Hostname origins are resolved first ("DNS Unknown Host" / "DNS Internal"). A type that needs
+    a port without one, an unknown type or an http probe without a session ⇒ "Monitor Config
+    Error" (failure reasons of Cloudflare docs: Load Balancing › Common error codes).
     """
     mon, origin = target.monitor, target.origin
     try:
         ip, failure = await resolve_host(origin.address, mon.timeout, strict_public=ctx.strict_public,
-                                         resolver=ctx.resolver)
+                                         resolver=ctx.resolver, known=target.local_ip)
         if failure is not None or ip is None:
             return failure or r.failed(r.DNS_UNKNOWN_HOST)
-        kind = mon.type
-        if kind in ("http", "https"):
-            if ctx.session is None:
-                return r.failed(r.MONITOR_CONFIG_ERROR, detail="no HTTP session")
-            return await check_http(mon, origin, target.pool.id, ctx.session, ip=ip,
-                                    ssl_context=ctx.ssl_context, expected=target.expected)
-        if kind == "icmp_ping":
-            return await check_icmp(ip, mon.timeout, mon.retries, pinger=ctx.pinger)
-        port = _port(mon, origin)
-        if kind in ("tcp", "smtp", "udp_icmp") and not port:
-            return r.failed(r.MONITOR_CONFIG_ERROR, detail=f"{kind} monitor {mon.id!r} has no port")
-        if kind == "tcp":
-            return await check_tcp(ip, port, mon.timeout, mon.retries, source=ctx.source_address)
-        if kind == "smtp":
-            return await check_smtp(ip, port, mon.timeout, mon.retries, helo=ctx.smtp_helo,
-                                    source=ctx.source_address)
-        if kind == "udp_icmp":
-            return await check_udp_icmp(ip, port, mon.timeout, mon.retries, pinger=ctx.pinger)
-        return r.failed(r.MONITOR_CONFIG_ERROR, detail=f"unsupported monitor type {kind!r}")
+        kind, check = MONITOR_KINDS.get(mon.type), CHECKS.get(mon.type)
+        if kind is None or check is None:
+            return r.failed(r.MONITOR_CONFIG_ERROR, detail=f"unsupported monitor type {mon.type!r}")
+        port = _port(mon, origin) if kind.needs_port else 0
+        if kind.needs_port and not port:
+            return r.failed(r.MONITOR_CONFIG_ERROR, detail=f"{mon.type} monitor {mon.id!r} has no port")
+        return await check(target, ctx, ip, port)
     except Exception as exc:  # a check never raises
         return r.failed(r.OTHER_FAILURE, detail=f"{type(exc).__name__}: {exc}")
 
@@ -321,7 +349,7 @@ class ProbeScheduler:
     # -- internals -----------------------------------------------------------------------------
 
     def _ensure_session(self) -> None:
-        if self._ctx.session is None and any(t.monitor.type in ("http", "https") for t in self._targets):
+        if self._ctx.session is None and any(_is_http(t) for t in self._targets):
             self._ctx.session = make_session(self.concurrency, source=self._ctx.source_address)
 
     def _first_delay(self, interval: float) -> float:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from lbdns.config.model import Monitor, MonitorGroup, Origin, Pool
+from lbdns.config.monitor_types import MONITOR_KINDS
 from lbdns.health.book import MemberKey
 from lbdns.health.expected_codes import ExpectedCodes, parse_expected_codes
 from lbdns.health.tracker import MemberSpec, Thresholds
@@ -20,7 +21,10 @@ class ProbeTarget:
 
     ``group`` holds the pool's monitor-group members (None for a single ``monitor``);
     ``expected`` the pre-parsed ``expected_codes`` of an http/https monitor (None otherwise or
-    when unparsable — the check then reports "Monitor Config Error").
+    when unparsable — the check then reports "Monitor Config Error"); ``local_ip`` the address
+    lbdns itself answers for a hostname origin inside the zones it serves (None: the hostname
+    is resolved before each probe), so such origins are probed without an upstream resolver,
+    also during warm start.
     """
 
     pool: Pool
@@ -28,6 +32,7 @@ class ProbeTarget:
     monitor: Monitor
     group: tuple[MemberSpec, ...] | None = None
     expected: ExpectedCodes | None = None
+    local_ip: str | None = None
 
     @property
     def key(self) -> MemberKey:
@@ -55,7 +60,8 @@ class ProbeTarget:
 
 
 def _expected(monitor: Monitor) -> ExpectedCodes | None:
-    if monitor.type not in ("http", "https"):
+    kind = MONITOR_KINDS.get(monitor.type)
+    if kind is None or not kind.http:
         return None
     try:
         return parse_expected_codes(monitor.expected_codes)

@@ -13,26 +13,19 @@ import hashlib
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lbdns.geo.distance import haversine_km
 from lbdns.health.view import HealthView
-from lbdns.steering.origins import HostLookup, Rng, choose_single, hash_score, network_key, shed
+from lbdns.steering.origins import HostLookup, Rng, choose_single, hash_score, network_key, persistence_key, shed
 from lbdns.steering.plan import CompiledOrigin, CompiledPool, Effective
 from lbdns.wire.codec import QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_HTTPS, QTYPE_MX, QTYPE_SRV, QTYPE_SVCB
 
+if TYPE_CHECKING:
+    from lbdns.wire.codec import ClientSubnet
+
 _ADDRESS_QTYPES = (QTYPE_A, QTYPE_AAAA, QTYPE_HTTPS, QTYPE_SVCB)
 """Query types whose answer needs the addresses of hostname origins."""
-
-
-class NeedsLookup(Exception):
-    """Raised when hostname origins must be resolved before the answer can be computed;
-    ``hostnames`` lists the FQDNs missing from the cache. The edge resolves them and asks
-    again (docs/steering.md › Hostname origins)."""
-
-    def __init__(self, hostnames: frozenset[str]) -> None:
-        super().__init__(", ".join(sorted(hostnames)))
-        self.hostnames = hostnames
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +62,9 @@ class Decision:
     ``cacheable`` True when, for the same snapshot, health view, PoP and client ``location``,
     the same pool and candidate records would be chosen again (no random pool draw, shedding,
     RTT freshness, hostname lookups or hash key involved); ``weighted`` the (weight, record)
-    candidates of a random single-answer choice, so a cache can redraw per query.
+    candidates of a random single-answer choice, so a cache can redraw per query;
+    ``hash_scope`` the ECS prefix length a ``hash`` key was taken from (0: none, see
+    :func:`~lbdns.steering.origins.persistence_key`), the least ECS scope the answer needs.
     """
 
     records: list[tuple[int, bytes]] = field(default_factory=list)
@@ -82,6 +77,7 @@ class Decision:
     trail: list[str] | None = None
     cacheable: bool = True
     weighted: list[tuple[float, tuple[int, bytes]]] | None = None
+    hash_scope: int = 0
 
     def note(self, text: str) -> None:
         """Append an explanation line when tracing is on."""
@@ -93,13 +89,26 @@ class Decision:
 class Query:
     """The per-query inputs steering needs. ``resolver_ip`` is the packet source (hash and
     shedding key, lbdns decision, docs/decisions.md › Steering); ``pop``/``pop_region`` identify
-    the receiving PoP; ``now`` is a monotonic time in seconds (RTT freshness)."""
+    the receiving PoP; ``now`` is a monotonic time in seconds (RTT freshness); ``ecs`` the
+    query's valid ECS option (a pool's ``persistence_key: ecs`` keys on it)."""
 
     qtype: int
     resolver_ip: str
     pop: str
     pop_region: str
     now: float
+    ecs: ClientSubnet | None = None
+
+
+def _hash_key(pool: CompiledPool, q: Query, d: Decision) -> str:
+    """The pool's ``hash`` key for ``q`` (docs/steering.md › Persistence key); records the ECS
+    scope it implies in ``d``."""
+    key, scope = persistence_key(pool.persistence_key, q.resolver_ip, q.ecs)
+    if scope > d.hash_scope:
+        d.hash_scope = scope
+    if d.trail is not None and pool.persistence_key != "resolver_ip":
+        d.note(f"pool {pool.name}: hash key {key} (persistence_key {pool.persistence_key})")
+    return key
 
 
 def _usable(pool: CompiledPool, view: HealthView, q: Query, rng: Rng, lookup: HostLookup | None,
@@ -120,7 +129,8 @@ def _usable(pool: CompiledPool, view: HealthView, q: Query, rng: Rng, lookup: Ho
             return False
     if pool.shed_percent > 0:
         d.cacheable = False
-    if pool.shed_percent > 0 and shed(pool, rng, q.resolver_ip):
+    if pool.shed_percent > 0 and shed(
+            pool, rng, _hash_key(pool, q, d) if pool.shed_policy == "hash" else q.resolver_ip):
         d.note(f"pool {pool.name}: shed ({pool.shed_percent:g}% {pool.shed_policy})")
         return False
     if d.trail is not None:
@@ -256,8 +266,7 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
     paragraph).
 
     Returns a :class:`Decision` whose ``records`` are the answer rdatas (empty ⇒ NODATA, RFC 2308;
-    docs/decisions.md › Answers and precedence). Raises :class:`NeedsLookup` when hostname origins
-    are not yet cached.
+    docs/decisions.md › Answers and precedence).
     """
     d = Decision(trail=[] if trace else None, policy=eff.steering_policy)
     policy = eff.steering_policy
@@ -411,12 +420,13 @@ def _select(pool: CompiledPool, base: Sequence[CompiledOrigin], q: Query, rng: R
         d.cacheable = False
     elif d.cacheable and all(len(r) == 1 for _, r in cands):
         d.weighted = [(o.weight, r[0]) for o, r in cands]
-    chosen = choose_single(pool, origins, rng, q.resolver_ip)
+    key = _hash_key(pool, q, d) if pool.origin_policy == "hash" else q.resolver_ip
+    chosen = choose_single(pool, origins, rng, key)
     d.origins.append(chosen)
     rds = dict((o.index, r) for o, r in cands)[chosen.index]
     if len(rds) > 1:
         if pool.origin_policy == "hash":
-            digest = hashlib.sha256(f"{pool.id}\0{chosen.name}\0{q.resolver_ip}\0addr".encode()).digest()
+            digest = hashlib.sha256(f"{pool.id}\0{chosen.name}\0{key}\0addr".encode()).digest()
             idx = int.from_bytes(digest[:8], "big") % len(rds)
         else:
             idx = int(rng.random() * len(rds)) % len(rds)

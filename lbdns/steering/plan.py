@@ -55,7 +55,9 @@ class PoolState:
 class CompiledPool:
     """One pool. ``shed_percent`` 0–100 with ``shed_policy`` ``random``/``hash``;
     ``latitude``/``longitude`` in degrees or None; ``max_answers`` the most addresses a
-    multi-answer from this pool carries (None: no limit)."""
+    multi-answer from this pool carries (None: no limit); ``persistence_key`` what ``hash``
+    steering and shedding key on (``resolver_ip``, ``resolver_network`` or ``ecs``,
+    :func:`lbdns.steering.origins.persistence_key`)."""
 
     id: str
     name: str
@@ -70,6 +72,7 @@ class CompiledPool:
     longitude: float | None
     has_hostnames: bool
     max_answers: int | None = None
+    persistence_key: str = "resolver_ip"
     _state: PoolState = field(default_factory=lambda: PoolState(None, (), False))
 
     def state(self, view: HealthView) -> PoolState:

@@ -203,7 +203,7 @@ def test_webhook_url_secrets_are_not_logged(caplog):
     url = f"http://user:hunter2@127.0.0.1:{closed}/hook?token=s3cr3t-value"
 
     async def main() -> None:
-        n = WebhookNotifier(url, timeout=2)
+        n = WebhookNotifier(url, timeout=2, retry_for=0.3, backoff_initial=0.05)  # retry and give-up lines too
         n(_event(OriginState.UNHEALTHY))
         await n.aclose()
 

@@ -62,8 +62,8 @@ def test_webhook_failures_and_timeouts_never_raise() -> None:
         app = web.Application()
         app.router.add_post("/slow", slow)
         async with serve(app) as port:
-            refused = WebhookNotifier(f"http://127.0.0.1:{closed}/", timeout=1)
-            timeout = WebhookNotifier(f"http://127.0.0.1:{port}/slow", timeout=0.3)
+            refused = WebhookNotifier(f"http://127.0.0.1:{closed}/", timeout=1, retry_for=0, sequence_file=None)
+            timeout = WebhookNotifier(f"http://127.0.0.1:{port}/slow", timeout=0.3, retry_for=0, sequence_file=None)
             refused(_event(OriginState.UNHEALTHY))
             timeout(_event(OriginState.UNHEALTHY))
             t0 = time.monotonic()

@@ -24,7 +24,7 @@ _FIELD_CODES: dict[str, str] = {
     "default_percent": "E-SHED", "session_percent": "E-SHED", "default_policy": "E-SHED",
     "session_policy": "E-SHED", "latitude": "E-COORD", "longitude": "E-COORD",
     "ttl": "E-TTL", "session_affinity": "E-SA", "minimum_origins": "E-THRESH",
-    "address": "E-ADDRESS", "Host": "E-VALIDATION",
+    "address": "E-ADDRESS", "Host": "E-VALIDATION", "persistence_key": "E-PERSIST",
 }
 
 M = TypeVar("M", bound=BaseModel)

@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from lbdns.config.model import MONITOR_TYPES, Monitor, MonitorGroup
+from lbdns.config.model import Monitor, MonitorGroup
+from lbdns.config.monitor_types import MONITOR_KINDS
 from lbdns.config.settings import ServerSettings
 from lbdns.config.source import SourceFile
 from lbdns.config.validate import plan
@@ -79,17 +80,18 @@ def check_monitor(col: Collector, p: Placed, settings: ServerSettings,
     """E-MON / E-PLAN / W-UA / W-INTERVAL-TIMEOUT for one valid monitor ``p.obj``;
     ``parse_codes`` parses ``expected_codes`` (raises ValueError)."""
     m: Monitor = p.obj
-    if m.type not in MONITOR_TYPES:
+    kind = MONITOR_KINDS.get(m.type)
+    if kind is None:
         extra = " (LDAP monitors are not supported)" if m.type.lower() == "ldap" else ""
         col.add(p.src, (*p.path, "type"), "E-MON",
-                f"unknown monitor type {m.type!r}{extra} (allowed: {', '.join(MONITOR_TYPES)})")
+                f"unknown monitor type {m.type!r}{extra} (allowed: {', '.join(MONITOR_KINDS)})")
         return
     plan.check_monitor_type(col, p, settings)
-    if m.type in ("http", "https"):
+    if kind.http:
         _check_http(col, p, parse_codes)
     else:
         _check_not_http(col, p)
-    if m.type in ("tcp", "udp_icmp", "smtp") and not (1 <= m.port <= 65535):
+    if kind.needs_port and not (1 <= m.port <= 65535):
         col.add(p.src, (*p.path, "port"), "E-MON", f"a {m.type} monitor needs a port (1–65535)")
     _check_timing(col, p, settings)
 
@@ -97,8 +99,10 @@ def check_monitor(col: Collector, p: Placed, settings: ServerSettings,
 def _check_http(col: Collector, p: Placed, parse_codes: Callable[[str], object]) -> None:
     m: Monitor = p.obj
     src, path = p.src, p.path
-    if m.method and m.method not in ("GET", "HEAD"):
-        col.add(src, (*path, "method"), "E-MON", f"method {m.method!r} is invalid for {m.type} (GET or HEAD)")
+    allowed = MONITOR_KINDS[m.type].methods
+    if m.method and m.method not in allowed:
+        col.add(src, (*path, "method"), "E-MON",
+                f"method {m.method!r} is invalid for {m.type} ({' or '.join(allowed)})")
     if not m.path.startswith("/"):
         col.add(src, (*path, "path"), "E-MON", f"path {m.path!r} must start with '/'")
     try:
@@ -114,10 +118,11 @@ def _check_http(col: Collector, p: Placed, parse_codes: Callable[[str], object])
 def _check_not_http(col: Collector, p: Placed) -> None:
     m: Monitor = p.obj
     src, path = p.src, p.path
-    if m.method and not (m.type == "tcp" and m.method == "connection_established"):
+    allowed = MONITOR_KINDS[m.type].methods
+    if m.method and m.method not in allowed:
         col.add(src, (*path, "method"), "E-MON",
                 f"method {m.method!r} is invalid for {m.type} "
-                + ("(connection_established)" if m.type == "tcp" else "(leave it empty)"))
+                + (f"({' or '.join(allowed)})" if allowed else "(leave it empty)"))
     given = m.model_fields_set
     for fld in _HTTP_ONLY:
         if fld in given and getattr(m, fld):

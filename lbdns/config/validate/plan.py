@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from lbdns.config.model import LoadBalancer, Monitor, Pool
+from lbdns.config.monitor_types import MONITOR_KINDS
 from lbdns.config.settings import ServerSettings
 from lbdns.config.source import PathKey, SourceFile
 from lbdns.config.validate.issues import Collector, Placed
 
 NON_ENTERPRISE_COUNT = 20
 """Load balancers, pools, and endpoints per pool allowed without Enterprise."""
-NON_ENTERPRISE_MONITOR_TYPES = ("http", "https", "tcp")
 MONITORS_PER_POOL = 1.5
 INTERVAL_MIN = {"non_enterprise": 15, "enterprise": 10}
 """Shortest monitor interval in seconds per plan (unless ``monitor_interval_min`` is set)."""
@@ -42,9 +42,10 @@ def interval_min(settings: ServerSettings) -> int:
 def check_monitor_type(col: Collector, p: Placed, settings: ServerSettings) -> None:
     """E-PLAN: a monitor type that needs Enterprise."""
     m: Monitor = p.obj
-    if non_enterprise(settings) and m.type not in NON_ENTERPRISE_MONITOR_TYPES:
+    if non_enterprise(settings) and MONITOR_KINDS[m.type].enterprise_only:
+        allowed = ", ".join(k.name for k in MONITOR_KINDS.values() if not k.enterprise_only)
         col.add(p.src, (*p.path, "type"), "E-PLAN",
-                f"monitor type {m.type!r} needs plan enterprise (non-Enterprise: http, https, tcp)")
+                f"monitor type {m.type!r} needs plan enterprise (non-Enterprise: {allowed})")
 
 
 def check_monitor_group(col: Collector, src: SourceFile, path: PathKey, settings: ServerSettings) -> None:

@@ -108,9 +108,24 @@ def _check_fields(col: Collector, p: Placed) -> None:
         col.add(src, (*path, "origin_steering", "policy"), "W-LOR-DNS",
                 f"{pool.origin_steering.policy} has no request counts in DNS-only mode: "
                 "origins are chosen by weight (random)", warning=True)
+    _check_persistence(col, p)
     if pool.notification_email:
         col.add(src, (*path, "notification_email"), "W-DEPRECATED",
                 "notification_email is deprecated; use notification_webhook in lbdns.yaml", warning=True)
+
+
+def _check_persistence(col: Collector, p: Placed) -> None:
+    """W-PERSIST when ``persistence_key`` is set to a non-default value on a pool where nothing
+    hashes: neither ``hash`` endpoint steering nor ``hash`` load shedding (docs/steering.md ›
+    Persistence key)."""
+    pool: Pool = p.obj
+    shed = pool.load_shedding
+    hashes = pool.origin_steering.policy == "hash" or (
+        shed is not None and shed.default_policy == "hash" and shed.default_percent > 0)
+    if pool.persistence_key != "resolver_ip" and not hashes:
+        col.add(p.src, (*p.path, "persistence_key"), "W-PERSIST",
+                f"persistence_key {pool.persistence_key} has no effect: the pool uses neither "
+                "origin_steering.policy hash nor load_shedding.default_policy hash", warning=True)
 
 
 def _check_unique(col: Collector, src: SourceFile, opath: PathKey, i: int, o: Origin,

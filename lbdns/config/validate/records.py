@@ -24,32 +24,17 @@ import dns.rdatatype
 import dns.rrset
 
 from lbdns.config.model import RecordSpec
-from lbdns.config.rdata import EXTRA_TYPES, VALUE_HINTS, check_zone_rdata
+from lbdns.config.rdata import check_zone_rdata
+from lbdns.config.record_types import RECORD_TYPES
 from lbdns.config.source import PathKey, SourceFile
 from lbdns.config.validate.issues import Collector
 
-SUPPORTED_TYPES: frozenset[str] = frozenset(
-    {"A", "AAAA", "CNAME", "MX", "SRV", "TXT", "NS", "SOA", "CAA", "PTR"}
-) | EXTRA_TYPES
-"""Record types accepted in ``records`` (SOA only via the ``soa`` key; the types beyond the
-first ten: :mod:`lbdns.config.rdata`)."""
+SUPPORTED_TYPES: frozenset[str] = frozenset({"SOA", *RECORD_TYPES})
+"""Record types accepted in ``records`` (SOA only via the ``soa`` key; the table:
+:mod:`lbdns.config.record_types`)."""
 
 RRsets = dict[tuple[dns.name.Name, int], dns.rrset.RRset]
 """(owner, rdtype) → RRset, owners lower-case and absolute."""
-
-_ALLOWED_VALUE_HINT = {
-    "A": "an IPv4 address",
-    "AAAA": "an IPv6 address",
-    "CNAME": "a domain name",
-    "NS": "a domain name",
-    "PTR": "a domain name",
-    "MX": "'PREFERENCE EXCHANGE' or {preference, exchange}",
-    "SRV": "'PRIORITY WEIGHT PORT TARGET' or {priority, weight, port, target}",
-    "CAA": "'FLAGS TAG \"VALUE\"' or {flags, tag, value}",
-    "TXT": "a string (split into 255-octet character-strings)",
-    **VALUE_HINTS,
-}
-
 
 def parse_owner(key: str, origin: dns.name.Name) -> dns.name.Name:
     """An owner key (relative, ``''``/``@`` for the apex, or absolute with trailing dot) as a
@@ -100,15 +85,11 @@ def _txt_rdata(value: str) -> dns.rdata.Rdata:
 
 
 def _structured_text(rtype: str, value: Mapping[str, Any]) -> str:
-    """octoDNS structured MX/SRV/CAA values → rdata presentation text."""
-    if rtype == "MX":
-        return f"{value['preference']} {value['exchange']}"
-    if rtype == "SRV":
-        return f"{value['priority']} {value['weight']} {value['port']} {value['target']}"
-    if rtype == "CAA":
-        text = str(value["value"]).replace("\\", "\\\\").replace('"', '\\"')
-        return f"{value.get('flags', 0)} {value['tag']} \"{text}\""
-    raise KeyError(rtype)
+    """An octoDNS structured value (MX/SRV/CAA) → rdata presentation text; KeyError otherwise."""
+    kind = RECORD_TYPES.get(rtype)
+    if kind is None or kind.structured is None:
+        raise KeyError(rtype)
+    return kind.structured(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +157,7 @@ def _read_record(col: Collector, src: SourceFile, rpath: PathKey, raw: Any, owne
             rrset.add(make_rdata(rtype, value, origin), spec.ttl)
         except Exception as exc:
             col.add(src, vpath, "E-RECORD",
-                    f"invalid {rtype} value {value!r}: {exc} ({_ALLOWED_VALUE_HINT.get(rtype, 'rdata text')})")
+                    f"invalid {rtype} value {value!r}: {exc} ({RECORD_TYPES[rtype].value_hint})")
     if len(rrset):
         rrsets[(owner, rdtype)] = rrset
 

@@ -186,6 +186,8 @@ ERRORS = [
     (mod_pool("p-fallback", latitude=10), "E-COORD", "both latitude and longitude"),
     (mod_pool("p-us-east", load_shedding={"default_percent": 150}), "E-SHED", "less than or equal to 100"),
     (mod_lb(session_affinity="sticky"), "E-SA", "unknown session_affinity 'sticky'"),
+    (mod_pool("p-us-east", persistence_key="resolver_net"), "E-PERSIST",
+     "pools[0].persistence_key: E-PERSIST: Input should be 'resolver_ip', 'resolver_network' or 'ecs'"),
     (mod_origin(header={"X-Other": ["a"]}), "E-HEADER", "unknown field 'X-Other'"),
 ]
 
@@ -218,6 +220,7 @@ WARNINGS = [
     (mod_lb(steering_policy="geo", region_pools={"WEU": ["p-eu"]}, rules=[{"condition": ""}]), "W-RULES-GEO"),
     (mod_lb(steering_policy="off", region_pools={"WEU": ["p-eu"]}), "W-UNUSED"),
     (mod_monitor(timeout=10, retries=5, interval=30), "W-INTERVAL-TIMEOUT"),
+    (mod_pool("p-us-east", persistence_key="ecs"), "W-PERSIST"),
 ]
 
 
@@ -251,7 +254,7 @@ def test_proxied_allowed_as_dns_only_with_warning(tmp_path, fx):
 
 
 def test_settings_file_errors_are_located(tmp_path):
-    from lbdns.config.settings import load_settings
+    from lbdns.config.read_settings import load_settings
 
     p = tmp_path / "lbdns.yaml"
     p.write_text(yaml.safe_dump({"listen": [{"address": "127.0.0.1", "port": 99999}], "popp": "IAD"}))
@@ -260,3 +263,32 @@ def test_settings_file_errors_are_located(tmp_path):
     text = str(exc.value)
     assert "lbdns.yaml:3:9: listen[0].port: E-SETTINGS" in text
     assert "lbdns.yaml:4:7: popp: E-SETTINGS: Extra inputs are not permitted" in text
+
+
+@pytest.mark.parametrize(("address", "setup"), [
+    ("lb.example.com", None),  # the LB's own name
+    ("www.example.com", {"www": {"type": "CNAME", "value": "lb.example.com."}}),  # through a CNAME
+    ("any.wild.example.com", "wildcard"),  # through a wildcard LB that uses the pool
+    ("lb.example.com", "rule-only"),  # the pool is used by the LB only through a rule override
+])
+def test_origin_hostname_leading_back_to_its_load_balancer(tmp_path, address, setup):
+    """E-HOST-LOOP at the origin's address when its hostname leads back to a load balancer that
+    uses its pool (docs/steering.md › Hostname origins); a pool beside it with a static in-zone
+    name and a name outside the served zones is not reported."""
+    fx = Fixture()
+    fx.account["pools"].append({"name": "p-h", "origins": [{"name": "h", "address": address}]})
+    fx.account["pools"].append({"name": "p-ok", "origins": [{"name": "s", "address": "ns1.example.com"},
+                                                            {"name": "o", "address": "other.example.net"}]})
+    fx.lb["default_pools"] = ["p-ok", *fx.lb["default_pools"]]
+    if setup == "wildcard":
+        fx.zone["load_balancers"]["*.wild"] = {"default_pools": ["p-h"], "fallback_pool": "p-fallback"}
+    elif setup == "rule-only":
+        fx.lb["rules"] = [{"name": "r", "condition": "true", "overrides": {"default_pools": ["p-h"]}}]
+    else:
+        fx.lb["default_pools"] = ["p-h", *fx.lb["default_pools"]]
+        if isinstance(setup, dict):
+            fx.zone["records"].update(setup)
+    _, lines = codes_of(tmp_path, fx)
+    loops = [x for x in lines if "E-HOST-LOOP" in x]
+    assert len(loops) == 1, lines
+    assert "pools[7].origins[0].address: E-HOST-LOOP: origin address" in loops[0], loops[0]

@@ -24,7 +24,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lbdns.config.settings import ServerSettings, load_settings
+from lbdns.config.read_settings import load_settings
+from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import load_config
 from lbdns.errors import ConfigError, Issue
 from lbdns.snapshot import build_snapshot

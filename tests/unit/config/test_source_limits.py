@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lbdns.config.settings import load_settings
+from lbdns.config.read_settings import load_settings
 from lbdns.config.source import ALIAS_BUDGET, MAX_DEPTH, MAX_FILE_BYTES, load_yaml
 from lbdns.config.validate import load_config
 from lbdns.errors import ConfigError
@@ -37,7 +37,7 @@ _MEASURE = textwrap.dedent("""\
     import json, resource, sys, time
     from pathlib import Path
     resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))   # the old reader dies here, not the box
-    from lbdns.config.settings import load_settings
+    from lbdns.config.read_settings import load_settings
     from lbdns.config.validate import load_config
     from lbdns.errors import ConfigError
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
