@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lbdns.config.settings import load_settings
+from lbdns.config.read_settings import load_settings
 from lbdns.errors import ConfigError
 
 
