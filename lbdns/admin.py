@@ -96,6 +96,8 @@ class Telemetry(Protocol):
     def probe_metrics(self) -> dict[str, Any] | None: ...
     def probe_worker_pid(self) -> int | None: ...
     def query_log_dropped(self) -> int | None: ...
+    def cluster_status(self) -> dict[str, Any] | None: ...
+    def cluster_metrics(self) -> dict[str, Any] | None: ...
 
 
 _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
@@ -381,6 +383,17 @@ class _Collector(Collector):
             yield lq
             yield CounterMetricFamily("lbdns_probe_worker_restarts", "Probe worker processes restarted after dying",
                                       value=m["worker_restarts"])
+            cm = tel.cluster_metrics()
+            if cm is not None:
+                yield GaugeMetricFamily("lbdns_cluster_store_up",
+                                        "1 while the shared health store is reachable, 0 while this instance "
+                                        "decides health on its own probes", value=cm["store_up"])
+                yield CounterMetricFamily("lbdns_cluster_store_errors", "Failed operations on the shared health store",
+                                          value=cm["store_errors"])
+                yield GaugeMetricFamily("lbdns_cluster_vantages", "Vantages (instances) whose results count, "
+                                        "this one included", value=cm["vantages"])
+                yield CounterMetricFamily("lbdns_cluster_store_commands", "Commands sent to the shared health store",
+                                          value=cm["store_commands"])
         yield CounterMetricFamily("lbdns_log_lines_dropped", "Log lines dropped because stderr was not keeping up",
                                   value=logpipe.dropped())
         dropped = tel.query_log_dropped()
@@ -563,9 +576,14 @@ class AdminServer:
                 "fallback_pool": fallback_name, "ttl": lb.ttl,
             })
         _add_drain_progress(snap, pools, time.time())
-        return {"generation": snap.generation, "health_version": view.version, "load_balancers": lbs,
-                "pools": list(pools.values()),
-                "operator_log": [a.to_json() for a in self.health.audit] if self.health is not None else []}
+        doc: dict[str, Any] = {
+            "generation": snap.generation, "health_version": view.version, "load_balancers": lbs,
+            "pools": list(pools.values()),
+            "operator_log": [a.to_json() for a in self.health.audit] if self.health is not None else []}
+        cluster = self.telemetry.cluster_status()
+        if cluster is not None:
+            doc["cluster"] = cluster
+        return doc
 
     async def status(self, request: web.Request) -> web.Response:
         """``GET /status``: JSON of load balancers, pools and origins."""

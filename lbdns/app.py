@@ -349,7 +349,8 @@ class App:
         from lbdns.health_runtime import HealthRuntime
 
         assert self.health is not None
-        self.health_runtime = HealthRuntime(self.settings, self.health, self.notifier)
+        pop = self._pop(self.settings.pop) if self.settings.cluster is not None else None
+        self.health_runtime = HealthRuntime(self.settings, self.health, self.notifier, pop)
         await self.health_runtime.start(warm_start=self.settings.warm_start)
 
     async def _start_admin(self) -> None:
@@ -383,6 +384,16 @@ class App:
         """Process id of the probe worker (None inline, while it is down, or without probes)."""
         return self.health_runtime.worker_pid if self.health_runtime is not None else None
 
+    def cluster_status(self) -> dict[str, Any] | None:
+        """The shared-health section of ``/status`` (store state, vantages), None without ``cluster:``."""
+        rt = self.health_runtime
+        return rt.cluster.status() if rt is not None and rt.cluster is not None else None
+
+    def cluster_metrics(self) -> dict[str, Any] | None:
+        """The shared-health store figures for ``/metrics``, None without ``cluster:``."""
+        rt = self.health_runtime
+        return rt.cluster.metrics() if rt is not None and rt.cluster is not None else None
+
     def query_log_dropped(self) -> int | None:
         """Query log lines dropped, None without a query log."""
         return int(self.query_log.dropped) if self.query_log is not None else None
@@ -394,6 +405,8 @@ class App:
         assert self.ref is not None
         if self.health is not None and dict(view.controls) != dict(owned := self.health.book.controls):
             view = replace(view, controls=MappingProxyType(dict(owned)))
+        if self.health_runtime is not None:
+            view = self.health_runtime.decorate(view)
         self.ref.publish_health(apply_overrides(view, self.settings.health_overrides))
         if self.resolver is not None:
             self.resolver.health_changed()  # names lbdns answers itself may follow health

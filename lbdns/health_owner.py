@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from lbdns.config.model import Pool
 from lbdns.config.monitor_types import MONITOR_KINDS
-from lbdns.health.book import HealthBook, MemberKey
+from lbdns.health.book import HealthBook, MemberKey, ProbeOutcome
 from lbdns.health.control import Control, ControlEntry, ControlKey, NotPushable, PushedReport, UnknownTarget
 from lbdns.health.pool_health import pool_healthy
 from lbdns.health.tracker import Transition
@@ -234,11 +234,21 @@ class HealthRecorder:
 
     def probe_done(self, key: MemberKey, result: ProbeResult, lag: float | None) -> None:
         """Record one probe result (see :class:`ProbeSink`)."""
+        self.count_probe(result, lag)
+        self.record_result(key, result)
+
+    def count_probe(self, result: ProbeResult, lag: float | None) -> None:
+        """Count one probe run here (``/metrics``) without recording it into health."""
         self.probes_run += 1
         if not result.passed:
             self.probes_failed += 1
         if lag is not None:
             self.schedule_lag.append(lag)
+
+    def record_result(self, key: MemberKey, result: ProbeOutcome) -> None:
+        """Step the state machine of target ``key`` with one (possibly aggregated) result,
+        without counting it as a probe run here (the cluster's vote over vantages feeds its
+        aggregate through this, docs/scaling.md). Unknown keys are ignored."""
         target = self._targets.get(key)
         if target is None:  # removed by a reload while the probe ran
             return

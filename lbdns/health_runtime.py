@@ -13,22 +13,45 @@ so a restart does not send every query to the fallback pool while health is UNKN
 from __future__ import annotations
 
 import logging
+import socket
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from lbdns.config.monitor_types import MONITOR_KINDS
 from lbdns.config.settings import ServerSettings
+from lbdns.health.view import HealthView
 from lbdns.health_owner import HealthRecorder
 from lbdns.probes.scheduler import ProbeScheduler
+from lbdns.probes.sink import ProbeSink
 from lbdns.probes.targets import ProbeTarget, build_targets
 from lbdns.probes.worker import ProbeWorker, WorkerOptions
 from lbdns.snapshot import Snapshot
 
+if TYPE_CHECKING:
+    from lbdns.cluster.node import ClusterNode
+    from lbdns.geo.pops import Pop
+
 log = logging.getLogger("lbdns.health")
 
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def _cluster_node(settings: ServerSettings, pop: Pop, recorder: HealthRecorder,
+                  retarget: Callable[[list[ProbeTarget]], None]) -> ClusterNode:
+    """The cluster side of this instance: vantage id ``cluster.instance_id`` (default
+    ``<pop>-<host name>``) in the region of the server's PoP ``pop``."""
+    from lbdns.cluster.node import ClusterNode
+    from lbdns.cluster.store import connect
+
+    s = settings
+    assert s.cluster is not None
+    vantage = s.cluster.instance_id or f"{pop.code}-{socket.gethostname()}"
+    return ClusterNode(connect(s.cluster), s.cluster.key_prefix, vantage, pop.region, pop.code, recorder,
+                       sync_interval=s.cluster.sync_interval, timeout=s.cluster.timeout,
+                       rtt_by_region=s.rtt_scope == "region", prober=s.cluster.probe, retarget=retarget)
 
 
 def all_targets(snapshot: Snapshot, local_address: Callable[[str], str | None] | None = None) -> list[ProbeTarget]:
@@ -60,27 +83,55 @@ def wire_targets(recorder: HealthRecorder, snapshot: Snapshot, *, publish: bool 
 class HealthRuntime:
     """Owns the probing for a health owner (:class:`HealthRecorder`, created by the
     application): a :class:`ProbeWorker` (``probe_isolation: process``, the default) or a
-    :class:`ProbeScheduler` in this event loop (``inline``) reporting to it. Takes the server
-    settings, the health owner (its targets already set by :func:`wire_targets`) and the
-    webhook notifier whose count /metrics shows (owned and closed by the application)."""
+    :class:`ProbeScheduler` in this event loop (``inline``) reporting to it — through the
+    cluster node when ``cluster:`` is set (docs/scaling.md). Takes the server settings, the
+    health owner (its targets already set by :func:`wire_targets`), the webhook notifier whose
+    count /metrics shows (owned and closed by the application) and the server's PoP (the
+    vantage's region in a cluster)."""
 
-    def __init__(self, settings: ServerSettings, recorder: HealthRecorder, notifier: Any = None) -> None:
+    def __init__(self, settings: ServerSettings, recorder: HealthRecorder, notifier: Any = None,
+                 pop: Pop | None = None) -> None:
         s = settings
+        self.settings = settings
         self.notifier = notifier
         self.recorder = recorder
+        self.cluster: ClusterNode | None = None
         targets = probed(recorder.targets)
+        sink: ProbeSink = recorder
+        if s.cluster is not None:
+            assert pop is not None
+            self.cluster = _cluster_node(s, pop, recorder, self._retarget)
+            sink = self.cluster
+            targets = self.cluster.set_targets(targets)
+        self._probe_targets = targets
         self.worker: ProbeWorker | None = None
         self.scheduler: ProbeScheduler | None = None
         if s.probe_isolation == "process":
-            self.worker = ProbeWorker(self.recorder, WorkerOptions(
+            self.worker = ProbeWorker(sink, WorkerOptions(
                 concurrency=s.probe_concurrency, strict_public_endpoints=s.strict_public_endpoints,
                 cpus=tuple(s.probe_cpus) if s.probe_cpus else None, nice=s.probe_nice,
                 log_level=logging.getLogger().getEffectiveLevel(),
-                upstream_resolvers=tuple(s.upstream_resolvers)))
+                upstream_resolvers=tuple(s.upstream_resolvers), source_address=s.probe_source_address))
         else:
-            self.scheduler = ProbeScheduler(targets, self.recorder, concurrency=s.probe_concurrency,
+            self.scheduler = ProbeScheduler(targets, sink, concurrency=s.probe_concurrency,
                                             strict_public_endpoints=s.strict_public_endpoints,
-                                            upstream_resolvers=s.upstream_resolvers)
+                                            upstream_resolvers=s.upstream_resolvers,
+                                            source_address=s.probe_source_address)
+
+    def decorate(self, view: HealthView) -> HealthView:
+        """``view`` with the cluster's per-region RTTs when ``rtt_scope: region`` (the
+        application applies this to every view it publishes); ``view`` itself otherwise."""
+        if self.cluster is not None and self.settings.rtt_scope == "region":
+            return replace(view, region_rtt=MappingProxyType(dict(self.cluster.region_rtt)))
+        return view
+
+    def _retarget(self, targets: list[ProbeTarget]) -> None:
+        """The cluster changed which targets this vantage probes (store lost or back)."""
+        self._probe_targets = targets
+        if self.worker is not None:
+            self.worker.replace_targets(targets)
+        elif self.scheduler is not None:
+            self.scheduler.replace_targets(targets)
 
     @property
     def worker_pid(self) -> int | None:
@@ -90,7 +141,9 @@ class HealthRuntime:
     async def start(self, *, warm_start: bool) -> None:
         """Optionally run one warm-start round (publishing its result), then start periodic
         probing. Raises OSError when the probe worker cannot be spawned."""
-        targets = probed(self.recorder.targets)
+        if self.cluster is not None:
+            await self.cluster.start()
+        targets = self._probe_targets
         if self.worker is not None:
             await self.worker.start(targets, warm_start=warm_start)
         else:
@@ -107,6 +160,9 @@ class HealthRuntime:
         """Switch to a reloaded configuration's targets (the health owner has them already,
         see :func:`wire_targets`)."""
         targets = probed(self.recorder.targets)
+        if self.cluster is not None:
+            targets = self.cluster.set_targets(targets)
+        self._probe_targets = targets
         if self.worker is not None:
             self.worker.replace_targets(targets)
         elif self.scheduler is not None:
@@ -118,6 +174,8 @@ class HealthRuntime:
             await self.worker.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         self.recorder.flush()
 
     def metrics(self) -> dict[str, Any]:

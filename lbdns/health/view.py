@@ -79,6 +79,19 @@ class HealthView:
     controls: Mapping[ControlKey, ControlEntry] = field(default_factory=lambda: MappingProxyType({}))
     """Operator states by (pool id, origin name or None for the pool), see
     :mod:`lbdns.health.control`; part of what ``states_token`` stands for."""
+    region_rtt: Mapping[tuple[str, str], PoolRtt] = field(default_factory=lambda: MappingProxyType({}))
+    """(pool id, region code) → the pool's RTT measured from that region's vantages
+    (``rtt_scope: region``; empty otherwise)."""
+
+    def rtt_for(self, pool_id: str, region: str | None) -> PoolRtt | None:
+        """The pool's RTT as seen from ``region`` (Cloudflare docs: Load Balancing › Global
+        traffic steering › Dynamic: per-region latency) when that region has data, else the
+        pool's own RTT; None without data."""
+        if region is not None and self.region_rtt:
+            rtt = self.region_rtt.get((pool_id, region))
+            if rtt is not None:
+                return rtt
+        return self.pool_rtt.get(pool_id)
 
     def origin(self, pool_id: str, origin_name: str) -> OriginHealth:
         """The health of (pool, origin); UNKNOWN when nothing was recorded."""
@@ -107,7 +120,7 @@ class HealthView:
         if rtt:
             new_rtt.update(rtt)
         return HealthView(self.version + 1, MappingProxyType(merged), MappingProxyType(new_rtt),
-                          controls=self.controls)
+                          controls=self.controls, region_rtt=self.region_rtt)
 
 
 EMPTY_HEALTH = HealthView()

@@ -67,7 +67,8 @@ class WorkerOptions:
     ``strict_public_endpoints`` (R-MON-16); ``cpus``: CPU ids the worker may run on (None ⇒
     inherited from the server); ``nice``: added to the worker's nice value (0–19, a lower
     priority than the query loop); ``log_level``: the logging level number;
-    ``round_rate`` and ``upstream_resolvers``: see :class:`~lbdns.probes.scheduler.ProbeScheduler`."""
+    ``round_rate``, ``upstream_resolvers`` and ``source_address``: see
+    :class:`~lbdns.probes.scheduler.ProbeScheduler`."""
 
     concurrency: int = 256
     strict_public_endpoints: bool = False
@@ -76,6 +77,7 @@ class WorkerOptions:
     log_level: int = logging.WARNING
     round_rate: float = 500.0
     upstream_resolvers: tuple[str, ...] = ()
+    source_address: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +153,8 @@ async def _serve(in_fd: int, out_fd: int) -> None:
                 scheduler = ProbeScheduler(msg[2], sink, concurrency=options.concurrency,
                                            strict_public_endpoints=options.strict_public_endpoints,
                                            round_rate=options.round_rate,
-                                           upstream_resolvers=options.upstream_resolvers)
+                                           upstream_resolvers=options.upstream_resolvers,
+                                           source_address=options.source_address)
             elif scheduler is None:
                 raise ValueError(f"probe worker: {kind!r} before 'start'")
             elif kind == "targets":
