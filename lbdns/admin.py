@@ -98,6 +98,7 @@ class Telemetry(Protocol):
     def query_log_dropped(self) -> int | None: ...
     def cluster_status(self) -> dict[str, Any] | None: ...
     def cluster_metrics(self) -> dict[str, Any] | None: ...
+    def webhook_metrics(self) -> dict[str, int] | None: ...
 
 
 _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
@@ -107,6 +108,39 @@ def qtype_name(qtype: int) -> str:
     """The ``qtype`` label of a counted QTYPE bucket: its mnemonic, or ``other`` (see
     :data:`lbdns.server.counters.QTYPE_BUCKET`)."""
     return QTYPE_NAMES.get(qtype, "other")
+
+
+def cluster_families(cm: dict[str, Any] | None) -> Iterator[Any]:
+    """The shared-health store families of ``/metrics`` from the cluster figures (none
+    without ``cluster:``)."""
+    if cm is None:
+        return
+    yield GaugeMetricFamily("lbdns_cluster_store_up",
+                            "1 while the shared health store is reachable, 0 while this instance "
+                            "decides health on its own probes", value=cm["store_up"])
+    yield CounterMetricFamily("lbdns_cluster_store_errors", "Failed operations on the shared health store",
+                              value=cm["store_errors"])
+    yield GaugeMetricFamily("lbdns_cluster_vantages", "Vantages (instances) whose results count, "
+                            "this one included", value=cm["vantages"])
+    yield CounterMetricFamily("lbdns_cluster_store_commands", "Commands sent to the shared health store",
+                              value=cm["store_commands"])
+
+
+def webhook_families(wm: dict[str, int] | None) -> Iterator[Any]:
+    """The notification webhook families of ``/metrics`` from its delivery counters (none
+    without ``notification_webhook``)."""
+    if wm is None:
+        return
+    ev = CounterMetricFamily("lbdns_webhook_events", "Notification webhook events by outcome: sent "
+                             "(2xx), failed (gave up after retry_for), dropped (queue full)",
+                             labels=["outcome"])
+    for outcome in ("sent", "failed", "dropped"):
+        ev.add_metric([outcome], wm[outcome])
+    yield ev
+    yield CounterMetricFamily("lbdns_webhook_attempts_failed", "Webhook delivery attempts that failed "
+                              "and were retried or given up", value=wm["attempts_failed"])
+    yield GaugeMetricFamily("lbdns_webhook_pending", "Webhook events waiting to be delivered",
+                            value=wm["pending"])
 
 
 def serving_fallbacks(snapshot: Snapshot, view: HealthView) -> dict[str, list[str]]:
@@ -383,17 +417,8 @@ class _Collector(Collector):
             yield lq
             yield CounterMetricFamily("lbdns_probe_worker_restarts", "Probe worker processes restarted after dying",
                                       value=m["worker_restarts"])
-            cm = tel.cluster_metrics()
-            if cm is not None:
-                yield GaugeMetricFamily("lbdns_cluster_store_up",
-                                        "1 while the shared health store is reachable, 0 while this instance "
-                                        "decides health on its own probes", value=cm["store_up"])
-                yield CounterMetricFamily("lbdns_cluster_store_errors", "Failed operations on the shared health store",
-                                          value=cm["store_errors"])
-                yield GaugeMetricFamily("lbdns_cluster_vantages", "Vantages (instances) whose results count, "
-                                        "this one included", value=cm["vantages"])
-                yield CounterMetricFamily("lbdns_cluster_store_commands", "Commands sent to the shared health store",
-                                          value=cm["store_commands"])
+        yield from cluster_families(tel.cluster_metrics())
+        yield from webhook_families(tel.webhook_metrics())
         yield CounterMetricFamily("lbdns_log_lines_dropped", "Log lines dropped because stderr was not keeping up",
                                   value=logpipe.dropped())
         dropped = tel.query_log_dropped()

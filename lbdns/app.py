@@ -394,6 +394,15 @@ class App:
         rt = self.health_runtime
         return rt.cluster.metrics() if rt is not None and rt.cluster is not None else None
 
+    def webhook_metrics(self) -> dict[str, int] | None:
+        """The notification webhook's delivery counters (``sent``, ``failed``, ``dropped``,
+        ``attempts_failed``, ``pending``), None without ``notification_webhook``."""
+        n = self.notifier
+        if n is None:
+            return None
+        return {"sent": n.sent, "failed": n.failed, "dropped": n.dropped, "attempts_failed": n.attempts_failed,
+                "pending": n.pending}
+
     def query_log_dropped(self) -> int | None:
         """Query log lines dropped, None without a query log."""
         return int(self.query_log.dropped) if self.query_log is not None else None
