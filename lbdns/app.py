@@ -30,7 +30,8 @@ from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import LoadedConfig, load_config
 from lbdns.errors import ConfigError, Issue
 from lbdns.geo.pops import Pop
-from lbdns.health.view import HealthView, OriginHealth, OriginState
+from lbdns.health.overrides import apply_overrides
+from lbdns.health.view import HealthView
 from lbdns.server.counters import QueryCounters
 from lbdns.server.handler import Handler
 from lbdns.server.hostnames import HostnameResolver, hostnames_of
@@ -40,12 +41,12 @@ from lbdns.server.transports import TcpServer, UdpServer
 from lbdns.snapshot import Snapshot, build_snapshot
 
 if TYPE_CHECKING:
+    from lbdns.health_owner import HealthRecorder
     from lbdns.health_runtime import HealthRuntime
     from lbdns.workers import WorkerPool
 
 log = logging.getLogger("lbdns")
 
-_STATES = {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY, "unknown": OriginState.UNKNOWN}
 RETIRE_SLICE = 500
 """Owner names (or answer-memo entries) of a replaced snapshot released per event-loop iteration
 (freeing 30,000 names at once holds the loop ~40 ms; 500 take ~1 ms)."""
@@ -100,22 +101,6 @@ class BoundListener:
         return f"{self.transport} {host_port(self.address, self.port)} (PoP {self.pop})"
 
 
-def apply_overrides(view: HealthView, settings: ServerSettings) -> HealthView:
-    """A view with ``health_overrides`` from lbdns.yaml applied on top (static health).
-
-    The result keeps ``view.states_token``: the overrides are fixed for the process's
-    lifetime and every published view passes through here, so equal base states still mean
-    equal served states."""
-    if not settings.health_overrides:
-        return view
-    merged = dict(view.origins)
-    for o in settings.health_overrides:
-        old = merged.get((o.pool, o.origin), OriginHealth())
-        merged[(o.pool, o.origin)] = OriginHealth(_STATES[o.state], "static override", old.last_probe_at,
-                                                  old.rtt_ms, old.response_code)
-    return HealthView(view.version, MappingProxyType(merged), view.pool_rtt, view.states_token)
-
-
 @dataclass
 class App:
     """A running lbdns instance. ``zones_dir`` holds the zone YAML; ``geo`` is a
@@ -139,6 +124,8 @@ class App:
     notifier: Any = None
     """The :class:`~lbdns.probes.notify.WebhookNotifier` of ``notification_webhook`` (None: off);
     health events and reload-made pool-enablement changes go through it."""
+    health: HealthRecorder | None = None
+    """The health owner: the one writer of health (probe results, pushed reports, operator states)."""
     admin: Any = None
     _watch: asyncio.Task[None] | None = None
     _mtimes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
@@ -223,25 +210,19 @@ class App:
         self._mtimes = self._scan()  # before reading: a change made while loading is noticed
         snap = self.load()
         self._open_geo()
-        view = apply_overrides(HealthView(), self.settings)
-        if self.settings.worker_count > 1:
-            from lbdns.workers import FanoutRef, WorkerPool
-
-            self.workers = WorkerPool(self, self.settings.worker_count)
-            self.ref = FanoutRef(Current(snap, view), self.workers)
-        else:
-            self.ref = StateRef(Current(snap, view))
+        ref = self.ref = self._make_ref(Current(snap, apply_overrides(HealthView(), self.settings.health_overrides)))
         gc.collect()  # the start-up load's garbage, once, before anything listens
         gc.freeze()
         self._spawn(self._settle_periodically())
         resolver = self.resolver = HostnameResolver(self.settings.upstream_resolvers,
                                                     max_ttl=float(self.settings.hostname_cache_max_ttl))
-        ref = self.ref
         resolver.use_local(LocalAnswers(lambda: ref.current, self._pop(self.settings.pop), resolver.lookup_for_local))
         names = hostnames_of(snap.pools.values())
         await resolver.prepare(names)  # before warm start and the listeners: the first answers have them
         resolver.track(names)
         resolver.start()
+        self._start_notifier()
+        self._start_health_owner(snap)  # after the resolver: in-zone hostname origins are probed at its answers
         from lbdns.querylog import open_query_log
 
         try:
@@ -259,13 +240,12 @@ class App:
                 h(*a)
 
         on_answer = None if not hooks else hooks[0] if len(hooks) == 1 else fanout
-        self.handler = Handler(self.ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.addresses, rng=self.rng,
+        self.handler = Handler(ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.addresses, rng=self.rng,
                                counters=self.counters, on_answer=on_answer)
-        self._start_notifier()
         await self._start_health(snap)
         if self.workers is not None:
             self.workers.bind(self.listeners)
-            await self.workers.start(self.ref.current.snapshot)
+            await self.workers.start(ref.current.snapshot)
         for lst in self.settings.listen if self.workers is None else ():
             code = lst.pop or self.settings.pop
             pop = self._pop(code)
@@ -288,6 +268,16 @@ class App:
         await self._start_admin()
         if self.admin is not None and self.workers is not None:
             self.admin.registry.register(self.workers.collector())
+
+    def _make_ref(self, current: Current) -> StateRef:
+        """The published state: with workers (``workers`` > 1) a :class:`~lbdns.workers.FanoutRef`
+        that also sends every publication to them."""
+        if self.settings.worker_count > 1:
+            from lbdns.workers import FanoutRef, WorkerPool
+
+            self.workers = WorkerPool(self, self.settings.worker_count)
+            return FanoutRef(current, self.workers)
+        return StateRef(current)
 
     async def _bind(self, address: str, port: int, transport: str, family: int, pop: Pop, code: str,
                     out: list[BoundListener]) -> None:
@@ -332,14 +322,37 @@ class App:
 
             raise ConfigError([Issue(Location("lbdns.yaml"), "notification_webhook.secret_file", "E-SETTINGS",
                                      str(exc))]) from None
+    def _start_health_owner(self, snap: Snapshot) -> None:
+        """Create the health owner, hand it the configuration and restore the operator states
+        from the state file."""
+        from lbdns.health_owner import FileControlStore, HealthRecorder, default_state_path
+        from lbdns.health_runtime import wire_targets
+
+        assert self.ref is not None
+        path = Path(self.settings.operator_state_file) if self.settings.operator_state_file else default_state_path()
+        self.health = HealthRecorder(self.publish_health, rtt_alpha=self.settings.rtt_ewma_alpha,
+                                     initial_version=self.ref.current.health.version, store=FileControlStore(path))
+        self.health.on_event = self.notifier
+        wire_targets(self.health, snap, publish=False, local_address=self._local_address())
+        if self.health.load_controls():
+            self.health.publish_now()
+
+    def _local_address(self) -> Callable[[str], str | None] | None:
+        """Hostname → the address lbdns answers for it (names in its own zones), None before start."""
+        return self.resolver.local_address if self.resolver is not None else None
 
     async def _start_health(self, snap: Snapshot) -> None:
-        """Start the probe scheduler when the config has monitors (and probes are enabled)."""
-        if not self.settings.probes_enabled or not snap.config.monitors:
+        """Start probing when the config has monitors that are probed (and probes are enabled)."""
+        from lbdns.config.monitor_types import MONITOR_KINDS
+
+        if not self.settings.probes_enabled or not any(MONITOR_KINDS[m.type].probed
+                                                       for m in snap.config.monitors.values()):
             return
         from lbdns.health_runtime import HealthRuntime
 
-        self.health_runtime = HealthRuntime(self, snap)
+        assert self.health is not None
+        pop = self._pop(self.settings.pop) if self.settings.cluster is not None else None
+        self.health_runtime = HealthRuntime(self.settings, self.health, self.notifier, pop)
         await self.health_runtime.start(warm_start=self.settings.warm_start)
 
     async def _start_admin(self) -> None:
@@ -347,18 +360,75 @@ class App:
             return
         from lbdns.admin import AdminServer
 
-        self.admin = AdminServer(self)
+        self.admin = AdminServer(self, self, self.health, self)
         try:
             await self.admin.start()
         except OSError as exc:
             a = self.settings.admin
             raise ListenError("admin http", a.address, a.port, _bind_cause(exc)) from exc
 
+    # -- what the admin listener reads (lbdns.admin's StateReader and Telemetry) -------------------
+    def served(self) -> Current | None:
+        """The published (snapshot, health view), None before start."""
+        return self.ref.current if self.ref is not None else None
+
+    def rrl_stats(self) -> Any:
+        """The response rate limiter (its counters), None when off."""
+        return self.handler.rrl if self.handler is not None else None
+
+    def probe_metrics(self) -> dict[str, Any] | None:
+        """The probe figures (:meth:`HealthRuntime.metrics` plus ``worker``: True when probes run
+        in a worker process), None while nothing is probed."""
+        rt = self.health_runtime
+        return None if rt is None else {**rt.metrics(), "worker": rt.worker is not None}
+
+    def probe_worker_pid(self) -> int | None:
+        """Process id of the probe worker (None inline, while it is down, or without probes)."""
+        return self.health_runtime.worker_pid if self.health_runtime is not None else None
+
+    def cluster_status(self) -> dict[str, Any] | None:
+        """The shared-health section of ``/status`` (store state, vantages), None without ``cluster:``."""
+        rt = self.health_runtime
+        return rt.cluster.status() if rt is not None and rt.cluster is not None else None
+
+    def cluster_metrics(self) -> dict[str, Any] | None:
+        """The shared-health store figures for ``/metrics``, None without ``cluster:``."""
+        rt = self.health_runtime
+        return rt.cluster.metrics() if rt is not None and rt.cluster is not None else None
+
+    def webhook_metrics(self) -> dict[str, int] | None:
+        """The notification webhook's delivery counters (``sent``, ``failed``, ``dropped``,
+        ``attempts_failed``, ``pending``), None without ``notification_webhook``."""
+        n = self.notifier
+        if n is None:
+            return None
+        return {"sent": n.sent, "failed": n.failed, "dropped": n.dropped, "attempts_failed": n.attempts_failed,
+                "pending": n.pending}
+
+    async def refresh_workers(self) -> None:
+        """With workers (``workers`` > 1): collect their counters into :attr:`counters` (and the
+        response rate limiter's), for ``/metrics`` and ``/status``; nothing otherwise."""
+        if self.workers is not None:
+            self.counters = await self.workers.refresh()
+
+    def workers_status(self) -> list[dict[str, Any]] | None:
+        """The ``workers`` section of ``/status`` (one entry per worker), None without workers."""
+        return self.workers.status() if self.workers is not None else None
+
+    def query_log_dropped(self) -> int | None:
+        """Query log lines dropped, None without a query log."""
+        return int(self.query_log.dropped) if self.query_log is not None else None
+
     # -- reload ------------------------------------------------------------------------------
     def publish_health(self, view: HealthView) -> None:
-        """Publish a new health view (static overrides re-applied)."""
+        """Publish a new health view (static overrides re-applied). A view not made by the
+        health owner (tests, tools) gets the owner's operator states attached."""
         assert self.ref is not None
-        self.ref.publish_health(apply_overrides(view, self.settings))
+        if self.health is not None and dict(view.controls) != dict(owned := self.health.book.controls):
+            view = replace(view, controls=MappingProxyType(dict(owned)))
+        if self.health_runtime is not None:
+            view = self.health_runtime.decorate(view)
+        self.ref.publish_health(apply_overrides(view, self.settings.health_overrides))
         if self.resolver is not None:
             self.resolver.health_changed()  # names lbdns answers itself may follow health
 
@@ -441,6 +511,10 @@ class App:
         self.generation = snap.generation
         self.last_rejection = self.last_errors = ()
         self._log_warnings(snap.config.warnings)
+        if self.health is not None:
+            from lbdns.health_runtime import wire_targets
+
+            wire_targets(self.health, snap, local_address=self._local_address())
         if self.health_runtime is not None:
             await self.health_runtime.reconfigure(snap)
         elif self.settings.probes_enabled and snap.config.monitors:
@@ -581,6 +655,8 @@ class App:
             await self._builder.stop()
         if self.health_runtime is not None:
             await self.health_runtime.stop()
+        if self.health is not None:
+            self.health.flush()
         if self.notifier is not None:
             await self.notifier.aclose()
         if self.resolver is not None:

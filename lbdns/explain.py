@@ -23,9 +23,10 @@ import dns.rcode
 import dns.rdatatype
 
 from lbdns.answer import QueryEnv, resolve
-from lbdns.app import apply_overrides
 from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import load_config
+from lbdns.health.control import ControlEntry, ControlKey
+from lbdns.health.overrides import apply_overrides
 from lbdns.health.view import HealthView, OriginHealth, OriginState, PoolRtt
 from lbdns.server.handler import GeoLocator
 from lbdns.snapshot import build_snapshot
@@ -37,19 +38,26 @@ _STATES = {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY}
 
 
 def health_from_status(doc: dict[str, Any]) -> HealthView:
-    """A :class:`HealthView` rebuilt from a ``/status`` document of a running server."""
+    """A :class:`HealthView` rebuilt from a ``/status`` document of a running server, operator
+    states included (so explain applies the same usable rule as the server)."""
     now = time.monotonic()
     origins: dict[tuple[str, str], OriginHealth] = {}
     rtt: dict[str, PoolRtt] = {}
+    controls: dict[ControlKey, ControlEntry] = {}
     for pool in doc.get("pools", []):
+        if pool.get("control"):
+            controls[(pool["id"], None)] = ControlEntry.from_json(pool["control"])
         for o in pool.get("origins", []):
+            if o.get("control"):
+                controls[(pool["id"], o["name"])] = ControlEntry.from_json(o["control"])
             state = _STATES.get(str(o.get("health")), OriginState.UNKNOWN)
             origins[(pool["id"], o["name"])] = OriginHealth(state, o.get("failure_reason") or "",
                                                             o.get("last_probe_at"), o.get("rtt_ms"),
                                                             o.get("response_code"))
         if pool.get("rtt_ewma_ms") is not None:
             rtt[pool["id"]] = PoolRtt(float(pool["rtt_ewma_ms"]), now)
-    return HealthView(int(doc.get("health_version", 0)), MappingProxyType(origins), MappingProxyType(rtt))
+    return HealthView(int(doc.get("health_version", 0)), MappingProxyType(origins), MappingProxyType(rtt),
+                      controls=MappingProxyType(controls))
 
 
 def fetch_health(url: str, timeout: float = 2.0) -> HealthView | None:
@@ -136,7 +144,7 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
             f"no server reachable at {url}: monitored origins count as UNKNOWN (down)")
         if health is None:
             health = HealthView()
-    health = apply_overrides(health, settings)
+    health = apply_overrides(health, settings.health_overrides)
     catalogue = load_pops(Path(settings.pops_file) if settings.pops_file else None)
     pop_code = pop or settings.pop
     the_pop = catalogue.get(pop_code)

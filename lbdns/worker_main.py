@@ -11,8 +11,9 @@ Protocol (frames of :mod:`lbdns.ipc`). On stdin, from the control process: ``("i
 WorkerInit)`` first; then snapshot frames exactly as the snapshot builder sends them
 (``head``, ``nodes``…, ``done``, see :mod:`lbdns.builder`) followed by ``("commit",
 generation)`` to publish the assembled snapshot or ``("abort",)`` to drop it; ``("health",
-version, changed, removed, pool_rtt, token)`` to publish a health view (the origins changed
-since the last one and the keys removed; ``removed`` None: ``changed`` is the whole view); ``("stats", request)``;
+version, changed, removed, rest, token)`` to publish a health view (the origins changed since
+the last one and the keys removed, ``removed`` None: ``changed`` is the whole view; ``rest``
+the view's other fields); ``("stats", request)``;
 ``("reopen",)`` (the query log, after rotation); ``("stop",)``. On stdout, to the control
 process: ``("ready", pid, generation, health_version)`` once it answers, ``("installed",
 generation)`` after each later commit, ``("stats", request, figures)``.
@@ -99,7 +100,7 @@ class Worker:
     def _apply_health(self, msg: tuple[Any, ...]) -> None:
         from lbdns.health.view import HealthView
 
-        _, version, changed, removed, pool_rtt, token_id = msg
+        _, version, changed, removed, rest, token_id = msg
         if removed is None:
             origins = changed
         else:  # a new dict: the published view stays as it was for whoever holds it
@@ -110,7 +111,8 @@ class Worker:
         self._origins = origins
         if token_id != self._tokens[0]:  # equal states in the control process: equal token here
             self._tokens = (token_id, object())
-        view = HealthView(version, MappingProxyType(origins), MappingProxyType(pool_rtt), self._tokens[1])
+        rest = {k: MappingProxyType(v) if isinstance(v, dict) else v for k, v in rest.items()}
+        view = HealthView(version=version, origins=MappingProxyType(origins), states_token=self._tokens[1], **rest)
         if self.ref is None:
             self.pending_health = view
         else:

@@ -36,8 +36,8 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -353,14 +353,16 @@ class WorkerPool:
         self._write(self._health_message(view, last))
 
     def _health_message(self, view: HealthView, last: HealthView | None) -> bytes:
-        """``("health", version, changed, removed, pool_rtt, token)``; ``removed`` None: the
-        whole view (``changed`` is every origin)."""
+        """``("health", version, changed, removed, rest, token)``; ``removed`` None: the whole
+        view (``changed`` is every origin); ``rest``: the view's other fields (pool RTTs, operator
+        states, …) as plain dicts (:func:`_view_rest`)."""
+        rest = _view_rest(view)
         if last is None:
-            return encode(("health", view.version, dict(view.origins), None, dict(view.pool_rtt), self._token[0]))
+            return encode(("health", view.version, dict(view.origins), None, rest, self._token[0]))
         before = last.origins
         changed = {k: h for k, h in view.origins.items() if before.get(k) is not h}
         removed = list(before.keys() - view.origins.keys())
-        return encode(("health", view.version, changed, removed, dict(view.pool_rtt), self._token[0]))
+        return encode(("health", view.version, changed, removed, rest, self._token[0]))
 
     def assembly(self) -> TeeAssembly:
         """The assembly of a reload's build: relays its frames to the workers."""
@@ -483,6 +485,17 @@ class WorkerPool:
         for sock in self.socks:
             sock.close()
         self.socks.clear()
+
+
+def _view_rest(view: HealthView) -> dict[str, Any]:
+    """Every field of ``view`` but ``version``, ``origins`` and ``states_token``, mappings as
+    plain dicts (a mapping proxy does not pickle)."""
+    out: dict[str, Any] = {}
+    for f in fields(view):
+        if f.name not in ("version", "origins", "states_token"):
+            value = getattr(view, f.name)
+            out[f.name] = dict(value) if isinstance(value, Mapping) else value
+    return out
 
 
 def _check_free(kind: str, family: int, address: str, port: int) -> None:

@@ -240,13 +240,15 @@ _PROXIMITY_MEMO: dict[tuple[int, float, float], tuple[tuple[CompiledPool, ...], 
 networks share coordinates, so the order is computed once per place."""
 
 
-def _latency_order(eff: Effective, view: HealthView, now: float, d: Decision) -> list[CompiledPool]:
+def _latency_order(eff: Effective, view: HealthView, now: float, d: Decision,
+                   region: str | None = None) -> list[CompiledPool]:
     """Pools with current RTT data first by EWMA, then the rest in failover order (Cloudflare
-    docs: Load Balancing › Global traffic steering › Dynamic)."""
+    docs: Load Balancing › Global traffic steering › Dynamic); the RTT is the one measured from
+    ``region`` (the querying PoP's) when the view has per-region data (``rtt_scope: region``)."""
     timed: list[tuple[float, int, CompiledPool]] = []
     rest: list[CompiledPool] = []
     for i, p in enumerate(eff.default_pools):
-        rtt = view.pool_rtt.get(p.id) if p.monitored else None
+        rtt = view.rtt_for(p.id, region) if p.monitored else None
         if rtt is not None and rtt.is_current(now):
             timed.append((rtt.ewma_ms, i, p))
         else:
@@ -284,7 +286,7 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
     elif policy == "proximity":
         candidates = _ordered(_proximity_order(eff, locate, d), view, q, rng, lookup, d)
     elif policy == "dynamic_latency":
-        candidates = _ordered(_latency_order(eff, view, q.now, d), view, q, rng, lookup, d)
+        candidates = _ordered(_latency_order(eff, view, q.now, d, q.pop_region), view, q, rng, lookup, d)
     else:  # validated at load time; be safe
         candidates = _ordered(eff.default_pools, view, q, rng, lookup, d)
     for pool in candidates:
