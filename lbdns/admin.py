@@ -1,9 +1,13 @@
 """The admin HTTP listener (loopback by default): ``/metrics`` (Prometheus text format),
-``/status`` (pools, origins and load balancers as JSON, SPEC.md R-LOG-06), ``/healthz``,
-``POST /reload``, and ``POST /health`` to set a static health state for one (pool, origin) —
-the "admin command marking an origin down" used before monitors exist. Who may use it (a
-bearer token for every POST, no cross-site requests, bounded connections and bodies):
-:mod:`lbdns.admin_guard`.
+``/status`` (pools, origins, load balancers and operator states as JSON), ``/healthz``,
+``POST /reload``, ``POST /control`` (operator state of a pool or origin: auto, force_up,
+force_down, drain), ``POST /report`` (pushed health of an origin) and ``POST /health`` (the
+older form of ``/control``). Who may use it (a bearer token for every POST, no cross-site
+requests, bounded connections and bodies): :mod:`lbdns.admin_guard`.
+
+The listener is handed narrow interfaces, not the application: :class:`StateReader` (the
+served snapshot and health), :class:`ReloadControl`, :class:`HealthControl` (the health owner)
+and :class:`Telemetry` (the plain counters ``/metrics`` reads).
 
 Metrics are produced at scrape time by a custom prometheus-client collector that reads the
 plain counters the query path increments (no per-query metric objects).
@@ -17,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -28,14 +32,76 @@ from prometheus_client.utils import floatToGoString
 
 from lbdns import logpipe
 from lbdns.admin_guard import Guard, exposure_warning, json_error, read_json
-from lbdns.health.view import HealthView, OriginHealth, OriginState
-from lbdns.server.counters import QTYPE_NAMES
+from lbdns.config.settings import ServerSettings
+from lbdns.health.control import Control, ControlEntry, NotPushable, UnknownTarget
+from lbdns.health.pool_health import origin_counts_healthy
+from lbdns.health.view import HealthView, OriginHealth
+from lbdns.server.counters import QTYPE_NAMES, QueryCounters
 from lbdns.snapshot import Snapshot
 
-if TYPE_CHECKING:
-    from lbdns.app import App
-
 log = logging.getLogger("lbdns.admin")
+
+
+class Served(Protocol):
+    """The published (snapshot, health view) pair."""
+
+    @property
+    def snapshot(self) -> Snapshot: ...
+    @property
+    def health(self) -> HealthView: ...
+
+
+class StateReader(Protocol):
+    """Read access to the server: its settings and what it serves (None before start)."""
+
+    @property
+    def settings(self) -> ServerSettings: ...
+    def served(self) -> Served | None: ...
+
+
+class ReloadControl(Protocol):
+    """Reloads: request one (see ``App.request_reload``) and read their outcome."""
+
+    def request_reload(self, trigger: str) -> asyncio.Future[bool]: ...
+    @property
+    def reload_stats(self) -> Any: ...
+    @property
+    def last_errors(self) -> tuple[str, ...]: ...
+
+
+class HealthControl(Protocol):
+    """The health owner (:class:`lbdns.health_owner.HealthRecorder`): operator states and pushed
+    reports, with their audit records and counters."""
+
+    async def set_control(self, pool: str, origin: str | None, state: Control, *, who: str = "",
+                          why: str = "") -> tuple[Control, ControlEntry]: ...
+    def push(self, pool: str, origin: str, *, healthy: bool, rtt_ms: float | None = None, reason: str = "",
+             expires_in: float | None = None) -> tuple[Any, float]: ...
+    @property
+    def audit(self) -> Iterable[Any]: ...
+    @property
+    def control_changes(self) -> dict[str, int]: ...
+    @property
+    def reports(self) -> int: ...
+    @property
+    def reports_expired(self) -> int: ...
+
+
+class Telemetry(Protocol):
+    """The plain counters of the query path and the probes that ``/metrics`` reads."""
+
+    @property
+    def counters(self) -> QueryCounters: ...
+    def rrl_stats(self) -> Any: ...
+    def probe_metrics(self) -> dict[str, Any] | None: ...
+    def probe_worker_pid(self) -> int | None: ...
+    def query_log_dropped(self) -> int | None: ...
+    def cluster_status(self) -> dict[str, Any] | None: ...
+    def cluster_metrics(self) -> dict[str, Any] | None: ...
+    def webhook_metrics(self) -> dict[str, int] | None: ...
+    async def refresh_workers(self) -> None: ...
+    def workers_status(self) -> list[dict[str, Any]] | None: ...
+
 
 _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
 
@@ -44,6 +110,39 @@ def qtype_name(qtype: int) -> str:
     """The ``qtype`` label of a counted QTYPE bucket: its mnemonic, or ``other`` (see
     :data:`lbdns.server.counters.QTYPE_BUCKET`)."""
     return QTYPE_NAMES.get(qtype, "other")
+
+
+def cluster_families(cm: dict[str, Any] | None) -> Iterator[Any]:
+    """The shared-health store families of ``/metrics`` from the cluster figures (none
+    without ``cluster:``)."""
+    if cm is None:
+        return
+    yield GaugeMetricFamily("lbdns_cluster_store_up",
+                            "1 while the shared health store is reachable, 0 while this instance "
+                            "decides health on its own probes", value=cm["store_up"])
+    yield CounterMetricFamily("lbdns_cluster_store_errors", "Failed operations on the shared health store",
+                              value=cm["store_errors"])
+    yield GaugeMetricFamily("lbdns_cluster_vantages", "Vantages (instances) whose results count, "
+                            "this one included", value=cm["vantages"])
+    yield CounterMetricFamily("lbdns_cluster_store_commands", "Commands sent to the shared health store",
+                              value=cm["store_commands"])
+
+
+def webhook_families(wm: dict[str, int] | None) -> Iterator[Any]:
+    """The notification webhook families of ``/metrics`` from its delivery counters (none
+    without ``notification_webhook``)."""
+    if wm is None:
+        return
+    ev = CounterMetricFamily("lbdns_webhook_events", "Notification webhook events by outcome: sent "
+                             "(2xx), failed (gave up after retry_for), dropped (queue full)",
+                             labels=["outcome"])
+    for outcome in ("sent", "failed", "dropped"):
+        ev.add_metric([outcome], wm[outcome])
+    yield ev
+    yield CounterMetricFamily("lbdns_webhook_attempts_failed", "Webhook delivery attempts that failed "
+                              "and were retried or given up", value=wm["attempts_failed"])
+    yield GaugeMetricFamily("lbdns_webhook_pending", "Webhook events waiting to be delivered",
+                            value=wm["pending"])
 
 
 def serving_fallbacks(snapshot: Snapshot, view: HealthView) -> dict[str, list[str]]:
@@ -73,6 +172,7 @@ def pool_status(snapshot: Snapshot, view: HealthView, pool_id: str,
     ``fallback_for`` names the LBs it is serving as fallback pool for (status ``no_health``,
     see :func:`serving_fallbacks`)."""
     from lbdns.health.pool_health import pool_status as compute_status
+    from lbdns.health.pool_health import usable_for_steering
 
     pool_model = snapshot.config.pools[pool_id]
     status = compute_status(pool_model, view, serving_as_fallback=bool(fallback_for))
@@ -82,7 +182,8 @@ def pool_status(snapshot: Snapshot, view: HealthView, pool_id: str,
         origins.append({
             "name": o.name, "address": o.address, "enabled": o.enabled, "weight": o.weight,
             "health": h.state.name.lower() if pool_model.monitored else "not monitored",
-            "healthy_for_steering": o.enabled and (not pool_model.monitored or h.state is OriginState.HEALTHY),
+            "healthy_for_steering": origin_counts_healthy(pool_model, o, view),
+            "control": _control_json(view, pool_model.id, o.name),
             "last_probe_at": h.last_probe_at, "failure_reason": h.failure_reason or None,
             "response_code": h.response_code, "rtt_ms": h.rtt_ms,
         })
@@ -93,7 +194,54 @@ def pool_status(snapshot: Snapshot, view: HealthView, pool_id: str,
         "minimum_origins": pool_model.minimum_origins, "status": str(status),
         "serving_as_fallback_for": list(fallback_for),
         "rtt_ewma_ms": rtt.ewma_ms if rtt else None, "origins": origins,
+        "usable_for_steering": usable_for_steering(pool_model, view),
+        "control": _control_json(view, pool_model.id, None),
     }
+
+
+def _control_json(view: HealthView, pool_id: str, origin: str | None) -> dict[str, Any] | None:
+    entry = view.controls.get((pool_id, origin))
+    return entry.to_json() if entry is not None else None
+
+
+def _peer(request: web.Request) -> str:
+    """Who sent an admin request, when the body does not say: ``admin@<peer address>``."""
+    return f"admin@{request.remote or '?'}"
+
+
+def answer_ttls(snapshot: Snapshot) -> dict[str, int]:
+    """Pool id → the largest TTL of the enabled load balancers that can answer from it (any
+    pool reference, rules included): how long a resolver may keep an answer from that pool."""
+    from lbdns.config.refs import pool_refs
+
+    pools = snapshot.config.pools
+    by_name = {p.name: p.id for p in pools.values()}
+    out: dict[str, int] = {}
+    for plan in snapshot.plans.values():
+        lb = plan.model
+        if not lb.enabled:
+            continue
+        ttls = [lb.ttl, *(r.overrides.ttl for r in lb.rules if r.overrides.ttl is not None)]
+        for _, name in pool_refs(lb):
+            pid = by_name.get(name, name)
+            out[pid] = max(out.get(pid, 0), *ttls)
+    return out
+
+
+def _add_drain_progress(snapshot: Snapshot, pools: dict[str, dict[str, Any]], now: float) -> None:
+    """Add to every drain entry of the ``/status`` pools (Cloudflare docs: Load Balancing ›
+    Perform planned maintenance: wait for cached answers to expire): ``left_answers_at`` (the
+    drain took effect at once, so no answer after it holds the origin), ``ttl`` (the longest
+    answer TTL of the load balancers using the pool), ``complete_at`` and ``complete``."""
+    ttls = answer_ttls(snapshot)
+    for pid, doc in pools.items():
+        ttl = ttls.get(pid, 0)
+        for entry in [doc.get("control"), *(o.get("control") for o in doc["origins"])]:
+            if entry is None or entry["state"] != str(Control.DRAIN):
+                continue
+            done_at = entry["at"] + ttl
+            entry["drain"] = {"left_answers_at": entry["at"], "ttl": ttl, "complete_at": done_at,
+                              "complete": now >= done_at}
 
 
 _go_float = cast(Callable[[float], str], floatToGoString)
@@ -145,15 +293,13 @@ def pool_families(snap: Snapshot, view: HealthView, pause: Callable[[], None] | 
                            labels=["pool", "status"])
     rt = GaugeMetricFamily("lbdns_pool_rtt_ewma_ms", "RTT EWMA of the pool in milliseconds", labels=["pool"])
     fallbacks = serving_fallbacks(snap, view)
-    healthy = OriginState.HEALTHY
     for i, (pid, pool_model) in enumerate(snap.config.pools.items()):
         if pause is not None and i % 20 == 19:
             pause()
         pg.add_metric([pool_model.name, str(compute_status(pool_model, view, serving_as_fallback=pid in fallbacks))],
                       1)
-        monitored = pool_model.monitored
         for o in pool_model.origins:
-            ok = o.enabled and (not monitored or view.origin(pid, o.name).state is healthy)
+            ok = origin_counts_healthy(pool_model, o, view)
             og.add_metric([pool_model.name, o.name], 1 if ok else 0)
         rtt_ewma = view.pool_rtt.get(pid)
         if rtt_ewma is not None:
@@ -176,8 +322,9 @@ class _Collector(Collector):
     configuration, are rendered once per published (snapshot, health view) — off the event
     loop by :meth:`pool_text` — and reused by every scrape until either changes."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, state: StateReader, telemetry: Telemetry) -> None:
+        self.state = state
+        self.telemetry = telemetry
         self._pools_key: tuple[int, int, int, int] | None = None
         self._pools_text = ""
 
@@ -188,9 +335,9 @@ class _Collector(Collector):
     async def pool_text(self) -> str:
         """The pool and origin families as exposition text for the current published state,
         rendered in a worker thread when the state changed since the last scrape."""
-        if self.app.ref is None:
+        cur = self.state.served()
+        if cur is None:
             return ""
-        cur = self.app.ref.current
         key = self._key(cur.snapshot, cur.health)
         if key != self._pools_key:
             text = await asyncio.get_running_loop().run_in_executor(None, _pool_text, cur.snapshot, cur.health)
@@ -199,14 +346,14 @@ class _Collector(Collector):
 
     def collect_pools(self) -> Iterator[Any]:
         """The per-pool and per-origin families, computed now (see :meth:`pool_text`)."""
-        if self.app.ref is not None:
-            cur = self.app.ref.current
+        cur = self.state.served()
+        if cur is not None:
             yield from pool_families(cur.snapshot, cur.health)
 
     def collect(self) -> Iterator[Any]:
         """Every lbdns family except the per-pool and per-origin ones (:meth:`pool_text`)."""
-        app = self.app
-        c = app.counters
+        tel = self.telemetry
+        c = tel.counters
         q = CounterMetricFamily("lbdns_queries", "DNS queries answered, by transport, qtype and rcode",
                                 labels=["transport", "qtype", "rcode"])
         for (transport, qtype, rcode), n in sorted(c.queries.items()):
@@ -236,7 +383,7 @@ class _Collector(Collector):
         yield CounterMetricFamily("lbdns_tcp_slow_closed",
                                   "TCP connections closed for not completing a message within tcp_message_timeout",
                                   value=c.tcp_slow_closed)
-        rrl = app.handler.rrl if app.handler is not None else None
+        rrl = tel.rrl_stats()
         if rrl is not None:
             yield CounterMetricFamily("lbdns_rrl_dropped", "UDP responses dropped by response rate limiting",
                                       value=rrl.dropped)
@@ -251,12 +398,12 @@ class _Collector(Collector):
             size.add_metric(["networks"], nets)
             size.add_metric(["responses"], buckets)
             yield size
-        if app.ref is not None:
+        cur = self.state.served()
+        if cur is not None:
             yield GaugeMetricFamily("lbdns_config_generation", "Configuration generation being served",
-                                    value=app.ref.current.snapshot.generation)
-        sched = app.health_runtime
-        if sched is not None:
-            m = sched.metrics()
+                                    value=cur.snapshot.generation)
+        m = tel.probe_metrics()
+        if m is not None:
             yield CounterMetricFamily("lbdns_probes", "Health probes run", value=m["probes_run"])
             yield CounterMetricFamily("lbdns_probes_failed", "Health probes that failed", value=m["probes_failed"])
             yield CounterMetricFamily("lbdns_health_transitions", "Origin health transitions", value=m["events"])
@@ -272,12 +419,14 @@ class _Collector(Collector):
             yield lq
             yield CounterMetricFamily("lbdns_probe_worker_restarts", "Probe worker processes restarted after dying",
                                       value=m["worker_restarts"])
+        yield from cluster_families(tel.cluster_metrics())
+        yield from webhook_families(tel.webhook_metrics())
         yield CounterMetricFamily("lbdns_log_lines_dropped", "Log lines dropped because stderr was not keeping up",
                                   value=logpipe.dropped())
-        qlog = app.query_log
-        if qlog is not None:
+        dropped = tel.query_log_dropped()
+        if dropped is not None:
             yield CounterMetricFamily("lbdns_query_log_dropped", "Query log lines dropped (writer behind)",
-                                      value=qlog.dropped)
+                                      value=dropped)
 
 
 class _ControlCollector(Collector):
@@ -287,8 +436,7 @@ class _ControlCollector(Collector):
         self.admin = admin
 
     def collect(self) -> Iterator[Any]:
-        app = self.admin.app
-        stats = app.reload_stats
+        stats = self.admin.reloads.reload_stats
         yield CounterMetricFamily("lbdns_reloads", "Reloads that published a new configuration", value=stats.ok)
         failures = CounterMetricFamily("lbdns_reload_failures",
                                        "Reloads that kept the previous configuration, by reason "
@@ -308,9 +456,30 @@ class _ControlCollector(Collector):
                 rejected.add_metric([reason], n)
             yield rejected
             yield GaugeMetricFamily("lbdns_admin_connections", "Open admin connections", value=len(guard.conns))
-        rt = app.health_runtime
-        if rt is not None and rt.worker is not None:
-            m = rt.metrics()
+        hc = self.admin.health
+        if hc is not None:
+            changes = CounterMetricFamily("lbdns_operator_changes",
+                                          "Operator state changes (POST /control), by new state", labels=["state"])
+            for state, n in sorted(hc.control_changes.items()):
+                changes.add_metric([state], n)
+            yield changes
+            cur = self.admin.state.served()
+            if cur is not None:
+                active = GaugeMetricFamily("lbdns_operator_overrides",
+                                           "Pools and origins whose operator state is not auto, by state",
+                                           labels=["state"])
+                counts = {str(c): 0 for c in Control if c is not Control.AUTO}
+                for entry in cur.health.controls.values():
+                    counts[str(entry.state)] += 1
+                for state, n in sorted(counts.items()):
+                    active.add_metric([state], n)
+                yield active
+            yield CounterMetricFamily("lbdns_health_reports", "Pushed health reports accepted (POST /report)",
+                                      value=hc.reports)
+            yield CounterMetricFamily("lbdns_health_reports_expired", "Pushed health reports that expired (no data)",
+                                      value=hc.reports_expired)
+        m = self.admin.telemetry.probe_metrics()
+        if m is not None and m.get("worker"):
             yield CounterMetricFamily("lbdns_probe_worker_stalls",
                                       "Probe workers killed by the watchdog after reporting nothing",
                                       value=m["worker_stalls"])
@@ -319,14 +488,20 @@ class _ControlCollector(Collector):
 
 
 class AdminServer:
-    """aiohttp application bound to ``settings.admin`` (address, port)."""
+    """aiohttp application bound to ``settings.admin`` (address, port). Takes the narrow
+    interfaces it uses: ``state`` (read), ``reloads``, ``health`` (None: no health control) and
+    ``telemetry``."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, state: StateReader, reloads: ReloadControl, health: HealthControl | None,
+                 telemetry: Telemetry) -> None:
+        self.state = state
+        self.reloads = reloads
+        self.health = health
+        self.telemetry = telemetry
         # collectors rendered on the event loop at every scrape: register only cheap ones whose
         # size does not grow with the configuration (see metrics())
         self.registry = CollectorRegistry()
-        self.collector = _Collector(app)
+        self.collector = _Collector(state, telemetry)
         self.registry.register(self.collector)
         self.control = _ControlCollector(self)
         self.registry.register(self.control)
@@ -344,26 +519,27 @@ class AdminServer:
         self.started = time.time()
 
     def _worker_pid(self) -> int | str:
-        rt = self.app.health_runtime
-        pid = rt.worker_pid if rt is not None else None
+        pid = self.telemetry.probe_worker_pid()
         return pid if pid is not None else "no-worker"  # an unreadable /proc path ⇒ no metrics
 
     def web_app(self) -> web.Application:
         """The aiohttp application with every route (and, once started, the guard's middlewares)."""
-        s = self.app.settings.admin
+        s = self.state.settings.admin
         wa = web.Application(client_max_size=s.max_body_bytes,
                              middlewares=self.guard.middlewares if self.guard is not None else ())
         wa.router.add_get("/metrics", self.metrics)
         wa.router.add_get("/status", self.status)
         wa.router.add_get("/healthz", self.healthz)
         wa.router.add_post("/health", self.set_health)
+        wa.router.add_post("/control", self.set_control)
+        wa.router.add_post("/report", self.report)
         wa.router.add_post("/reload", self.reload)
         return wa
 
     async def start(self) -> None:
         """Load the token and bind the listener (``port`` 0 picks one; the bound port is in
         :attr:`port`). Raises OSError when the address cannot be bound."""
-        s = self.app.settings.admin
+        s = self.state.settings.admin
         self.guard = Guard.from_settings(s)
         self.runner = web.AppRunner(self.web_app(), access_log=None, keepalive_timeout=s.idle_timeout)
         await self.runner.setup()
@@ -392,6 +568,7 @@ class AdminServer:
         rendered from a worker thread (once per published state) and the ``process_*`` ones
         are read there; the collectors of :attr:`registry` (counters, bounded label sets) are
         rendered here with :func:`render_text`."""
+        await self.telemetry.refresh_workers()  # with workers: their summed counters, fresh
         pools = await self.collector.pool_text()
         process = await asyncio.get_running_loop().run_in_executor(None, self._process_text)
         body = render_text(self.registry.collect())
@@ -406,11 +583,13 @@ class AdminServer:
         return web.json_response({"ok": True, "uptime_s": round(time.time() - self.started, 1)})
 
     def status_document(self) -> dict[str, Any]:
-        """The ``/status`` JSON document."""
+        """The ``/status`` JSON document: generation, health version, load balancers, pools
+        (with their origins and operator states; a drain carries when its last answer expires
+        from caches) and the recent operator changes."""
         from lbdns.health.pool_health import lb_status
 
-        assert self.app.ref is not None
-        cur = self.app.ref.current
+        cur = self.state.served()
+        assert cur is not None
         snap, view = cur.snapshot, cur.health
         fallbacks = serving_fallbacks(snap, view)
         pools = {pid: pool_status(snap, view, pid, fallbacks.get(pid, ())) for pid in snap.config.pools}
@@ -424,44 +603,117 @@ class AdminServer:
                 "status": str(lb_status(default, view)), "default_pools": lb.default_pools,
                 "fallback_pool": fallback_name, "ttl": lb.ttl,
             })
-        return {"generation": snap.generation, "health_version": view.version, "load_balancers": lbs,
-                "pools": list(pools.values())}
+        _add_drain_progress(snap, pools, time.time())
+        doc: dict[str, Any] = {
+            "generation": snap.generation, "health_version": view.version, "load_balancers": lbs,
+            "pools": list(pools.values()),
+            "operator_log": [a.to_json() for a in self.health.audit] if self.health is not None else []}
+        cluster = self.telemetry.cluster_status()
+        if cluster is not None:
+            doc["cluster"] = cluster
+        workers = self.telemetry.workers_status()
+        if workers is not None:
+            doc["workers"] = workers
+        return doc
 
     async def status(self, request: web.Request) -> web.Response:
         """``GET /status``: JSON of load balancers, pools and origins."""
+        await self.telemetry.refresh_workers()  # with workers: each worker's figures, fresh
         return web.Response(text=json.dumps(self.status_document(), indent=2), content_type="application/json")
+
+    def _health_or_503(self) -> HealthControl:
+        if self.health is None:
+            raise web.HTTPServiceUnavailable(text=json.dumps({"error": "health control is not running"}),
+                                             content_type="application/json")
+        return self.health
+
+    async def _apply_control(self, pool: str, origin: str | None, state: Control, who: str,
+                             why: str) -> web.Response:
+        health = self._health_or_503()
+        try:
+            old, entry = await health.set_control(pool, origin, state, who=who, why=why)
+        except UnknownTarget as exc:
+            return web.json_response({"error": str(exc), f"valid_{exc.what}s": exc.valid}, status=404)
+        except OSError as exc:
+            log.error("operator state not saved: %s", exc)
+            return json_error(500, f"the state applies but could not be saved: {exc.strerror or exc}")
+        return web.json_response({"ok": True, "pool": pool, "origin": origin, "previous": str(old),
+                                  **entry.to_json()})
+
+    async def set_control(self, request: web.Request) -> web.Response:
+        """``POST /control`` with ``{"pool": …, "origin": … (optional: the whole pool), "state":
+        "auto|force_up|force_down|drain", "who": …, "why": …}``: a durable operator state
+        (:mod:`lbdns.health.control`). 200 with the entry and the previous state; 400 for a bad
+        body; 404 ``{"error", "valid_pools" | "valid_origins"}`` for an unknown name."""
+        body = await read_json(request, self.state.settings.admin.idle_timeout)
+        try:
+            pool = str(body["pool"])
+            origin = None if body.get("origin") is None else str(body["origin"])
+            state = Control(str(body["state"]))
+            who, why = str(body.get("who", "")), str(body.get("why", ""))
+        except (KeyError, ValueError, TypeError, AttributeError):
+            return json_error(400, "expected {pool, origin (optional), state: auto|force_up|force_down|drain, "
+                                   "who, why}")
+        return await self._apply_control(pool, origin, state, who or _peer(request), why)
 
     async def set_health(self, request: web.Request) -> web.Response:
         """``POST /health`` with ``{"pool": …, "origin": …, "state": "healthy|unhealthy|unknown"}``:
-        a health state for one monitored origin, kept until the probe scheduler publishes its
-        next health view (pools without a monitor ignore health, SPEC.md R-HLT-03)."""
-        body = await read_json(request, self.app.settings.admin.idle_timeout)
+        the older form of ``POST /control`` — healthy is ``force_up``, unhealthy ``force_down``,
+        unknown ``auto`` — and as durable."""
+        body = await read_json(request, self.state.settings.admin.idle_timeout)
         try:
-            key = (str(body["pool"]), str(body["origin"]))
-            state = {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY,
-                     "unknown": OriginState.UNKNOWN}[str(body["state"])]
+            pool, origin = str(body["pool"]), str(body["origin"])
+            state = {"healthy": Control.FORCE_UP, "unhealthy": Control.FORCE_DOWN,
+                     "unknown": Control.AUTO}[str(body["state"])]
         except (KeyError, ValueError, TypeError, IndexError):
             return json_error(400, "expected {pool, origin, state: healthy|unhealthy|unknown}")
-        assert self.app.ref is not None
-        cur = self.app.ref.current
-        if key[0] not in cur.snapshot.config.pools:
-            return web.json_response({"error": f"unknown pool {key[0]!r}"}, status=404)
-        self.app.ref.publish_health(cur.health.with_states({key: state}))
-        return web.json_response({"ok": True, "pool": key[0], "origin": key[1], "state": state.name.lower()})
+        return await self._apply_control(pool, origin, state, _peer(request), "POST /health")
+
+    async def report(self, request: web.Request) -> web.Response:
+        """``POST /report`` with ``{"pool": …, "origin": …, "healthy": true|false, "rtt_ms": …
+        (optional), "reason": … (optional), "expires_in": seconds (optional)}``: pushed health,
+        one result of the pool's ``external`` monitor (see
+        :meth:`lbdns.health_owner.HealthRecorder.push`). 200 ``{"ok", "expires_in"}``; 400 bad
+        body; 404 unknown name (with the valid ones); 409 the pool has no external monitor."""
+        body = await read_json(request, self.state.settings.admin.idle_timeout)
+        try:
+            pool, origin = str(body["pool"]), str(body["origin"])
+            healthy = body["healthy"]
+            if not isinstance(healthy, bool):
+                raise TypeError("healthy")
+            rtt = body.get("rtt_ms")
+            rtt_ms = None if rtt is None else float(rtt)
+            life = body.get("expires_in")
+            expires_in = None if life is None else float(life)
+            reason = str(body.get("reason", ""))
+        except (KeyError, ValueError, TypeError, AttributeError):
+            return json_error(400, "expected {pool, origin, healthy: true|false, rtt_ms, reason, expires_in}")
+        health = self._health_or_503()
+        try:
+            _target, life_s = health.push(pool, origin, healthy=healthy, rtt_ms=rtt_ms, reason=reason,
+                                          expires_in=expires_in)
+        except UnknownTarget as exc:
+            return web.json_response({"error": str(exc), f"valid_{exc.what}s": exc.valid}, status=404)
+        except NotPushable as exc:
+            return json_error(409, str(exc))
+        except ValueError as exc:
+            return json_error(400, str(exc))
+        return web.json_response({"ok": True, "expires_in": life_s})
 
     async def reload(self, request: web.Request) -> web.Response:
         """``POST /reload``: the same as SIGHUP, answered when a reload that began after this
         request ends (coalesced with any other request): 200 ``{"ok": true, "generation": N}``,
         or 409 ``{"ok": false, "errors": [...]}`` when the files are rejected or the build fails."""
         try:
-            ok = await asyncio.shield(self.app.request_reload("POST /reload"))
+            ok = await asyncio.shield(self.reloads.request_reload("POST /reload"))
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
             return json_error(503, "the server is stopping; the reload was abandoned")
-        assert self.app.ref is not None
-        body: dict[str, Any] = {"ok": ok, "generation": self.app.ref.current.snapshot.generation}
+        cur = self.state.served()
+        assert cur is not None
+        body: dict[str, Any] = {"ok": ok, "generation": cur.snapshot.generation}
         if not ok:
-            body["errors"] = list(self.app.last_errors)
+            body["errors"] = list(self.reloads.last_errors)
         return web.json_response(body, status=200 if ok else 409)

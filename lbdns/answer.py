@@ -178,8 +178,7 @@ def resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None) 
 
     The first RR owner is written as a pointer to the question (offset 12), so the caller
     must put the question right after the header. ``env`` None asks for a static answer only:
-    :class:`NeedsEnv` is raised when a load balancer would be consulted. Raises
-    :class:`lbdns.steering.decide.NeedsLookup` when an LB needs hostname lookups.
+    :class:`NeedsEnv` is raised when a load balancer would be consulted.
     """
     return _resolve(snapshot, qname, qtype, env, QNAME_POINTER, 0)
 

@@ -30,21 +30,24 @@ from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import LoadedConfig, load_config
 from lbdns.errors import ConfigError, Issue
 from lbdns.geo.pops import Pop
-from lbdns.health.view import HealthView, OriginHealth, OriginState
+from lbdns.health.overrides import apply_overrides
+from lbdns.health.view import HealthView
 from lbdns.server.counters import QueryCounters
 from lbdns.server.handler import Handler
-from lbdns.server.hostnames import HostnameResolver
+from lbdns.server.hostnames import HostnameResolver, hostnames_of
+from lbdns.server.local_names import LocalAnswers
 from lbdns.server.state import Current, StateRef
 from lbdns.server.transports import TcpServer, UdpServer
 from lbdns.serving import ServingPlan
 from lbdns.snapshot import Snapshot, build_snapshot
 
 if TYPE_CHECKING:
+    from lbdns.health_owner import HealthRecorder
     from lbdns.health_runtime import HealthRuntime
+    from lbdns.workers import WorkerPool
 
 log = logging.getLogger("lbdns")
 
-_STATES = {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY, "unknown": OriginState.UNKNOWN}
 RETIRE_SLICE = 500
 """Owner names (or answer-memo entries) of a replaced snapshot released per event-loop iteration
 (freeing 30,000 names at once holds the loop ~40 ms; 500 take ~1 ms)."""
@@ -99,22 +102,6 @@ class BoundListener:
         return f"{self.transport} {host_port(self.address, self.port)} (PoP {self.pop})"
 
 
-def apply_overrides(view: HealthView, settings: ServerSettings) -> HealthView:
-    """A view with ``health_overrides`` from lbdns.yaml applied on top (static health).
-
-    The result keeps ``view.states_token``: the overrides are fixed for the process's
-    lifetime and every published view passes through here, so equal base states still mean
-    equal served states."""
-    if not settings.health_overrides:
-        return view
-    merged = dict(view.origins)
-    for o in settings.health_overrides:
-        old = merged.get((o.pool, o.origin), OriginHealth())
-        merged[(o.pool, o.origin)] = OriginHealth(_STATES[o.state], "static override", old.last_probe_at,
-                                                  old.rtt_ms, old.response_code)
-    return HealthView(view.version, MappingProxyType(merged), view.pool_rtt, view.states_token)
-
-
 @dataclass
 class App:
     """A running lbdns instance. ``zones_dir`` holds the zone YAML; ``geo`` is a
@@ -138,6 +125,8 @@ class App:
     notifier: Any = None
     """The :class:`~lbdns.probes.notify.WebhookNotifier` of ``notification_webhook`` (None: off);
     health events and reload-made pool-enablement changes go through it."""
+    health: HealthRecorder | None = None
+    """The health owner: the one writer of health (probe results, pushed reports, operator states)."""
     admin: Any = None
     _watch: asyncio.Task[None] | None = None
     _mtimes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
@@ -158,11 +147,15 @@ class App:
     """The issues of the last rejected reload (empty after a successful one)."""
     last_errors: tuple[str, ...] = ()
     """Why the last reload failed: its errors (empty after a successful one)."""
+    resolver: HostnameResolver | None = None
+    """Addresses of hostname origins, resolved ahead of queries (docs/steering.md › Hostname origins)."""
     _builder: Builder | None = None
     _reload_task: asyncio.Task[None] | None = None
     _reload_next: asyncio.Future[bool] | None = None
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
     _logged_warnings: tuple[str, ...] = ()
+    workers: WorkerPool | None = None
+    """The answering worker processes (``workers`` > 1; None: this process answers)."""
 
     # -- construction ------------------------------------------------------------------------
     def load(self) -> Snapshot:
@@ -218,18 +211,24 @@ class App:
         self._mtimes = self._scan()  # before reading: a change made while loading is noticed
         snap = self.load()
         self._open_geo()
-        view = apply_overrides(HealthView(), self.settings)
-        self.ref = StateRef(Current(snap, view))
+        ref = self.ref = self._make_ref(Current(snap, apply_overrides(HealthView(), self.settings.health_overrides)))
         gc.collect()  # the start-up load's garbage, once, before anything listens
         gc.freeze()
         self._spawn(self._settle_periodically())
-        resolver = HostnameResolver(self.settings.upstream_resolvers,
-                                    max_ttl=float(self.settings.hostname_cache_max_ttl))
-        self.resolver = resolver
+        resolver = self.resolver = HostnameResolver(self.settings.upstream_resolvers,
+                                                    max_ttl=float(self.settings.hostname_cache_max_ttl))
+        resolver.use_local(LocalAnswers(lambda: ref.current, self._pop(self.settings.pop), resolver.lookup_for_local))
+        names = hostnames_of(snap.pools.values())
+        await resolver.prepare(names)  # before warm start and the listeners: the first answers have them
+        resolver.track(names)
+        resolver.start()
+        self._start_notifier()
+        self._start_health_owner(snap)  # after the resolver: in-zone hostname origins are probed at its answers
         from lbdns.querylog import open_query_log
 
         try:
-            self.query_log = open_query_log(self.settings.query_log)
+            # with workers, each worker writes its own query log (docs/operations.md "Workers")
+            self.query_log = open_query_log(self.settings.query_log if self.workers is None else None)
         except OSError as exc:
             from lbdns.errors import Issue, Location
 
@@ -242,11 +241,13 @@ class App:
                 h(*a)
 
         on_answer = None if not hooks else hooks[0] if len(hooks) == 1 else fanout
-        self.handler = Handler(self.ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.lookup, rng=self.rng,
+        self.handler = Handler(ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.addresses, rng=self.rng,
                                counters=self.counters, on_answer=on_answer)
-        self._start_notifier()
         await self._start_health(snap)
-        for lst in self.settings.listen:
+        if self.workers is not None:
+            self.workers.bind(self.listeners)
+            await self.workers.start(ref.current.snapshot)
+        for lst in self.settings.listen if self.workers is None else ():
             code = lst.pop or self.settings.pop
             pop = self._pop(code)
             family = socket.AF_INET6 if ":" in lst.address else socket.AF_INET
@@ -254,7 +255,7 @@ class App:
             for attempt in range(20):
                 bound: list[BoundListener] = []
                 try:
-                    await self._bind(lst.address, lst.port, lst.transport, family, pop, code, resolver, bound)
+                    await self._bind(lst.address, lst.port, lst.transport, family, pop, code, bound)
                 except OSError:
                     for b in bound:
                         b.closer()
@@ -266,9 +267,21 @@ class App:
         for b in self.listeners:
             log.info("listening on %s", b)
         await self._start_admin()
+        if self.admin is not None and self.workers is not None:
+            self.admin.registry.register(self.workers.collector())
+
+    def _make_ref(self, current: Current) -> StateRef:
+        """The published state: with workers (``workers`` > 1) a :class:`~lbdns.workers.FanoutRef`
+        that also sends every publication to them."""
+        if self.settings.worker_count > 1:
+            from lbdns.workers import FanoutRef, WorkerPool
+
+            self.workers = WorkerPool(self, self.settings.worker_count)
+            return FanoutRef(current, self.workers)
+        return StateRef(current)
 
     async def _bind(self, address: str, port: int, transport: str, family: int, pop: Pop, code: str,
-                    resolver: HostnameResolver, out: list[BoundListener]) -> None:
+                    out: list[BoundListener]) -> None:
         loop = asyncio.get_running_loop()
         assert self.handler is not None
         handler = self.handler
@@ -276,7 +289,7 @@ class App:
         if transport in ("udp", "both"):
             try:
                 udp, _ = await loop.create_datagram_endpoint(
-                    lambda: UdpServer(handler, pop, resolver.resolve), local_addr=(address, port), family=family)
+                    lambda: UdpServer(handler, pop), local_addr=(address, port), family=family)
             except OSError as exc:
                 raise ListenError("udp", address, port, _bind_cause(exc)) from exc
             bound_port = udp.get_extra_info("sockname")[1]
@@ -285,7 +298,7 @@ class App:
             tcp_port = bound_port
         if transport in ("tcp", "both"):
             factory = TcpServer(handler, pop, idle_timeout=self.settings.tcp_idle_timeout,
-                                max_connections=self.settings.tcp_max_connections, resolve=resolver.resolve)
+                                max_connections=self.settings.tcp_max_connections)
             try:
                 server = await loop.create_server(factory, address, tcp_port, family=family, reuse_address=True)
             except OSError as exc:
@@ -293,22 +306,7 @@ class App:
             out.append(BoundListener("tcp", address, server.sockets[0].getsockname()[1], code, server.close))
 
     def _grow_rcvbuf(self, sock: Any) -> None:
-        """Raise the UDP receive buffer to ``udp_rcvbuf`` (SO_RCVBUFFORCE when permitted,
-        else SO_RCVBUF, which the kernel caps at net.core.rmem_max)."""
-        size = self.settings.udp_rcvbuf
-        if not size or sock is None:
-            return
-        force = getattr(socket, "SO_RCVBUFFORCE", None)
-        try:
-            if force is not None:
-                sock.setsockopt(socket.SOL_SOCKET, force, size)
-                return
-        except OSError:
-            pass
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-        except OSError as exc:
-            log.warning("cannot set the UDP receive buffer to %d bytes: %s", size, exc)
+        grow_rcvbuf(sock, self.settings.udp_rcvbuf)
 
     def _start_notifier(self) -> None:
         """Create the webhook notifier when ``notification_webhook`` is set. Raises
@@ -325,14 +323,37 @@ class App:
 
             raise ConfigError([Issue(Location("lbdns.yaml"), "notification_webhook.secret_file", "E-SETTINGS",
                                      str(exc))]) from None
+    def _start_health_owner(self, snap: Snapshot) -> None:
+        """Create the health owner, hand it the configuration and restore the operator states
+        from the state file."""
+        from lbdns.health_owner import FileControlStore, HealthRecorder, default_state_path
+        from lbdns.health_runtime import wire_targets
+
+        assert self.ref is not None
+        path = Path(self.settings.operator_state_file) if self.settings.operator_state_file else default_state_path()
+        self.health = HealthRecorder(self.publish_health, rtt_alpha=self.settings.rtt_ewma_alpha,
+                                     initial_version=self.ref.current.health.version, store=FileControlStore(path))
+        self.health.on_event = self.notifier
+        wire_targets(self.health, snap, publish=False, local_address=self._local_address())
+        if self.health.load_controls():
+            self.health.publish_now()
+
+    def _local_address(self) -> Callable[[str], str | None] | None:
+        """Hostname → the address lbdns answers for it (names in its own zones), None before start."""
+        return self.resolver.local_address if self.resolver is not None else None
 
     async def _start_health(self, snap: Snapshot) -> None:
-        """Start the probe scheduler when the config has monitors (and probes are enabled)."""
-        if not self.settings.probes_enabled or not snap.config.monitors:
+        """Start probing when the config has monitors that are probed (and probes are enabled)."""
+        from lbdns.config.monitor_types import MONITOR_KINDS
+
+        if not self.settings.probes_enabled or not any(MONITOR_KINDS[m.type].probed
+                                                       for m in snap.config.monitors.values()):
             return
         from lbdns.health_runtime import HealthRuntime
 
-        self.health_runtime = HealthRuntime(self, snap)
+        assert self.health is not None
+        pop = self._pop(self.settings.pop) if self.settings.cluster is not None else None
+        self.health_runtime = HealthRuntime(self.settings, self.health, self.notifier, pop)
         await self.health_runtime.start(warm_start=self.settings.warm_start)
 
     async def _start_admin(self) -> None:
@@ -340,18 +361,77 @@ class App:
             return
         from lbdns.admin import AdminServer
 
-        self.admin = AdminServer(self)
+        self.admin = AdminServer(self, self, self.health, self)
         try:
             await self.admin.start()
         except OSError as exc:
             a = self.settings.admin
             raise ListenError("admin http", a.address, a.port, _bind_cause(exc)) from exc
 
+    # -- what the admin listener reads (lbdns.admin's StateReader and Telemetry) -------------------
+    def served(self) -> Current | None:
+        """The published (snapshot, health view), None before start."""
+        return self.ref.current if self.ref is not None else None
+
+    def rrl_stats(self) -> Any:
+        """The response rate limiter (its counters), None when off."""
+        return self.handler.rrl if self.handler is not None else None
+
+    def probe_metrics(self) -> dict[str, Any] | None:
+        """The probe figures (:meth:`HealthRuntime.metrics` plus ``worker``: True when probes run
+        in a worker process), None while nothing is probed."""
+        rt = self.health_runtime
+        return None if rt is None else {**rt.metrics(), "worker": rt.worker is not None}
+
+    def probe_worker_pid(self) -> int | None:
+        """Process id of the probe worker (None inline, while it is down, or without probes)."""
+        return self.health_runtime.worker_pid if self.health_runtime is not None else None
+
+    def cluster_status(self) -> dict[str, Any] | None:
+        """The shared-health section of ``/status`` (store state, vantages), None without ``cluster:``."""
+        rt = self.health_runtime
+        return rt.cluster.status() if rt is not None and rt.cluster is not None else None
+
+    def cluster_metrics(self) -> dict[str, Any] | None:
+        """The shared-health store figures for ``/metrics``, None without ``cluster:``."""
+        rt = self.health_runtime
+        return rt.cluster.metrics() if rt is not None and rt.cluster is not None else None
+
+    def webhook_metrics(self) -> dict[str, int] | None:
+        """The notification webhook's delivery counters (``sent``, ``failed``, ``dropped``,
+        ``attempts_failed``, ``pending``), None without ``notification_webhook``."""
+        n = self.notifier
+        if n is None:
+            return None
+        return {"sent": n.sent, "failed": n.failed, "dropped": n.dropped, "attempts_failed": n.attempts_failed,
+                "pending": n.pending}
+
+    async def refresh_workers(self) -> None:
+        """With workers (``workers`` > 1): collect their counters into :attr:`counters` (and the
+        response rate limiter's), for ``/metrics`` and ``/status``; nothing otherwise."""
+        if self.workers is not None:
+            self.counters = await self.workers.refresh()
+
+    def workers_status(self) -> list[dict[str, Any]] | None:
+        """The ``workers`` section of ``/status`` (one entry per worker), None without workers."""
+        return self.workers.status() if self.workers is not None else None
+
+    def query_log_dropped(self) -> int | None:
+        """Query log lines dropped, None without a query log."""
+        return int(self.query_log.dropped) if self.query_log is not None else None
+
     # -- reload ------------------------------------------------------------------------------
     def publish_health(self, view: HealthView) -> None:
-        """Publish a new health view (static overrides re-applied)."""
+        """Publish a new health view (static overrides re-applied). A view not made by the
+        health owner (tests, tools) gets the owner's operator states attached."""
         assert self.ref is not None
-        self.ref.publish_health(apply_overrides(view, self.settings))
+        if self.health is not None and dict(view.controls) != dict(owned := self.health.book.controls):
+            view = replace(view, controls=MappingProxyType(dict(owned)))
+        if self.health_runtime is not None:
+            view = self.health_runtime.decorate(view)
+        self.ref.publish_health(apply_overrides(view, self.settings.health_overrides))
+        if self.resolver is not None:
+            self.resolver.health_changed()  # names lbdns answers itself may follow health
 
     async def reload(self) -> bool:
         """Reload and wait for the result: True when a reload that began after this call
@@ -410,7 +490,7 @@ class App:
         try:
             if self._builder is None:
                 self._builder = Builder(self.builder_command)
-            snap = await self._builder.build(self.zones_dir, self.settings, serving + 1, between_parts=_settle_heap)
+            snap = await self._build(serving + 1)
         except ConfigError as exc:
             self.reload_stats.failures["config"] += 1
             self._log_rejection(exc.issues, serving)
@@ -420,8 +500,10 @@ class App:
             self.last_errors = (str(exc),)
             log.error("reload failed: %s; still serving generation %d", exc, serving)
             return False
+        names = await self._prepare_hostnames(snap)
         old, old_plan = self.ref.current.snapshot, self.ref.current.plan
         self.ref.publish_snapshot(snap)
+        self._track_hostnames(names)
         if self.notifier is not None:
             from lbdns.probes.notify import enablement_changes
 
@@ -430,16 +512,42 @@ class App:
         self.generation = snap.generation
         self.last_rejection = self.last_errors = ()
         self._log_warnings(snap.config.warnings)
+        if self.health is not None:
+            from lbdns.health_runtime import wire_targets
+
+            wire_targets(self.health, snap, local_address=self._local_address())
         if self.health_runtime is not None:
             await self.health_runtime.reconfigure(snap)
         elif self.settings.probes_enabled and snap.config.monitors:
             await self._start_health(snap)
+        if self.workers is not None and not await self.workers.wait_generation(snap.generation, 60.0):
+            log.warning("reload: not every worker installed generation %d within 60 s", snap.generation)
         self.reload_stats.ok += 1
         self.reload_stats.last_seconds = time.monotonic() - t0
         log.info("reloaded configuration (generation %d, %d zones) in %.1f s", snap.generation, len(snap.zones),
                  self.reload_stats.last_seconds)
         self._spawn(self._retire(old, old_plan))
         return True
+
+    async def _build(self, generation: int) -> Snapshot:
+        """Build ``generation`` in the builder; with workers, relay it to them as it arrives
+        (dropped by them when the build fails)."""
+        assert self._builder is not None
+        assembly = self.workers.assembly() if self.workers is not None else None
+        try:
+            return await self._builder.build(self.zones_dir, self.settings, generation, between_parts=_settle_heap,
+                                             assembly=assembly)
+        except BaseException:
+            if self.workers is not None:
+                self.workers.abort()
+            raise
+
+    async def _prepare_hostnames(self, snap: Snapshot) -> frozenset[str]:
+        return await prepare_hostnames(self.resolver, self.ref, snap)
+
+    def _track_hostnames(self, names: frozenset[str]) -> None:
+        if self.resolver is not None:
+            self.resolver.track(names)
 
     def _log_rejection(self, issues: Sequence[Issue], serving: int) -> None:
         """Log a rejected configuration once: warnings at WARNING, errors at ERROR, then which
@@ -473,19 +581,7 @@ class App:
             log.warning("%s", w)
 
     async def _retire(self, old: Snapshot, old_plan: ServingPlan) -> None:
-        """Release a replaced snapshot's owner names and its serving plan a slice per loop
-        iteration. Nothing reads a replaced snapshot's names: a query reads
-        :attr:`StateRef.current` once and answers without awaiting (a query that waits for a
-        hostname lookup reads it again after)."""
-        tables: list[dict[Any, Any]] = list(old_plan.tables())
-        for zone in old.zones.values():
-            tables += [t for t in gc.get_referents(zone.nodes) if type(t) is dict]  # behind the read-only proxy
-        for table in tables:
-            while table:
-                started = time.perf_counter()
-                for _ in range(min(RETIRE_SLICE, len(table))):
-                    table.popitem()
-                await yield_to_queries(started)
+        await retire_snapshot(old, old_plan)
 
     async def _settle_periodically(self) -> None:
         while True:
@@ -533,6 +629,8 @@ class App:
                 return
             if self.query_log is not None:
                 self.query_log.reopen()  # logrotate
+            if self.workers is not None:
+                self.workers.reopen_logs()
             self.request_reload("SIGHUP")
 
         loop.add_signal_handler(signal.SIGHUP, hup)
@@ -558,10 +656,16 @@ class App:
             await self._builder.stop()
         if self.health_runtime is not None:
             await self.health_runtime.stop()
+        if self.health is not None:
+            self.health.flush()
         if self.notifier is not None:
             await self.notifier.aclose()
+        if self.resolver is not None:
+            await self.resolver.stop()
         if self.admin is not None:
             await self.admin.stop()
+        if self.workers is not None:
+            await self.workers.stop()
         for b in self.listeners:
             b.closer()
         self.listeners.clear()
@@ -573,6 +677,60 @@ class App:
     def port(self, transport: str = "udp") -> int:
         """The bound port of the first listener of ``transport``."""
         return next(b.port for b in self.listeners if b.transport == transport)
+
+
+async def prepare_hostnames(resolver: HostnameResolver | None, ref: StateRef | None,
+                            snap: Snapshot) -> frozenset[str]:
+    """Resolve the hostname origins of ``snap`` before it is published (names in served zones
+    answered from ``snap`` itself), bounded by the resolver timeout; returns them."""
+    names = hostnames_of(snap.pools.values())
+    if resolver is None or ref is None:
+        return names
+    local = resolver.local
+    if local is not None:
+        local.state = lambda: Current(snap, ref.current.health)
+    try:
+        await resolver.prepare(names)
+    finally:
+        if local is not None:
+            local.state = lambda: ref.current
+    return names
+
+
+def grow_rcvbuf(sock: Any, size: int) -> None:
+    """Raise a UDP socket's receive buffer to ``size`` bytes (the ``udp_rcvbuf`` setting; 0 or
+    no socket: nothing): SO_RCVBUFFORCE when permitted, else SO_RCVBUF, which the kernel caps at
+    net.core.rmem_max. A refusal is logged, not raised."""
+    if not size or sock is None:
+        return
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    try:
+        if force is not None:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+            return
+    except OSError:
+        pass
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    except OSError as exc:
+        log.warning("cannot set the UDP receive buffer to %d bytes: %s", size, exc)
+
+
+async def retire_snapshot(old: Snapshot, old_plan: ServingPlan | None = None) -> None:
+    """Release a replaced snapshot's owner names and its serving plan a slice
+    (:data:`RETIRE_SLICE` entries) per loop iteration, pausing between slices
+    (:func:`~lbdns.builder.yield_to_queries`). Nothing reads a replaced snapshot's names: a
+    query reads :attr:`StateRef.current` once and answers without awaiting (a query that waits
+    for a hostname lookup reads it again after)."""
+    tables: list[dict[Any, Any]] = list(old_plan.tables()) if old_plan is not None else []
+    for zone in old.zones.values():
+        tables += [t for t in gc.get_referents(zone.nodes) if type(t) is dict]  # behind the read-only proxy
+    for table in tables:
+        while table:
+            started = time.perf_counter()
+            for _ in range(min(RETIRE_SLICE, len(table))):
+                table.popitem()
+            await yield_to_queries(started)
 
 
 def _bind_cause(exc: OSError) -> OSError:

@@ -282,6 +282,9 @@ def startup_summary(app: Any) -> list[str]:
     else:
         lines.append("health: " + ("no monitors" if s.probes_enabled else "probes disabled")
                      + (f", {len(s.health_overrides)} static override(s)" if s.health_overrides else ""))
+    if getattr(app, "workers", None) is not None:
+        lines.append(f"answering: {app.workers.count} worker processes (workers: {s.workers}), "
+                     "this process is the control process")
     if app.admin is not None:
         lines.append(f"admin: http://{host_port(s.admin.address, app.admin.port)} (/status, /metrics)")
     else:
@@ -375,8 +378,15 @@ def format_status(doc: dict[str, Any]) -> str:
     def rtt(v: object) -> str:
         return f"{v:.1f} ms" if isinstance(v, int | float) else "-"
 
-    out += _table(["POOL", "ENABLED", "STATUS", "HEALTH FROM", "HEALTHY", "RTT", "FALLBACK FOR"], [
-        [p.get("name"), "yes" if p.get("enabled") else "no", p.get("status"),
+    def operator(ctl: object) -> str:
+        if not isinstance(ctl, dict):
+            return "-"
+        drain = ctl.get("drain")
+        done = "" if not isinstance(drain, dict) else " (complete)" if drain.get("complete") else " (in progress)"
+        return f"{ctl.get('state')}{done}"
+
+    out += _table(["POOL", "ENABLED", "STATUS", "OPERATOR", "HEALTH FROM", "HEALTHY", "RTT", "FALLBACK FOR"], [
+        [p.get("name"), "yes" if p.get("enabled") else "no", p.get("status"), operator(p.get("control")),
          p.get("monitor") or (f"group {p['monitor_group']}" if p.get("monitor_group") else "not monitored"),
          f"{sum(1 for o in p.get('origins', []) if o.get('healthy_for_steering'))}/{len(p.get('origins', []))}"
          f" (min {p.get('minimum_origins')})", rtt(p.get("rtt_ewma_ms")),
@@ -394,22 +404,87 @@ def format_status(doc: dict[str, Any]) -> str:
             elif o.get("response_code") is not None and reason:
                 reason += f" (response code {o['response_code']})"
             rows.append([f"{p.get('name')}/{o.get('name')}", o.get("address"), "yes" if o.get("enabled") else "no",
-                         o.get("weight"), o.get("health"), rtt(o.get("rtt_ms")), reason])
-    out += _table(["POOL/ORIGIN", "ADDRESS", "ENABLED", "WEIGHT", "HEALTH", "RTT", "REASON"], rows)
+                         o.get("weight"), o.get("health"), operator(o.get("control")), rtt(o.get("rtt_ms")),
+                         reason])
+    out += _table(["POOL/ORIGIN", "ADDRESS", "ENABLED", "WEIGHT", "HEALTH", "OPERATOR", "RTT", "REASON"], rows)
+    workers = doc.get("workers") or []
+    if workers:  # workers: N (docs/operations.md "Workers")
+        out.append("")
+        out += _table(["WORKER", "PID", "RUNNING", "GENERATION", "HEALTH VERSION", "QUERIES", "RESTARTS"], [
+            [w.get("worker"), w.get("pid"), "yes" if w.get("running") else "no", w.get("generation"),
+             w.get("health_version"), w.get("queries"), w.get("restarts")] for w in workers])
     return "\n".join(out)
+
+
+def _admin_url(args: argparse.Namespace) -> str:
+    """The admin listener URL: ``--admin``, else the settings file's admin address."""
+    from lbdns.app import host_port
+
+    if args.admin:
+        return str(args.admin) if "://" in args.admin else f"http://{args.admin}"
+    a = _settings_from_args(argparse.Namespace(config=args.config)).admin
+    if not a.enabled:
+        raise CliError("the admin listener is off in the settings file; give --admin URL")
+    return f"http://{host_port(a.address, a.port)}"
+
+
+def admin_post(url: str, path: str, body: dict[str, Any], token: str | None, timeout: float) -> dict[str, Any]:
+    """POST ``body`` as JSON to ``url``+``path`` with the bearer ``token``; returns the JSON
+    answer. Raises CliError: exit 3 when unreachable, 1 when the server refuses (its error text,
+    and the valid names for an unknown pool or origin)."""
+    target = url.rstrip("/") + path
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    req = urllib.request.Request(target, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            doc: dict[str, Any] = json.loads(resp.read())
+            return doc
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read())
+        except ValueError:
+            err = {}
+        text = err.get("error", exc.reason) if isinstance(err, dict) else exc.reason
+        valid = next((v for k, v in (err.items() if isinstance(err, dict) else ()) if k.startswith("valid_")), None)
+        hint = f" (valid: {', '.join(map(str, valid))})" if valid else ""
+        if exc.code in (401, 403):
+            hint = " (give the admin token: $LBDNS_ADMIN_TOKEN or --token-file)"
+        raise CliError(f"{target}: HTTP {exc.code}: {text}{hint}", 1) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError(f"cannot reach the admin listener at {url}: {getattr(reason, 'strerror', None) or reason}",
+                       3) from None
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    """``lbdns control``: set the operator state of a pool or origin (POST /control)."""
+    doc = admin_post(_admin_url(args), "/control",
+                     {"pool": args.pool, "origin": args.origin, "state": args.state,
+                      "who": args.who or os.environ.get("USER", ""), "why": args.why or ""},
+                     _admin_token(args), args.timeout)
+    what = f"pool {args.pool}" + (f" origin {args.origin}" if args.origin else "")
+    print(f"{what}: {doc.get('previous')} -> {doc.get('state')}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``lbdns report``: push the health of an origin (POST /report)."""
+    body: dict[str, Any] = {"pool": args.pool, "origin": args.origin, "healthy": args.healthy}
+    if args.rtt_ms is not None:
+        body["rtt_ms"] = args.rtt_ms
+    if args.reason:
+        body["reason"] = args.reason
+    if args.expires_in is not None:
+        body["expires_in"] = args.expires_in
+    doc = admin_post(_admin_url(args), "/report", body, _admin_token(args), args.timeout)
+    print(f"pool {args.pool} origin {args.origin}: {'healthy' if args.healthy else 'unhealthy'} "
+          f"for {doc.get('expires_in')} s")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """``lbdns status``: pools, origins and health of a running server, from its admin API."""
-    from lbdns.app import host_port
-
-    if args.admin:
-        url = args.admin if "://" in args.admin else f"http://{args.admin}"
-    else:
-        a = _settings_from_args(argparse.Namespace(config=args.config)).admin
-        if not a.enabled:
-            raise CliError("the admin listener is off in the settings file; give --admin URL")
-        url = f"http://{host_port(a.address, a.port)}"
+    url = _admin_url(args)
     doc = fetch_status(url, _admin_token(args), args.timeout)
     print(json.dumps(doc, indent=2) if args.json else format_status(doc))
     return 0
@@ -460,6 +535,46 @@ examples:
   lbdns status --json | jq '.pools[] | {name, status}'
 
 Exit status: 0, 2 bad arguments, 3 the admin listener cannot be reached."""
+
+
+def add_health_commands(sub: Any) -> None:
+    """The ``control`` and ``report`` sub-commands (operator state and pushed health)."""
+    def admin_client(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--admin", metavar="URL",
+                       help="admin listener URL (default: admin in the settings file, else http://127.0.0.1:8053)")
+        p.add_argument("--config", metavar="FILE", help="settings file to take the admin address from")
+        p.add_argument("--token-file", metavar="FILE",
+                       help="file holding the admin API token (default: $LBDNS_ADMIN_TOKEN if set)")
+        p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="request timeout (default 10)")
+
+    ctl = sub.add_parser("control", help="set the operator state of a pool or origin", formatter_class=_FMT,
+                         description="Set the durable operator state of a pool or one of its origins through the "
+                                     "admin API (POST /control): auto (monitors decide), force_up, force_down, "
+                                     "drain. It survives probe results, reloads and restarts.",
+                         epilog="examples:\n  lbdns control drain p-eu eu1 --why 'kernel upgrade'\n"
+                                "  lbdns control auto p-eu eu1\n  lbdns control force_down p-eu\n")
+    ctl.add_argument("state", choices=["auto", "force_up", "force_down", "drain"], help="the operator state")
+    ctl.add_argument("pool", help="pool name")
+    ctl.add_argument("origin", nargs="?", help="origin name (omit for the whole pool)")
+    ctl.add_argument("--who", help="who decides (default: $USER)")
+    ctl.add_argument("--why", help="why (kept in /status and the log)")
+    admin_client(ctl)
+    ctl.set_defaults(func=cmd_control)
+
+    rep = sub.add_parser("report", help="push the health of an origin", formatter_class=_FMT,
+                         description="Report an origin's health from an external system (POST /report); the pool "
+                                     "needs a monitor of type external. The report expires after --expires-in "
+                                     "seconds (default: 3 × that monitor's interval).")
+    rep.add_argument("pool", help="pool name")
+    rep.add_argument("origin", help="origin name")
+    up = rep.add_mutually_exclusive_group(required=True)
+    up.add_argument("--healthy", dest="healthy", action="store_true")
+    up.add_argument("--unhealthy", dest="healthy", action="store_false")
+    rep.add_argument("--rtt-ms", type=float, help="round-trip time in milliseconds (feeds dynamic steering)")
+    rep.add_argument("--reason", help="failure reason for an unhealthy report")
+    rep.add_argument("--expires-in", type=float, metavar="SECONDS")
+    admin_client(rep)
+    rep.set_defaults(func=cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -547,6 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print the /status JSON document as it is")
     st.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="request timeout (default 3)")
     st.set_defaults(func=cmd_status)
+
+    add_health_commands(sub)
 
     try:
         from lbdns.importers.cli import add_import_commands

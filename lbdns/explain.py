@@ -23,13 +23,14 @@ import dns.rcode
 import dns.rdatatype
 
 from lbdns.answer import QueryEnv, resolve
-from lbdns.app import apply_overrides
 from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import load_config
+from lbdns.health.control import ControlEntry, ControlKey
+from lbdns.health.overrides import apply_overrides
 from lbdns.health.view import HealthView, OriginHealth, OriginState, PoolRtt
 from lbdns.server.handler import GeoLocator
 from lbdns.snapshot import build_snapshot
-from lbdns.steering.decide import NeedsLookup
+from lbdns.steering.origins import HostAddresses
 from lbdns.wire.codec import parse_query
 from lbdns.wire.render import build_response
 
@@ -37,19 +38,26 @@ _STATES = {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY}
 
 
 def health_from_status(doc: dict[str, Any]) -> HealthView:
-    """A :class:`HealthView` rebuilt from a ``/status`` document of a running server."""
+    """A :class:`HealthView` rebuilt from a ``/status`` document of a running server, operator
+    states included (so explain applies the same usable rule as the server)."""
     now = time.monotonic()
     origins: dict[tuple[str, str], OriginHealth] = {}
     rtt: dict[str, PoolRtt] = {}
+    controls: dict[ControlKey, ControlEntry] = {}
     for pool in doc.get("pools", []):
+        if pool.get("control"):
+            controls[(pool["id"], None)] = ControlEntry.from_json(pool["control"])
         for o in pool.get("origins", []):
+            if o.get("control"):
+                controls[(pool["id"], o["name"])] = ControlEntry.from_json(o["control"])
             state = _STATES.get(str(o.get("health")), OriginState.UNKNOWN)
             origins[(pool["id"], o["name"])] = OriginHealth(state, o.get("failure_reason") or "",
                                                             o.get("last_probe_at"), o.get("rtt_ms"),
                                                             o.get("response_code"))
         if pool.get("rtt_ewma_ms") is not None:
             rtt[pool["id"]] = PoolRtt(float(pool["rtt_ewma_ms"]), now)
-    return HealthView(int(doc.get("health_version", 0)), MappingProxyType(origins), MappingProxyType(rtt))
+    return HealthView(int(doc.get("health_version", 0)), MappingProxyType(origins), MappingProxyType(rtt),
+                      controls=MappingProxyType(controls))
 
 
 def fetch_health(url: str, timeout: float = 2.0) -> HealthView | None:
@@ -63,9 +71,6 @@ def fetch_health(url: str, timeout: float = 2.0) -> HealthView | None:
 
 DEFAULT_CLIENT = "127.0.0.1"
 """The resolver address ``explain`` assumes by default: that of ``dig @127.0.0.1`` on the same host."""
-MAX_LOOKUP_ROUNDS = 8
-"""Rounds of hostname-origin resolution before ``explain`` gives up (each round resolves every
-hostname the answer code asked for; a chain of LBs can ask again)."""
 
 
 def parse_qtype(text: str) -> dns.rdatatype.RdataType:
@@ -139,7 +144,7 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
             f"no server reachable at {url}: monitored origins count as UNKNOWN (down)")
         if health is None:
             health = HealthView()
-    health = apply_overrides(health, settings)
+    health = apply_overrides(health, settings.health_overrides)
     catalogue = load_pops(Path(settings.pops_file) if settings.pops_file else None)
     pop_code = pop or settings.pop
     the_pop = catalogue.get(pop_code)
@@ -169,33 +174,34 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
     ecs_opt = q.edns.ecs if q.edns is not None else None
     if ecs_opt is not None and ecs_opt.source_prefix == 0:
         ecs_opt = None
-    from lbdns.server.hostnames import HostnameResolver
+    import asyncio
 
+    from lbdns.server.hostnames import HostnameResolver, hostnames_of
+    from lbdns.server.local_names import LocalAnswers
+    from lbdns.server.state import Current
+
+    # every hostname origin resolved first, as the server does before it publishes a configuration
     resolver = HostnameResolver(settings.upstream_resolvers, max_ttl=float(settings.hostname_cache_max_ttl))
+    current = Current(snap, health)
+    resolver.use_local(LocalAnswers(lambda: current, the_pop, resolver.lookup_for_local))
+    asyncio.run(resolver.resolve(hostnames_of(snap.pools.values())))
+    resolved: set[str] = set()
+
+    def lookup(hostname: str) -> HostAddresses:
+        resolved.add(hostname)
+        return resolver.addresses(hostname)
+
     env = QueryEnv(resolver_ip=client, ecs=ecs_opt, pop=the_pop.code, pop_region=the_pop.region, health=health,
-                   rng=random.Random(seed), now=time.monotonic(), lookup=resolver.lookup,
+                   rng=random.Random(seed), now=time.monotonic(), lookup=lookup,
                    locator=GeoLocator(geo, ecs_opt, client, the_pop), asn_of=asn_of,
                    country_of=(lambda ip: getattr(geo(ip), "country", None)) if geo else None,
                    ip_src_uses_ecs=settings.ip_src_uses_ecs, trace=True)
     lines.append(f"query: {qname.to_text()} {dns.rdatatype.to_text(rdtype)} from {client}"
                  + (f" with ECS {ecs}" if ecs else "") + f" at PoP {the_pop.code} ({the_pop.region})")
     lines.append(f"health: {source}")
-    resolved: set[str] = set()
-    for _ in range(MAX_LOOKUP_ROUNDS):
-        try:
-            ans = resolve(snap, q.qname_lower, q.qtype, env)
-            break
-        except NeedsLookup as exc:  # hostname origins: resolve them as the server would, then retry
-            import asyncio
-
-            asyncio.run(resolver.resolve(exc.hostnames))
-            resolved |= exc.hostnames
-    else:
-        raise ValueError("hostname origins could not be resolved through "
-                         f"{', '.join(settings.upstream_resolvers) or 'the system resolver'}: "
-                         + ", ".join(sorted(h.rstrip(".") for h in resolved)))
+    ans = resolve(snap, q.qname_lower, q.qtype, env)
     if resolved:
-        failed = sorted(h.rstrip(".") for h in resolved if not resolver.cache[h][0].ok)
+        failed = sorted(h.rstrip(".") for h in resolved if not resolver.addresses(h).ok)
         lines.append("hostname origins resolved through "
                      f"{', '.join(settings.upstream_resolvers) or 'the system resolver'}: "
                      + ", ".join(sorted(h.rstrip(".") for h in resolved))

@@ -13,57 +13,125 @@ so a restart does not send every query to the fallback pool while health is UNKN
 from __future__ import annotations
 
 import logging
+import socket
 from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from lbdns.probes.recorder import HealthRecorder
+from lbdns.config.monitor_types import MONITOR_KINDS
+from lbdns.config.settings import ServerSettings
+from lbdns.health.view import HealthView
+from lbdns.health_owner import HealthRecorder
 from lbdns.probes.scheduler import ProbeScheduler
+from lbdns.probes.sink import ProbeSink
 from lbdns.probes.targets import ProbeTarget, build_targets
 from lbdns.probes.worker import ProbeWorker, WorkerOptions
 from lbdns.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from lbdns.app import App
+    from lbdns.cluster.node import ClusterNode
+    from lbdns.geo.pops import Pop
 
 log = logging.getLogger("lbdns.health")
 
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-def _targets(snapshot: Snapshot) -> list[ProbeTarget]:
+def _cluster_node(settings: ServerSettings, pop: Pop, recorder: HealthRecorder,
+                  retarget: Callable[[list[ProbeTarget]], None]) -> ClusterNode:
+    """The cluster side of this instance: vantage id ``cluster.instance_id`` (default
+    ``<pop>-<host name>``) in the region of the server's PoP ``pop``."""
+    from lbdns.cluster.node import ClusterNode
+    from lbdns.cluster.store import connect
+
+    s = settings
+    assert s.cluster is not None
+    vantage = s.cluster.instance_id or f"{pop.code}-{socket.gethostname()}"
+    return ClusterNode(connect(s.cluster), s.cluster.key_prefix, vantage, pop.region, pop.code, recorder,
+                       sync_interval=s.cluster.sync_interval, timeout=s.cluster.timeout,
+                       rtt_by_region=s.rtt_scope == "region", prober=s.cluster.probe, retarget=retarget)
+
+
+def all_targets(snapshot: Snapshot, local_address: Callable[[str], str | None] | None = None) -> list[ProbeTarget]:
+    """Every monitor target of a snapshot's configuration, ``external`` ones included; a
+    hostname origin in lbdns's own zones carries the address lbdns answers for it
+    (``local_address``: hostname → address or None)."""
     cfg = snapshot.config
-    return build_targets(cfg.pools, cfg.monitors, cfg.monitor_groups)
+    targets = build_targets(cfg.pools, cfg.monitors, cfg.monitor_groups)
+    if local_address is None:
+        return targets
+    return [t if (host := t.origin.hostname) is None or (ip := local_address(host)) is None
+            else replace(t, local_ip=ip) for t in targets]
+
+
+def probed(targets: list[ProbeTarget]) -> list[ProbeTarget]:
+    """The targets that are probed (``external`` monitors are pushed to, never probed)."""
+    return [t for t in targets if MONITOR_KINDS[t.monitor.type].probed]
+
+
+def wire_targets(recorder: HealthRecorder, snapshot: Snapshot, *, publish: bool = True,
+                 local_address: Callable[[str], str | None] | None = None) -> list[ProbeTarget]:
+    """Hand a (re)loaded snapshot's pools and targets to the health owner; returns the targets
+    to probe."""
+    targets = all_targets(snapshot, local_address)
+    recorder.set_targets(targets, publish=publish, pools=snapshot.config.pools)
+    return probed(targets)
 
 
 class HealthRuntime:
-    """Owns the probing of an :class:`~lbdns.app.App`: a :class:`HealthRecorder` fed either by a
-    :class:`ProbeWorker` (``probe_isolation: process``, the default) or by a
-    :class:`ProbeScheduler` in this event loop (``inline``)."""
+    """Owns the probing for a health owner (:class:`HealthRecorder`, created by the
+    application): a :class:`ProbeWorker` (``probe_isolation: process``, the default) or a
+    :class:`ProbeScheduler` in this event loop (``inline``) reporting to it — through the
+    cluster node when ``cluster:`` is set (docs/scaling.md). Takes the server settings, the
+    health owner (its targets already set by :func:`wire_targets`), the webhook notifier whose
+    count /metrics shows (owned and closed by the application) and the server's PoP (the
+    vantage's region in a cluster)."""
 
-    def __init__(self, app: App, snapshot: Snapshot) -> None:
-        self.app = app
-        s = app.settings
-        self.notifier = app.notifier  # owned (and closed) by the App
-        self.recorder = HealthRecorder(
-            app.publish_health,
-            rtt_alpha=s.rtt_ewma_alpha,
-            on_event=self.notifier,
-            initial_version=app.ref.current.health.version if app.ref is not None else 0,
-        )
-        targets = _targets(snapshot)
-        self.recorder.set_targets(targets, publish=False)
+    def __init__(self, settings: ServerSettings, recorder: HealthRecorder, notifier: Any = None,
+                 pop: Pop | None = None) -> None:
+        s = settings
+        self.settings = settings
+        self.notifier = notifier
+        self.recorder = recorder
+        self.cluster: ClusterNode | None = None
+        targets = probed(recorder.targets)
+        sink: ProbeSink = recorder
+        if s.cluster is not None:
+            assert pop is not None
+            self.cluster = _cluster_node(s, pop, recorder, self._retarget)
+            sink = self.cluster
+            targets = self.cluster.set_targets(targets)
+        self._probe_targets = targets
         self.worker: ProbeWorker | None = None
         self.scheduler: ProbeScheduler | None = None
         if s.probe_isolation == "process":
-            self.worker = ProbeWorker(self.recorder, WorkerOptions(
+            self.worker = ProbeWorker(sink, WorkerOptions(
                 concurrency=s.probe_concurrency, strict_public_endpoints=s.strict_public_endpoints,
                 cpus=tuple(s.probe_cpus) if s.probe_cpus else None, nice=s.probe_nice,
                 log_level=logging.getLogger().getEffectiveLevel(),
-                upstream_resolvers=tuple(s.upstream_resolvers)))
+                upstream_resolvers=tuple(s.upstream_resolvers), source_address=s.probe_source_address))
         else:
-            self.scheduler = ProbeScheduler(targets, self.recorder, concurrency=s.probe_concurrency,
+            self.scheduler = ProbeScheduler(targets, sink, concurrency=s.probe_concurrency,
                                             strict_public_endpoints=s.strict_public_endpoints,
-                                            upstream_resolvers=s.upstream_resolvers)
+                                            upstream_resolvers=s.upstream_resolvers,
+                                            source_address=s.probe_source_address)
+
+    def decorate(self, view: HealthView) -> HealthView:
+        """``view`` with the cluster's per-region RTTs when ``rtt_scope: region`` (the
+        application applies this to every view it publishes); ``view`` itself otherwise."""
+        if self.cluster is not None and self.settings.rtt_scope == "region":
+            return replace(view, region_rtt=MappingProxyType(dict(self.cluster.region_rtt)))
+        return view
+
+    def _retarget(self, targets: list[ProbeTarget]) -> None:
+        """The cluster changed which targets this vantage probes (store lost or back)."""
+        self._probe_targets = targets
+        if self.worker is not None:
+            self.worker.replace_targets(targets)
+        elif self.scheduler is not None:
+            self.scheduler.replace_targets(targets)
 
     @property
     def worker_pid(self) -> int | None:
@@ -73,7 +141,9 @@ class HealthRuntime:
     async def start(self, *, warm_start: bool) -> None:
         """Optionally run one warm-start round (publishing its result), then start periodic
         probing. Raises OSError when the probe worker cannot be spawned."""
-        targets = self.recorder.targets
+        if self.cluster is not None:
+            await self.cluster.start()
+        targets = self._probe_targets
         if self.worker is not None:
             await self.worker.start(targets, warm_start=warm_start)
         else:
@@ -87,9 +157,12 @@ class HealthRuntime:
             log.info("warm start: %d target(s), %d healthy", len(targets), healthy)
 
     async def reconfigure(self, snapshot: Snapshot) -> None:
-        """Switch to a reloaded configuration's targets, keeping health by identity."""
-        targets = _targets(snapshot)
-        self.recorder.set_targets(targets)
+        """Switch to a reloaded configuration's targets (the health owner has them already,
+        see :func:`wire_targets`)."""
+        targets = probed(self.recorder.targets)
+        if self.cluster is not None:
+            targets = self.cluster.set_targets(targets)
+        self._probe_targets = targets
         if self.worker is not None:
             self.worker.replace_targets(targets)
         elif self.scheduler is not None:
@@ -101,6 +174,8 @@ class HealthRuntime:
             await self.worker.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         self.recorder.flush()
 
     def metrics(self) -> dict[str, Any]:

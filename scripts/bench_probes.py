@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lbdns.config.model import Monitor, Pool
 from lbdns.health.view import HealthView, OriginState
-from lbdns.probes import HealthRecorder, ProbeScheduler, build_targets
+from lbdns.health_owner import HealthRecorder
+from lbdns.probes import ProbeScheduler, build_targets
 
 
 def raise_fd_limit(needed: int) -> tuple[int, int]:

@@ -22,7 +22,8 @@ class MonitorKind:
     ``expected_body``, ``follow_redirects``, ``allow_insecure`` apply and ``method`` is GET or
     HEAD. ``methods``: the other ``method`` values allowed besides empty (non-HTTP types).
     ``needs_port``: the monitor (or the origin) must name a port 1–65535. ``enterprise_only``:
-    refused under ``plan: non_enterprise``.
+    refused under ``plan: non_enterprise``. ``probed``: False for a type whose results are
+    pushed to the admin API (``POST /report``) instead of probed; it has no check.
     """
 
     name: str
@@ -30,6 +31,7 @@ class MonitorKind:
     methods: tuple[str, ...] = ()
     needs_port: bool = False
     enterprise_only: bool = True
+    probed: bool = True
 
 
 _KINDS = (
@@ -39,6 +41,8 @@ _KINDS = (
     MonitorKind("udp_icmp", needs_port=True),
     MonitorKind("icmp_ping"),
     MonitorKind("smtp", needs_port=True),
+    # lbdns addition: health pushed by an external system (docs/operations.md › Pushed health)
+    MonitorKind("external", enterprise_only=False, probed=False),
 )
 
 MONITOR_KINDS: Mapping[str, MonitorKind] = MappingProxyType({k.name: k for k in _KINDS})

@@ -13,6 +13,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+MAX_WORKERS = 256
+"""The most answering worker processes ``workers`` accepts."""
+
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -158,6 +161,53 @@ class HealthOverride(_Settings):
     state: Literal["healthy", "unhealthy", "unknown"]
 
 
+class ClusterSettings(_Settings):
+    """Shared health across lbdns instances (``cluster:``, docs/scaling.md): every instance is
+    a probe vantage in its PoP's region and publishes its probe results to a Redis-compatible
+    store (Redis, Valkey); every instance decides health by region majority over the fresh
+    results of all vantages (Cloudflare docs: Load Balancing › Monitors › Health monitor
+    regions).
+
+    ``store_url``: ``redis://host:port/db``, ``rediss://…`` (TLS) or ``unix:///path.sock``;
+    ``username`` and ``password_file`` (a file holding the password, read at start; ACL user
+    "default" when no username); ``instance_id``: this instance's vantage id (default
+    ``<pop>-<host name>``); ``key_prefix``: namespace of every key, so several clusters share
+    one store; ``sync_interval``: seconds between reads of the other vantages' results;
+    ``timeout``: seconds a store operation may take; ``tls_ca_file``/``tls_cert_file``/
+    ``tls_key_file``: trust and client certificate for ``rediss://``."""
+
+    store_url: str
+    probe: bool = True
+    """False: a *reader* — while the store is reachable and some vantage is live it runs no
+    probes and writes nothing (it decides on the vantages' results; its ``store_url`` may name
+    a read-only replica); otherwise it probes every pool itself."""
+    username: str | None = None
+    password_file: str | None = None
+    instance_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    key_prefix: str = Field(default="lbdns", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    sync_interval: float = Field(default=0.5, gt=0, le=60)
+    timeout: float = Field(default=1.0, gt=0, le=60)
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+
+    @field_validator("store_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"not a store URL: {value!r} (redis://host:port/db, rediss://… for TLS, "
+                             "or unix:///path/to/redis.sock)")
+        return value
+
+    @field_validator("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such file: {value!r}")
+        return value
+
+
 class ServerSettings(_Settings):
     """Everything in ``lbdns.yaml`` (SPEC.md §2.1)."""
 
@@ -176,6 +226,10 @@ class ServerSettings(_Settings):
     allow_proxied_as_dns_only: bool = False
     strict_public_endpoints: bool = False
     rtt_ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    rtt_scope: Literal["global", "region"] = "global"
+    """``region``: with ``cluster:``, ``dynamic_latency`` orders pools by the RTT measured from
+    the querying PoP's region (Cloudflare docs: Load Balancing › Global traffic steering ›
+    Dynamic), falling back to the pool's RTT when that region has no current data."""
     udp_rcvbuf: int = Field(default=4 * 1024 * 1024, ge=0, le=1 << 30)
     """UDP socket receive buffer in bytes (0 = the kernel default): absorbs query bursts."""
     tcp_idle_timeout: float = Field(default=10.0, gt=0, le=3600)
@@ -195,11 +249,18 @@ class ServerSettings(_Settings):
     ``inline``: in the server's own event loop."""
     probe_cpus: list[Annotated[int, Field(ge=0, le=4095)]] | None = Field(default=None, min_length=1)
     """CPU ids the probe worker may run on (None: those of the server)."""
+    probe_source_address: str | None = None
+    """Local IP address that TCP, HTTP(S) and SMTP probes connect from (None: the kernel's
+    choice): the vantage's own source address, e.g. one loopback address per instance."""
+    cluster: ClusterSettings | None = None
     probe_nice: int = Field(default=0, ge=0, le=19)
     """Added to the probe worker's nice value: > 0 lets queries win a shared CPU."""
     monitor_interval_min: int | None = Field(default=None, ge=1, le=3600)
     """Lower bound for monitor ``interval`` in seconds; None = the plan's (10 enterprise, 15
     non_enterprise, SPEC.md R-CFG-01). Lower it only for labs and tests."""
+    operator_state_file: str | None = None
+    """JSON file keeping operator states (force_up, force_down, drain) across restarts; default
+    ``$STATE_DIRECTORY/operator-state.json``, else ``./operator-state.json``."""
     notification_webhook: NotificationWebhook | None = None
     """Where health and pool-enablement events are POSTed (a URL, or the object form)."""
     query_log: str | None = None
@@ -209,6 +270,46 @@ class ServerSettings(_Settings):
     nsid: str | None = Field(default=None, min_length=1, max_length=128)
     """Server identity returned to queries that ask for it with the EDNS NSID option (RFC 5001),
     e.g. the host or PoP name; sent as its UTF-8 octets. None (the default): no NSID."""
+
+    workers: int | Literal["auto"] = 1
+    """Answering processes: 1 (the default) answers in this process; N > 1 runs N worker
+    processes on SO_REUSEPORT sockets while this process loads the configuration, probes and
+    serves the admin API (docs/operations.md "Workers"); ``auto``: one per CPU this process may
+    run on (``os.sched_getaffinity``)."""
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> object:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a number of worker processes 1–{MAX_WORKERS} or 'auto', got {value!r}")
+        if not 1 <= value <= MAX_WORKERS:
+            raise ValueError(f"expected 1–{MAX_WORKERS} worker processes or 'auto', got {value}")
+        return value
+
+    @property
+    def worker_count(self) -> int:
+        """:attr:`workers` as a number: ``auto`` is the CPUs available to this process (its
+        affinity mask, so ``taskset`` and cgroup cpusets count), at most :data:`MAX_WORKERS`."""
+        if self.workers != "auto":
+            return self.workers
+        import os
+
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(MAX_WORKERS, cpus))
+
+    @field_validator("probe_source_address")
+    @classmethod
+    def _source(cls, value: str | None) -> str | None:
+        from ipaddress import ip_address
+
+        if value is not None:
+            try:
+                ip_address(value)
+            except ValueError:
+                raise ValueError(f"not an IP address: {value!r}") from None
+        return value
 
     @field_validator("notification_webhook", mode="before")
     @classmethod

@@ -8,7 +8,8 @@ state; monitor group: the group's quorum, Cloudflare docs: Load Balancing › Mo
 per pool the RTT EWMA of dynamic steering (Cloudflare docs: Load Balancing › Global traffic
 steering › Dynamic; Load Balancing › Monitor Groups › Latency for Steering).
 
-Only the probe scheduler mutates a book, from one asyncio task context; everyone else reads an
+Only the health owner (:mod:`lbdns.health_owner`) mutates a book — probe results, pushed
+reports and operator states alike — from one asyncio task context; everyone else reads an
 immutable :class:`~lbdns.health.view.HealthView` made by :meth:`HealthBook.freeze`. Pure module:
 times are passed in (``now`` = monotonic seconds; results carry their wall-clock ``at``).
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
 
+from lbdns.health.control import Control, ControlEntry, ControlKey, control_of
 from lbdns.health.tracker import (
     INITIAL,
     MemberSpec,
@@ -118,7 +120,8 @@ class HealthBook:
         self._origins: dict[PairKey, OriginHealth] = {}
         self._rtt: dict[tuple[str, str], _RttEntry] = {}
         self._pool_rtt: dict[str, PoolRtt] = {}
-        self._states_token = object()  # replaced whenever a pair's aggregated state changes
+        self._controls: dict[ControlKey, ControlEntry] = {}
+        self._states_token = object()  # replaced whenever a pair's aggregated state or a control changes
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -142,6 +145,15 @@ class HealthBook:
     def pool_rtt(self, pool_id: str) -> PoolRtt | None:
         """The pool's RTT EWMA, or None without samples."""
         return self._pool_rtt.get(pool_id)
+
+    def control(self, pool_id: str, origin_name: str | None) -> Control:
+        """The operator state of (pool, origin), or of the pool with ``origin_name`` None."""
+        return control_of(self._controls, pool_id, origin_name)
+
+    @property
+    def controls(self) -> Mapping[ControlKey, ControlEntry]:
+        """Every operator entry (read-only view)."""
+        return MappingProxyType(self._controls)
 
     def member_keys(self) -> set[MemberKey]:
         """Every (pool, origin, monitor) key with a recorded result."""
@@ -190,12 +202,7 @@ class HealthBook:
             new_state = tracker.state
             updates_details = True
         else:
-            states = {
-                m.monitor_id: rec.tracker.state
-                for m in group
-                if (rec := self._members.get((pool_id, origin_name, m.monitor_id))) is not None
-            }
-            new_state = group_state(group, states)
+            new_state = self._group_state(pool_id, origin_name, group)
             spec = next((m for m in group if m.monitor_id == monitor_id), None)
             updates_details = spec is None or spec.votes or not any(m.votes for m in group)
         if updates_details:
@@ -213,6 +220,50 @@ class HealthBook:
         if group is not None and member_tr is not None:
             return Transition(member_tr.old, member_tr.new, pool_id, origin_name, monitor_id)
         return None
+
+    def set_control(self, pool_id: str, origin_name: str | None, entry: ControlEntry) -> ControlEntry | None:
+        """Set the operator state of (pool, origin) — of the pool with ``origin_name`` None —
+        (:mod:`lbdns.health.control`); AUTO removes the entry. Returns the previous entry."""
+        key = (pool_id, origin_name)
+        old = self._controls.pop(key, None)
+        if entry.state is not Control.AUTO:
+            self._controls[key] = entry
+        if (old.state if old else Control.AUTO) is not entry.state:
+            self._states_token = object()
+        return old
+
+    def replace_controls(self, entries: Mapping[ControlKey, ControlEntry]) -> None:
+        """Replace every operator entry (loading a state file); AUTO entries are dropped."""
+        self._controls = {k: e for k, e in entries.items() if e.state is not Control.AUTO}
+        self._states_token = object()
+
+    def adopt(self, view: HealthView) -> None:
+        """Take every pair state and pool RTT from ``view`` (a static health source: tests,
+        tools), dropping the member records; operator states are kept."""
+        self._members.clear()
+        self._rtt.clear()
+        self._origins = dict(view.origins)
+        self._pool_rtt = dict(view.pool_rtt)
+        self._states_token = object()
+
+    def forget(self, key: MemberKey, group: Sequence[MemberSpec] | None = None) -> Transition | None:
+        """Drop the result of member ``key`` — an expired pushed report becomes "no data" — and
+        recompute its pair: with a single monitor the pair becomes UNKNOWN, in a ``group`` the
+        quorum is taken over the remaining members (Cloudflare docs: Load Balancing › Monitor
+        Groups). Returns the pair's :class:`Transition` when its state changed."""
+        if self._members.pop(key, None) is None:
+            return None
+        pool_id, origin_name, _monitor = key
+        pkey = (pool_id, origin_name)
+        old = self._origins.get(pkey, OriginHealth())
+        new_state = OriginState.UNKNOWN if group is None else self._group_state(pool_id, origin_name, group)
+        self._origins[pkey] = OriginHealth(new_state, "No data" if new_state is OriginState.UNKNOWN
+                                           else old.failure_reason, old.last_probe_at, old.rtt_ms,
+                                           old.response_code)
+        if new_state is old.state:
+            return None
+        self._states_token = object()
+        return Transition(old.state, new_state, pool_id, origin_name, None)
 
     def add_round_rtt(
         self,
@@ -275,6 +326,15 @@ class HealthBook:
         )
         return out
 
+    def _group_state(self, pool_id: str, origin_name: str, group: Sequence[MemberSpec]) -> OriginState:
+        """The monitor-group quorum of (pool, origin) over its members' recorded states."""
+        states = {
+            m.monitor_id: rec.tracker.state
+            for m in group
+            if (rec := self._members.get((pool_id, origin_name, m.monitor_id))) is not None
+        }
+        return group_state(group, states)
+
     def _recompute_pool_rtt(self, pool_id: str) -> None:
         entries = [e.rtt for (p, _m), e in self._rtt.items() if p == pool_id and e.voting]
         if not entries:
@@ -293,7 +353,7 @@ class HealthBook:
         its ``states_token`` is shared with earlier views while no pair state changed."""
         return HealthView(
             version, MappingProxyType(dict(self._origins)), MappingProxyType(dict(self._pool_rtt)),
-            self._states_token,
+            self._states_token, MappingProxyType(dict(self._controls)),
         )
 
     @classmethod
@@ -308,6 +368,7 @@ class HealthBook:
         still exist. Everything else starts UNKNOWN. ``rtt_alpha`` defaults to the old book's.
         """
         book = cls(rtt_alpha=old_book.rtt_alpha if rtt_alpha is None else rtt_alpha)
+        book._controls = dict(old_book._controls)  # operator states outlive reloads
         keys = set(new_keys)
         for k in keys:
             rec = old_book._members.get(k)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
 
+from lbdns.health.control import Control, ControlEntry, ControlKey, control_of
+
 
 class OriginState(IntEnum):
     """Aggregated health of one (pool, origin) pair (health is per pool: the same address in two
@@ -74,6 +76,22 @@ class HealthView:
     )
     pool_rtt: Mapping[str, PoolRtt] = field(default_factory=lambda: MappingProxyType({}))
     states_token: object = field(default_factory=object, compare=False)
+    controls: Mapping[ControlKey, ControlEntry] = field(default_factory=lambda: MappingProxyType({}))
+    """Operator states by (pool id, origin name or None for the pool), see
+    :mod:`lbdns.health.control`; part of what ``states_token`` stands for."""
+    region_rtt: Mapping[tuple[str, str], PoolRtt] = field(default_factory=lambda: MappingProxyType({}))
+    """(pool id, region code) → the pool's RTT measured from that region's vantages
+    (``rtt_scope: region``; empty otherwise)."""
+
+    def rtt_for(self, pool_id: str, region: str | None) -> PoolRtt | None:
+        """The pool's RTT as seen from ``region`` (Cloudflare docs: Load Balancing › Global
+        traffic steering › Dynamic: per-region latency) when that region has data, else the
+        pool's own RTT; None without data."""
+        if region is not None and self.region_rtt:
+            rtt = self.region_rtt.get((pool_id, region))
+            if rtt is not None:
+                return rtt
+        return self.pool_rtt.get(pool_id)
 
     def origin(self, pool_id: str, origin_name: str) -> OriginHealth:
         """The health of (pool, origin); UNKNOWN when nothing was recorded."""
@@ -84,10 +102,15 @@ class HealthView:
         h = self.origins.get((pool_id, origin_name))
         return h.state if h is not None else OriginState.UNKNOWN
 
+    def control(self, pool_id: str, origin_name: str | None) -> Control:
+        """The operator state of (pool, origin), or of the pool with ``origin_name`` None."""
+        return control_of(self.controls, pool_id, origin_name) if self.controls else Control.AUTO
+
     def with_states(
         self, states: Mapping[tuple[str, str], OriginState], rtt: Mapping[str, PoolRtt] | None = None
     ) -> HealthView:
-        """A new view (version + 1) with the given states replaced (test and admin helper)."""
+        """A new view (version + 1) with the given states replaced (a test helper; the server
+        writes health only through its health owner)."""
         merged = dict(self.origins)
         for key, st in states.items():
             old = merged.get(key, _UNKNOWN)
@@ -96,7 +119,8 @@ class HealthView:
         new_rtt = dict(self.pool_rtt)
         if rtt:
             new_rtt.update(rtt)
-        return HealthView(self.version + 1, MappingProxyType(merged), MappingProxyType(new_rtt))
+        return HealthView(self.version + 1, MappingProxyType(merged), MappingProxyType(new_rtt),
+                          controls=self.controls, region_rtt=self.region_rtt)
 
 
 EMPTY_HEALTH = HealthView()

@@ -4,14 +4,14 @@ and health notifications (docs/operations.md › Health monitoring; docs/archite
 probe result).
 """
 
-from lbdns.probes.recorder import HealthRecorder, ProbeSink
 from lbdns.probes.result import FAILURE_REASONS, ProbeResult
 from lbdns.probes.scheduler import ProbeContext, ProbeScheduler, run_check
+from lbdns.probes.sink import JobKey, ProbeSink
 from lbdns.probes.targets import ProbeTarget, build_targets
 
 __all__ = [
     "FAILURE_REASONS",
-    "HealthRecorder",
+    "JobKey",
     "ProbeContext",
     "ProbeResult",
     "ProbeScheduler",

@@ -124,11 +124,13 @@ def plan_request(monitor: Monitor, origin: Origin, pool_id: str, ip: str | None 
     )
 
 
-def make_session(limit: int = 256) -> aiohttp.ClientSession:
+def make_session(limit: int = 256, *, source: str | None = None) -> aiohttp.ClientSession:
     """A ClientSession for probes: connections are closed after every request (so a stopped
-    listener is noticed), at most ``limit`` open at once, no cookies, no proxy environment.
+    listener is noticed), at most ``limit`` open at once, no cookies, no proxy environment,
+    connecting from local address ``source`` (None: the kernel's choice).
     Must be called with a running event loop; close it with ``await session.close()``."""
-    connector = aiohttp.TCPConnector(force_close=True, limit=limit, limit_per_host=0)
+    connector = aiohttp.TCPConnector(force_close=True, limit=limit, limit_per_host=0,
+                                     local_addr=(source, 0) if source else None)
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),

@@ -118,7 +118,7 @@ def is_public(ip: str) -> bool:
 
 async def resolve_host(
     host: str, timeout: float, *, strict_public: bool = False,
-    resolver: dns.asyncresolver.Resolver | None = None,
+    resolver: dns.asyncresolver.Resolver | None = None, known: str | None = None,
 ) -> tuple[str | None, ProbeResult | None]:
     """Resolve a hostname origin before a probe (failures: "DNS Unknown Host", "DNS Internal",
     Cloudflare docs: Load Balancing › Common error codes).
@@ -129,17 +129,20 @@ async def resolve_host(
     :mod:`lbdns.upstream`), or None for the system resolver (``getaddrinfo``). Returns ``(ip,
     None)`` on success, or ``(None, failure)`` with "DNS Unknown Host" (no such name, no
     address, resolver failure or timeout) or "DNS Internal". IP literals are returned
-    unchanged. Never raises.
+    unchanged; ``known`` is an address already known for ``host`` (lbdns's own answer for a
+    name in its zones), used without a lookup. Never raises.
     """
     try:
         ipaddress.ip_address(host)
         return host, None
     except ValueError:
         pass
-    ip: str | None = None
+    ip: str | None = known
     try:
         async with asyncio.timeout(timeout):
-            if resolver is not None:
+            if ip is not None:
+                pass
+            elif resolver is not None:
                 for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
                     ans = await resolver.resolve(host, rdtype, raise_on_no_answer=False, search=False)
                     if ans.rrset:

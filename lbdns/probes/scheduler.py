@@ -2,7 +2,7 @@
 result).
 
 Runs the checks of :class:`~lbdns.probes.targets.ProbeTarget` objects on time and reports each
-result to a :class:`~lbdns.probes.recorder.ProbeSink` — a :class:`HealthRecorder` in this
+result to a :class:`~lbdns.probes.sink.ProbeSink` — a :class:`HealthRecorder` in this
 process, or the pipe of the probe worker process (:mod:`lbdns.probes.worker`), which is how a
 serving lbdns runs it. The scheduler itself keeps no health.
 
@@ -40,8 +40,8 @@ from lbdns.config.monitor_types import MONITOR_KINDS
 from lbdns.probes import result as r
 from lbdns.probes.http import check_http, make_session
 from lbdns.probes.icmp import IcmpPinger, check_icmp
-from lbdns.probes.recorder import JobKey, ProbeSink
 from lbdns.probes.result import ProbeResult, resolve_host
+from lbdns.probes.sink import JobKey, ProbeSink
 from lbdns.probes.smtp import DEFAULT_HELO, check_smtp
 from lbdns.probes.targets import ProbeTarget, warm_start_bound
 from lbdns.probes.tcp import check_tcp
@@ -62,7 +62,8 @@ DEFAULT_JITTER = 5.0
 @dataclass(slots=True)
 class ProbeContext:
     """Shared resources of the checks: the aiohttp session, TLS trust, ICMP mode, options, and
-    the resolver for hostname origins (None: the system resolver)."""
+    the resolver for hostname origins (None: the system resolver), and the local address TCP,
+    HTTP(S) and SMTP probes connect from (None: the kernel's choice)."""
 
     session: aiohttp.ClientSession | None = None
     ssl_context: ssl.SSLContext | None = None
@@ -70,6 +71,7 @@ class ProbeContext:
     pinger: IcmpPinger = field(default_factory=IcmpPinger)
     smtp_helo: str = DEFAULT_HELO
     resolver: dns.asyncresolver.Resolver | None = None
+    source_address: str | None = None
 
 
 def _port(monitor: Monitor, origin: Origin) -> int:
@@ -88,11 +90,12 @@ async def _icmp_ping(target: ProbeTarget, ctx: ProbeContext, ip: str, port: int)
 
 
 async def _tcp(target: ProbeTarget, ctx: ProbeContext, ip: str, port: int) -> ProbeResult:
-    return await check_tcp(ip, port, target.monitor.timeout, target.monitor.retries)
+    return await check_tcp(ip, port, target.monitor.timeout, target.monitor.retries, source=ctx.source_address)
 
 
 async def _smtp(target: ProbeTarget, ctx: ProbeContext, ip: str, port: int) -> ProbeResult:
-    return await check_smtp(ip, port, target.monitor.timeout, target.monitor.retries, helo=ctx.smtp_helo)
+    return await check_smtp(ip, port, target.monitor.timeout, target.monitor.retries, helo=ctx.smtp_helo,
+                            source=ctx.source_address)
 
 
 async def _udp_icmp(target: ProbeTarget, ctx: ProbeContext, ip: str, port: int) -> ProbeResult:
@@ -124,7 +127,7 @@ async def run_check(target: ProbeTarget, ctx: ProbeContext) -> ProbeResult:
     mon, origin = target.monitor, target.origin
     try:
         ip, failure = await resolve_host(origin.address, mon.timeout, strict_public=ctx.strict_public,
-                                         resolver=ctx.resolver)
+                                         resolver=ctx.resolver, known=target.local_ip)
         if failure is not None or ip is None:
             return failure or r.failed(r.DNS_UNKNOWN_HOST)
         kind, check = MONITOR_KINDS.get(mon.type), CHECKS.get(mon.type)
@@ -185,7 +188,9 @@ class ProbeScheduler:
     ``round_rate`` — probes of one round (one pool and monitor) start at most this many per
     second, spread over at most half the interval, so a pool with many origins does not start
     them all at once; ``upstream_resolvers`` — resolve hostname origins through these
-    (the ``upstream_resolvers`` setting, as answers do; empty: the system resolver). Raises
+    (the ``upstream_resolvers`` setting, as answers do; empty: the system resolver);
+    ``source_address`` — local address of TCP, HTTP(S) and SMTP probes (the
+    ``probe_source_address`` setting; None: the kernel's choice). Raises
     ValueError for ``concurrency`` < 1, ``round_rate`` ≤ 0 or a malformed upstream.
     """
 
@@ -205,6 +210,7 @@ class ProbeScheduler:
         rng: random.Random | None = None,
         round_rate: float = 500.0,
         upstream_resolvers: Sequence[str] = (),
+        source_address: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency {concurrency} is invalid (≥ 1)")
@@ -217,7 +223,8 @@ class ProbeScheduler:
         self.clock = clock
         self._ctx = ProbeContext(session, ssl_context, strict_public_endpoints,
                                  IcmpPinger(icmp_privileged),
-                                 resolver=make_resolver(upstream_resolvers, 30.0) if upstream_resolvers else None)
+                                 resolver=make_resolver(upstream_resolvers, 30.0) if upstream_resolvers else None,
+                                 source_address=source_address)
         self._own_session = session is None
         self._checker: Checker = checker or run_check
         self._rng = rng or random.Random()
@@ -343,7 +350,7 @@ class ProbeScheduler:
 
     def _ensure_session(self) -> None:
         if self._ctx.session is None and any(_is_http(t) for t in self._targets):
-            self._ctx.session = make_session(self.concurrency)
+            self._ctx.session = make_session(self.concurrency, source=self._ctx.source_address)
 
     def _first_delay(self, interval: float) -> float:
         cap = min(interval, self.jitter)

@@ -35,15 +35,18 @@ async def read_reply(reader: asyncio.StreamReader) -> int:
     raise _BadReply("SMTP reply too long")
 
 
-async def smtp_once(ip: str, port: int, timeout: float, helo: str) -> tuple[ProbeResult, bool]:
+async def smtp_once(ip: str, port: int, timeout: float, helo: str, *,
+                    source: str | None = None) -> tuple[ProbeResult, bool]:
     """One SMTP conversation within ``timeout`` seconds. Returns the result (``rtt_ms`` =
     HELO → 250; ``response_code`` = the last reply code) and whether a failure may be
-    retried (connection-level failures and timeouts only; a wrong reply code is final)."""
+    retried (connection-level failures and timeouts only; a wrong reply code is final).
+    ``source``: local address to connect from (None: the kernel's choice)."""
     writer: asyncio.StreamWriter | None = None
     code: int | None = None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(ip, port)
+            reader, writer = await asyncio.open_connection(
+                ip, port, local_addr=(source, 0) if source else None)
             code = await read_reply(reader)
             if code != 220:
                 return r.failed(r.OTHER_FAILURE, code, f"greeting {code}, expected 220"), False
@@ -73,14 +76,15 @@ async def smtp_once(ip: str, port: int, timeout: float, helo: str) -> tuple[Prob
 
 
 async def check_smtp(
-    ip: str, port: int, timeout: float, retries: int, *, helo: str = DEFAULT_HELO
+    ip: str, port: int, timeout: float, retries: int, *, helo: str = DEFAULT_HELO,
+    source: str | None = None,
 ) -> ProbeResult:
     """SMTP monitor: up to ``1 + retries`` attempts of 220 / HELO 250 /
     QUIT 221 with ``ip``:``port``, each within ``timeout`` seconds. A wrong code fails at once
     with "Other Failure" (lbdns decision: the docs give SMTP no reason of its own). Never raises."""
     res = r.failed(r.OTHER_FAILURE, detail="no attempt made")
     for _ in range(1 + max(retries, 0)):
-        res, retry = await smtp_once(ip, port, timeout, helo)
+        res, retry = await smtp_once(ip, port, timeout, helo, source=source)
         if res.passed or not retry:
             return res
     return res

@@ -21,7 +21,10 @@ class ProbeTarget:
 
     ``group`` holds the pool's monitor-group members (None for a single ``monitor``);
     ``expected`` the pre-parsed ``expected_codes`` of an http/https monitor (None otherwise or
-    when unparsable — the check then reports "Monitor Config Error").
+    when unparsable — the check then reports "Monitor Config Error"); ``local_ip`` the address
+    lbdns itself answers for a hostname origin inside the zones it serves (None: the hostname
+    is resolved before each probe), so such origins are probed without an upstream resolver,
+    also during warm start.
     """
 
     pool: Pool
@@ -29,6 +32,7 @@ class ProbeTarget:
     monitor: Monitor
     group: tuple[MemberSpec, ...] | None = None
     expected: ExpectedCodes | None = None
+    local_ip: str | None = None
 
     @property
     def key(self) -> MemberKey:

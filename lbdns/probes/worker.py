@@ -5,7 +5,7 @@ A serving lbdns runs its :class:`~lbdns.probes.scheduler.ProbeScheduler` in a ch
 0.4 ms of CPU per HTTP probe — never competes with the query loop for the GIL, and can run on
 another CPU (``probe_cpus``) at a lower priority (``probe_nice``). The health state stays in the
 server: the worker only runs checks and streams their results back; the server's
-:class:`~lbdns.probes.recorder.HealthRecorder` turns them into health views.
+:class:`~lbdns.health_owner.HealthRecorder` turns them into health views.
 
 The channel is the worker's stdin/stdout, each message one frame: a 4-byte big-endian length
 and a pickled tuple (a private pipe between two processes of the same installation).
@@ -20,7 +20,7 @@ every ``BATCH_S`` seconds, in order, and ``("alive",)`` every ``HEARTBEAT_S`` se
 :class:`ProbeWorker` is the server side: it spawns the worker, restarts it (with backoff) when
 it dies, kills and restarts it when it sends nothing for ``STALL_TIMEOUT_S`` seconds (a
 stopped, deadlocked or starved worker: the watchdog), and feeds its results into a
-:class:`~lbdns.probes.recorder.ProbeSink`.
+:class:`~lbdns.probes.sink.ProbeSink`.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from typing import Any
 
 from lbdns.health.book import MemberKey
 from lbdns.ipc import FRAME, MAX_FRAME, encode, read_message
-from lbdns.probes.recorder import JobKey, ProbeSink
 from lbdns.probes.result import ProbeResult
+from lbdns.probes.sink import JobKey, ProbeSink
 from lbdns.probes.targets import ProbeTarget, warm_start_bound
 
 log = logging.getLogger("lbdns.probes")
@@ -67,7 +67,8 @@ class WorkerOptions:
     ``strict_public_endpoints`` (R-MON-16); ``cpus``: CPU ids the worker may run on (None ⇒
     inherited from the server); ``nice``: added to the worker's nice value (0–19, a lower
     priority than the query loop); ``log_level``: the logging level number;
-    ``round_rate`` and ``upstream_resolvers``: see :class:`~lbdns.probes.scheduler.ProbeScheduler`."""
+    ``round_rate``, ``upstream_resolvers`` and ``source_address``: see
+    :class:`~lbdns.probes.scheduler.ProbeScheduler`."""
 
     concurrency: int = 256
     strict_public_endpoints: bool = False
@@ -76,6 +77,7 @@ class WorkerOptions:
     log_level: int = logging.WARNING
     round_rate: float = 500.0
     upstream_resolvers: tuple[str, ...] = ()
+    source_address: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +153,8 @@ async def _serve(in_fd: int, out_fd: int) -> None:
                 scheduler = ProbeScheduler(msg[2], sink, concurrency=options.concurrency,
                                            strict_public_endpoints=options.strict_public_endpoints,
                                            round_rate=options.round_rate,
-                                           upstream_resolvers=options.upstream_resolvers)
+                                           upstream_resolvers=options.upstream_resolvers,
+                                           source_address=options.source_address)
             elif scheduler is None:
                 raise ValueError(f"probe worker: {kind!r} before 'start'")
             elif kind == "targets":

@@ -4,8 +4,8 @@ query).
 Synchronous and shared by UDP and TCP. Malformed packets get FORMERR or are dropped
 (RFC 1035 §4.1.1), other opcodes NOTIMP, EDNS versions > 0 BADVERS (RFC 6891 §6.1.3), other
 classes and zone transfers REFUSED; any unexpected exception becomes SERVFAIL plus a counter
-(docs/architecture.md › Failure containment). Hostname lookups that are not cached raise
-:class:`~lbdns.steering.decide.NeedsLookup` to the transport, which resolves and retries.
+(docs/architecture.md › Failure containment). Hostname origins are read from a cache filled
+ahead of queries (:mod:`lbdns.server.hostnames`); nothing here waits.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from lbdns.geo.pops import Pop
 from lbdns.server.counters import QTYPE_BUCKET, QueryCounters
 from lbdns.server.rrl import RateLimiter, RrlParams
 from lbdns.server.state import Current, StateRef
-from lbdns.steering.decide import ClientLocation, NeedsLookup
+from lbdns.steering.decide import ClientLocation
 from lbdns.steering.origins import HostLookup
 from lbdns.wire.codec import (
     CLASS_IN,
@@ -139,8 +139,7 @@ class Handler:
     def handle(self, data: bytes, peer_ip: str, tcp: bool, pop: Pop) -> bytes | None:
         """Answer one message from ``peer_ip`` received at PoP ``pop``.
 
-        Returns the response bytes, or None when the packet must be dropped. Raises
-        :class:`NeedsLookup` only (everything else is answered).
+        Returns the response bytes, or None when the packet must be dropped. Never raises.
         """
         cur = self.ref.current
         try:
@@ -166,8 +165,6 @@ class Handler:
             return self._malformed(data, exc, peer_ip, tcp)
         try:
             return self._answer(q, peer_ip, tcp, pop, cur)
-        except NeedsLookup:
-            raise
         except Exception:
             self.counters.internal_errors += 1
             log.exception("internal error answering %r/%d", q.qname, q.qtype)

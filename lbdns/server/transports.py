@@ -1,6 +1,6 @@
 """asyncio UDP and TCP front ends (RFC 1035 §4.2, RFC 7766). Thin: they move bytes to the
-synchronous :class:`~lbdns.server.handler.Handler` and back. One task is created only for
-queries that need hostname lookups; everything else is answered inside the callback.
+synchronous :class:`~lbdns.server.handler.Handler` and back; every query is answered inside the
+callback (hostname origins are resolved ahead of queries, :mod:`lbdns.server.hostnames`).
 
 UDP answers pass the handler's response rate limiter (:mod:`lbdns.server.rrl`) when it has one;
 TCP answers never do (a TCP client's address is not spoofable).
@@ -18,76 +18,35 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
 from typing import cast
 
 from lbdns.errors import FormError
 from lbdns.geo.pops import Pop
 from lbdns.server.handler import Handler
 from lbdns.server.rrl import DROP, slip_reply
-from lbdns.steering.decide import NeedsLookup
 from lbdns.wire.framing import TcpFramer, frame
 
 log = logging.getLogger("lbdns.server")
 
-Resolve = Callable[[frozenset[str]], Awaitable[None]]
-"""Resolves hostnames into the lookup cache the handler reads (the hostname resolver)."""
-
-
-async def _answer_after_lookup(handler: Handler, resolve: Resolve | None, data: bytes, peer: str, tcp: bool,
-                               pop: Pop, exc: NeedsLookup) -> bytes | None:
-    handler.counters.deferred_lookups += 1
-    for _ in range(3):
-        if resolve is None:
-            return None
-        await resolve(exc.hostnames)
-        try:
-            return handler.handle(data, peer, tcp, pop)
-        except NeedsLookup as again:
-            exc = again
-    return None
-
-
 class UdpServer(asyncio.DatagramProtocol):
     """One UDP listener bound to a PoP."""
 
-    def __init__(self, handler: Handler, pop: Pop, resolve: Resolve | None = None) -> None:
+    def __init__(self, handler: Handler, pop: Pop) -> None:
         self.handler = handler
         self.pop = pop
-        self.resolve = resolve
         self.transport: asyncio.DatagramTransport | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         peer = str(addr[0])
-        try:
-            out = self.handler.handle(data, peer, False, self.pop)
-        except NeedsLookup as exc:
-            task = asyncio.ensure_future(self._deferred(data, addr, exc))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            return
+        out = self.handler.handle(data, peer, False, self.pop)
         if out is not None and self.transport is not None:
             rrl = self.handler.rrl
             verdict = rrl.check(peer, data, out) if rrl is not None else 0
             if verdict and (verdict == DROP or (out := slip_reply(out, len(data))) is None):
                 return
-            self.transport.sendto(out, addr)
-
-    async def _deferred(self, data: bytes, addr: tuple[str | int, ...], exc: NeedsLookup) -> None:
-        peer = str(addr[0])
-        try:
-            out = await _answer_after_lookup(self.handler, self.resolve, data, peer, False, self.pop, exc)
-        except Exception:
-            log.exception("deferred UDP answer failed")
-            return
-        rrl = self.handler.rrl
-        if out is not None and rrl is not None:
-            out = rrl.filter(peer, data, out)
-        if out is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(out, addr)
 
     def error_received(self, exc: Exception) -> None:
@@ -102,7 +61,7 @@ class TcpServer:
     recently active first."""
 
     def __init__(self, handler: Handler, pop: Pop, *, idle_timeout: float = 10.0, max_connections: int = 1024,
-                 resolve: Resolve | None = None, message_timeout: float | None = None) -> None:
+                 message_timeout: float | None = None) -> None:
         self.handler = handler
         self.pop = pop
         self.idle_timeout = idle_timeout
@@ -110,17 +69,14 @@ class TcpServer:
             message_timeout = handler.ref.current.snapshot.settings.tcp_message_timeout
         self.message_timeout = min(message_timeout, idle_timeout)
         self.max_connections = max_connections
-        self.resolve = resolve
         self.active: OrderedDict[TcpConnection, None] = OrderedDict()
-        self.tasks: set[asyncio.Future[None]] = set()
 
     def __call__(self) -> TcpConnection:
         return TcpConnection(self)
 
     def make_room(self) -> None:
-        """Close the least recently active connection that waits for no hostname lookup
-        (else the least recently active one) and count it."""
-        victim = next((c for c in self.active if not c.pending), None) or next(iter(self.active))
+        """Close the least recently active connection and count it."""
+        victim = next(iter(self.active))
         del self.active[victim]
         self.handler.counters.tcp_evicted += 1
         victim.abort()
@@ -148,12 +104,10 @@ class TcpConnection(asyncio.Protocol):
         self.peer = ""
         self.idle: asyncio.TimerHandle | None = None
         self.in_message = False
-        self.pending = 0
         self.closed = False
         self.backlog: deque[bytes] = deque()
         self.paused = False
         self.eof = False
-        self.tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -194,8 +148,6 @@ class TcpConnection(asyncio.Protocol):
         if self.in_message:
             self.server.handler.counters.tcp_slow_closed += 1
             transport.abort()  # a message begun and not completed in time (RFC 7766 §10)
-        elif self.pending:
-            self._arm(self.server.idle_timeout)
         elif transport.get_write_buffer_size():
             transport.abort()  # answers the client has not read for a whole idle period
         else:
@@ -228,14 +180,7 @@ class TcpConnection(asyncio.Protocol):
         backlog = self.backlog
         while backlog and not self.paused and transport is not None and not transport.is_closing():
             msg = backlog.popleft()
-            try:
-                out = handler.handle(msg, self.peer, True, self.server.pop)
-            except NeedsLookup as exc:
-                self.pending += 1
-                task = asyncio.ensure_future(self._deferred(msg, exc))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-                continue
+            out = handler.handle(msg, self.peer, True, self.server.pop)
             if out is not None:
                 transport.write(frame(out))
             else:
@@ -264,24 +209,12 @@ class TcpConnection(asyncio.Protocol):
         """The client half-closed: keep the write side open until every query it sent is
         answered (RFC 7766 §6.2.4 lets a client send its queries and then shut down writing)."""
         self.eof = True
-        return bool(self.backlog or self.pending)
+        return bool(self.backlog)
 
     def _close_if_done(self) -> None:
-        if (self.eof and not self.backlog and self.pending == 0 and self.transport is not None
+        if (self.eof and not self.backlog and self.transport is not None
                 and not self.transport.is_closing()):
             self.transport.close()
-
-    async def _deferred(self, msg: bytes, exc: NeedsLookup) -> None:
-        try:
-            out = await _answer_after_lookup(self.server.handler, self.server.resolve, msg, self.peer, True,
-                                             self.server.pop, exc)
-            if out is not None and self.transport is not None and not self.transport.is_closing():
-                self.transport.write(frame(out))
-        except Exception:
-            log.exception("deferred TCP answer failed")
-        finally:
-            self.pending -= 1
-            self._close_if_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

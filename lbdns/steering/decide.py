@@ -29,16 +29,6 @@ _ADDRESS_QTYPES = (QTYPE_A, QTYPE_AAAA, QTYPE_HTTPS, QTYPE_SVCB)
 """Query types whose answer needs the addresses of hostname origins."""
 
 
-class NeedsLookup(Exception):
-    """Raised when hostname origins must be resolved before the answer can be computed;
-    ``hostnames`` lists the FQDNs missing from the cache. The edge resolves them and asks
-    again (docs/steering.md › Hostname origins)."""
-
-    def __init__(self, hostnames: frozenset[str]) -> None:
-        super().__init__(", ".join(sorted(hostnames)))
-        self.hostnames = hostnames
-
-
 @dataclass(frozen=True, slots=True)
 class ClientLocation:
     """Where the client is, for geo and proximity (from ``location_strategy``, see
@@ -245,13 +235,15 @@ def _proximity_order(eff: Effective, locate: Locator | None, d: Decision) -> lis
     return [p for _, _, p in with_coords] + rest
 
 
-def _latency_order(eff: Effective, view: HealthView, now: float, d: Decision) -> list[CompiledPool]:
+def _latency_order(eff: Effective, view: HealthView, now: float, d: Decision,
+                   region: str | None = None) -> list[CompiledPool]:
     """Pools with current RTT data first by EWMA, then the rest in failover order (Cloudflare
-    docs: Load Balancing › Global traffic steering › Dynamic)."""
+    docs: Load Balancing › Global traffic steering › Dynamic); the RTT is the one measured from
+    ``region`` (the querying PoP's) when the view has per-region data (``rtt_scope: region``)."""
     timed: list[tuple[float, int, CompiledPool]] = []
     rest: list[CompiledPool] = []
     for i, p in enumerate(eff.default_pools):
-        rtt = view.pool_rtt.get(p.id) if p.monitored else None
+        rtt = view.rtt_for(p.id, region) if p.monitored else None
         if rtt is not None and rtt.is_current(now):
             timed.append((rtt.ewma_ms, i, p))
         else:
@@ -298,7 +290,7 @@ def _steer_proximity(eff: Effective, q: Query, view: HealthView, rng: Rng, looku
 
 def _steer_latency(eff: Effective, q: Query, view: HealthView, rng: Rng, lookup: HostLookup | None,
                    locate: Locator | None, d: Decision) -> Candidates:
-    return _ordered(_latency_order(eff, view, q.now, d), view, q, rng, lookup, d), False
+    return _ordered(_latency_order(eff, view, q.now, d, q.pop_region), view, q, rng, lookup, d), False
 
 
 POLICIES: Mapping[str, tuple[Steer, bool]] = MappingProxyType({
@@ -322,8 +314,7 @@ def decide(eff: Effective, q: Query, view: HealthView, rng: Rng, *, lookup: Host
     paragraph).
 
     Returns a :class:`Decision` whose ``records`` are the answer rdatas (empty ⇒ NODATA, RFC 2308;
-    docs/decisions.md › Answers and precedence). Raises :class:`NeedsLookup` when hostname origins
-    are not yet cached.
+    docs/decisions.md › Answers and precedence).
     """
     d = Decision(trail=[] if trace else None, policy=eff.steering_policy)
     policy = eff.steering_policy

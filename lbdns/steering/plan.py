@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lbdns.health.view import HealthView, OriginState
+from lbdns.health.pool_health import can_serve, serving_origins
+from lbdns.health.view import HealthView
 
 
 @dataclass(slots=True)
@@ -80,14 +81,8 @@ class CompiledPool:
         st = self._state
         if st.token is view.states_token:
             return st
-        if self.monitored:
-            pid = self.id
-            healthy = tuple(o for o in self.origins
-                            if o.enabled and view.state(pid, o.name) is OriginState.HEALTHY)
-        else:
-            healthy = tuple(o for o in self.origins if o.enabled)
-        usable = (self.enabled and len(healthy) >= self.minimum_origins
-                  and any(o.weight > 0 for o in healthy))
+        healthy = serving_origins(self, view)
+        usable = can_serve(self, healthy)  # the one rule, shared with /status, explain and events
         st = PoolState(view.states_token, healthy, usable)
         self._state = st
         return st

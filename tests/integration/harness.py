@@ -174,6 +174,7 @@ class Server:
                 build_asn_mmdb(asn, GEO_TABLE)
             base["geoip_city_db"] = str(city)
             base["geoip_asn_db"] = str(asn)
+        base["operator_state_file"] = str(workdir / "operator-state.json")  # not in the checkout
         base.update(settings)
         admin = base.get("admin")
         if isinstance(admin, dict) and admin.get("enabled", True) and "token_file" not in admin:
@@ -203,7 +204,10 @@ class Server:
                                                       version=self._next_version())
 
         async def publish() -> None:
-            self.app.publish_health(v)
+            if self.app.health is not None:  # through the health owner, as every health input
+                self.app.health.adopt(v)
+            else:
+                self.app.publish_health(v)
 
         self.call(publish())
 

@@ -235,7 +235,9 @@ def test_status_reads_the_admin_api(server: tuple[int, int, list[str]], tmp_path
     assert out[0] == "generation 1, health version 0"
     assert any(re.fullmatch(r"www\.example\.com\.\s+yes\s+off\s+\S+\s+us-east, us-west, eu\s+maintenance\s+30", x)
                for x in out), r.stdout
-    assert any(re.fullmatch(r"us-east/use1\s+192\.0\.2\.10\s+yes\s+1\.0\s+not monitored\s+-\s+-", x) for x in out)
+    # HEALTH, OPERATOR, RTT, REASON
+    assert any(re.fullmatch(r"us-east/use1\s+192\.0\.2\.10\s+yes\s+1\.0\s+not monitored\s+-\s+-\s+-", x)
+               for x in out)
     doc = json.loads(lbdns("status", "--admin", f"http://127.0.0.1:{admin}", "--json", cwd=tmp_path).stdout)
     assert doc["generation"] == 1 and {p["name"] for p in doc["pools"]} >= {"us-east", "maintenance"}
 

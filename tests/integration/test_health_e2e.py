@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -63,13 +64,17 @@ class Origin:
             self.httpd = None
 
 
-@pytest.fixture
-def origins():
-    made = {name: Origin(addr) for name, addr in
-            (("e1", "127.0.0.11"), ("e2", "127.0.0.12"), ("w1", "127.0.0.21"), ("fb", "127.0.0.99"))}
+def running_origins(prefix: str) -> Iterator[dict[str, Origin]]:
+    """Origins e1, e2, w1, fb on ``prefix``.11, .12, .21, .99, stopped after the test."""
+    made = {name: Origin(f"{prefix}.{last}") for name, last in (("e1", 11), ("e2", 12), ("w1", 21), ("fb", 99))}
     yield made
     for o in made.values():
         o.stop()
+
+
+@pytest.fixture
+def origins():
+    yield from running_origins("127.0.0")
 
 
 def write_zones(tmp_path: Path, origins: dict[str, Origin]) -> Path:

@@ -15,7 +15,7 @@ import pytest
 
 from lbdns.config.model import Monitor, Pool
 from lbdns.health.view import HealthView, OriginState
-from lbdns.probes.recorder import HealthRecorder
+from lbdns.health_owner import HealthRecorder
 from lbdns.probes.targets import build_targets
 from lbdns.probes.worker import FRAME, MAX_FRAME, ProbeWorker, WorkerOptions, encode, read_message
 from tests.integration.test_probes_http import Recorder, make_app, run

@@ -17,8 +17,8 @@ from aiohttp import web
 
 from lbdns.config.model import Monitor, Pool
 from lbdns.health.view import HealthView, OriginState
+from lbdns.health_owner import HealthRecorder
 from lbdns.probes.notify import HealthEvent
-from lbdns.probes.recorder import HealthRecorder
 from lbdns.probes.result import ProbeResult, failed, passed
 from lbdns.probes.scheduler import ProbeContext, ProbeScheduler
 from lbdns.probes.targets import ProbeTarget, build_targets

@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -305,7 +306,7 @@ def test_reload_sends_pool_enablement_events(tmp_path: Path, receiver) -> None:
     fx = Fixture()
     srv = Server(fx.write(tmp_path), tmp_path, notification_webhook={
         "url": rx.url(), "secret_file": str(secret_file), "sequence_file": str(tmp_path / "webhook.seq"),
-        "retry_for": 10, "backoff_initial": 0.05})
+        "retry_for": 10, "backoff_initial": 0.05}, admin={"enabled": True, "port": 0})
     try:
         fx.pool("p-us-west")["enabled"] = False
         fx.write(tmp_path)
@@ -317,8 +318,13 @@ def test_reload_sends_pool_enablement_events(tmp_path: Path, receiver) -> None:
         t0 = time.monotonic()
         while len(rx.got) < 2 and time.monotonic() - t0 < 10:
             time.sleep(0.02)
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.app.admin.port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
     finally:
         srv.stop()
+    assert 'lbdns_webhook_events_total{outcome="sent"} 2.0' in metrics
+    assert 'lbdns_webhook_events_total{outcome="failed"} 0.0' in metrics
+    assert "lbdns_webhook_pending 0.0" in metrics
     assert rx.bad_signatures == 0
     assert [(b["seq"], b["alert_type"], b["pool"]["name"], b["pool"]["enabled"]) for b in rx.got] == [
         (1, "load_balancing_pool_enablement_alert", "p-us-west", False),

@@ -93,3 +93,13 @@ def test_bad_arguments_are_one_line_value_errors(tmp_path, fx):
         with pytest.raises(ValueError) as exc:
             explain(s, args.pop("name"), args.pop("qtype"), health=view(ALL), use_geoip=False, **args)
         assert str(exc.value).startswith(message) and "\n" not in str(exc.value), str(exc.value)
+
+
+def test_health_from_status_carries_operator_states():
+    from lbdns.health.control import Control
+
+    doc = {"pools": [{"id": "p", "control": {"state": "force_down", "who": "a", "why": "b", "at": 1.0},
+                      "origins": [{"name": "a", "health": "unhealthy",
+                                   "control": {"state": "force_up", "who": "", "why": "", "at": 2.0}}]}]}
+    v = health_from_status(doc)
+    assert v.control("p", None) is Control.FORCE_DOWN and v.control("p", "a") is Control.FORCE_UP

@@ -2,8 +2,8 @@
 
 The pipeline: read the files → account objects (monitors, groups, pools) → zones and their
 records → monitors and pools checked → load balancers and their rules → pool references
-nobody uses → plan quotas → issues sorted by position → :class:`LoadedConfig` or
-:class:`ConfigError`.
+nobody uses → origin hostnames leading back to their own load balancer → plan quotas →
+issues sorted by position → :class:`LoadedConfig` or :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from lbdns.config.validate.load_balancer import LoadBalancers, check_load_balanc
 from lbdns.config.validate.monitor import check_monitors
 from lbdns.config.validate.pool import check_pool
 from lbdns.config.validate.read import read_zone_files
-from lbdns.config.validate.references import check_unused_pools, used_pools
+from lbdns.config.validate.references import check_hostname_loops, check_unused_pools, used_pools
 from lbdns.config.validate.zone import read_zones
 from lbdns.errors import ConfigError, Issue
 
@@ -44,6 +44,7 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
         check_pool(col, placed, settings, account.monitors, account.groups, origins)
     lbs = check_load_balancers(col, parts, account.known_pools(), settings)
     check_unused_pools(col, account.pools, used_pools(lb for z in lbs.zones for lb in z.load_balancers.values()))
+    check_hostname_loops(col, {**account.pool_names, **account.pools}, lbs.zones)
     plan.check_quotas(col, sources, lbs.count, account.valid_pools(), account.monitors, settings)
     return _result(col, sources, account, lbs)
 

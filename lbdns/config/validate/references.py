@@ -1,5 +1,6 @@
 """Cross references from load balancers (and their rules' overrides) to pools: every pool list,
-the geo maps that hold them (their keys too), the fallback pool, and pools nobody uses.
+the geo maps that hold them (their keys too), the fallback pool, pools nobody uses, and origin
+hostnames that lead back to their own load balancer.
 
 The pool references themselves are enumerated by :func:`lbdns.config.refs.pool_refs`.
 
@@ -10,9 +11,14 @@ codes, ISO 3166-1 alpha-2 country codes, 3-letter PoP codes; PoP steering is Ent
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+import dns.name
+import dns.rdatatype
+
+from lbdns.config.loaded import ZoneData
 from lbdns.config.model import REGION_CODES, LoadBalancer, Pool
 from lbdns.config.refs import pool_refs
 from lbdns.config.settings import ServerSettings
@@ -100,3 +106,91 @@ def check_unused_pools(col: Collector, pools: Mapping[str, Placed], used: set[st
         if pid not in used and placed.obj.name not in used:
             col.add(placed.src, placed.path, "W-UNUSED",
                     f"pool {placed.obj.name!r} is not used by any load balancer", warning=True)
+
+
+MAX_HOPS = 16
+"""Names followed from one origin hostname (CNAME links and load balancers) before giving up."""
+
+
+class _NameGraph:
+    """Where a name in the served zones leads: a load balancer's pools (whose origin hostnames
+    it answers with) or a CNAME target. ``pools`` maps pool ids and names to placed pools."""
+
+    def __init__(self, pools: Mapping[str, Placed], zones: Iterable[ZoneData]) -> None:
+        self.pools = pools
+        self.lb_pools: dict[dns.name.Name, tuple[str, ...]] = {}
+        self.cnames: dict[dns.name.Name, dns.name.Name] = {}
+        for zd in zones:
+            for owner, balancer in zd.load_balancers.items():
+                self.lb_pools[owner] = tuple(dict.fromkeys(ref for _, ref in pool_refs(balancer)))
+            for (owner, rdtype), rrset in zd.rrsets.items():
+                if rdtype == dns.rdatatype.CNAME and len(rrset):
+                    self.cnames[owner] = next(iter(rrset)).target
+
+    def lb_at(self, name: dns.name.Name) -> dns.name.Name | None:
+        """The load balancer answering ``name``: its own, or a wildcard one of its parent."""
+        if name in self.lb_pools:
+            return name
+        if len(name) > 1 and name not in self.cnames:
+            wild = dns.name.Name(("*", *name.parent().labels))
+            if wild in self.lb_pools:
+                return wild
+        return None
+
+    def hostnames(self, ref: str) -> Iterator[str]:
+        """The origin hostnames of pool ``ref`` (id or name)."""
+        placed = self.pools.get(ref)
+        if placed is not None and placed.obj is not None:
+            for o in placed.obj.origins:
+                if o.hostname is not None:
+                    yield o.hostname
+
+    def loop(self, start: dns.name.Name, own: set[str]) -> tuple[list[str], str] | None:
+        """(the names from ``start`` on, the load balancer) when ``start`` leads to a load
+        balancer using one of the pools ``own`` (ids or names), else None (breadth first, at
+        most :data:`MAX_HOPS` names)."""
+        queue: deque[tuple[dns.name.Name, list[str]]] = deque([(start, [_text(start)])])
+        seen: set[dns.name.Name] = set()
+        while queue and len(seen) < MAX_HOPS:
+            name, trail = queue.popleft()
+            if name in seen:
+                continue
+            seen.add(name)
+            lb = self.lb_at(name)
+            if lb is not None:
+                refs = self.lb_pools[lb]
+                if own.intersection(refs):
+                    return trail, _text(lb)
+                for ref in refs:
+                    queue.extend((dns.name.from_text(h), [*trail, h.rstrip(".")]) for h in self.hostnames(ref))
+            target = self.cnames.get(name)
+            if target is not None:
+                queue.append((target, [*trail, _text(target)]))
+        return None
+
+
+def _text(name: dns.name.Name) -> str:
+    return name.to_text().rstrip(".")
+
+
+def check_hostname_loops(col: Collector, pools: Mapping[str, Placed], zones: Iterable[ZoneData]) -> None:
+    """E-HOST-LOOP for an origin whose hostname leads back to a load balancer that uses its own
+    pool — the hostname itself, or a chain of CNAME records and load balancers in the served
+    zones. lbdns answers names in its zones from its own configuration, so such an origin's
+    address would be the answer that needs it. ``pools`` maps pool ids and names to the placed
+    pools; names outside the served zones are not followed (their data is not known here)."""
+    graph = _NameGraph(pools, zones)
+    for placed in {id(p): p for p in pools.values()}.values():
+        pool = placed.obj
+        if pool is None:
+            continue
+        for j, origin in enumerate(pool.origins):
+            found = None if origin.hostname is None else graph.loop(dns.name.from_text(origin.hostname),
+                                                                    {pool.id, pool.name})
+            if found is not None:
+                trail, lb = found
+                col.add(placed.src, (*placed.path, "origins", j, "address"), "E-HOST-LOOP",
+                        f"origin address {origin.address!r} leads back to load balancer {lb}, which uses pool "
+                        f"{pool.name!r} ({' → '.join(trail)}): lbdns answers names in its zones itself, so "
+                        "this origin's address would be the answer that needs it; give the origin's own "
+                        "address or a name outside this chain")

@@ -263,3 +263,32 @@ def test_settings_file_errors_are_located(tmp_path):
     text = str(exc.value)
     assert "lbdns.yaml:3:9: listen[0].port: E-SETTINGS" in text
     assert "lbdns.yaml:4:7: popp: E-SETTINGS: Extra inputs are not permitted" in text
+
+
+@pytest.mark.parametrize(("address", "setup"), [
+    ("lb.example.com", None),  # the LB's own name
+    ("www.example.com", {"www": {"type": "CNAME", "value": "lb.example.com."}}),  # through a CNAME
+    ("any.wild.example.com", "wildcard"),  # through a wildcard LB that uses the pool
+    ("lb.example.com", "rule-only"),  # the pool is used by the LB only through a rule override
+])
+def test_origin_hostname_leading_back_to_its_load_balancer(tmp_path, address, setup):
+    """E-HOST-LOOP at the origin's address when its hostname leads back to a load balancer that
+    uses its pool (docs/steering.md › Hostname origins); a pool beside it with a static in-zone
+    name and a name outside the served zones is not reported."""
+    fx = Fixture()
+    fx.account["pools"].append({"name": "p-h", "origins": [{"name": "h", "address": address}]})
+    fx.account["pools"].append({"name": "p-ok", "origins": [{"name": "s", "address": "ns1.example.com"},
+                                                            {"name": "o", "address": "other.example.net"}]})
+    fx.lb["default_pools"] = ["p-ok", *fx.lb["default_pools"]]
+    if setup == "wildcard":
+        fx.zone["load_balancers"]["*.wild"] = {"default_pools": ["p-h"], "fallback_pool": "p-fallback"}
+    elif setup == "rule-only":
+        fx.lb["rules"] = [{"name": "r", "condition": "true", "overrides": {"default_pools": ["p-h"]}}]
+    else:
+        fx.lb["default_pools"] = ["p-h", *fx.lb["default_pools"]]
+        if isinstance(setup, dict):
+            fx.zone["records"].update(setup)
+    _, lines = codes_of(tmp_path, fx)
+    loops = [x for x in lines if "E-HOST-LOOP" in x]
+    assert len(loops) == 1, lines
+    assert "pools[7].origins[0].address: E-HOST-LOOP: origin address" in loops[0], loops[0]

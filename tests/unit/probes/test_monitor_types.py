@@ -8,7 +8,8 @@ from lbdns.probes.scheduler import CHECKS
 
 
 def test_every_monitor_type_has_a_check_and_every_check_a_type() -> None:
-    assert set(CHECKS) == set(MONITOR_KINDS)
+    assert set(CHECKS) == {name for name, kind in MONITOR_KINDS.items() if kind.probed}
+    assert [name for name, kind in MONITOR_KINDS.items() if not kind.probed] == ["external"]  # pushed
 
 
 def test_http_kinds_accept_get_and_head_only() -> None:
@@ -19,4 +20,4 @@ def test_http_kinds_accept_get_and_head_only() -> None:
 
 def test_non_enterprise_types_are_cloudflares() -> None:
     """Cloudflare docs, Load Balancing › Plans: HTTP, HTTPS and TCP monitors on every plan."""
-    assert [k.name for k in MONITOR_KINDS.values() if not k.enterprise_only] == ["http", "https", "tcp"]
+    assert [k.name for k in MONITOR_KINDS.values() if not k.enterprise_only and k.probed] == ["http", "https", "tcp"]

@@ -27,8 +27,6 @@ from lbdns.geo.location import StaticGeoTable
 from lbdns.health.view import OriginState
 from lbdns.server.handler import Handler
 from lbdns.server.state import Current, StateRef
-from lbdns.steering.decide import NeedsLookup
-from lbdns.steering.origins import HostAddresses
 from tests.fixtures.geo import BASE_GEO_TABLE, BASE_POPS
 from tests.fixtures.snapshots import Built, build, build_dir, healthy, query_wire
 from tests.integration.harness import Fixture
@@ -232,21 +230,6 @@ def test_internal_error_is_servfail_and_counted(tmp_path):
     assert msg.rcode() == dns.rcode.SERVFAIL and not msg.flags & dns.flags.AA
     assert h.counters.internal_errors == 1
     assert reply(h, query_wire("nope.example.com")).rcode() == dns.rcode.NXDOMAIN  # still answering
-
-
-def test_needs_lookup_goes_to_the_transport(tmp_path):
-    fx = Fixture()
-    fx.account["pools"].append({"name": "p-host", "origins": [{"name": "h", "address": "a.example.net"}]})
-    fx.lb["default_pools"] = ["p-host"]
-    b = build(fx, tmp_path)
-
-    def lookup(name: str) -> HostAddresses:
-        raise NeedsLookup(frozenset({name}))
-
-    h = make_handler(b, lookup=lookup)
-    with pytest.raises(NeedsLookup) as exc:
-        h.handle(query_wire("lb.example.com"), PEER, False, IAD)
-    assert exc.value.hostnames == {"a.example.net."}
 
 
 def test_on_answer_hook_sees_every_query_and_keeps_the_plan(static):

@@ -601,3 +601,19 @@ def test_trace_only_when_asked(fx, tmp_path):
     trail = run(b, healthy(b.snapshot, EAST_DOWN), trace=True).trail
     assert trail is not None and trail[0] == "steering_policy: off"
     assert any(line.startswith("pool p-us-east: not usable") for line in trail)
+
+
+def test_dynamic_latency_per_region_rtt_of_the_querying_pop(fx, tmp_path):
+    """``rtt_scope: region``: the RTT measured from the querying PoP's region orders the pools
+    (Cloudflare docs: Load Balancing › Global traffic steering › Dynamic); a region without
+    data falls back to the pool's own RTT."""
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    b = compiled(fx, tmp_path, lb(steering_policy="dynamic_latency"))
+    view = healthy(b.snapshot, rtt=rtts(1000.0, p_us_east=80, p_us_west=30, p_eu=150))
+    regional = {("p-eu", "WEU"): PoolRtt(5, 999.0, 180.0), ("p-us-east", "ENAM"): PoolRtt(10, 999.0, 180.0)}
+    view = replace(view, region_rtt=MappingProxyType(regional))
+    assert answer(run(b, view, q=query(pop="IAD", region="ENAM"))) == EAST
+    assert answer(run(b, view, q=query(pop="FRA", region="WEU"))) == EU
+    assert answer(run(b, view, q=query(pop="NRT", region="NEAS"))) == WEST  # no NEAS data: pool RTTs

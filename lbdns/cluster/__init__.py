@@ -1,0 +1,1 @@
+"""Shared health across lbdns instances through a Redis-compatible store (docs/scaling.md)."""
