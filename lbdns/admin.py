@@ -375,8 +375,6 @@ class _Collector(Collector):
         yield CounterMetricFamily("lbdns_internal_errors", "Queries answered SERVFAIL after an internal error",
                                   value=c.internal_errors)
         yield CounterMetricFamily("lbdns_dropped_packets", "Packets dropped (unanswerable)", value=c.dropped)
-        yield CounterMetricFamily("lbdns_deferred_lookups", "Queries that waited for hostname-origin lookups",
-                                  value=c.deferred_lookups)
         yield CounterMetricFamily("lbdns_tcp_evicted",
                                   "TCP connections closed to make room for a new one over the cap",
                                   value=c.tcp_evicted)

@@ -334,7 +334,7 @@ class ServingPlan:
         if sel is not None:
             io.counters.decisions[sel.decision_key] += 1
         if not tcp and not cookie and n <= 512 and key.startswith(data[12:end + 1]):
-            if source < 0 and located is None:
+            if source < 0 and located is None and ans.rcode != RCODE_NXDOMAIN:  # random names would churn it
                 self._keep_packet(pop, data, out, qend, len(body), sel, keys, ans, limit)
             elif source > 0 and ecs_at + 4 + olen == n:
                 self._keep_shape(pop, data, out, n, olen - 4, entry, qend, source, width, limit, opt)

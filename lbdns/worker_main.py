@@ -181,7 +181,7 @@ class Worker:
         return {
             "queries": dict(c.queries), "decisions": dict(c.decisions), "rule_matches": dict(c.rule_matches),
             "internal_errors": c.internal_errors, "dropped": c.dropped, "tcp_evicted": c.tcp_evicted,
-            "tcp_slow_closed": c.tcp_slow_closed, "deferred_lookups": c.deferred_lookups,
+            "tcp_slow_closed": c.tcp_slow_closed,
             "rule_runtime_errors": sum(RUNTIME_ERRORS.values()),
             "rrl": (rrl.dropped, rrl.slipped, rrl.evicted) if rrl is not None else None,
             "generation": cur.snapshot.generation, "health_version": cur.health.version,
