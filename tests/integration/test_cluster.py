@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import yaml
 
 from tests.integration.harness import SOA, addresses
 from tests.integration.test_health_e2e import wait_for
-from tests.integration.test_reload import ask, free_port
+from tests.integration.test_reload import ask, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS = shutil.which("redis-server") or shutil.which("valkey-server")
@@ -155,13 +154,7 @@ class Instance:
         raise AssertionError(f"no metric {name}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 10, kill_wait=10)
         self.log.close()
 
 

@@ -76,6 +76,19 @@ def free_port() -> int:
     raise AssertionError("no port free for both UDP and TCP")
 
 
+def stop_process(proc: subprocess.Popen[Any], grace: float, kill_wait: float = 5.0) -> int | None:
+    """SIGTERM a server process the test started, then SIGKILL it when it has not exited within
+    ``grace`` seconds; returns its exit status (negative: the signal that ended it)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(kill_wait)
+    return proc.returncode
+
+
 def ask(port: int, name: str, tcp: bool = False) -> dns.message.Message:
     q = dns.message.make_query(name, "A")
     if tcp:

@@ -26,7 +26,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from tests.integration.test_reload import ROOT, free_port
+from tests.integration.test_reload import ROOT, free_port, stop_process
 
 SOA = "{mname: ns1.big.test., rname: h.big.test., serial: 1, minimum: 300, ttl: 3600}"
 
@@ -117,16 +117,10 @@ class Serve:
         finally:
             conn.close()
 
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+    def stop(self) -> int | None:
+        status = stop_process(self.proc, 20)
         self._reader.join(5)
-        return self.proc.returncode
+        return status
 
 
 def test_sighup_during_startup_is_queued_not_fatal(tmp_path):

@@ -7,13 +7,12 @@ from __future__ import annotations
 import queue
 import resource
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 from tests.integration.harness import addresses
-from tests.integration.test_reload import ask, serve_process, wait_answer
+from tests.integration.test_reload import ask, serve_process, stop_process, wait_answer
 from tests.unit.config.test_source_limits import billion_laughs
 
 
@@ -63,9 +62,4 @@ def test_sighup_with_an_alias_bomb_is_rejected_fast_and_small(tmp_path, fx):
         assert took < 20.0, took
         assert grown < 30_000, f"RSS grew by {grown} kB"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 10)

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.integration.harness import addresses
-from tests.integration.test_reload import free_port
+from tests.integration.test_reload import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789abcdef0123456789"
@@ -92,13 +92,7 @@ class Proc:
         return nsid, addresses(r)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 15)
         self.log.close()
 
 
