@@ -23,6 +23,8 @@ import dns.message
 import dns.query
 import pytest
 
+from tests.integration.test_reload import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 ZONES = ROOT / "zones"
 
@@ -31,13 +33,6 @@ def lbdns(*args: str, cwd: Path, env: dict[str, str] | None = None,
           timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "lbdns.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess[str], status: int, pattern: str) -> None:
@@ -120,7 +115,7 @@ def _case_id(args: list[str]) -> str:
 
 @pytest.mark.parametrize(("args", "status", "pattern"), BAD_INPUT, ids=[_case_id(a) for a, _, _ in BAD_INPUT])
 def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, args: list[str], status: int, pattern: str) -> None:
-    closed = str(free_port(socket.SOCK_STREAM))
+    closed = str(free_port())
     assert_one_line_error(lbdns(*(a.replace("{closed}", closed) for a in args), cwd=tmp_path), status, pattern)
 
 
@@ -189,7 +184,7 @@ def test_every_option_has_help(tmp_path: Path) -> None:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[int, int, list[str]]]:
     """``lbdns serve`` on zones/ with free DNS and admin ports; yields (dns port, admin port, log lines)."""
-    port, admin = free_port(), free_port(socket.SOCK_STREAM)
+    port, admin = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(ZONES), "--listen", f"127.0.0.1:{port}",
          "--admin", f"127.0.0.1:{admin}", "--no-watch"],

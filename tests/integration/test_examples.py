@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,19 +27,13 @@ import dns.rcode
 import pytest
 
 from lbdns.cli import main
+from tests.integration.test_reload import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
 FEATURES = {"failover", "random", "geo", "proximity", "dynamic-latency", "rules", "hostname-origins", "mx-srv",
             "load-shedding", "monitor-groups"}
 DIG = re.compile(r"^dig @127\.0\.0\.1 -p 5300 (?P<name>\S+) (?P<type>[A-Z]+)(?P<opts>[^#]*)#(?P<comment>.*)$", re.M)
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def test_one_example_per_feature() -> None:
@@ -63,7 +56,7 @@ def test_example_checks(example: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
 def test_example_serves_its_first_dig_line(example: Path, tmp_path: Path) -> None:
     work = tmp_path / example.name
     shutil.copytree(example, work)
-    port, admin = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+    port, admin = free_port(), free_port()  # the DNS port must be free for UDP and for TCP
     for f in work.rglob("*.yaml"):
         f.write_text(re.sub(r"\b5300\b", str(port), re.sub(r"\b8053\b", str(admin), f.read_text())))
     m = DIG.search((work / "README.md").read_text())

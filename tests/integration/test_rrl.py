@@ -30,6 +30,7 @@ import yaml
 
 from tests.integration.harness import Server
 from tests.integration.static_zone import recv_frame, write_static_zones
+from tests.integration.test_reload import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -247,14 +248,6 @@ def test_random_names_share_one_bucket_per_zone(start):
 
 # --- on by default, in a real process ------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t.bind(("127.0.0.1", port))
-        return int(port)
-
-
 def _metrics(admin: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
     out = {}
@@ -267,7 +260,7 @@ def _metrics(admin: int) -> dict[str, float]:
 
 def test_rrl_is_on_by_default_in_lbdns_serve(tmp_path):
     zones = write_static_zones(tmp_path)
-    port, admin = _free_port(), _free_port()
+    port, admin = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(zones), "--listen", f"127.0.0.1:{port}",
          "--admin", f"127.0.0.1:{admin}", "--no-probes", "--no-watch", "--log-level", "warning"],

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ import dns.rcode
 import pytest
 
 from tests.integration.harness import Fixture, Server, addresses, ecs_option
+from tests.integration.test_reload import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EAST = {"192.0.2.10", "192.0.2.11"}
@@ -76,13 +76,6 @@ def _tool(name: str) -> str | None:
         (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 def _query(name: str, port: int, *, ecs: str | None = None, source: str = "127.0.0.1",
            timeout: float = 2.0) -> dns.message.Message:
     options = []
@@ -117,7 +110,7 @@ def unbound(request: pytest.FixtureRequest, lbdns: Server, tmp_path_factory: pyt
     if "--enable-subnet" not in version:
         pytest.skip("this unbound is built without --enable-subnet (no subnetcache module)")
     tmp = tmp_path_factory.mktemp("unbound")
-    port = _free_port()
+    port = free_port()
     conf = tmp / "unbound.conf"
     conf.write_text(localize(documented_config(request.param), port=port, lbdns_port=lbdns.ports["IAD"],
                              directory=tmp))
@@ -162,7 +155,7 @@ def test_documented_config_passes_unbound_checkconf_only_when_its_directory_exis
     for kind in ("stub-zone", "forward-zone"):
         missing = tmp_path / kind / "missing"
         conf = tmp_path / f"{kind}.conf"
-        conf.write_text(localize(documented_config(kind), port=_free_port(), lbdns_port=_free_port(),
+        conf.write_text(localize(documented_config(kind), port=free_port(), lbdns_port=free_port(),
                                  directory=missing))
         bad = subprocess.run([checkconf, str(conf)], capture_output=True, text=True, timeout=30)
         assert bad.returncode != 0 and "chdir" in bad.stdout + bad.stderr
