@@ -381,6 +381,9 @@ class _Collector(Collector):
         yield CounterMetricFamily("lbdns_tcp_slow_closed",
                                   "TCP connections closed for not completing a message within tcp_message_timeout",
                                   value=c.tcp_slow_closed)
+        yield CounterMetricFamily("lbdns_udp_send_failed",
+                                  "UDP answers the kernel did not send (full socket buffer, refused destination)",
+                                  value=c.udp_send_failed)
         rrl = tel.rrl_stats()
         if rrl is not None:
             yield CounterMetricFamily("lbdns_rrl_dropped", "UDP responses dropped by response rate limiting",

@@ -37,7 +37,7 @@ from lbdns.server.handler import Handler
 from lbdns.server.hostnames import HostnameResolver, hostnames_of
 from lbdns.server.local_names import LocalAnswers
 from lbdns.server.state import Current, StateRef
-from lbdns.server.transports import TcpServer, UdpServer
+from lbdns.server.transports import TcpServer, serve_udp
 from lbdns.serving import ServingPlan
 from lbdns.snapshot import Snapshot, build_snapshot
 
@@ -287,14 +287,16 @@ class App:
         handler = self.handler
         tcp_port = port
         if transport in ("udp", "both"):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
-                udp, _ = await loop.create_datagram_endpoint(
-                    lambda: UdpServer(handler, pop), local_addr=(address, port), family=family)
+                sock.bind((address, port))
             except OSError as exc:
+                sock.close()
                 raise ListenError("udp", address, port, _bind_cause(exc)) from exc
-            bound_port = udp.get_extra_info("sockname")[1]
-            self._grow_rcvbuf(udp.get_extra_info("socket"))
-            out.append(BoundListener("udp", address, bound_port, code, udp.close))
+            bound_port = sock.getsockname()[1]
+            self._grow_rcvbuf(sock)
+            closer = await serve_udp(sock, handler, pop, self.settings.udp_batch)
+            out.append(BoundListener("udp", address, bound_port, code, closer))
             tcp_port = bound_port
         if transport in ("tcp", "both"):
             factory = TcpServer(handler, pop, idle_timeout=self.settings.tcp_idle_timeout,

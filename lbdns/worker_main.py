@@ -181,7 +181,7 @@ class Worker:
         return {
             "queries": dict(c.queries), "decisions": dict(c.decisions), "rule_matches": dict(c.rule_matches),
             "internal_errors": c.internal_errors, "dropped": c.dropped, "tcp_evicted": c.tcp_evicted,
-            "tcp_slow_closed": c.tcp_slow_closed,
+            "tcp_slow_closed": c.tcp_slow_closed, "udp_send_failed": c.udp_send_failed,
             "rule_runtime_errors": sum(RUNTIME_ERRORS.values()),
             "rrl": (rrl.dropped, rrl.slipped, rrl.evicted) if rrl is not None else None,
             "generation": cur.snapshot.generation, "health_version": cur.health.version,
@@ -211,7 +211,7 @@ class Worker:
         from lbdns.server.handler import Handler
         from lbdns.server.hostnames import HostnameResolver, hostnames_of
         from lbdns.server.local_names import LocalAnswers
-        from lbdns.server.transports import TcpServer, UdpServer
+        from lbdns.server.transports import TcpServer, serve_udp
 
         s = self.settings
         self._spawn(self._guard(self.read_control()))
@@ -249,9 +249,7 @@ class Worker:
             pop = ws.pop
             if ws.transport == "udp":
                 grow_rcvbuf(sock, s.udp_rcvbuf)
-                udp, _ = await loop.create_datagram_endpoint(
-                    lambda pop=pop: UdpServer(handler, pop), sock=sock)  # type: ignore[misc]
-                self.closers.append(udp.close)
+                self.closers.append(await serve_udp(sock, handler, pop, s.udp_batch))
             else:
                 factory = TcpServer(handler, pop, idle_timeout=s.tcp_idle_timeout,
                                     max_connections=s.tcp_max_connections)

@@ -445,7 +445,8 @@ class WorkerPool:
         t = self.totals()
         return QueryCounters(Counter(t.get("queries", {})), Counter(t.get("decisions", {})),
                              Counter(t.get("rule_matches", {})), t.get("internal_errors", 0), t.get("dropped", 0),
-                             t.get("tcp_evicted", 0), t.get("tcp_slow_closed", 0))
+                             t.get("tcp_evicted", 0), t.get("tcp_slow_closed", 0),
+                             t.get("udp_send_failed", 0))
 
     def status(self) -> list[dict[str, Any]]:
         """One entry per worker for ``/status``: ``worker`` (1…N), ``pid``, ``running``,
@@ -536,7 +537,7 @@ def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         c: Counter[Any] = Counter(a.get(key, {}))
         c.update(b.get(key, {}))
         out[key] = dict(c)
-    for key in ("internal_errors", "dropped", "tcp_evicted", "tcp_slow_closed",
+    for key in ("internal_errors", "dropped", "tcp_evicted", "tcp_slow_closed", "udp_send_failed",
                 "rule_runtime_errors"):
         out[key] = a.get(key, 0) + b.get(key, 0)
     ra, rb = a.get("rrl"), b.get("rrl")

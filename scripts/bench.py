@@ -204,12 +204,14 @@ class Gdnsd(Server):
         return float(stats["udp"]["reqs"] + stats["tcp"]["reqs"])
 
 
-def start_lbdns(tmp: Path, mode: str, cpu: str, geoip_db: str, name: str) -> Lbdns:
-    """``lbdns serve`` on the example zones with the ``rrl`` settings of ``mode`` and the GeoIP
-    City database ``geoip_db``; returns it once it answers."""
+def start_lbdns(tmp: Path, mode: str, cpu: str, geoip_db: str, name: str,
+                extra: dict[str, Any] | None = None) -> Lbdns:
+    """``lbdns serve`` on the example zones with the ``rrl`` settings of ``mode``, the further
+    settings ``extra`` (lbdns.yaml keys) and the GeoIP City database ``geoip_db``; returns it
+    once it answers."""
     port, admin = free_port(), free_port()
-    config = tmp / f"lbdns-{mode}.yaml"
-    config.write_text(yaml.safe_dump({"rrl": RRL_MODES[mode]}))
+    config = tmp / f"lbdns-{name.replace(':', '-')}.yaml"
+    config.write_text(yaml.safe_dump({"rrl": RRL_MODES[mode], **(extra or {})}))
     cmd = [sys.executable, "-m", "lbdns.cli", "serve", "--config", str(config), "--zones", str(ZONES),
            "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--no-probes", "--no-watch",
            "--geoip-db", geoip_db, "--log-level", "warning"]
@@ -502,6 +504,9 @@ def main() -> int:
                     help="measure from the first query (by default each server first gets one unmeasured pass "
                          "through a generated file: its first sight of each name, cookie and network)")
     ap.add_argument("--seed", type=int, default=13, help="seed of the generated query files")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                    help="one more lbdns server, named lbdns:NAME, with these lbdns.yaml settings (values "
+                         "read as YAML), e.g. --variant nobatch:udp_batch=0; repeatable")
     ap.add_argument("--geoip-db", default="", help="GeoIP City MMDB for both servers (default: lbdns's embedded "
                                                    "GeoLite2-City)")
     args = ap.parse_args()
@@ -522,6 +527,14 @@ def main() -> int:
         print("note: gdnsd is not installed (apt-get install gdnsd): lbdns only", flush=True)
         wanted.discard("gdnsd")
     geoip_db = args.geoip_db or default_geoip_db()
+    variants: list[tuple[str, dict[str, Any]]] = [("", {})]
+    for v in args.variant:
+        vname, _, pairs = v.partition(":")
+        try:
+            variants.append((vname, {k.strip(): yaml.safe_load(val) for k, _, val in
+                                     (p.partition("=") for p in pairs.split(",") if p.strip())}))
+        except yaml.YAMLError as exc:
+            ap.error(f"--variant {v!r}: {exc}")
 
     tmp = Path(tempfile.mkdtemp(prefix="lbdns-bench-"))
     started = time.monotonic()
@@ -541,9 +554,11 @@ def main() -> int:
         else:
             if "lbdns" in wanted:
                 for m in modes:
-                    name = "lbdns" if len(modes) == 1 else f"lbdns:{m}"
-                    servers.append(start_lbdns(tmp, m, args.server_cpu, geoip_db, name))
-                    mode_of[name] = m
+                    for vname, extra in variants:
+                        name = "lbdns" if len(modes) == 1 else f"lbdns:{m}"
+                        name += f":{vname}" if vname else ""
+                        servers.append(start_lbdns(tmp, m, args.server_cpu, geoip_db, name, extra))
+                        mode_of[name] = m
             if "gdnsd" in wanted and gdnsd and ctl:
                 servers.append(start_gdnsd(tmp, args.server_cpu, geoip_db, gdnsd, ctl))
         load = os.getloadavg()
@@ -562,7 +577,7 @@ def main() -> int:
             if gd is not None:
                 for s in servers:
                     if s is not gd:
-                        label = "ratio" if len(servers) == 2 else f"ratio:{mode_of.get(s.name, '')}"
+                        label = "ratio" if len(servers) == 2 else f"ratio:{s.name.partition(':')[2]}"
                         print(ratio_row(w, label, results[s.name], results[gd.name]))
             sys.stdout.flush()
         print("handled: queries/s the server processed (its own counter); cpu µs/q: server CPU time per processed "

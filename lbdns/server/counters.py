@@ -32,7 +32,8 @@ class QueryCounters:
     (both bounded by the configuration), plus error counts (``internal_errors`` answered
     SERVFAIL, ``dropped`` unanswerable packets, ``tcp_evicted`` connections closed to make room
     for a new one over the cap, ``tcp_slow_closed`` connections closed for not completing a
-    message in time)."""
+    message in time, ``udp_send_failed`` UDP answers the kernel would not send: full socket
+    buffer or refused destination)."""
 
     queries: Counter[tuple[str, int, int]] = field(default_factory=Counter)
     decisions: Counter[tuple[str, str, bool]] = field(default_factory=Counter)
@@ -41,3 +42,4 @@ class QueryCounters:
     dropped: int = 0
     tcp_evicted: int = 0
     tcp_slow_closed: int = 0
+    udp_send_failed: int = 0

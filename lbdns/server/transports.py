@@ -17,19 +17,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import cast
 
 from lbdns.errors import FormError
 from lbdns.geo.pops import Pop
 from lbdns.server.handler import Handler
 from lbdns.server.rrl import DROP, slip_reply
+from lbdns.server.udp_batch import BatchUdpServer, batch_available
 from lbdns.wire.framing import TcpFramer, frame
 
 log = logging.getLogger("lbdns.server")
 
+async def serve_udp(sock: socket.socket, handler: Handler, pop: Pop, batch: int) -> Callable[[], None]:
+    """Answer the UDP queries arriving on the bound socket ``sock`` at PoP ``pop`` from now on:
+    in batches of up to ``batch`` (:class:`~lbdns.server.udp_batch.BatchUdpServer`) where
+    recvmmsg is available and ``batch`` > 0, else through the asyncio datagram transport
+    (:class:`UdpServer`). Returns the function that stops answering and closes the socket."""
+    loop = asyncio.get_running_loop()
+    if batch > 0 and batch_available():
+        server = BatchUdpServer(sock, handler, pop, batch)
+        server.start(loop)
+        return server.close
+    transport, _ = await loop.create_datagram_endpoint(lambda: UdpServer(handler, pop), sock=sock)
+    return transport.close
+
+
 class UdpServer(asyncio.DatagramProtocol):
-    """One UDP listener bound to a PoP."""
+    """One UDP listener bound to a PoP, on the asyncio datagram transport (one datagram per
+    system call)."""
 
     def __init__(self, handler: Handler, pop: Pop) -> None:
         self.handler = handler

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
@@ -435,6 +436,58 @@ def test_udp_each_datagram_answered_separately(srv):
     assert ids == set(range(20))
 
 
+@pytest.mark.parametrize("udp_batch", [64, 1, 0])
+def test_udp_burst_from_many_clients_each_gets_its_own_answers(start, udp_batch):
+    """Datagrams from many clients queued at once (several recvmmsg batches with 64, one per
+    call with 1, the asyncio transport with 0): every query answered once, to its own sender,
+    with its own ID and question."""
+    srv = start(udp_batch=udp_batch)
+    port = srv.ports["IAD"]
+    names = ["www.example.com", "big.example.com"]
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(12)]
+    try:
+        for c in clients:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            c.bind(("127.0.0.1", 0))
+        sent: dict[int, set[tuple[int, str]]] = {}
+        for qid in range(25):
+            for k, c in enumerate(clients):
+                name = names[(qid + k) % 2]
+                c.sendto(query(name, qid=qid * 100 + k), ("127.0.0.1", port))
+                sent.setdefault(k, set()).add((qid * 100 + k, name + "."))
+        for k, c in enumerate(clients):
+            c.settimeout(3.0)
+            got = set()
+            for _ in range(25):
+                msg = parse(c.recv(65535))
+                got.add((msg.id, msg.question[0].name.to_text()))
+            assert got == sent[k], k
+            c.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                c.recv(65535)  # nothing more: each query answered once
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_udp_large_datagrams_are_read_whole(srv):
+    """A query padded to 4,000 and to 60,000 octets (EDNS padding, RFC 7830) is read whole and
+    answered; the next datagram in the same batch is not affected."""
+    port = srv.ports["IAD"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3.0)
+        for size, qid in ((4000, 71), (60000, 72)):
+            q = dns.message.make_query("www.example.com", "A", use_edns=0, payload=1232,
+                                       options=[dns.edns.GenericOption(12, bytes(size))])
+            q.id = qid
+            s.sendto(q.to_wire(max_size=65535), ("127.0.0.1", port))
+            s.sendto(query(qid=qid + 100), ("127.0.0.1", port))
+            first, second = parse(s.recv(65535)), parse(s.recv(65535))
+            assert (first.id, second.id) == (qid, qid + 100)
+            assert a_records(first) == {"192.0.2.80"}
+            assert_www(second.to_wire(), qid + 100)
+
+
 def test_every_pop_listener_answers(srv):
     for pop, port in srv.ports.items():
         out = udp_exchange(query(qid=1), port)
@@ -465,3 +518,12 @@ def test_ipv6_listener_answers(start):
     assert_www(tcp_exchange(query(qid=62), srv.tcp_ports["IAD"], host="::1"), 62)
     big = parse(tcp_exchange(query("big.example.com", qid=63), srv.tcp_ports["IAD"], host="::1"))
     assert a_records(big) == set(BIG_ADDRS)
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as b:
+        for c in (a, b):
+            c.bind(("::1", 0))
+            c.settimeout(3.0)
+        for qid in range(10):  # interleaved: answers must go back to each IPv6 sender
+            a.sendto(query(qid=qid), ("::1", srv.ports["IAD"]))
+            b.sendto(query(qid=qid + 500), ("::1", srv.ports["IAD"]))
+        assert {parse(a.recv(65535)).id for _ in range(10)} == set(range(10))
+        assert {parse(b.recv(65535)).id for _ in range(10)} == set(range(500, 510))
