@@ -47,7 +47,7 @@ from lbdns.wire.codec import (
     QuestionCountError,
     parse_query,
 )
-from lbdns.wire.render import build_error, build_headless, build_response, make_server_cookie
+from lbdns.wire.render import build_error, build_headless, build_response, server_cookie_key
 
 log = logging.getLogger("lbdns.server")
 
@@ -102,6 +102,7 @@ class Handler:
         self.clock = clock
         self.on_answer = on_answer
         self.cookie_secret = os.urandom(16)
+        """The server secret of DNS cookies (RFC 7873 §7.1); workers of one server share it."""
         rrl = ref.current.snapshot.settings.rrl
         self.rrl = RateLimiter(RrlParams(
             rrl.responses_per_second, rrl.nxdomains_per_second, rrl.errors_per_second, rrl.window, rrl.slip,
@@ -110,9 +111,15 @@ class Handler:
         """Response rate limiter for UDP answers (None when ``rrl.enabled`` is false); the
         transport applies it."""
 
-    def server_cookie(self, client_cookie: bytes, peer_ip: str) -> bytes:
-        """Our 8-octet server cookie for ``client_cookie`` from ``peer_ip`` (RFC 7873 §4.2)."""
-        return make_server_cookie(self.cookie_secret, client_cookie, peer_ip)
+    @property
+    def cookie_secret(self) -> bytes:
+        return self._cookie_secret
+
+    @cookie_secret.setter
+    def cookie_secret(self, secret: bytes) -> None:
+        self._cookie_secret = secret
+        self.server_cookie = server_cookie_key(secret)
+        """Our 8-octet server cookie for a client cookie from a peer address text (RFC 7873 §4.2)."""
 
     def wildcard_zone(self, qname: bytes) -> bytes | None:
         """The apex of the zone answering ``qname`` (lower-case wire) from a wildcard

@@ -19,7 +19,14 @@ import pytest
 from lbdns.wire import codec
 from lbdns.wire.codec import RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, RCODE_NXDOMAIN, parse_query
 from lbdns.wire.names import to_wire
-from lbdns.wire.render import QNAME_POINTER, build_error, build_response, encode_rr, make_server_cookie
+from lbdns.wire.render import (
+    QNAME_POINTER,
+    build_error,
+    build_response,
+    encode_rr,
+    make_server_cookie,
+    server_cookie_key,
+)
 
 
 def query_wire(name: str = "www.ExAmple.com", rdtype: str = "A", **kwargs: object) -> bytes:
@@ -412,3 +419,15 @@ def test_build_headless_cookie_reply() -> None:
     out = build_headless(data, 23, exc.edns, edns_payload=1232)  # BADCOOKIE: extended rcode in the OPT
     m = dns.message.from_wire(out)
     assert m.rcode() == dns.rcode.BADCOOKIE and len(out) <= len(data)
+
+
+def test_server_cookie_key_equals_make_server_cookie():
+    """The pre-keyed cookie function gives the same cookie as keying BLAKE2b per call, for
+    every secret length, client cookie and address (RFC 7873 §4.2)."""
+    for secret in (b"k", b"k" * 16, b"k" * 64):
+        cookie = server_cookie_key(secret)
+        for client, ip in ((b"c" * 8, "192.0.2.1"), (b"d" * 8, "2001:db8::1"), (b"c" * 8, "192.0.2.2")):
+            assert cookie(client, ip) == make_server_cookie(secret, client, ip)
+    for bad in (b"", b"k" * 65):
+        with pytest.raises(ValueError):
+            server_cookie_key(bad)
