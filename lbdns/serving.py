@@ -183,9 +183,10 @@ class ServingPlan:
         self.packets: dict[str, dict[bytes, tuple[bytes, Selection | None, bytes, Any, Answer]]] = {}
         """PoP code → UDP query bytes after the ID → (response bytes after the ID up to the LB answer section,
         the LB selection or None, the bytes after it, counter keys, answer): for queries whose
-        response depends on nothing else (lower-case name, no cookie, no ECS; ≤ 512 octets),
-        at most :data:`MAX_PACKETS` per PoP. A shortcut for repeated identical queries; the plan answers
-        every other query by name."""
+        response depends on nothing else (no cookie, no ECS; ≤ 512 octets), keyed and kept with
+        the name in lower case (a query in another letter case, RFC draft "0x20", is looked up
+        lower-cased and its question echoed), at most :data:`MAX_PACKETS` per PoP. A shortcut
+        for repeated queries; the plan answers every other query by name."""
         self.ecs_shapes: dict[str, dict[bytes, tuple[Any, ...]]] = {}
         """PoP code → UDP query bytes after the ID without the trailing ECS address → (entry, for a
         static answer the response after the ID without the address, the question's end, SOURCE
@@ -230,7 +231,19 @@ class ServingPlan:
         qend = end + 5
         if end < 0 or qend > n:
             return None
-        key = data[12:end + 1].lower() + data[end + 1:qend]
+        name = data[12:end + 1]
+        lname = name.lower()
+        if lname != name and not tcp and packets is not None:  # 0x20: the query kept in lower case?
+            hit = packets.get(data[2:12] + lname + data[end + 1:])
+            if hit is not None:
+                io.counters.queries[hit[3][0]] += 1
+                kept = hit[1]
+                if kept is None:
+                    low = hit[0]
+                    return data[:2] + low[:10] + data[12:qend] + low[qend - 2:], hit[4]
+                io.counters.decisions[kept.decision_key] += 1
+                return data[:2] + hit[0][:10] + data[12:qend] + kept.draw(io.rng) + hit[2], hit[4]
+        key = lname + data[end + 1:qend]
         entry = self.names.get(key)
         if entry is None:
             if not valid_name(data, 12, end):
@@ -333,10 +346,10 @@ class ServingPlan:
         io.counters.queries[keys[tcp]] += 1
         if sel is not None:
             io.counters.decisions[sel.decision_key] += 1
-        if not tcp and not cookie and n <= 512 and key.startswith(data[12:end + 1]):
+        if not tcp and not cookie and n <= 512:
             if source < 0 and located is None and ans.rcode != RCODE_NXDOMAIN:  # random names would churn it
-                self._keep_packet(pop, data, out, qend, len(body), sel, keys, ans, limit)
-            elif source > 0 and ecs_at + 4 + olen == n:
+                self._keep_packet(pop, data, out, qend, len(body), sel, keys, ans, limit, lname)
+            elif source > 0 and ecs_at + 4 + olen == n and lname == name:
                 self._keep_shape(pop, data, out, n, olen - 4, entry, qend, source, width, limit, opt)
         return out, ans
 
@@ -381,13 +394,20 @@ class ServingPlan:
         return out, sel.answer
 
     def _keep_packet(self, pop: str, data: bytes, out: bytes, qend: int, section: int, sel: Selection | None,
-                     keys: tuple[tuple[str, int, int], tuple[str, int, int]], ans: Answer, limit: int) -> None:
-        """Keep the response to a UDP query whose bytes after the ID are all it depends on
-        (lower-case name, no cookie, no ECS; see :attr:`packets`): the bytes before and after an
-        LB's answer section, which is drawn again per query, when every draw fits ``limit``."""
+                     keys: tuple[tuple[str, int, int], tuple[str, int, int]], ans: Answer, limit: int,
+                     lname: bytes) -> None:
+        """Keep the response to a UDP query whose bytes after the ID and its name's letter case
+        are all it depends on (no cookie, no ECS; see :attr:`packets`), under the query with its
+        name ``lname`` in lower case: the bytes before and after an LB's answer section, which is
+        drawn again per query, when every draw fits ``limit``. The question is kept in lower
+        case too; a hit echoes the client's."""
         packets = self.packets.get(pop)
         if packets is None or len(packets) >= MAX_PACKETS:
             packets = self.packets[pop] = {}
+        end = 12 + len(lname)
+        if lname != data[12:end]:
+            data = data[:12] + lname + data[end:]
+            out = out[:12] + lname + out[end:]
         if sel is None:
             packets[data[2:]] = (out[2:], None, b"", keys, ans)
         elif len(out) - section + sel.longest <= limit:

@@ -223,3 +223,28 @@ def test_ecs_queries_differing_only_in_the_address(tmp_path: Path) -> None:
     bad[-1] |= 0x01
     out = h.handle(bytes(bad), PEER, False, IAD)
     assert out is not None and dns.message.from_wire(out).rcode() == dns.rcode.FORMERR
+
+
+def test_letter_case_variants_answered_from_the_packet_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query kept in the exact-packet table answers the same query in any other letter case
+    (0x20), for a static name and an LB, echoing the client's case byte for byte as the strict
+    path does, without looking the name up again."""
+    b = lb(tmp_path)
+    h = handler(b)
+    rng = random.Random(5)
+    for name in ("lb.example.com", "ns1.example.com"):
+        for _ in range(2):  # an LB's first answer comes from the strict path, which teaches the plan
+            first = dns.message.make_query(mixed_case(name, rng), "A")
+            assert h.handle(first.to_wire(), PEER, False, IAD) is not None
+    plan = h.ref.current.plan
+    plan.names.clear()  # a lookup by name would now have to resolve the name again
+    monkeypatch.setattr(serving, "resolve", lambda *a: pytest.fail("looked up by name"))
+    for name in ("lb.example.com", "ns1.example.com"):
+        for _ in range(8):
+            q = dns.message.make_query(mixed_case(name, rng), "A")
+            q.id = rng.randrange(65536)
+            out = h.handle(q.to_wire(), PEER, False, IAD)
+            assert out is not None
+            m = dns.message.from_wire(out)
+            assert m.id == q.id and m.question[0].name.to_text() == q.question[0].name.to_text()
+            assert out[12:12 + len(q.to_wire()) - 12] == q.to_wire()[12:]  # question echoed as sent
