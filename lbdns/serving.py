@@ -191,7 +191,8 @@ class ServingPlan:
         """PoP code → UDP query bytes after the ID without the trailing ECS address → (entry, for a
         static answer the response after the ID without the address, the question's end, SOURCE
         PREFIX-LENGTH, mask of the bits beyond it, zero padding, header variant, our OPT record up
-        to the SCOPE octet, size limit): queries that differ only in the ECS address (at most
+        to the SCOPE octet, size limit): queries that differ only in the ECS address, keyed with
+        the name in lower case as :attr:`packets` (at most
         :data:`MAX_PACKETS` per PoP). ``ecs_lens`` maps such a query's length to its address length."""
         self.ecs_lens: dict[int, int] = {}
         self.shared: dict[tuple[Any, ...], Selection] = {}
@@ -233,8 +234,9 @@ class ServingPlan:
             return None
         name = data[12:end + 1]
         lname = name.lower()
-        if lname != name and not tcp and packets is not None:  # 0x20: the query kept in lower case?
-            hit = packets.get(data[2:12] + lname + data[end + 1:])
+        if lname != name and not tcp:  # 0x20: the query kept in lower case?
+            packets = self.packets.get(pop)
+            hit = packets.get(data[2:12] + lname + data[end + 1:]) if packets is not None else None
             if hit is not None:
                 io.counters.queries[hit[3][0]] += 1
                 kept = hit[1]
@@ -243,6 +245,12 @@ class ServingPlan:
                     return data[:2] + low[:10] + data[12:qend] + low[qend - 2:], hit[4]
                 io.counters.decisions[kept.decision_key] += 1
                 return data[:2] + hit[0][:10] + data[12:qend] + kept.draw(io.rng) + hit[2], hit[4]
+            if (alen := self.ecs_lens.get(n)) is not None and (shapes := self.ecs_shapes.get(pop)):
+                shape = shapes.get(data[2:12] + lname + data[end + 1:n - alen])
+                if shape is not None:
+                    found = self._ecs_shape(shape, data, n, alen, pop, io)
+                    if found is not None:
+                        return found
         key = lname + data[end + 1:qend]
         entry = self.names.get(key)
         if entry is None:
@@ -349,18 +357,22 @@ class ServingPlan:
         if not tcp and not cookie and n <= 512:
             if source < 0 and located is None and ans.rcode != RCODE_NXDOMAIN:  # random names would churn it
                 self._keep_packet(pop, data, out, qend, len(body), sel, keys, ans, limit, lname)
-            elif source > 0 and ecs_at + 4 + olen == n and lname == name:
-                self._keep_shape(pop, data, out, n, olen - 4, entry, qend, source, width, limit, opt)
+            elif source > 0 and ecs_at + 4 + olen == n:
+                self._keep_shape(pop, data, out, n, olen - 4, entry, qend, source, width, limit, opt, lname)
         return out, ans
 
     def _keep_shape(self, pop: str, data: bytes, out: bytes, n: int, alen: int, entry: StaticEntry | LbEntry,
-                    qend: int, source: int, width: int, limit: int, opt: bytes) -> None:
+                    qend: int, source: int, width: int, limit: int, opt: bytes, lname: bytes) -> None:
         """Keep the shape of a UDP query whose last octets are its ECS address (the only option):
-        a query that differs only in that address is then answered without reading its question
-        and OPT record again (:attr:`ecs_shapes`)."""
+        a query that differs only in that address, or in its name's letter case, is then
+        answered without reading its question and OPT record again (:attr:`ecs_shapes`; kept
+        with the name ``lname`` in lower case, the client's case echoed)."""
         shapes = self.ecs_shapes.get(pop)
         if shapes is None or len(shapes) >= MAX_PACKETS:
             shapes = self.ecs_shapes[pop] = {}
+        if lname != data[12:qend - 4]:
+            data = data[:12] + lname + data[qend - 4:]
+            out = out[:12] + lname + out[qend - 4:]
         bits = source & 7
         shapes[data[2:n - alen]] = (entry, out[2:len(out) - alen], qend, source, (0xFF >> bits) if bits else 0,
                                     _PAD[width - alen], (data[2] & 1) << 1 | 1, opt[:len(opt) - alen - 1], limit)
@@ -375,7 +387,7 @@ class ServingPlan:
             return None  # bits beyond the source prefix: the strict path answers FORMERR
         if type(entry) is StaticEntry:
             io.counters.queries[entry.keys[0]] += 1
-            return data[:2] + static + address, entry.answer
+            return data[:2] + static[:10] + data[12:qend] + static[qend - 2:] + address, entry.answer
         scope = 0
         sel = entry.by_pop.get(pop)
         if sel is None:

@@ -248,3 +248,37 @@ def test_letter_case_variants_answered_from_the_packet_table(tmp_path: Path, mon
             m = dns.message.from_wire(out)
             assert m.id == q.id and m.question[0].name.to_text() == q.question[0].name.to_text()
             assert out[12:12 + len(q.to_wire()) - 12] == q.to_wire()[12:]  # question echoed as sent
+
+
+def test_letter_case_variants_of_ecs_queries_answered_from_their_shape(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ECS query shape kept once answers the same query with another letter case and another
+    address, byte for byte as the strict path, without looking the name up again."""
+    b = lb(tmp_path)
+    h = handler(b)
+    rng = random.Random(6)
+
+    def ecs_query(name: str) -> bytes:
+        q = dns.message.make_query(mixed_case(name, rng), "A", use_edns=0, payload=1232,
+                                   options=[dns.edns.ECSOption(f"203.0.{rng.randrange(256)}.0", 24)])
+        q.id = rng.randrange(65536)
+        return q.to_wire()
+
+    for name in ("lb.example.com", "ns1.example.com"):
+        for _ in range(2):
+            assert h.handle(ecs_query(name), PEER, False, IAD) is not None
+    queries = [ecs_query(name) for name in ("lb.example.com", "ns1.example.com") for _ in range(8)]
+    expected = [h.strict(q, PEER, False, IAD, h.ref.current) for q in queries]
+    plan = h.ref.current.plan
+    plan.names.clear()
+    monkeypatch.setattr(serving, "resolve", lambda *a: pytest.fail("looked up by name"))
+    for q, want in zip(queries, expected, strict=True):
+        got = h.handle(q, PEER, False, IAD)
+        assert got is not None and want is not None
+        if b"\x02lb" in q.lower():  # a multi-answer LB: the rotation differs, nothing else
+            g, w = dns.message.from_wire(got), dns.message.from_wire(want)
+            assert (g.id, g.question[0].name.to_text(), g.options) == (w.id, w.question[0].name.to_text(), w.options)
+            qend = q.index(0, 12) + 5
+            assert got[12:qend] == q[12:qend] and addrs(got) == addrs(want) == EAST  # the question as sent
+        else:
+            assert got == want
