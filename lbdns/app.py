@@ -29,7 +29,9 @@ from lbdns.builder import Builder, BuildError, lean_config, yield_to_queries
 from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import LoadedConfig, load_config
 from lbdns.errors import ConfigError, Issue
+from lbdns.geo.data import default_regions
 from lbdns.geo.pops import Pop
+from lbdns.geo.regions import RegionMap
 from lbdns.health.overrides import apply_overrides
 from lbdns.health.view import HealthView
 from lbdns.server.counters import QueryCounters
@@ -106,13 +108,16 @@ class BoundListener:
 class App:
     """A running lbdns instance. ``zones_dir`` holds the zone YAML; ``geo`` is a
     ``lookup(ip) -> GeoRecord | None`` (None: the embedded default database, or no GeoIP
-    when ``use_geoip`` is False); ``pops`` maps PoP codes to :class:`Pop`."""
+    when ``use_geoip`` is False); ``pops`` maps PoP codes to :class:`Pop`; ``regions`` is the
+    region table (country / US-CA subdivision → region, valid countries) handed to the
+    validation, the PoP catalogue and the query handler."""
 
     settings: ServerSettings
     zones_dir: Path
     geo: Any = None
     asn_of: Any = None
     pops: dict[str, Pop] = field(default_factory=dict)
+    regions: RegionMap = field(default_factory=default_regions)
     use_geoip: bool = True
     rng: random.Random = field(default_factory=random.Random)
     listeners: list[BoundListener] = field(default_factory=list)
@@ -161,7 +166,7 @@ class App:
     def load(self) -> Snapshot:
         """Validate the zones and build a snapshot in this process (start-up); raises
         :class:`ConfigError`."""
-        loaded = load_config(self.zones_dir, self.settings)
+        loaded = load_config(self.zones_dir, self.settings, regions=self.regions)
         for w in loaded.config.warnings:
             log.warning("%s", w)
         self._logged_warnings = tuple(str(w) for w in loaded.config.warnings)
@@ -191,7 +196,8 @@ class App:
             from lbdns.errors import Issue, Location
             from lbdns.geo.data import load_pops
 
-            pop = load_pops(Path(self.settings.pops_file) if self.settings.pops_file else None).get(code)
+            pop = load_pops(Path(self.settings.pops_file) if self.settings.pops_file else None,
+                            self.regions).get(code)
             if pop is None:
                 raise ConfigError([Issue(Location("settings"), "pop", "E-POP",
                                          f"unknown PoP {code!r}: not in the PoP catalogue (IATA codes such as "
@@ -242,7 +248,7 @@ class App:
 
         on_answer = None if not hooks else hooks[0] if len(hooks) == 1 else fanout
         self.handler = Handler(ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.addresses, rng=self.rng,
-                               counters=self.counters, on_answer=on_answer)
+                               counters=self.counters, on_answer=on_answer, regions=self.regions)
         await self._start_health(snap)
         if self.workers is not None:
             self.workers.bind(self.listeners)

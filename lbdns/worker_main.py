@@ -206,6 +206,7 @@ class Worker:
     async def serve(self) -> int:
         """Wait for the first snapshot, answer on the inherited sockets until told to stop."""
         from lbdns.app import GC_SETTLE_S, _settle_heap, grow_rcvbuf
+        from lbdns.geo.data import default_regions
         from lbdns.querylog import open_query_log
         from lbdns.server.counters import QueryCounters
         from lbdns.server.handler import Handler
@@ -240,7 +241,7 @@ class Worker:
         resolver.track(names)
         resolver.start()
         handler = self.handler = Handler(self.ref, geo=geo, asn_of=asn_of, lookup=resolver.addresses,
-                                         counters=QueryCounters(),
+                                         counters=QueryCounters(), regions=default_regions(),
                                          on_answer=self.query_log.on_answer if self.query_log else None)
         handler.cookie_secret = self.init.cookie_secret
         loop = asyncio.get_running_loop()

@@ -29,6 +29,7 @@ from lbdns.config.validate.records import parse_owner
 from lbdns.config.validate.references import RefChecker
 from lbdns.config.validate.rules import CompileRule, check_rules, compile_rule
 from lbdns.config.validate.zone import ZonePart
+from lbdns.geo.regions import RegionMap
 
 PROXIED_ONLY_SA = ("cookie", "ip_cookie", "header")
 """Session affinity kinds that need the proxy (ignored, W-SA)."""
@@ -47,13 +48,13 @@ class LoadBalancers:
 
 
 def check_load_balancers(col: Collector, parts: list[ZonePart], pools: dict[str, Pool | None],
-                         settings: ServerSettings) -> LoadBalancers:
+                         settings: ServerSettings, regions: RegionMap) -> LoadBalancers:
     """Validate the load balancers of every zone part against ``pools`` (every known pool
-    name and id; None for a pool that failed validation)."""
+    name and id; None for a pool that failed validation) and the country list of ``regions``."""
     out = LoadBalancers()
     for part in parts:
         zd = part.zone
-        refs = RefChecker(col, part.src, pools)
+        refs = RefChecker(col, part.src, pools, regions)
         lbs: dict[dns.name.Name, LoadBalancer] = {}
         for key, raw in part.raw_lbs.items():
             lb_path: PathKey = ("load_balancers", key)
