@@ -19,13 +19,14 @@ import random
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from lbdns.builder import Builder, BuildError, lean_config, yield_to_queries
+from lbdns.builder import Assembly, Builder, BuildError, lean_config, yield_to_queries
 from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import LoadedConfig, load_config
 from lbdns.errors import ConfigError, Issue
@@ -122,6 +123,9 @@ class App:
     rng: random.Random = field(default_factory=random.Random)
     listeners: list[BoundListener] = field(default_factory=list)
     counters: QueryCounters = field(default_factory=QueryCounters)
+    rule_errors: Counter[str] = field(default_factory=Counter)
+    """Rule conditions that failed at run time (counted as not matching), per condition text: the
+    conditions this process compiles count into it (``lbdns_rule_runtime_errors``)."""
     ref: StateRef | None = None
     handler: Handler | None = None
     loaded: LoadedConfig | None = None
@@ -166,7 +170,7 @@ class App:
     def load(self) -> Snapshot:
         """Validate the zones and build a snapshot in this process (start-up); raises
         :class:`ConfigError`."""
-        loaded = load_config(self.zones_dir, self.settings, regions=self.regions)
+        loaded = load_config(self.zones_dir, self.settings, regions=self.regions, rule_errors=self.rule_errors)
         for w in loaded.config.warnings:
             log.warning("%s", w)
         self._logged_warnings = tuple(str(w) for w in loaded.config.warnings)
@@ -379,6 +383,10 @@ class App:
         """The published (snapshot, health view), None before start."""
         return self.ref.current if self.ref is not None else None
 
+    def rule_runtime_errors(self) -> int:
+        """Rule condition evaluations that failed in this process (see :attr:`rule_errors`)."""
+        return sum(self.rule_errors.values())
+
     def rrl_stats(self) -> Any:
         """The response rate limiter (its counters), None when off."""
         return self.handler.rrl if self.handler is not None else None
@@ -539,7 +547,7 @@ class App:
         """Build ``generation`` in the builder; with workers, relay it to them as it arrives
         (dropped by them when the build fails)."""
         assert self._builder is not None
-        assembly = self.workers.assembly() if self.workers is not None else None
+        assembly = self.workers.assembly(self.rule_errors) if self.workers is not None else Assembly(self.rule_errors)
         try:
             return await self._builder.build(self.zones_dir, self.settings, generation, between_parts=_settle_heap,
                                              assembly=assembly)

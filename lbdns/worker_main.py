@@ -33,6 +33,7 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,9 @@ class Worker:
         self.out = out
         self.ref: StateRef | None = None
         self.handler: Handler | None = None
+        self.rule_errors: Counter[str] = Counter()
+        """Rule conditions that failed at run time in this worker, per condition text (the
+        conditions it assembles count into it)."""
         self.resolver: HostnameResolver | None = None
         self.query_log: Any = None
         self.pending_health: Any = None
@@ -158,7 +162,7 @@ class Worker:
             else:
                 started = time.perf_counter()
                 if kind == "head":
-                    asm = Assembly()
+                    asm = Assembly(self.rule_errors)
                 if asm is None:
                     continue  # the rest of a snapshot whose head this worker did not get
                 try:
@@ -172,8 +176,6 @@ class Worker:
 
     def stats(self) -> dict[str, Any]:
         """Counters since this worker started, for the control process's ``/metrics``."""
-        from lbdns.rules import RUNTIME_ERRORS
-
         assert self.handler is not None and self.ref is not None
         c = self.handler.counters
         rrl = self.handler.rrl
@@ -182,7 +184,7 @@ class Worker:
             "queries": dict(c.queries), "decisions": dict(c.decisions), "rule_matches": dict(c.rule_matches),
             "internal_errors": c.internal_errors, "dropped": c.dropped, "tcp_evicted": c.tcp_evicted,
             "tcp_slow_closed": c.tcp_slow_closed,
-            "rule_runtime_errors": sum(RUNTIME_ERRORS.values()),
+            "rule_runtime_errors": sum(self.rule_errors.values()),
             "rrl": (rrl.dropped, rrl.slipped, rrl.evicted) if rrl is not None else None,
             "generation": cur.snapshot.generation, "health_version": cur.health.version,
         }

@@ -36,7 +36,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -126,8 +126,8 @@ class FanoutRef(StateRef):
 class TeeAssembly(Assembly):
     """An :class:`Assembly` that also relays every message it takes to the workers."""
 
-    def __init__(self, pool: WorkerPool) -> None:
-        super().__init__()
+    def __init__(self, pool: WorkerPool, rule_errors: MutableMapping[str, int] | None = None) -> None:
+        super().__init__(rule_errors)
         self.pool = pool
 
     def take(self, msg: tuple[Any, ...]) -> bool:
@@ -364,10 +364,11 @@ class WorkerPool:
         removed = list(before.keys() - view.origins.keys())
         return encode(("health", view.version, changed, removed, rest, self._token[0]))
 
-    def assembly(self) -> TeeAssembly:
-        """The assembly of a reload's build: relays its frames to the workers."""
+    def assembly(self, rule_errors: MutableMapping[str, int] | None = None) -> TeeAssembly:
+        """The assembly of a reload's build: relays its frames to the workers (its conditions
+        count their run-time errors into ``rule_errors``, this process's counter)."""
         self.pending = []
-        return TeeAssembly(self)
+        return TeeAssembly(self, rule_errors)
 
     def relay(self, frame: bytes) -> None:
         """Send one frame of a reload being built to every worker."""
