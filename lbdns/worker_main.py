@@ -207,8 +207,9 @@ class Worker:
     # -- answering ---------------------------------------------------------------------------
     async def serve(self) -> int:
         """Wait for the first snapshot, answer on the inherited sockets until told to stop."""
-        from lbdns.app import GC_SETTLE_S, _settle_heap, grow_rcvbuf
+        from lbdns.app import GC_SETTLE_S, _settle_heap
         from lbdns.geo.data import default_regions
+        from lbdns.listeners import grow_rcvbuf
         from lbdns.querylog import open_query_log
         from lbdns.server.counters import QueryCounters
         from lbdns.server.handler import Handler
