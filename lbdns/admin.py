@@ -92,6 +92,7 @@ class Telemetry(Protocol):
 
     @property
     def counters(self) -> QueryCounters: ...
+    def rule_runtime_errors(self) -> int: ...
     def rrl_stats(self) -> Any: ...
     def probe_metrics(self) -> dict[str, Any] | None: ...
     def probe_worker_pid(self) -> int | None: ...
@@ -368,10 +369,8 @@ class _Collector(Collector):
         for (lb, rule), n in sorted(c.rule_matches.items()):
             r.add_metric([lb, rule], n)
         yield r
-        from lbdns.rules import RUNTIME_ERRORS
-
         yield CounterMetricFamily("lbdns_rule_runtime_errors", "Rule conditions that failed at run time (not matched)",
-                                  value=sum(RUNTIME_ERRORS.values()))
+                                  value=tel.rule_runtime_errors())
         yield CounterMetricFamily("lbdns_internal_errors", "Queries answered SERVFAIL after an internal error",
                                   value=c.internal_errors)
         yield CounterMetricFamily("lbdns_dropped_packets", "Packets dropped (unanswerable)", value=c.dropped)

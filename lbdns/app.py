@@ -11,27 +11,29 @@ on disk (docs/operations.md "Reloading").
 from __future__ import annotations
 
 import asyncio
-import errno as errno_names
 import gc
 import logging
-import os
 import random
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from lbdns.builder import Builder, BuildError, lean_config, yield_to_queries
+from lbdns.builder import Assembly, Builder, BuildError, lean_config, yield_to_queries
 from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import LoadedConfig, load_config
 from lbdns.errors import ConfigError, Issue
+from lbdns.geo.data import default_regions
 from lbdns.geo.pops import Pop
+from lbdns.geo.regions import RegionMap
 from lbdns.health.overrides import apply_overrides
 from lbdns.health.view import HealthView
+from lbdns.listeners import BoundListener, ListenError, bind_cause, grow_rcvbuf
 from lbdns.server.counters import QueryCounters
 from lbdns.server.handler import Handler
 from lbdns.server.hostnames import HostnameResolver, hostnames_of
@@ -67,56 +69,27 @@ class ReloadStats:
     last_seconds: float = 0.0
 
 
-def host_port(address: str, port: int) -> str:
-    """``address:port`` for display, with an IPv6 address in brackets (``[::1]:5300``, RFC 3986 §3.2.2)."""
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-class ListenError(OSError):
-    """A listener could not be bound: ``what`` (``udp``, ``tcp``, ``admin http``), the address
-    and port, and the operating system's error (``errno``, ``strerror``). ``str()`` is one line:
-    ``cannot listen on udp 127.0.0.1:5300: [Errno 98] Address already in use``."""
-
-    def __init__(self, what: str, address: str, port: int, cause: OSError) -> None:
-        code = cause.errno
-        reason = os.strerror(code) if code else (cause.strerror or str(cause))
-        super().__init__(code, reason)
-        self.what, self.address, self.port = what, address, port
-
-    def __str__(self) -> str:
-        name = f"[Errno {self.errno}] " if self.errno else ""
-        return f"cannot listen on {self.what} {host_port(self.address, self.port)}: {name}{self.strerror}"
-
-
-@dataclass(slots=True)
-class BoundListener:
-    """A listening socket: transport ``udp``/``tcp``, the address and actual port, the PoP."""
-
-    transport: str
-    address: str
-    port: int
-    pop: str
-    closer: Callable[[], Any]
-
-    def __str__(self) -> str:
-        return f"{self.transport} {host_port(self.address, self.port)} (PoP {self.pop})"
-
-
 @dataclass
 class App:
     """A running lbdns instance. ``zones_dir`` holds the zone YAML; ``geo`` is a
     ``lookup(ip) -> GeoRecord | None`` (None: the embedded default database, or no GeoIP
-    when ``use_geoip`` is False); ``pops`` maps PoP codes to :class:`Pop`."""
+    when ``use_geoip`` is False); ``pops`` maps PoP codes to :class:`Pop`; ``regions`` is the
+    region table (country / US-CA subdivision → region, valid countries) handed to the
+    validation, the PoP catalogue and the query handler."""
 
     settings: ServerSettings
     zones_dir: Path
     geo: Any = None
     asn_of: Any = None
     pops: dict[str, Pop] = field(default_factory=dict)
+    regions: RegionMap = field(default_factory=default_regions)
     use_geoip: bool = True
     rng: random.Random = field(default_factory=random.Random)
     listeners: list[BoundListener] = field(default_factory=list)
     counters: QueryCounters = field(default_factory=QueryCounters)
+    rule_errors: Counter[str] = field(default_factory=Counter)
+    """Rule conditions that failed at run time (counted as not matching), per condition text: the
+    conditions this process compiles count into it (``lbdns_rule_runtime_errors``)."""
     ref: StateRef | None = None
     handler: Handler | None = None
     loaded: LoadedConfig | None = None
@@ -161,7 +134,7 @@ class App:
     def load(self) -> Snapshot:
         """Validate the zones and build a snapshot in this process (start-up); raises
         :class:`ConfigError`."""
-        loaded = load_config(self.zones_dir, self.settings)
+        loaded = load_config(self.zones_dir, self.settings, regions=self.regions, rule_errors=self.rule_errors)
         for w in loaded.config.warnings:
             log.warning("%s", w)
         self._logged_warnings = tuple(str(w) for w in loaded.config.warnings)
@@ -183,7 +156,7 @@ class App:
         self.geo = db.lookup
         self.asn_of = lambda ip: (rec.asn if (rec := db.lookup(ip)) is not None else None)
 
-    def _pop(self, code: str) -> Pop:
+    def pop_of(self, code: str) -> Pop:
         """The PoP ``code`` from :attr:`pops`, else from the catalogue (``pops_file`` or the
         shipped one). Raises :class:`ConfigError` (``E-POP``) for an unknown code."""
         pop = self.pops.get(code)
@@ -191,7 +164,8 @@ class App:
             from lbdns.errors import Issue, Location
             from lbdns.geo.data import load_pops
 
-            pop = load_pops(Path(self.settings.pops_file) if self.settings.pops_file else None).get(code)
+            pop = load_pops(Path(self.settings.pops_file) if self.settings.pops_file else None,
+                            self.regions).get(code)
             if pop is None:
                 raise ConfigError([Issue(Location("settings"), "pop", "E-POP",
                                          f"unknown PoP {code!r}: not in the PoP catalogue (IATA codes such as "
@@ -217,7 +191,7 @@ class App:
         self._spawn(self._settle_periodically())
         resolver = self.resolver = HostnameResolver(self.settings.upstream_resolvers,
                                                     max_ttl=float(self.settings.hostname_cache_max_ttl))
-        resolver.use_local(LocalAnswers(lambda: ref.current, self._pop(self.settings.pop), resolver.lookup_for_local))
+        resolver.use_local(LocalAnswers(lambda: ref.current, self.pop_of(self.settings.pop), resolver.lookup_for_local))
         names = hostnames_of(snap.pools.values())
         await resolver.prepare(names)  # before warm start and the listeners: the first answers have them
         resolver.track(names)
@@ -242,14 +216,14 @@ class App:
 
         on_answer = None if not hooks else hooks[0] if len(hooks) == 1 else fanout
         self.handler = Handler(ref, geo=self.geo, asn_of=self.asn_of, lookup=resolver.addresses, rng=self.rng,
-                               counters=self.counters, on_answer=on_answer)
+                               counters=self.counters, on_answer=on_answer, regions=self.regions)
         await self._start_health(snap)
         if self.workers is not None:
             self.workers.bind(self.listeners)
             await self.workers.start(ref.current.snapshot)
         for lst in self.settings.listen if self.workers is None else ():
             code = lst.pop or self.settings.pop
-            pop = self._pop(code)
+            pop = self.pop_of(code)
             family = socket.AF_INET6 if ":" in lst.address else socket.AF_INET
             # with port 0 and both transports, retry until UDP and TCP share one free port
             for attempt in range(20):
@@ -292,7 +266,7 @@ class App:
                 sock.bind((address, port))
             except OSError as exc:
                 sock.close()
-                raise ListenError("udp", address, port, _bind_cause(exc)) from exc
+                raise ListenError("udp", address, port, bind_cause(exc)) from exc
             bound_port = sock.getsockname()[1]
             self._grow_rcvbuf(sock)
             closer = await serve_udp(sock, handler, pop, self.settings.udp_batch)
@@ -304,7 +278,7 @@ class App:
             try:
                 server = await loop.create_server(factory, address, tcp_port, family=family, reuse_address=True)
             except OSError as exc:
-                raise ListenError("tcp", address, tcp_port, _bind_cause(exc)) from exc
+                raise ListenError("tcp", address, tcp_port, bind_cause(exc)) from exc
             out.append(BoundListener("tcp", address, server.sockets[0].getsockname()[1], code, server.close))
 
     def _grow_rcvbuf(self, sock: Any) -> None:
@@ -354,7 +328,7 @@ class App:
         from lbdns.health_runtime import HealthRuntime
 
         assert self.health is not None
-        pop = self._pop(self.settings.pop) if self.settings.cluster is not None else None
+        pop = self.pop_of(self.settings.pop) if self.settings.cluster is not None else None
         self.health_runtime = HealthRuntime(self.settings, self.health, self.notifier, pop)
         await self.health_runtime.start(warm_start=self.settings.warm_start)
 
@@ -368,12 +342,16 @@ class App:
             await self.admin.start()
         except OSError as exc:
             a = self.settings.admin
-            raise ListenError("admin http", a.address, a.port, _bind_cause(exc)) from exc
+            raise ListenError("admin http", a.address, a.port, bind_cause(exc)) from exc
 
     # -- what the admin listener reads (lbdns.admin's StateReader and Telemetry) -------------------
     def served(self) -> Current | None:
         """The published (snapshot, health view), None before start."""
         return self.ref.current if self.ref is not None else None
+
+    def rule_runtime_errors(self) -> int:
+        """Rule condition evaluations that failed in this process (see :attr:`rule_errors`)."""
+        return sum(self.rule_errors.values())
 
     def rrl_stats(self) -> Any:
         """The response rate limiter (its counters), None when off."""
@@ -535,7 +513,7 @@ class App:
         """Build ``generation`` in the builder; with workers, relay it to them as it arrives
         (dropped by them when the build fails)."""
         assert self._builder is not None
-        assembly = self.workers.assembly() if self.workers is not None else None
+        assembly = self.workers.assembly(self.rule_errors) if self.workers is not None else Assembly(self.rule_errors)
         try:
             return await self._builder.build(self.zones_dir, self.settings, generation, between_parts=_settle_heap,
                                              assembly=assembly)
@@ -699,25 +677,6 @@ async def prepare_hostnames(resolver: HostnameResolver | None, ref: StateRef | N
     return names
 
 
-def grow_rcvbuf(sock: Any, size: int) -> None:
-    """Raise a UDP socket's receive buffer to ``size`` bytes (the ``udp_rcvbuf`` setting; 0 or
-    no socket: nothing): SO_RCVBUFFORCE when permitted, else SO_RCVBUF, which the kernel caps at
-    net.core.rmem_max. A refusal is logged, not raised."""
-    if not size or sock is None:
-        return
-    force = getattr(socket, "SO_RCVBUFFORCE", None)
-    try:
-        if force is not None:
-            sock.setsockopt(socket.SOL_SOCKET, force, size)
-            return
-    except OSError:
-        pass
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-    except OSError as exc:
-        log.warning("cannot set the UDP receive buffer to %d bytes: %s", size, exc)
-
-
 async def retire_snapshot(old: Snapshot, old_plan: ServingPlan | None = None) -> None:
     """Release a replaced snapshot's owner names and its serving plan a slice
     (:data:`RETIRE_SLICE` entries) per loop iteration, pausing between slices
@@ -735,19 +694,6 @@ async def retire_snapshot(old: Snapshot, old_plan: ServingPlan | None = None) ->
             await yield_to_queries(started)
 
 
-def _bind_cause(exc: OSError) -> OSError:
-    """The bind error with its errno: asyncio's ``create_server`` re-raises it as
-    ``OSError(errno, 'error while attempting to bind on address …')``, uvloop's
-    ``create_datagram_endpoint`` chains the original; otherwise EADDRINUSE is recognised from the
-    text."""
-    if exc.errno:
-        return exc
-    cause = exc.__cause__  # uvloop: OSError("could not bind to local_addr …") from OSError(98, …)
-    if isinstance(cause, OSError) and cause.errno:
-        return cause
-    if "address already in use" in str(exc).lower():
-        return OSError(errno_names.EADDRINUSE, os.strerror(errno_names.EADDRINUSE))
-    return exc
 def _settle_heap() -> None:
     """Collect the young garbage, then freeze every surviving object — a snapshot being
     installed, answer caches that filled up — so that the collector never scans them again.

@@ -23,7 +23,8 @@ then reaps it and writes ``("exit", status)``. Each ``blob`` is a pickle that th
 in its own event-loop step (:class:`Assembly`), so no single step holds the query loop long.
 
 Compiled rule conditions are closures: they travel as their source text and are compiled
-again on arrival; ``Node.lb`` travels as the plan's name (a pickle persistent id), so every
+again on arrival, counting their run-time errors into the receiving side's counter
+(:class:`Assembly`'s ``rule_errors``); ``Node.lb`` travels as the plan's name (a pickle persistent id), so every
 node points at the one plan object of the head.
 """
 
@@ -38,7 +39,7 @@ import pickle
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -80,10 +81,11 @@ def _mapping_proxy(d: dict[Any, Any]) -> Mapping[Any, Any]:
 
 
 def _condition(source: str) -> CompiledCondition:
-    from lbdns.rules import count_runtime_error
-    from lbdns.rules.compiler import compile_condition
+    """The reconstructor a pickled condition names: compiled again, run-time errors not counted
+    (:class:`_Unpickler` swaps in its own, which counts them)."""
+    from lbdns.rules import compile_counted
 
-    return compile_condition(source, on_error=count_runtime_error(source))
+    return compile_counted(source, None)
 
 
 class _Pickler(pickle.Pickler):
@@ -113,9 +115,24 @@ class _Pickler(pickle.Pickler):
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, plans: Mapping[str, LbPlan]) -> None:
+    """Loads snapshot parts: plans by name from ``plans``; conditions compiled again with their
+    run-time errors counted into ``rule_errors`` (None: not counted)."""
+
+    def __init__(self, data: bytes, plans: Mapping[str, LbPlan],
+                 rule_errors: MutableMapping[str, int] | None = None) -> None:
         super().__init__(io.BytesIO(data))
         self._plans = plans
+        self._rule_errors = rule_errors
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == "_condition" and module == __name__:
+            return self._condition
+        return super().find_class(module, name)
+
+    def _condition(self, source: str) -> CompiledCondition:
+        from lbdns.rules import compile_counted
+
+        return compile_counted(source, self._rule_errors)
 
     def persistent_load(self, pid: Any) -> Any:
         return self._plans[pid]
@@ -144,9 +161,12 @@ def snapshot_frames(snapshot: Snapshot, chunk_nodes: int = CHUNK_NODES) -> Itera
 
 class Assembly:
     """The server side: takes the builder's messages one at a time (:meth:`take`) and makes
-    the :class:`Snapshot` (:meth:`snapshot`). ``node_dicts`` are the zones' node tables."""
+    the :class:`Snapshot` (:meth:`snapshot`). ``node_dicts`` are the zones' node tables;
+    ``rule_errors`` is the receiving process's counter of rule conditions failing at run time,
+    per condition text (None: not counted)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rule_errors: MutableMapping[str, int] | None = None) -> None:
+        self.rule_errors = rule_errors
         self._head: tuple[Any, ...] | None = None
         self.node_dicts: list[dict[bytes, Node]] = []
         self._expected: int | None = None
@@ -155,14 +175,14 @@ class Assembly:
         """Apply one message; True after ``done``. Raises BuildError for a message out of place."""
         kind = msg[0]
         if kind == "head" and self._head is None:
-            self._head = _Unpickler(msg[1], {}).load()
+            self._head = _Unpickler(msg[1], {}, self.rule_errors).load()
             self.node_dicts = [{} for _ in self._head[4]]
             return False
         if self._head is None:
             raise BuildError(f"snapshot builder sent {kind!r} before its head")
         if kind == "nodes":
             table = self.node_dicts[msg[1]]
-            for node in _Unpickler(msg[2], self._head[3]).load():
+            for node in _Unpickler(msg[2], self._head[3], self.rule_errors).load():
                 table[node.name] = node
             return False
         if kind == "done":

@@ -214,7 +214,7 @@ def _serve(args: argparse.Namespace, settings: ServerSettings) -> int:
     app = App(settings, Path(settings.zones_dir), startup_sighups=_startup_sighups, prestart_builder=True)
 
     async def main() -> int:
-        from lbdns.app import ListenError
+        from lbdns.listeners import ListenError
 
         try:
             await app.start()
@@ -256,7 +256,7 @@ def startup_summary(app: Any) -> list[str]:
     configuration counts, GeoIP database (file, type, build date), health probing, admin
     listener. The listeners have their own ``listening on`` lines."""
     from lbdns import __version__
-    from lbdns.app import host_port
+    from lbdns.listeners import host_port
 
     s = app.settings
     cfg = app.loaded.config
@@ -418,7 +418,7 @@ def format_status(doc: dict[str, Any]) -> str:
 
 def _admin_url(args: argparse.Namespace) -> str:
     """The admin listener URL: ``--admin``, else the settings file's admin address."""
-    from lbdns.app import host_port
+    from lbdns.listeners import host_port
 
     if args.admin:
         return str(args.admin) if "://" in args.admin else f"http://{args.admin}"

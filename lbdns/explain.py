@@ -124,7 +124,7 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
     ``a.b.c.d/len``) at PoP ``pop``. Returns the report text. Raises
     :class:`lbdns.errors.ConfigError` for an invalid configuration, ValueError for bad
     arguments."""
-    from lbdns.geo.data import load_pops
+    from lbdns.geo.data import default_regions, load_pops
 
     try:
         ipaddress.ip_address(client)
@@ -133,7 +133,8 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
     rdtype = parse_qtype(qtype)
     qname = parse_name(name)
     ecs_parsed = parse_ecs(ecs) if ecs else None
-    loaded = load_config(Path(settings.zones_dir), settings)
+    regions = default_regions()
+    loaded = load_config(Path(settings.zones_dir), settings, regions=regions)
     snap = build_snapshot(loaded, settings)
     lines: list[str] = []
     source = "given"
@@ -145,7 +146,7 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
         if health is None:
             health = HealthView()
     health = apply_overrides(health, settings.health_overrides)
-    catalogue = load_pops(Path(settings.pops_file) if settings.pops_file else None)
+    catalogue = load_pops(Path(settings.pops_file) if settings.pops_file else None, regions)
     pop_code = pop or settings.pop
     the_pop = catalogue.get(pop_code)
     if the_pop is None:
@@ -193,7 +194,7 @@ def explain(settings: ServerSettings, name: str, qtype: str = "A", *, client: st
 
     env = QueryEnv(resolver_ip=client, ecs=ecs_opt, pop=the_pop.code, pop_region=the_pop.region, health=health,
                    rng=random.Random(seed), now=time.monotonic(), lookup=lookup,
-                   locator=GeoLocator(geo, ecs_opt, client, the_pop), asn_of=asn_of,
+                   locator=GeoLocator(geo, ecs_opt, client, the_pop, regions), asn_of=asn_of,
                    country_of=(lambda ip: getattr(geo(ip), "country", None)) if geo else None,
                    ip_src_uses_ecs=settings.ip_src_uses_ecs, trace=True)
     lines.append(f"query: {qname.to_text()} {dns.rdatatype.to_text(rdtype)} from {client}"

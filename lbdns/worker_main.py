@@ -33,6 +33,7 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,9 @@ class Worker:
         self.out = out
         self.ref: StateRef | None = None
         self.handler: Handler | None = None
+        self.rule_errors: Counter[str] = Counter()
+        """Rule conditions that failed at run time in this worker, per condition text (the
+        conditions it assembles count into it)."""
         self.resolver: HostnameResolver | None = None
         self.query_log: Any = None
         self.pending_health: Any = None
@@ -158,7 +162,7 @@ class Worker:
             else:
                 started = time.perf_counter()
                 if kind == "head":
-                    asm = Assembly()
+                    asm = Assembly(self.rule_errors)
                 if asm is None:
                     continue  # the rest of a snapshot whose head this worker did not get
                 try:
@@ -172,8 +176,6 @@ class Worker:
 
     def stats(self) -> dict[str, Any]:
         """Counters since this worker started, for the control process's ``/metrics``."""
-        from lbdns.rules import RUNTIME_ERRORS
-
         assert self.handler is not None and self.ref is not None
         c = self.handler.counters
         rrl = self.handler.rrl
@@ -182,7 +184,7 @@ class Worker:
             "queries": dict(c.queries), "decisions": dict(c.decisions), "rule_matches": dict(c.rule_matches),
             "internal_errors": c.internal_errors, "dropped": c.dropped, "tcp_evicted": c.tcp_evicted,
             "tcp_slow_closed": c.tcp_slow_closed, "udp_send_failed": c.udp_send_failed,
-            "rule_runtime_errors": sum(RUNTIME_ERRORS.values()),
+            "rule_runtime_errors": sum(self.rule_errors.values()),
             "rrl": (rrl.dropped, rrl.slipped, rrl.evicted) if rrl is not None else None,
             "generation": cur.snapshot.generation, "health_version": cur.health.version,
         }
@@ -205,7 +207,9 @@ class Worker:
     # -- answering ---------------------------------------------------------------------------
     async def serve(self) -> int:
         """Wait for the first snapshot, answer on the inherited sockets until told to stop."""
-        from lbdns.app import GC_SETTLE_S, _settle_heap, grow_rcvbuf
+        from lbdns.app import GC_SETTLE_S, _settle_heap
+        from lbdns.geo.data import default_regions
+        from lbdns.listeners import grow_rcvbuf
         from lbdns.querylog import open_query_log
         from lbdns.server.counters import QueryCounters
         from lbdns.server.handler import Handler
@@ -240,7 +244,7 @@ class Worker:
         resolver.track(names)
         resolver.start()
         handler = self.handler = Handler(self.ref, geo=geo, asn_of=asn_of, lookup=resolver.addresses,
-                                         counters=QueryCounters(),
+                                         counters=QueryCounters(), regions=default_regions(),
                                          on_answer=self.query_log.on_answer if self.query_log else None)
         handler.cookie_secret = self.init.cookie_secret
         loop = asyncio.get_running_loop()

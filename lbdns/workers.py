@@ -36,9 +36,9 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -46,12 +46,12 @@ from prometheus_client.registry import Collector
 from lbdns.builder import Assembly, snapshot_frames
 from lbdns.health.view import HealthView
 from lbdns.ipc import MAX_FRAME, encode, read_message
+from lbdns.listeners import BoundListener, ListenError, grow_rcvbuf
 from lbdns.server.counters import QueryCounters
 from lbdns.server.state import Current, StateRef
 from lbdns.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from lbdns.app import App, BoundListener
     from lbdns.config.settings import ServerSettings
     from lbdns.geo.pops import Pop
 
@@ -126,8 +126,8 @@ class FanoutRef(StateRef):
 class TeeAssembly(Assembly):
     """An :class:`Assembly` that also relays every message it takes to the workers."""
 
-    def __init__(self, pool: WorkerPool) -> None:
-        super().__init__()
+    def __init__(self, pool: WorkerPool, rule_errors: MutableMapping[str, int] | None = None) -> None:
+        super().__init__(rule_errors)
         self.pool = pool
 
     def take(self, msg: tuple[Any, ...]) -> bool:
@@ -158,10 +158,24 @@ class Slot:
         return self.proc is not None and self.proc.returncode is None
 
 
-class WorkerPool:
-    """The N answering workers of an :class:`~lbdns.app.App` (see the module docstring)."""
+class WorkerHost(Protocol):
+    """What the worker pool reads from the process that owns it (:class:`lbdns.app.App`): the
+    settings, the PoPs, the published state and the response rate limiter."""
 
-    def __init__(self, app: App, count: int, command: tuple[str, ...] | None = None) -> None:
+    @property
+    def settings(self) -> ServerSettings: ...
+    @property
+    def use_geoip(self) -> bool: ...
+    def pop_of(self, code: str) -> Pop: ...
+    def served(self) -> Current | None: ...
+    def rrl_stats(self) -> Any: ...
+
+
+class WorkerPool:
+    """The N answering workers of a :class:`WorkerHost` (the :class:`~lbdns.app.App`; see the
+    module docstring)."""
+
+    def __init__(self, app: WorkerHost, count: int, command: tuple[str, ...] | None = None) -> None:
         self.app = app
         self.count = count
         self.command = command or worker_command()
@@ -186,12 +200,10 @@ class WorkerPool:
     def bind(self, out: list[BoundListener]) -> None:
         """Bind every listener's SO_REUSEPORT sockets (one UDP and one TCP per slot; port 0:
         one free port for all) and add one :class:`BoundListener` per listener and transport
-        to ``out``. Raises :class:`~lbdns.app.ListenError`."""
-        from lbdns.app import BoundListener, ListenError, grow_rcvbuf
-
+        to ``out``. Raises :class:`~lbdns.listeners.ListenError`."""
         for lst in self.app.settings.listen:
             code = lst.pop or self.app.settings.pop
-            pop = self.app._pop(code)
+            pop = self.app.pop_of(code)
             family = socket.AF_INET6 if ":" in lst.address else socket.AF_INET
             kinds = [k for k in ("udp", "tcp") if lst.transport in (k, "both")]
             for attempt in range(20):
@@ -228,8 +240,9 @@ class WorkerPool:
         answer. Raises OSError (cannot start a process) or :class:`WorkerStartError` (a worker
         exited while starting, or was not ready within :data:`READY_TIMEOUT_S`)."""
         self.frames = [*snapshot_frames(snapshot), encode(("commit", snapshot.generation))]
-        assert self.app.ref is not None
-        self.send_health(self.app.ref.current.health)
+        served = self.app.served()
+        assert served is not None
+        self.send_health(served.health)
         for slot in self.slots:
             await self._spawn(slot)
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -256,7 +269,7 @@ class WorkerPool:
         if s.query_log and s.query_log != "-":
             updates["query_log"] = f"{s.query_log}.w{slot.index}"
         return WorkerInit(slot.index, s.model_copy(update=updates), self.cookie_secret, tuple(slot.sockets),
-                          logging.getLogger().getEffectiveLevel(), self.app._pop(s.pop), self.app.use_geoip)
+                          logging.getLogger().getEffectiveLevel(), self.app.pop_of(s.pop), self.app.use_geoip)
 
     async def _spawn(self, slot: Slot) -> None:
         fds = [ws.fd for ws in slot.sockets]
@@ -364,10 +377,11 @@ class WorkerPool:
         removed = list(before.keys() - view.origins.keys())
         return encode(("health", view.version, changed, removed, rest, self._token[0]))
 
-    def assembly(self) -> TeeAssembly:
-        """The assembly of a reload's build: relays its frames to the workers."""
+    def assembly(self, rule_errors: MutableMapping[str, int] | None = None) -> TeeAssembly:
+        """The assembly of a reload's build: relays its frames to the workers (its conditions
+        count their run-time errors into ``rule_errors``, this process's counter)."""
         self.pending = []
-        return TeeAssembly(self)
+        return TeeAssembly(self, rule_errors)
 
     def relay(self, frame: bytes) -> None:
         """Send one frame of a reload being built to every worker."""
@@ -425,11 +439,11 @@ class WorkerPool:
                 proc.stdin.write(encode(("stats", self._stats_request)))
         if waiting:
             await asyncio.wait(waiting, timeout=timeout)
-        handler = self.app.handler
+        limiter = self.app.rrl_stats()
         rrl = self.totals().get("rrl")
-        if handler is not None and handler.rrl is not None and rrl:
+        if limiter is not None and rrl:
             # the control process's limiter sees no query: it shows the workers' sums
-            handler.rrl.dropped, handler.rrl.slipped, handler.rrl.evicted = rrl
+            limiter.dropped, limiter.slipped, limiter.evicted = rrl
         return self.counters()
 
     def totals(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lbdns.geo.data import default_regions
 from lbdns.geo.location import resolve_location
 from lbdns.geo.mmdb import GeoDatabase
 from lbdns.geo.pops import Pop
@@ -112,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     nb_ratio = cached.hits / max(1, cached.hits + cached.misses)
 
     pop = Pop("IAD", "ENAM", "US", 38.94, -77.46)
+    regions = default_regions()
 
     def loc(ip: str) -> object:
         return resolve_location(
@@ -123,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             resolver_ip=None,
             pop=pop,
             lookup=cached.lookup,
+            regions=regions,
         )
 
     rows.append(("resolve_location (ECS, memo hit), IPv4", _best_us(loc, v4, args.rounds)))

@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout
 
 from lbdns.config.settings import ServerSettings  # noqa: E402
 from lbdns.config.validate import load_config  # noqa: E402
+from lbdns.geo.data import default_regions  # noqa: E402
 from lbdns.geo.mmdb import GeoDatabase  # noqa: E402
 from lbdns.geo.pops import Pop  # noqa: E402
 from lbdns.health.view import HealthView, OriginHealth, OriginState  # noqa: E402
@@ -146,7 +147,7 @@ def build_handler(mmdb: str | None) -> Handler:
                for pid, pool in snap.config.pools.items() for o in pool.origins}
     view = HealthView(1, origins, {})
     geo = GeoDatabase.open(mmdb) if mmdb else GeoDatabase.default()
-    return Handler(StateRef(Current(snap, view)), geo=geo.lookup, rng=random.Random(1))
+    return Handler(StateRef(Current(snap, view)), geo=geo.lookup, rng=random.Random(1), regions=default_regions())
 
 
 FIXED = ("static", "lb")

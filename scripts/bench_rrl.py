@@ -71,7 +71,7 @@ async def main() -> int:
     await app.start()
     handler = app.handler
     assert handler is not None
-    server = UdpServer(handler, app._pop(settings.pop))
+    server = UdpServer(handler, app.pop_of(settings.pop))
     transport = CountingTransport()
     server.transport = transport  # type: ignore[assignment]
     limiters: dict[str, RateLimiter | None] = {

@@ -17,7 +17,7 @@ from lbdns.geo.location import (
     yields_need,
 )
 from lbdns.geo.pops import Pop, PopCatalogue, make_pop
-from lbdns.geo.regions import REGION_CODES, REGION_NAMES, RegionMap, is_country, is_region, region_of
+from lbdns.geo.regions import REGION_CODES, REGION_NAMES, RegionMap, is_region
 
 __all__ = [
     "EARTH_RADIUS_KM",
@@ -33,13 +33,11 @@ __all__ = [
     "default_pops",
     "default_regions",
     "haversine_km",
-    "is_country",
     "is_region",
     "load_pops",
     "load_regions",
     "location_ecs_scope",
     "make_pop",
-    "region_of",
     "resolve_location",
     "yields_need",
 ]

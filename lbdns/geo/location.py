@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 from typing import Any, NamedTuple, TypeGuard, TypeVar
 
 from lbdns.geo.pops import Pop
-from lbdns.geo.regions import SUBDIVIDED_COUNTRIES, RegionMap, region_of
+from lbdns.geo.regions import SUBDIVIDED_COUNTRIES, RegionMap
 
 __all__ = [
     "MODES",
@@ -83,7 +83,7 @@ class ResolvedLocation(NamedTuple):
     ``source``: ``"ecs"``, ``"resolver"`` or ``"pop"``. ``country`` / ``subdivision`` /
     ``latitude`` / ``longitude`` (decimal degrees): from the GeoIP record that decided, or the PoP's.
     ``region``: the region for ``geo_region_source: location`` (docs/steering.md › ``geo``) —
-    ``region_of(country, subdivision)`` for ecs/resolver sources when a mapping exists, else the
+    ``regions.region_of(country, subdivision)`` for ecs/resolver sources when a mapping exists, else the
     PoP's region; for ``source == "pop"`` the PoP's region. ``network_prefix``: prefix length of the
     GeoIP network that decided (ecs/resolver sources), else None. ``ecs_consulted``: True when the
     ECS address was looked up, even if that lookup did not yield what was needed — drives the
@@ -123,10 +123,10 @@ def _yields(record: GeoRecord | None, need_country: bool) -> TypeGuard[GeoRecord
 
 
 def _from_record(
-    source: str, record: GeoRecord, pop: Pop, ecs_consulted: bool, regions: RegionMap | None
+    source: str, record: GeoRecord, pop: Pop, ecs_consulted: bool, regions: RegionMap
 ) -> ResolvedLocation:
     country = record.country
-    region = region_of(country, record.subdivision, regions) if country else None
+    region = regions.region_of(country, record.subdivision) if country else None
     return _new_tuple(
         ResolvedLocation,
         (
@@ -152,7 +152,7 @@ def resolve_location(
     resolver_ip: A | None,
     pop: Pop,
     lookup: Callable[[A], GeoRecord | None],
-    regions: RegionMap | None = None,
+    regions: RegionMap,
 ) -> ResolvedLocation:
     """Compute the request location (Cloudflare docs: Load Balancing › Global traffic steering ›
     EDNS Client Subnet (ECS) support; Cloudflare API docs: Load Balancer Details ›
@@ -163,8 +163,8 @@ def resolve_location(
     Steering), ``need`` (``"country"`` for geo, ``"coordinates"`` for proximity), the ECS address
     (``None`` when absent or of source prefix 0, docs/decisions.md › DNS protocol; already masked
     to the source prefix, RFC 7871 §6), the resolver address (or None), the PoP that received the
-    query, and a ``lookup`` callable returning a :class:`GeoRecord` or None. ``regions`` overrides
-    the shipped region mapping.
+    query, a ``lookup`` callable returning a :class:`GeoRecord` or None, and the region table
+    ``regions`` that maps a looked-up country (and US/CA subdivision) to its region.
 
     ECS is used when preferred (``always``, or ``proximity`` / ``geo`` equal to ``policy``) and its
     lookup yields ``need``; else, with ``mode == "resolver_ip"``, the resolver's lookup if it

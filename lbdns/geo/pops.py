@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from lbdns.geo.regions import REGION_CODES, RegionMap, region_of
+from lbdns.geo.regions import REGION_CODES, RegionMap
 
 __all__ = ["Pop", "PopCatalogue", "make_pop"]
 
@@ -75,12 +75,15 @@ def make_pop(
     is not given, through the proposed country / subdivision → region mapping of
     ``geo/tables/regions.csv`` (modelled on Cloudflare docs: Load Balancing › Regions API).
 
-    Takes coordinates in decimal degrees; ``regions`` defaults to the shipped mapping. Returns the
-    PoP. Raises ValueError if no region is given and none can be derived, or if a field is invalid
-    (see :class:`Pop`).
+    Takes coordinates in decimal degrees and the region table ``regions`` (needed only when
+    ``region`` is not given; the caller builds it, e.g. ``lbdns.geo.data.default_regions()``).
+    Returns the PoP. Raises ValueError if no region is given and none can be derived (no table, or
+    the country is not in it), or if a field is invalid (see :class:`Pop`).
     """
     if region is None:
-        region = region_of(country, subdivision, regions)
+        if regions is None:
+            raise ValueError(f"PoP {code}: no region given and no region table to derive it from")
+        region = regions.region_of(country, subdivision)
         if region is None:
             raise ValueError(f"PoP {code}: no region given and none known for country {country!r}")
     return Pop(
@@ -113,11 +116,11 @@ class PopCatalogue(Mapping[str, Pop]):
         self._pops = table
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Mapping[str, str]], regions: RegionMap | None = None) -> PopCatalogue:
+    def from_rows(cls, rows: Iterable[Mapping[str, str]], regions: RegionMap) -> PopCatalogue:
         """Build a catalogue from CSV rows in the ``geo/pops.csv`` layout.
 
         Columns: ``iata``, ``city``, ``country``, ``subdivision`` (optional), ``region`` (optional:
-        derived with ``regions`` / the shipped mapping when empty), ``latitude``, ``longitude``
+        derived with the region table ``regions`` when empty), ``latitude``, ``longitude``
         (decimal degrees). Returns the catalogue. Raises ValueError naming the PoP on a bad row.
         """
         pops: list[Pop] = []

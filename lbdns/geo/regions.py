@@ -5,10 +5,10 @@ the U.S. and Canada are provided with these subdivisions", ISO-3166-2 codes) and
 Geo › Country steering (``country_pools`` keys are ISO-3166-1 alpha-2 codes; lbdns rejects
 subdivision keys).
 
-This module never reads files: :class:`RegionMap` is built from already parsed CSV rows
-(``lbdns.geo.data`` reads ``geo/tables/regions.csv`` and ``geo/tables/countries.csv``). The module-level
-:func:`region_of` and :func:`is_country` use the shipped default tables, loaded once on first
-use through ``lbdns.geo.data``.
+This module never reads files and holds no table behind a global: :class:`RegionMap` is built from
+already parsed CSV rows (``lbdns.geo.data`` reads ``geo/tables/regions.csv`` and
+``geo/tables/countries.csv``) by the edge that starts the server, explains an answer or checks a
+configuration, and is passed to whatever needs it.
 
 The shipped mapping is a PROPOSED one (Cloudflare publishes its own only through the
 authenticated Regions API); see ``geo/README.md``.
@@ -22,10 +22,9 @@ from types import MappingProxyType
 __all__ = [
     "REGION_CODES",
     "REGION_NAMES",
+    "SUBDIVIDED_COUNTRIES",
     "RegionMap",
-    "is_country",
     "is_region",
-    "region_of",
 ]
 
 #: Code → name of the 13 Load Balancing regions (Cloudflare docs: Load Balancing › Regions API).
@@ -203,38 +202,3 @@ class RegionMap:
             f"RegionMap({len(self._countries)} countries, {len(self._subdivisions)} subdivisions, "
             f"{len(self._known)} valid country codes)"
         )
-
-
-_default: RegionMap | None = None
-
-
-def _default_map() -> RegionMap:
-    global _default
-    if _default is None:
-        from lbdns.geo.data import default_regions  # deferred: data.py imports this module
-
-        _default = default_regions()
-    return _default
-
-
-def region_of(
-    country: str | None, subdivision: str | None = None, regions: RegionMap | None = None
-) -> str | None:
-    """Return the region code of a country (and US/CA subdivision), or None if unmapped.
-
-    Uses ``regions`` or, when omitted, the shipped default mapping (``geo/tables/regions.csv``, loaded
-    once; a missing or broken data file raises ``lbdns.geo.data.GeoDataError`` on first use).
-    See :meth:`RegionMap.region_of` for the argument forms. Used for PoPs without a region and
-    for ``geo_region_source: location`` (docs/steering.md › ``geo``).
-    """
-    return (regions or _default or _default_map()).region_of(country, subdivision)
-
-
-def is_country(code: str, regions: RegionMap | None = None) -> bool:
-    """Tell whether ``code`` is a valid upper-case ISO-3166-1 alpha-2 country code.
-
-    Uses ``regions`` or the shipped default country list (``geo/tables/countries.csv``).
-    Cloudflare docs: Load Balancing › Geo › Country steering (``E-COUNTRY`` for anything else,
-    including ``US-CA``).
-    """
-    return (regions or _default or _default_map()).is_country(code)

@@ -13,7 +13,9 @@ from lbdns.health.view import HealthView, OriginHealth, OriginState
 if TYPE_CHECKING:
     from lbdns.config.settings import HealthOverride
 
-_STATES = {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY, "unknown": OriginState.UNKNOWN}
+_STATES = MappingProxyType(
+    {"healthy": OriginState.HEALTHY, "unhealthy": OriginState.UNHEALTHY, "unknown": OriginState.UNKNOWN}
+)
 
 
 def apply_overrides(view: HealthView, overrides: Sequence[HealthOverride]) -> HealthView:

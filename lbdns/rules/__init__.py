@@ -4,7 +4,8 @@ plus documented lbdns extensions (docs/rules.md).
 
 Pipeline: :mod:`~lbdns.rules.lexer` → :mod:`~lbdns.rules.parser` (AST) →
 :func:`~lbdns.rules.compiler.check` (types) → :func:`~lbdns.rules.compiler.build` (closures).
-Pure code: no I/O, no clock, no randomness.
+Pure code: no I/O, no clock, no randomness, no module-level state: run-time evaluation errors
+are counted into a counter the caller owns (:func:`compile_counted`).
 
 Typical use::
 
@@ -12,26 +13,30 @@ Typical use::
     if cond.evaluate(RuleFields(...)): ...
 """
 
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 
 from lbdns.errors import RuleError
 from lbdns.rules.compiler import MAX_CONDITION_LENGTH, CompiledCondition, compile_condition
 from lbdns.rules.fields import ECS_DEPENDENT_FIELDS, FIELDS, FieldSpec, FieldType, RuleFields
 from lbdns.rules.patterns import MAX_REGEX_LENGTH
 
-RUNTIME_ERRORS: Counter[str] = Counter()
-"""Run-time evaluation errors per condition text (a failing rule counts as not matching,
-docs/architecture.md › Failure containment); exported as ``lbdns_rule_runtime_errors`` by the admin listener."""
 
-
-def count_runtime_error(text: str) -> Callable[[BaseException], None]:
-    """An ``on_error`` callback for :func:`compile_condition` counting into :data:`RUNTIME_ERRORS`."""
+def count_runtime_error(errors: MutableMapping[str, int], text: str) -> Callable[[BaseException], None]:
+    """An ``on_error`` callback for :func:`compile_condition` adding 1 to ``errors[text]`` for each
+    failed evaluation of the condition ``text`` (a failing rule counts as not matching,
+    docs/architecture.md › Failure containment). ``errors`` is owned by the caller (the server
+    exports it as ``lbdns_rule_runtime_errors``). Never raises."""
 
     def record(_exc: BaseException) -> None:
-        RUNTIME_ERRORS[text] += 1
+        errors[text] = errors.get(text, 0) + 1
 
     return record
+
+
+def compile_counted(text: str, errors: MutableMapping[str, int] | None) -> CompiledCondition:
+    """:func:`compile_condition` with the run-time errors of ``text`` counted into
+    ``errors[text]`` (None: not counted). Raises RuleError like :func:`compile_condition`."""
+    return compile_condition(text, on_error=None if errors is None else count_runtime_error(errors, text))
 
 
 __all__ = [
@@ -39,12 +44,12 @@ __all__ = [
     "FIELDS",
     "MAX_CONDITION_LENGTH",
     "MAX_REGEX_LENGTH",
-    "RUNTIME_ERRORS",
     "CompiledCondition",
     "FieldSpec",
     "FieldType",
     "RuleError",
     "RuleFields",
     "compile_condition",
+    "compile_counted",
     "count_runtime_error",
 ]

@@ -14,9 +14,10 @@ import contextlib
 import operator
 import re
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from types import MappingProxyType
 from typing import Any
 
 from lbdns.errors import RuleError
@@ -55,19 +56,19 @@ MAX_CONDITION_LENGTH = 4096
 Cond = Callable[[RuleFields], bool]
 """A compiled (sub)condition."""
 
-ALLOWED_OPS: dict[FieldType, tuple[str, ...]] = {
+ALLOWED_OPS: Mapping[FieldType, tuple[str, ...]] = MappingProxyType({
     FieldType.STRING: ("eq", "ne", "contains", "matches", "in", "wildcard", "strict wildcard"),
     FieldType.INT: ("eq", "ne", "lt", "le", "gt", "ge", "in"),
     FieldType.IP: ("eq", "ne", "in"),
     FieldType.BOOL: ("eq", "ne"),
-}
+})
 """Comparison operators per operand type (docs/rules.md › Comparisons)."""
 
-_QTYPES = {
+_QTYPES = MappingProxyType({
     "A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28,
     "SRV": 33, "NAPTR": 35, "DS": 43, "DNSKEY": 48, "SVCB": 64, "HTTPS": 65, "CAA": 257,
     "ANY": 255,
-}
+})
 _INT_RE = re.compile(r"-?[0-9]+\Z")
 _IP_CHARS_RE = re.compile(r"[0-9A-Fa-f:.]+(?:/[0-9]+)?\Z")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -514,10 +515,10 @@ def _set_items(node: Compare) -> tuple[StringLit | WordLit, ...]:
 
 # per-type comparisons
 
-_ORDER_OPS: dict[str, Callable[[Any, Any], bool]] = {
+_ORDER_OPS: Mapping[str, Callable[[Any, Any], bool]] = MappingProxyType({
     "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
     "gt": operator.gt, "ge": operator.ge,
-}
+})
 
 
 def _int_compare(node: Compare, operand: TOperand, ctx: _Ctx) -> TCompare:
@@ -646,13 +647,13 @@ def _ends_with(v: Any, lit: str | None) -> Any:
     return v.endswith(lit)
 
 
-_FUNCTIONS: dict[str, tuple[int, FieldType, Callable[[Any, str | None], Any]]] = {
+_FUNCTIONS: Mapping[str, tuple[int, FieldType, Callable[[Any, str | None], Any]]] = MappingProxyType({
     "lower": (1, FieldType.STRING, _lower),
     "upper": (1, FieldType.STRING, _upper),
     "len": (1, FieldType.INT, _len),
     "starts_with": (2, FieldType.BOOL, _starts_with),
     "ends_with": (2, FieldType.BOOL, _ends_with),
-}
+})
 """name → (arity, result type, implementation); the first argument is a string operand,
 the second (if any) a string literal."""
 

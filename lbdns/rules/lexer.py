@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from types import MappingProxyType
 
 from lbdns.errors import RuleError
 
@@ -52,7 +53,7 @@ class Token:
 _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:/-")
 """ASCII only: field names, keywords, numbers, ranges, IPv4/IPv6 addresses and CIDRs."""
 
-_PUNCT = {
+_PUNCT = MappingProxyType({
     "(": TokenKind.LPAREN,
     ")": TokenKind.RPAREN,
     "{": TokenKind.LBRACE,
@@ -61,11 +62,11 @@ _PUNCT = {
     "]": TokenKind.RBRACKET,
     ",": TokenKind.COMMA,
     "*": TokenKind.STAR,
-}
+})
 
 _TWO_CHAR_OPS = frozenset({"==", "!=", "<=", ">=", "&&", "||", "^^"})
 _ONE_CHAR_OPS = frozenset({"<", ">", "~", "!"})
-_LONE_HINTS = {"=": "==", "&": "&&", "|": "||", "^": "^^"}
+_LONE_HINTS = MappingProxyType({"=": "==", "&": "&&", "|": "||", "^": "^^"})
 
 
 def tokenize(text: str) -> list[Token]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from lbdns.errors import RuleError
 from lbdns.rules.fields import FIELDS
@@ -197,7 +198,7 @@ def _quote(s: str) -> str:
 
 # --- parser ----------------------------------------------------------------------------------
 
-_COMPARE_OPS = {
+_COMPARE_OPS = MappingProxyType({
     "eq": "eq", "==": "eq",
     "ne": "ne", "!=": "ne",
     "lt": "lt", "<": "lt",
@@ -208,11 +209,11 @@ _COMPARE_OPS = {
     "matches": "matches", "~": "matches",
     "in": "in",
     "wildcard": "wildcard",
-}
-_LOGICAL = {"and": "and", "&&": "and", "or": "or", "||": "or", "xor": "xor", "^^": "xor"}
+})
+_LOGICAL = MappingProxyType({"and": "and", "&&": "and", "or": "or", "||": "or", "xor": "xor", "^^": "xor"})
 _NOT = frozenset({"not", "!"})
 KEYWORDS = frozenset(_COMPARE_OPS) | frozenset(_LOGICAL) | _NOT | {"strict"}
-_OPERATOR_WORDS = sorted({k for k in _COMPARE_OPS if k.isalpha()} | {"strict", "and", "or", "xor", "not"})
+_OPERATOR_WORDS = tuple(sorted({k for k in _COMPARE_OPS if k.isalpha()} | {"strict", "and", "or", "xor", "not"}))
 
 _FIELD_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*\Z")
 _INT_RE = re.compile(r"[0-9]+\Z")

@@ -17,7 +17,6 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from lbdns.errors import RuleError
@@ -148,7 +147,8 @@ def regex_cost(pattern: str) -> int:
     scanner = _Scanner(pattern)
     branches = scanner.parse()
     anchored = all(b and b[0].kind == "start" for b in branches)
-    total = sum(_seq_cost(b, True, scanner.ignorecase) for b in branches)
+    memo: dict[tuple[str, str], bool] = {}  # per pattern: no module-level cache in the pure core
+    total = sum(_seq_cost(b, True, scanner.ignorecase, memo) for b in branches)
     return total if anchored else total * _SUBJECT
 
 
@@ -362,33 +362,40 @@ def _width(item: _Item) -> int:
     return max(hi - item.qmin, 0)
 
 
-def _seq_cost(items: list[_Item], top: bool, ignorecase: bool) -> int:
+def _seq_cost(items: list[_Item], top: bool, ignorecase: bool, memo: dict[tuple[str, str], bool]) -> int:
     mult = 1
     scan = 0
     for k, item in enumerate(items):
         if item.branches:
-            mult *= sum(_seq_cost(b, False, ignorecase) for b in item.branches)
+            mult *= sum(_seq_cost(b, False, ignorecase, memo) for b in item.branches)
         w = _width(item)
         if w == 0:
             continue
         nxt = items[k + 1] if k + 1 < len(items) else None
         if nxt is None and top:
             continue  # the last repetition never has to give characters back
-        if item.possessive or _delimited(item, nxt, ignorecase):
+        if item.possessive or _delimited(item, nxt, ignorecase, memo):
             scan += w
         else:
             mult *= w + 1
     return mult * (1 + scan)
 
 
-def _delimited(item: _Item, nxt: _Item | None, ignorecase: bool) -> bool:
+def _delimited(item: _Item, nxt: _Item | None, ignorecase: bool, memo: dict[tuple[str, str], bool]) -> bool:
     """A single-character repetition followed by ``$`` or by a mandatory single-character
-    atom that it can never match gives characters back without re-trying what follows."""
+    atom that it can never match gives characters back without re-trying what follows.
+    ``memo`` holds the atom pairs already decided for this pattern."""
     if item.kind != "char" or nxt is None:
         return False
     if nxt.kind == "end":
         return True
-    return nxt.kind == "char" and nxt.qmin >= 1 and _disjoint(item.src, nxt.src, ignorecase)
+    if nxt.kind != "char" or nxt.qmin < 1:
+        return False
+    key = (item.src, nxt.src)
+    known = memo.get(key)
+    if known is None:
+        known = memo[key] = _disjoint(item.src, nxt.src, ignorecase)
+    return known
 
 
 _SAMPLE = (
@@ -399,7 +406,6 @@ _SAMPLE = (
 character (query names are ASCII; a few non-ASCII case-folding oddities are included)."""
 
 
-@lru_cache(maxsize=1024)
 def _disjoint(a: str, b: str, ignorecase: bool) -> bool:
     flags = re.IGNORECASE if ignorecase else 0
     try:

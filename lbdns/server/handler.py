@@ -24,6 +24,7 @@ from lbdns.answer import Answer, QueryEnv, find_zone, resolve
 from lbdns.errors import FormError
 from lbdns.geo.location import resolve_location
 from lbdns.geo.pops import Pop
+from lbdns.geo.regions import RegionMap
 from lbdns.server.counters import QTYPE_BUCKET, QueryCounters
 from lbdns.server.rrl import RateLimiter, RrlParams
 from lbdns.server.state import Current, StateRef
@@ -56,20 +57,22 @@ log = logging.getLogger("lbdns.server")
 class GeoLocator:
     """Per-query location computation bound to the query's ECS, resolver and PoP
     (Cloudflare API docs: Load Balancer Details › ``location_strategy``); GeoIP is consulted only
-    when a policy asks."""
+    when a policy asks. ``regions`` maps a looked-up country to its region; without ``geo`` or
+    ``regions`` the PoP is the location."""
 
     geo: Callable[..., object | None] | None
     ecs: ClientSubnet | None
     resolver_ip: str
     pop: Pop
+    regions: RegionMap | None
 
     def __call__(self, *, need: str, prefer_ecs: str, mode: str, policy: str) -> ClientLocation:
-        if self.geo is None:
+        if self.geo is None or self.regions is None:
             return ClientLocation("pop", self.pop.country, self.pop.latitude, self.pop.longitude, self.pop.region)
         loc = resolve_location(
             prefer_ecs=prefer_ecs, mode=mode, policy=policy, need=need,
             ecs_ip=self.ecs.ip if self.ecs is not None else None,
-            resolver_ip=self.resolver_ip, pop=self.pop, lookup=cast(Any, self.geo),
+            resolver_ip=self.resolver_ip, pop=self.pop, lookup=cast(Any, self.geo), regions=self.regions,
         )
         return ClientLocation(loc.source, loc.country, loc.latitude, loc.longitude, loc.region,
                               loc.network_prefix, loc.ecs_consulted)
@@ -79,7 +82,8 @@ class Handler:
     """Turns one DNS message into its response bytes (or None to drop it).
 
     ``ref`` is the published state; ``geo`` a GeoIP lookup (None disables location: the
-    PoP is used); ``lookup`` the hostname-origin cache; ``rng`` the randomness source;
+    PoP is used) and ``regions`` the region table its countries map through (required with
+    ``geo``); ``lookup`` the hostname-origin cache; ``rng`` the randomness source;
     ``on_answer`` the query-log hook, called with the parsed query and the answer.
 
     A query is answered from the serving plan of the published state when the plan holds its
@@ -92,9 +96,12 @@ class Handler:
                  asn_of: Callable[[IPv4Address | IPv6Address], int | None] | None = None,
                  lookup: HostLookup | None = None, rng: random.Random | None = None,
                  counters: QueryCounters | None = None, clock: Callable[[], float] = time.monotonic,
-                 on_answer: Callable[..., None] | None = None) -> None:
+                 on_answer: Callable[..., None] | None = None, regions: RegionMap | None = None) -> None:
+        if geo is not None and regions is None:
+            raise ValueError("a GeoIP lookup needs the region table (regions=)")
         self.ref = ref
         self.geo = geo
+        self.regions = regions
         self.asn_of = asn_of
         self.lookup = lookup
         self.rng = rng or random.Random()
@@ -230,7 +237,8 @@ class Handler:
         env = QueryEnv(
             resolver_ip=peer_ip, ecs=ecs_for_answer, pop=pop.code, pop_region=pop.region, health=cur.health,
             rng=self.rng, now=self.clock(), lookup=self.lookup,
-            locator=GeoLocator(self.geo, ecs_for_answer, peer_ip, pop), asn_of=self.asn_of, country_of=self._country_of,
+            locator=GeoLocator(self.geo, ecs_for_answer, peer_ip, pop, self.regions), asn_of=self.asn_of,
+            country_of=self._country_of,
             ip_src_uses_ecs=settings.ip_src_uses_ecs,
         )
         ans = resolve(cur.snapshot, q.qname_lower, q.qtype, env)

@@ -20,9 +20,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from lbdns.admin import render_text
+from lbdns.rules import RuleFields
 from lbdns.server.counters import QTYPE_NAMES
 from tests.fixtures.many_pools import write_many_pools
-from tests.integration.harness import Server
+from tests.integration.harness import Fixture, Server
 from tests.integration.static_zone import write_static_zones
 
 
@@ -137,3 +138,27 @@ def test_a_scrape_with_1000_pools_costs_the_loop_a_few_ms(tmp_path):
         assert chunks[-1] < 0.02
     finally:
         srv.stop()
+
+
+def test_rule_runtime_errors_are_each_servers_own(tmp_path):
+    # No query makes a condition fail (a failure is an internal error), so the condition the server
+    # compiled is evaluated here on junk fields; /metrics then reports the failures of that
+    # server only: the counter is the App's, not one shared by every server in the process.
+    fx = Fixture()
+    fx.lb["rules"] = [{"name": "long", "condition": "dns.qry.name.len > 3", "overrides": {"ttl": 5}}]
+    servers = [Server(fx.write(tmp_path / name), tmp_path / name, geoip=False, admin={"enabled": True, "port": 0})
+               for name in ("a", "b")]
+    try:
+        a, b = servers
+        junk = RuleFields(None, None, None, None, None, None, None, None)  # type: ignore[arg-type]
+        (first,) = a.app.ref.current.snapshot.plans.values()
+        assert first.rules[0].condition.evaluate(junk) is False
+        assert a.reload()  # conditions assembled from the snapshot builder count into the same counter
+        (plan,) = a.app.ref.current.snapshot.plans.values()
+        assert plan.rules[0].condition is not first.rules[0].condition
+        assert plan.rules[0].condition.evaluate(junk) is False
+        assert series(scrape(a)[0], "lbdns_rule_runtime_errors_total") == ["lbdns_rule_runtime_errors_total 2.0"]
+        assert series(scrape(b)[0], "lbdns_rule_runtime_errors_total") == ["lbdns_rule_runtime_errors_total 0.0"]
+    finally:
+        for srv in servers:
+            srv.stop()

@@ -15,6 +15,7 @@ import dns.message
 import pytest
 
 import lbdns.serving as serving
+from lbdns.geo.data import default_regions
 from lbdns.geo.location import StaticGeoTable
 from lbdns.health.view import OriginState
 from lbdns.server.handler import Handler
@@ -34,7 +35,7 @@ U = OriginState.UNHEALTHY
 
 def handler(b: Built, seed: int = 1) -> Handler:
     return Handler(StateRef(Current(b.snapshot, healthy(b.snapshot))), geo=GEO.lookup, rng=random.Random(seed),
-                   clock=lambda: 1000.0)
+                   clock=lambda: 1000.0, regions=default_regions())
 
 
 def mixed_case(name: str, rng: random.Random) -> str:

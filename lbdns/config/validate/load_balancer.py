@@ -11,7 +11,9 @@ a zone cut is not in the zone's authoritative data).
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import dns.exception
@@ -29,6 +31,7 @@ from lbdns.config.validate.records import parse_owner
 from lbdns.config.validate.references import RefChecker
 from lbdns.config.validate.rules import CompileRule, check_rules, compile_rule
 from lbdns.config.validate.zone import ZonePart
+from lbdns.geo.regions import RegionMap
 
 PROXIED_ONLY_SA = ("cookie", "ip_cookie", "header")
 """Session affinity kinds that need the proxy (ignored, W-SA)."""
@@ -47,13 +50,16 @@ class LoadBalancers:
 
 
 def check_load_balancers(col: Collector, parts: list[ZonePart], pools: dict[str, Pool | None],
-                         settings: ServerSettings) -> LoadBalancers:
+                         settings: ServerSettings, regions: RegionMap,
+                         rule_errors: MutableMapping[str, int] | None = None) -> LoadBalancers:
     """Validate the load balancers of every zone part against ``pools`` (every known pool
-    name and id; None for a pool that failed validation)."""
+    name and id; None for a pool that failed validation) and the country list of ``regions``;
+    the compiled rule conditions count their run-time errors into ``rule_errors``."""
     out = LoadBalancers()
+    compile_one = partial(compile_rule, errors=rule_errors)
     for part in parts:
         zd = part.zone
-        refs = RefChecker(col, part.src, pools)
+        refs = RefChecker(col, part.src, pools, regions)
         lbs: dict[dns.name.Name, LoadBalancer] = {}
         for key, raw in part.raw_lbs.items():
             lb_path: PathKey = ("load_balancers", key)
@@ -66,7 +72,7 @@ def check_load_balancers(col: Collector, parts: list[ZonePart], pools: dict[str,
                 continue
             for problem in lb_conflicts(owner, lb, zd.rrsets):
                 col.add(part.src, lb_path, "E-LB-NAME", problem)
-            lb, compiled = check_lb(refs, lb_path, lb, settings, compile_rule)
+            lb, compiled = check_lb(refs, lb_path, lb, settings, compile_one)
             name = owner.to_text().lower()
             lbs[owner] = lb.model_copy(update={"name": name, "id": lb.id or name})
             out.rules[(zd.origin, owner)] = tuple(compiled)

@@ -8,6 +8,7 @@ issues sorted by position → :class:`LoadedConfig` or :class:`ConfigError`.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from pathlib import Path
 
 from lbdns.config.loaded import Config, LoadedConfig
@@ -23,18 +24,26 @@ from lbdns.config.validate.read import read_zone_files
 from lbdns.config.validate.references import check_hostname_loops, check_unused_pools, used_pools
 from lbdns.config.validate.zone import read_zones
 from lbdns.errors import ConfigError, Issue
+from lbdns.geo.data import default_regions
+from lbdns.geo.regions import RegionMap
 
 
 def load_config(directory: Path, settings: ServerSettings | None = None,
-                *, display_root: Path | None = None) -> LoadedConfig:
+                *, display_root: Path | None = None, regions: RegionMap | None = None,
+                rule_errors: MutableMapping[str, int] | None = None) -> LoadedConfig:
     """Load and validate every YAML file under ``directory`` (``display_root``: what file
-    names in issues are shown relative to; by default they are shown as the caller named them).
+    names in issues are shown relative to; by default they are shown as the caller named them;
+    ``regions``: the region table whose country list ``country_pools`` keys are checked against,
+    by default the shipped one read by :func:`lbdns.geo.data.default_regions`; ``rule_errors``:
+    the caller's counter of rule conditions failing at run time, per condition text, which the
+    compiled conditions count into; None: not counted).
 
     Returns the :class:`LoadedConfig`; raises :class:`ConfigError` with every issue (errors
     and warnings, each sorted by file and position) when there is at least one error, or
     when ``directory`` does not exist. Warnings of a valid config are in ``config.warnings``.
     """
     settings = settings or ServerSettings()
+    regions = regions if regions is not None else default_regions()
     col = Collector()
     sources = read_zone_files(col, directory, display_root)
     account = read_account(col, sources)
@@ -42,7 +51,7 @@ def load_config(directory: Path, settings: ServerSettings | None = None,
     parts, origins = read_zones(col, sources)
     for placed in account.pools.values():
         check_pool(col, placed, settings, account.monitors, account.groups, origins)
-    lbs = check_load_balancers(col, parts, account.known_pools(), settings)
+    lbs = check_load_balancers(col, parts, account.known_pools(), settings, regions, rule_errors)
     check_unused_pools(col, account.pools, used_pools(lb for z in lbs.zones for lb in z.load_balancers.values()))
     check_hostname_loops(col, {**account.pool_names, **account.pools}, lbs.zones)
     plan.check_quotas(col, sources, lbs.count, account.valid_pools(), account.monitors, settings)

@@ -25,16 +25,19 @@ from lbdns.config.settings import ServerSettings
 from lbdns.config.source import PathKey, SourceFile
 from lbdns.config.validate import plan
 from lbdns.config.validate.issues import Collector, Placed, hint
+from lbdns.geo.regions import RegionMap
 
 
 @dataclass(slots=True)
 class RefChecker:
     """Checks the pool references found in one file against ``pools`` (every pool name and
-    id; a pool that failed validation maps to None: it is known, its own errors are reported)."""
+    id; a pool that failed validation maps to None: it is known, its own errors are reported)
+    and the ``country_pools`` keys against the country list of ``regions``."""
 
     col: Collector
     src: SourceFile
     pools: Mapping[str, Pool | None]
+    regions: RegionMap
 
     def check_list(self, path: PathKey, names: list[str], *, allow_empty: bool = False) -> None:
         """E-POOLS for an empty list (unless ``allow_empty``) and a name listed twice; E-REF
@@ -73,9 +76,7 @@ class RefChecker:
                    settings: ServerSettings) -> None:
         """Each geo map key (E-REGION, E-COUNTRY, E-POP; E-PLAN for PoPs without Enterprise)
         and its pool list (may be empty: the key then counts as not set)."""
-        from lbdns.geo.regions import is_country
-
-        col, src = self.col, self.src
+        col, src, is_country = self.col, self.src, self.regions.is_country
         for key, names in region_pools.items():
             if key not in REGION_CODES:
                 why = " (use country_pools for countries)" if is_country(key) else hint(key, REGION_CODES)

@@ -8,7 +8,7 @@ Availability: one rule without Enterprise); Load Balancer Details [API] ``rules[
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from lbdns.config.model import STEERING_POLICIES, LoadBalancer, Rule, RuleOverrides
@@ -79,10 +79,10 @@ def _check_overrides(refs: RefChecker, opath: PathKey, ov: RuleOverrides, resolv
         col.add(src, opath, "W-SA", "session affinity overrides are ignored in DNS-only mode", warning=True)
 
 
-def compile_rule(text: str) -> Any:
-    """Compile one rule condition; its run-time errors are counted per condition text
-    (:func:`lbdns.rules.count_runtime_error`). Raises RuleError on a bad condition."""
-    from lbdns.rules import count_runtime_error
-    from lbdns.rules.compiler import compile_condition
+def compile_rule(text: str, errors: MutableMapping[str, int] | None = None) -> Any:
+    """Compile one rule condition; its run-time errors are counted into ``errors[text]``, the
+    caller's counter (None: not counted; :func:`lbdns.rules.compile_counted`). Raises RuleError on
+    a bad condition."""
+    from lbdns.rules import compile_counted
 
-    return compile_condition(text, on_error=count_runtime_error(text))
+    return compile_counted(text, errors)

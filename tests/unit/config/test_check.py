@@ -13,6 +13,8 @@ from lbdns.cli import main
 from lbdns.config.settings import ServerSettings
 from lbdns.config.validate import load_config
 from lbdns.errors import ConfigError
+from lbdns.geo.data import default_regions
+from lbdns.geo.regions import RegionMap
 from tests.integration.harness import Fixture
 
 BROKEN = textwrap.dedent("""\
@@ -292,3 +294,15 @@ def test_origin_hostname_leading_back_to_its_load_balancer(tmp_path, address, se
     loops = [x for x in lines if "E-HOST-LOOP" in x]
     assert len(loops) == 1, lines
     assert "pools[7].origins[0].address: E-HOST-LOOP: origin address" in loops[0], loops[0]
+
+
+def test_country_pools_keys_are_checked_against_the_region_table_passed_in(tmp_path, fx):
+    # the region table is handed to load_config, not read behind a global: a table without DE
+    # makes the same configuration invalid (E-COUNTRY), the shipped one accepts it
+    fx.lb.update(country_pools={"DE": ["p-eu"]})
+    zones = fx.write(tmp_path)
+    assert load_config(zones, ServerSettings(), regions=default_regions()).config.zones
+    only_fr = RegionMap.from_rows([{"code": "FR", "region": "WEU"}])
+    with pytest.raises(ConfigError) as exc:
+        load_config(zones, ServerSettings(), regions=only_fr)
+    assert any(i.code == "E-COUNTRY" and "'DE' is not an ISO-3166-1 alpha-2" in str(i) for i in exc.value.issues)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from lbdns.geo.data import default_regions
 from lbdns.geo.distance import haversine_km
 from lbdns.geo.location import (
     GeoRecord,
@@ -37,6 +38,7 @@ TOKYO = "198.51.100.128"
 LONDON = "203.0.113.0"
 FRANKFURT = "203.0.113.64"
 DEFAULT_RESOLVER = "198.51.100.5"  # New York
+REGIONS = default_regions()
 
 POOLS = {
     "p-us-east": (39.04, -77.49),
@@ -78,6 +80,7 @@ def loc(
         resolver_ip=resolver,
         pop=BASE_POPS[pop],
         lookup=lookup,
+        regions=REGIONS,
     )
 
 
@@ -253,6 +256,7 @@ def test_pop_subdivision_is_carried() -> None:
         resolver_ip=None,
         pop=pop,
         lookup=_table({}),
+        regions=REGIONS,
     )
     assert r == ResolvedLocation("pop", "US", "VA", 38.94, -77.46, "ENAM", None, False)
 
@@ -273,6 +277,7 @@ def test_lookup_not_called_when_not_needed() -> None:
         resolver_ip=LONDON,
         pop=BASE_POPS["IAD"],
         lookup=spy,
+        regions=REGIONS,
     )
     assert calls == []
     resolve_location(
@@ -284,6 +289,7 @@ def test_lookup_not_called_when_not_needed() -> None:
         resolver_ip=LONDON,
         pop=BASE_POPS["IAD"],
         lookup=spy,
+        regions=REGIONS,
     )
     assert calls == [TOKYO, LONDON]
 
@@ -302,6 +308,7 @@ def test_invalid_arguments(kwargs: dict[str, str]) -> None:
         resolver_ip=None,
         pop=BASE_POPS["IAD"],
         lookup=_table({}),
+        regions=REGIONS,
     )
     args.update(kwargs)
     with pytest.raises(ValueError):

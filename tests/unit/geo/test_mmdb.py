@@ -12,10 +12,9 @@ import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from lbdns.geo.data import GeoDataError
+from lbdns.geo.data import GeoDataError, default_regions
 from lbdns.geo.location import GeoRecord
 from lbdns.geo.mmdb import GeoDatabase
-from lbdns.geo.regions import region_of
 from tests.fixtures.geo import BASE_GEO_TABLE, BASE_NO_DATA, base_fixture_dbs, build_asn_mmdb, build_city_mmdb
 
 EU = {
@@ -94,7 +93,7 @@ def test_every_base_row(db: GeoDatabase, cidr: str) -> None:
 def test_hit_record(db: GeoDatabase) -> None:
     rec = db.lookup("198.51.100.70")
     assert rec == GeoRecord("US", "CA", 37.77, -122.42, 64501, 26)
-    assert rec is not None and region_of(rec.country, rec.subdivision) == "WNAM"
+    assert rec is not None and default_regions().region_of(rec.country, rec.subdivision) == "WNAM"
 
 
 @pytest.mark.parametrize(
@@ -327,7 +326,7 @@ def test_default_database_resolves_public_addresses() -> None:
         for eu_ip in ("193.0.6.139", "2001:67c:2e8:22::c100:68b"):  # RIPE NCC, Amsterdam
             rec = g.lookup(eu_ip)
             assert rec is not None and rec.country in EU
-            assert region_of(rec.country, rec.subdivision) in {"WEU", "EEU"}
+            assert default_regions().region_of(rec.country, rec.subdivision) in {"WEU", "EEU"}
         rec = g.lookup("2001:4860:4860::8888")
         assert rec is not None and rec.country == "US" and rec.subdivision is not None
         assert g.lookup("10.0.0.1") is None

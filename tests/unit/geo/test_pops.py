@@ -9,7 +9,7 @@ import pytest
 
 from lbdns.geo import data
 from lbdns.geo.pops import Pop, PopCatalogue, make_pop
-from lbdns.geo.regions import REGION_CODES, region_of
+from lbdns.geo.regions import REGION_CODES
 from tests.fixtures.geo import BASE_POPS
 
 
@@ -25,7 +25,7 @@ def test_shipped_catalogue_loads_and_every_pop_is_valid() -> None:
         assert -90 <= pop.latitude <= 90 and -180 <= pop.longitude <= 180
         assert pop.city
         # region is consistent with the shipped mapping
-        assert pop.region == region_of(pop.country, pop.subdivision)
+        assert pop.region == regions.region_of(pop.country, pop.subdivision)
         assert (pop.subdivision is not None) == (pop.country in {"US", "CA"})
     assert {p.region for p in pops.values()} == REGION_CODES  # every region has a PoP
 
@@ -84,12 +84,19 @@ def test_with_pops_overrides_and_adds() -> None:
 
 
 def test_make_pop_derives_region() -> None:
-    assert make_pop("X1", country="US", subdivision="CA", latitude=37, longitude=-122).region == "WNAM"
-    assert make_pop("X2", country="US", latitude=37, longitude=-122).region == "ENAM"
-    assert make_pop("X3", country="DE", latitude=50, longitude=8).region == "WEU"
+    regions = data.default_regions()
+    assert make_pop("X1", country="US", subdivision="CA", latitude=37, longitude=-122, regions=regions).region == "WNAM"
+    assert make_pop("X2", country="US", latitude=37, longitude=-122, regions=regions).region == "ENAM"
+    assert make_pop("X3", country="DE", latitude=50, longitude=8, regions=regions).region == "WEU"
     assert make_pop("X4", country="DE", region="EEU", latitude=50, longitude=8).region == "EEU"
     with pytest.raises(ValueError, match="no region"):
-        make_pop("X5", country="ZZ", latitude=0, longitude=0)
+        make_pop("X5", country="ZZ", latitude=0, longitude=0, regions=regions)
+
+
+def test_make_pop_without_region_needs_the_region_table() -> None:
+    # the table is passed in: nothing reads the shipped one behind the caller's back
+    with pytest.raises(ValueError, match="no region table"):
+        make_pop("X6", country="DE", latitude=50, longitude=8)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from lbdns.geo import data
-from lbdns.geo.regions import REGION_CODES, REGION_NAMES, RegionMap, is_country, is_region, region_of
+from lbdns.geo.regions import REGION_CODES, REGION_NAMES, RegionMap, is_region
+
+SHIPPED = data.default_regions()
 
 APPENDIX_A = {
     "EEU", "ENAM", "ME", "NAF", "NEAS", "NSAM", "OC", "SAF", "SAS", "SEAS", "SSAM", "WEU", "WNAM",
@@ -71,17 +73,17 @@ def test_thirteen_region_codes_match_appendix_a_and_shipped_file() -> None:
     ],
 )
 def test_region_of(country: str, subdivision: str | None, region: str) -> None:
-    assert region_of(country, subdivision) == region
+    assert SHIPPED.region_of(country, subdivision) == region
 
 
 @pytest.mark.parametrize("country", ["ZZ", "", "USA", "EU", "U"])
 def test_region_of_unknown_country_is_none(country: str) -> None:
-    assert region_of(country, None) is None
-    assert region_of(country, "CA") is None
+    assert SHIPPED.region_of(country, None) is None
+    assert SHIPPED.region_of(country, "CA") is None
 
 
 def test_region_of_none_country() -> None:
-    assert region_of(None) is None
+    assert SHIPPED.region_of(None) is None
 
 
 def test_every_us_state_and_ca_province_is_mapped() -> None:
@@ -113,13 +115,13 @@ def test_country_list_is_iso_3166_1_plus_xk() -> None:
 
 @pytest.mark.parametrize(("code", "valid"), [("US", True), ("JP", True), ("XK", True), ("GB", True)])
 def test_is_country_valid(code: str, valid: bool) -> None:
-    assert is_country(code) is valid
+    assert SHIPPED.is_country(code) is valid
 
 
 @pytest.mark.parametrize("code", ["US-CA", "us", "UK", "EU", "ZZ", "", "USA", "ENAM"])
 def test_is_country_rejects(code: str) -> None:
     # R-LOC-12: subdivision keys and non-ISO codes are not country_pools keys (E-COUNTRY)
-    assert is_country(code) is False
+    assert SHIPPED.is_country(code) is False
 
 
 def test_is_region() -> None:
@@ -128,7 +130,7 @@ def test_is_region() -> None:
     assert not is_region("ALL_REGIONS")
 
 
-def test_region_map_from_rows_and_explicit_map_argument() -> None:
+def test_region_map_from_rows() -> None:
     m = RegionMap.from_rows(
         [
             {"code": "US", "region": "ENAM"},
@@ -138,10 +140,9 @@ def test_region_map_from_rows_and_explicit_map_argument() -> None:
         [{"alpha2": "US"}, {"alpha2": "FR"}, {"alpha2": "DE"}],
     )
     assert m.region_of("US", "CA") == "WNAM"
-    assert region_of("US", "CA", m) == "WNAM"
-    assert region_of("DE", None, m) is None  # valid country, but not mapped
-    assert is_country("DE", m)
-    assert not is_country("JP", m)
+    assert m.region_of("DE", None) is None  # valid country, but not mapped
+    assert m.is_country("DE")
+    assert not m.is_country("JP")
 
 
 @pytest.mark.parametrize(

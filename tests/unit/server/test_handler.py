@@ -23,6 +23,7 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
+from lbdns.geo.data import default_regions
 from lbdns.geo.location import StaticGeoTable
 from lbdns.health.view import OriginState
 from lbdns.server.handler import Handler
@@ -52,7 +53,8 @@ def asn_of(ip: Any) -> int | None:
 
 def make_handler(b: Built, *, geo: Callable[..., Any] | None = GEO.lookup, seed: int = 1, **kw: Any) -> Handler:
     ref = StateRef(Current(b.snapshot, healthy(b.snapshot)))
-    return Handler(ref, geo=geo, asn_of=asn_of, rng=random.Random(seed), clock=lambda: 1000.0, **kw)
+    return Handler(ref, geo=geo, asn_of=asn_of, rng=random.Random(seed), clock=lambda: 1000.0,
+                   regions=default_regions(), **kw)
 
 
 def lb_fixture(tmp_path: Path, **lb: Any) -> Built:
