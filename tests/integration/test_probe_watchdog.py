@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import time
+from typing import Any
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -63,9 +64,27 @@ def test_stopped_probe_worker_is_killed_restarted_logged_and_counted(tmp_path, o
         s.stop()
 
 
+class _LastResult:
+    """A probe sink in front of ``sink`` that notes when the worker last reported a result."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink, self.at = sink, time.monotonic()
+
+    def probe_done(self, *args: Any) -> None:
+        self.at = time.monotonic()
+        self.sink.probe_done(*args)
+
+    def round_done(self, *args: Any) -> None:
+        self.at = time.monotonic()
+        self.sink.round_done(*args)
+
+
 def test_idle_worker_keeps_reporting(tmp_path, origins, caplog):  # noqa: F811
     """A worker with nothing to report for longer than the bound still sends heartbeats: it is
-    never killed for being idle (monitors with a 60 s interval here)."""
+    never killed for being idle (monitors with a 60 s interval here). The first periodic round
+    starts up to 5 s after the worker (jitter), so the test waits until the worker has reported
+    no result for longer than the bound — only heartbeats can have kept it alive — instead of
+    sleeping a fixed time that the first round's results could fill."""
     zones = write_zones(tmp_path, origins)
     account = yaml.safe_load((zones / "_account.yaml").read_text())
     account["monitors"][0]["interval"] = 60
@@ -73,10 +92,16 @@ def test_idle_worker_keeps_reporting(tmp_path, origins, caplog):  # noqa: F811
     s = Server(zones, tmp_path, geoip=False, health="none", probes_enabled=True)
     runtime = s.app.health_runtime
     pid = runtime.worker_pid
-    runtime.worker.stall_timeout = STALL_S
+    worker = runtime.worker
+    worker.stall_timeout = STALL_S
+    results = worker.sink = _LastResult(worker.sink)
     try:
-        time.sleep(STALL_S + 2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() - results.at <= STALL_S + 1:
+            assert time.monotonic() < deadline, "the worker never stopped reporting results"
+            assert runtime.worker_pid == pid, "an idle worker was killed"
+            time.sleep(0.1)
         assert runtime.worker_pid == pid
-        assert runtime.metrics()["worker_restarts"] == 0
+        assert runtime.metrics()["worker_restarts"] == 0 and worker.stalls == 0
     finally:
         s.stop()
