@@ -121,8 +121,10 @@ def test_a_killed_build_is_a_counted_failure_and_the_next_reload_works(fx, serve
     assert s.app.reload_stats.failures["exception"] == 1
     assert any("reload failed" in r.getMessage() and "signal 9" in r.getMessage() for r in caplog.records)
     assert addresses(s.query("svc.example.com")) == {"192.0.2.201"}  # still serving the last good one
+    write_zone(tmp_path / "zones", 10, "v2")  # the next reload need not be slow: a small big.test
     assert s.reload() is True
     assert s.app.reload_stats.ok == 1
+    assert b"v2" in s.query("canary.big.test", "TXT").answer[0][0].strings  # and it is served
 
 
 def test_builder_that_cannot_start_is_a_failed_reload(fx, serve, tmp_path):

@@ -269,7 +269,7 @@ class _TokenCheck(http.server.BaseHTTPRequestHandler):
 
 def test_status_sends_the_admin_token(tmp_path: Path) -> None:
     httpd = http.server.HTTPServer(("127.0.0.1", 0), _TokenCheck)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}"

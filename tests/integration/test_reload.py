@@ -135,9 +135,13 @@ def test_serve_process_sighup_file_watch_and_sigterm(tmp_path, fx):
         proc.send_signal(signal.SIGHUP)
         wait_answer(port, "svc.example.com", {"192.0.2.202"})
         # file watch (polls every 2 s)
-        fx.zone["records"]["svc"]["value"] = "192.0.2.203"
-        time.sleep(1.1)  # a distinct mtime
+        zone_file = tmp_path / "zones" / "example.com.yaml"
+        seen = zone_file.stat().st_mtime_ns  # what the SIGHUP reload's scan saw
+        fx.zone["records"]["svc"]["value"] = "192.0.2.203"  # same size: only the mtime tells
         fx.write(tmp_path)
+        while zone_file.stat().st_mtime_ns == seen:  # a file system with coarse timestamps
+            time.sleep(0.05)
+            fx.write(tmp_path)
         wait_answer(port, "svc.example.com", {"192.0.2.203"})
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0

@@ -270,7 +270,7 @@ def test_rrl_is_on_by_default_in_lbdns_serve(tmp_path):
         deadline = time.monotonic() + 30
         while flood(port, "127.0.31.1", [wire("www.example.com")], settle=0.2).answered == 0:
             assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(2.1)  # let the network's bucket refill
+        # another /24 than the start-up probe's: its buckets are full, no need to wait for a refill
         f = flood(port, "127.0.32.1", same(wire("www.example.com"), 2000))
         print(f"\nlbdns serve defaults, 2,000 identical queries: {f.fractions()}")
         assert f.answered < 200 and f.slipped > 500 and f.dropped > 500
@@ -324,9 +324,16 @@ AMP_CASES = [("ANY amp.test (apex; RFC 8482: one RRset)", "amp.test", "ANY"),
              ("A lb60.amp.test (LB, 60 addresses)", "lb60.amp.test", "A")]
 
 
+# Floods without RRL are 200 queries: every one is answered in full, so their out/in ratio is
+# one answer's over one query's whatever the count, and 200 show that it is sustained. Floods
+# with RRL stay at 2,000: their ratio falls with the count (the first second's 20 answers are
+# full-size), and the bound below is a claim about a flood of 2,000.
+AMP_OFF, AMP_ON = 200, 2000
+
+
 def test_amplification_with_and_without_rrl(start, tmp_path):
-    """Bytes out / bytes in (UDP payloads) for a flood of 2,000 queries with EDNS payload
-    4096 (the server's ``edns_udp_payload`` at its maximum, 4096), RRL off and on."""
+    """Bytes out / bytes in (UDP payloads) for floods of identical queries with EDNS payload
+    4096 (the server's ``edns_udp_payload`` at its maximum, 4096), RRL off and on (2,000)."""
     zones = write_amp_zones(tmp_path)
     off = start(zones, rrl={"enabled": False}, edns_udp_payload=4096)
     on = start(zones, edns_udp_payload=4096)
@@ -335,10 +342,10 @@ def test_amplification_with_and_without_rrl(start, tmp_path):
         q = wire(name, rdtype, payload=4096)
         one = flood(off.ports["IAD"], f"127.0.{40 + k}.1", [q], settle=0.2)
         assert one.answered == 1 and one.octets_out > len(q)
-        f_off = flood(off.ports["IAD"], f"127.0.{40 + k}.1", same(q, 2000))
-        f_on = flood(on.ports["IAD"], f"127.0.{50 + k}.1", same(q, 2000))
+        f_off = flood(off.ports["IAD"], f"127.0.{40 + k}.1", same(q, AMP_OFF))
+        f_on = flood(on.ports["IAD"], f"127.0.{50 + k}.1", same(q, AMP_ON))
         rows.append((label, len(q), one.octets_out, f_off, f_on))
-        assert f_off.answered >= 1800  # a few of 5 MB of replies may overflow our socket on a busy machine
+        assert f_off.answered >= 0.9 * AMP_OFF  # a few replies may overflow our socket on a busy machine
     print("\n| query | query octets | answer octets | RRL off: out/in | RRL on: out/in "
           "| RRL on: answered/slipped/dropped |")
     print("|---|---|---|---|---|---|")
