@@ -82,7 +82,10 @@ class Answer:
     optional_parts: tuple[tuple[bytes, int], ...] = ()
 
 
-REFUSED = Answer(RCODE_REFUSED, False)
+def refused() -> Answer:
+    """A new REFUSED answer (no zone of ours encloses the name; RFC 1035 §4.1.1): one per
+    query, since an :class:`Answer` is mutable and may be filled in by its caller."""
+    return Answer(RCODE_REFUSED, False)
 
 
 @dataclass(slots=True)
@@ -187,7 +190,7 @@ def _resolve(snapshot: Snapshot, qname: bytes, qtype: int, env: QueryEnv | None,
              depth: int) -> Answer:
     zone, offs, zi = find_zone(snapshot, qname)
     if zone is None:
-        return REFUSED
+        return refused()
     if zi == 0 and qtype == QTYPE_DS and offs:
         # DS at the apex of a zone whose parent is served too: the parent answers (RFC 4035 §3.1.4.1)
         parent, _, pzi = find_zone(snapshot, qname, 1)

@@ -503,11 +503,11 @@ class WorkerPool:
 
 
 def _view_rest(view: HealthView) -> dict[str, Any]:
-    """Every field of ``view`` but ``version``, ``origins`` and ``states_token``, mappings as
-    plain dicts (a mapping proxy does not pickle)."""
+    """Every field of ``view`` but ``version``, ``origins``, ``states_token`` and the memo
+    (``pool_states``), mappings as plain dicts (a mapping proxy does not pickle)."""
     out: dict[str, Any] = {}
     for f in fields(view):
-        if f.name not in ("version", "origins", "states_token"):
+        if f.init and f.name not in ("version", "origins", "states_token"):
             value = getattr(view, f.name)
             out[f.name] = dict(value) if isinstance(value, Mapping) else value
     return out

@@ -1,8 +1,9 @@
 """The immutable health view that steering reads (docs/architecture.md › One probe result).
 
 A :class:`HealthView` maps ``(pool id, origin name)`` to an :class:`OriginHealth` and pool ids
-to a :class:`PoolRtt`. It is never mutated: the probe scheduler (or a test, or a static
-override) builds a new one and swaps a single reference. ``version`` increases with every
+to a :class:`PoolRtt`. Its health data is never mutated: the probe scheduler (or a test, or a
+static override) builds a new one and swaps a single reference (only the steering memo
+``pool_states`` fills in, and goes with the view). ``version`` increases with every
 published view so caches keyed by it stay correct.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
+from typing import Any
 
 from lbdns.health.control import Control, ControlEntry, ControlKey, control_of
 
@@ -82,6 +84,11 @@ class HealthView:
     region_rtt: Mapping[tuple[str, str], PoolRtt] = field(default_factory=lambda: MappingProxyType({}))
     """(pool id, region code) → the pool's RTT measured from that region's vantages
     (``rtt_scope: region``; empty otherwise)."""
+    pool_states: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """The memo of :meth:`lbdns.steering.plan.CompiledPool.state`: pool id → the pool's
+    health-derived facts for this view, filled lazily by steering. The only mutable part of a
+    view; it is never copied (:func:`dataclasses.replace` and every new view start empty), so
+    publishing a new view drops it."""
 
     def rtt_for(self, pool_id: str, region: str | None) -> PoolRtt | None:
         """The pool's RTT as seen from ``region`` (Cloudflare docs: Load Balancing › Global

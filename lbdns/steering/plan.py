@@ -1,23 +1,24 @@
 """Compiled load-balancer plans: the per-LB, per-pool and per-origin data steering reads on
 every query, built once per snapshot (docs/architecture.md › Compile once).
 
-Health-dependent facts (which origins count as healthy, whether a pool is usable) are
-memoised per :attr:`HealthView.states_token <lbdns.health.view.HealthView>` inside each
-:class:`CompiledPool`, so a query after the first one for given origin states does no
-per-origin work, however many views with new probe details are published meanwhile.
+Everything here is immutable: a published snapshot is never written to. Health-dependent
+facts (which origins count as healthy, whether a pool is usable) are memoised on the published
+:class:`~lbdns.health.view.HealthView` (:attr:`~lbdns.health.view.HealthView.pool_states`), so
+a query after the first one for a pool and a view does no per-origin work, publishing a new
+view drops them with it, and the pools of a new snapshot replace their entries (identity check).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lbdns.health.pool_health import can_serve, serving_origins
 from lbdns.health.view import HealthView
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CompiledOrigin:
     """One origin, pre-encoded.
 
@@ -42,17 +43,17 @@ class CompiledOrigin:
     srv_weight: int
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PoolState:
     """Health-derived facts of a pool for one health view (the Health Threshold of Cloudflare
     docs: Load Balancing › Manage pools, and whether the pool is usable)."""
 
-    token: object                            # the HealthView.states_token it was computed for
+    pool: CompiledPool                       # the compiled pool they were computed for
     healthy: tuple[CompiledOrigin, ...]      # enabled origins that count as healthy
     usable: bool                             # enabled, ≥ minimum_origins healthy, has an eligible origin
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CompiledPool:
     """One pool. ``shed_percent`` 0–100 with ``shed_policy`` ``random``/``hash``;
     ``latitude``/``longitude`` in degrees or None; ``max_answers`` the most addresses a
@@ -74,17 +75,21 @@ class CompiledPool:
     has_hostnames: bool
     max_answers: int | None = None
     persistence_key: str = "resolver_ip"
-    _state: PoolState = field(default_factory=lambda: PoolState(None, (), False))
 
     def state(self, view: HealthView) -> PoolState:
-        """Health facts for ``view`` (memoised on its ``states_token``)."""
-        st = self._state
-        if st.token is view.states_token:
-            return st
+        """Health facts of this pool for ``view``, memoised in ``view.pool_states`` under the
+        pool id (an entry computed for another compiled pool of that id, from an earlier
+        snapshot, is replaced)."""
+        memo = view.pool_states
+        try:
+            st: PoolState = memo[self.id]
+            if st.pool is self:
+                return st
+        except KeyError:
+            pass
         healthy = serving_origins(self, view)
         usable = can_serve(self, healthy)  # the one rule, shared with /status, explain and events
-        st = PoolState(view.states_token, healthy, usable)
-        self._state = st
+        st = memo[self.id] = PoolState(self, healthy, usable)
         return st
 
 

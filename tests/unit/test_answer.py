@@ -182,6 +182,17 @@ def test_resolve_without_env_is_static_or_needs_env(static, tmp_path):
         resolve(lb, parsed("lb.example.com").qname_lower, 1, None)
 
 
+def test_refused_answers_are_not_shared(static):
+    """Every REFUSED answer is its own object: a caller filling one in changes no later one."""
+    q = parsed("www.example.org")
+    first = resolve(static, q.qname_lower, q.qtype, None)
+    first.matched_rules.append("touched")
+    first.ancount = 9
+    again = resolve(static, q.qname_lower, q.qtype, None)
+    assert again is not first and again.rcode == REFUSED
+    assert (again.matched_rules, again.ancount) == ([], 0)
+
+
 def test_find_zone_picks_the_closest_enclosing_zone(tmp_path):
     fx = Fixture()
     fx.write(tmp_path)

@@ -27,6 +27,7 @@ BANNED = ("asyncio", "socket", "yaml", "pydantic", "pydantic_core", "logging", "
 
 CORE: dict[str, tuple[str, ...]] = {
     "answer": ("lbdns.answer",),
+    "serving plan": ("lbdns.serving",),
     "snapshot types": ("lbdns.snapshot_types", "lbdns.config.loaded"),
     "steering": ("lbdns.steering.plan", "lbdns.steering.origins", "lbdns.steering.decide"),
     "rules": ("lbdns.rules", "lbdns.rules.lexer", "lbdns.rules.parser", "lbdns.rules.compiler",

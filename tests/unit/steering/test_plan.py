@@ -1,9 +1,10 @@
 """Unit tests of :class:`lbdns.steering.plan.CompiledPool.state`: which origins count as healthy
-and whether a pool is usable, memoised per health ``states_token`` (Cloudflare docs: Load
+and whether a pool is usable, memoised on the health view (Cloudflare docs: Load
 Balancing › Manage pools › Health threshold; docs/architecture.md › Compile once)."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import MappingProxyType
 from typing import Any
 
@@ -61,13 +62,23 @@ def test_unmonitored_pool_ignores_health():
     assert [o.name for o in st.healthy] == ["a", "b", "c"] and st.usable
 
 
-def test_state_is_memoised_per_states_token():
+def test_state_is_memoised_on_the_view_not_on_the_pool():
+    """The facts are kept in the published view (``pool_states``), never written to the compiled
+    pool (part of the immutable snapshot): a new view starts empty, and a pool compiled again
+    (a reload) under the same id is not served the old pool's entry."""
     p = pool()
     v1 = view(a=H)
     first = p.state(v1)
-    assert p.state(v1) is first
+    assert p.state(v1) is first and v1.pool_states == {"p": first}
     same_states = HealthView(2, v1.origins, states_token=v1.states_token)  # new details, same states
-    assert p.state(same_states) is first
+    again = p.state(same_states)
+    assert again is not first and again == first and same_states.pool_states == {"p": again}
     changed = v1.with_states({("p", "b"): H})
     assert [o.name for o in p.state(changed).healthy] == ["a", "b"]
-    assert [o.name for o in p.state(v1).healthy] == ["a"]  # back to the old view: recomputed, not stale
+    assert p.state(v1) is first  # the old view keeps its own facts
+    reloaded = pool(minimum_origins=2)
+    assert not reloaded.state(v1).usable and v1.pool_states["p"].pool is reloaded
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.enabled = False  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.origins[0].weight = 0.5  # type: ignore[misc]
