@@ -58,7 +58,11 @@ class Io(Protocol):
     """What :meth:`ServingPlan.respond` needs from its caller: ``rng`` (draws), ``geo`` (GeoIP
     lookup of a packed 4/16-octet address → record or None; None: no database), ``cookie``
     (client cookie, peer address text → 8-octet server cookie, RFC 7873 §4.2) and the query
-    counters (``queries`` and ``decisions``, Counter-like)."""
+    counters (``queries`` and ``decisions``, Counter-like). ``looked_up`` is set to the
+    (argument, record) of the GeoIP lookup of a query the plan leaves to the strict path, so
+    that path does not look it up again."""
+
+    looked_up: tuple[object, object | None] | None
 
     @property
     def rng(self) -> Rng: ...
@@ -247,10 +251,8 @@ class ServingPlan:
         n = len(data)
         if not tcp and (alen := self.ecs_lens.get(n)) is not None and (shapes := self.ecs_shapes.get(pop)):
             shape = shapes.get(data[2:n - alen])
-            if shape is not None:
-                found = self._ecs_shape(shape, data, n, alen, pop, io)
-                if found is not None:
-                    return found
+            if shape is not None:  # None from it: reading the question and OPT again would give None too
+                return self._ecs_shape(shape, data, n, alen, pop, io)
         if n < 17 or data[2] & 0xF8 or data[4:11] != _QUESTION_ONLY:
             return None  # a response, another opcode, or not exactly one question
         end = data.find(0, 12, 268)
@@ -273,9 +275,7 @@ class ServingPlan:
             if (alen := self.ecs_lens.get(n)) is not None and (shapes := self.ecs_shapes.get(pop)):
                 shape = shapes.get(data[2:12] + lname + data[end + 1:n - alen])
                 if shape is not None:
-                    found = self._ecs_shape(shape, data, n, alen, pop, io)
-                    if found is not None:
-                        return found
+                    return self._ecs_shape(shape, data, n, alen, pop, io)
         key = lname + data[end + 1:qend]
         entry = self.names.get(key)
         if entry is None:
@@ -355,9 +355,11 @@ class ServingPlan:
                 if io.geo is not None:  # the location class: the ECS address's record, else the resolver's
                     if source > 0:
                         address = data[ecs_at + 8:ecs_at + 8 + ((source + 7) >> 3)]
-                        rec = io.geo(address + _PAD[width - len(address)])
+                        arg: object = address + _PAD[width - len(address)]
                     else:
-                        rec = io.geo(peer_ip)
+                        arg = peer_ip
+                    rec = io.geo(arg)
+                    io.looked_up = (arg, rec)
                 located = entry.by_location.get((pop, source > 0, id(rec)))
                 if located is None or located[0] is not rec:
                     return None
@@ -420,7 +422,11 @@ class ServingPlan:
         scope = 0
         sel = entry.by_pop.get(pop)
         if sel is None:
-            rec = io.geo(address + pad) if io.geo is not None else None
+            rec = None
+            if io.geo is not None:
+                packed = address + pad
+                rec = io.geo(packed)
+                io.looked_up = (packed, rec)
             located = entry.by_location.get((pop, True, id(rec)))
             if located is None or located[0] is not rec:
                 return None

@@ -5,6 +5,8 @@ per-location selections stay bounded (docs/architecture.md › The serving plan)
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import random
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import yaml
 import lbdns.serving as serving
 from lbdns.geo.data import default_regions
 from lbdns.geo.location import StaticGeoTable
+from lbdns.geo.mmdb import GeoDatabase
 from lbdns.health.view import OriginState
 from lbdns.server.handler import Handler
 from lbdns.server.state import Current, StateRef
@@ -457,3 +460,61 @@ def test_names_below_a_load_balancer_wildcard_are_steered(tmp_path: Path) -> Non
                 assert addrs(plan) == addrs(strict) == EAST
             else:
                 assert plan == strict and rcode_and_answer(plan)[:2] == (0, [])
+
+
+def equal_record_networks(count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` pairs of /24 addresses (packed) in two different GeoLite2-City networks whose
+    records are equal (same location data and prefix length)."""
+    rng = random.Random(21)
+    seen: dict[Any, bytes | None] = {}
+    pairs: list[tuple[bytes, bytes]] = []
+    with GeoDatabase.default(cache_size=0) as g:
+        while len(pairs) < count:
+            addr = rng.getrandbits(24).to_bytes(3, "big") + b"\x00"
+            rec = g.lookup(addr)
+            if rec is None or not rec.has_coordinates or rec.prefix_len > 24:
+                continue
+            other = seen.setdefault(dataclasses.astuple(rec), addr)
+            shift = 32 - rec.prefix_len
+            if other is not None and int.from_bytes(other, "big") >> shift != int.from_bytes(addr, "big") >> shift:
+                pairs.append((other, addr))
+                seen[dataclasses.astuple(rec)] = None  # each record in one pair only
+    return pairs
+
+
+def test_ecs_from_a_new_network_with_a_known_location_costs_one_lookup(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query whose ECS network is new but whose GeoIP record equals one already seen is
+    answered from the plan with one GeoIP lookup (same answer and scope as the strict path);
+    a query the plan leaves to the strict path looks its address up once in all."""
+    b = lb(tmp_path, steering_policy="proximity", default_pools=["p-us-east", "p-us-west", "p-eu", "p-asia"])
+    db = GeoDatabase.default()
+    calls: list[object] = []
+
+    def geo(ip: object) -> object:
+        calls.append(ip)
+        return db.lookup(ip)  # type: ignore[arg-type]
+
+    h = Handler(StateRef(Current(b.snapshot, healthy(b.snapshot))), geo=geo, rng=random.Random(1),
+                regions=default_regions())
+    strict = h.strict
+    strict_calls = []
+
+    def counted(*a: Any) -> Any:
+        strict_calls.append(a)
+        return strict(*a)
+
+    monkeypatch.setattr(h, "strict", counted)
+    for i, (seen, new) in enumerate(equal_record_networks(12)):
+        wires = [q("lb.example.com", "A", i, use_edns=0,
+                   options=[dns.edns.ECSOption(str(ipaddress.IPv4Address(a)), 24)]) for a in (seen, new)]
+        del calls[:]
+        h.handle(wires[0], PEER, False, IAD)  # a new record: the strict path
+        assert len(strict_calls) == 1 and calls == [seen], (i, calls)
+        del calls[:], strict_calls[:]
+        plan = h.handle(wires[1], PEER, False, IAD)  # another network, an equal record: the plan
+        assert not strict_calls and calls == [new]
+        want = strict(wires[1], PEER, False, IAD, h.ref.current)
+        got, exp = dns.message.from_wire(plan), dns.message.from_wire(want)  # type: ignore[arg-type]
+        assert addrs(plan) == addrs(want) and got.options == exp.options
+        del strict_calls[:]
