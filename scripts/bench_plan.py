@@ -216,7 +216,7 @@ def plan_memory(h: Handler, count: int) -> None:
     per_sel = sel_bytes / max(1, sels)
     print(f"# plan memory: {sels} selections learnt from {count} networks: {sel_bytes / 1e6:.1f} MB, "
           f"{per_sel:.0f} B per selection; 2,000 random NXDOMAIN names: {nx_bytes} B in all "
-          f"(names kept: {len(plan.names)}, negatives: {len(plan.negatives)})")
+          f"(names kept: {len(plan.names)}, parents kept: {len(plan.below)})")
     cap = serving.MAX_SELECTIONS
     print(f"# cap: MAX_SELECTIONS={cap:,} → ≤ {cap * per_sel / 1e6:.0f} MB of selections per plan; "
           f"MAX_NAMES={serving.MAX_NAMES:,} (name, type) entries")
