@@ -352,16 +352,17 @@ class ServingPlan:
                 if not entry.by_location:
                     return None
                 rec = None
+                arg: object = None
                 if io.geo is not None:  # the location class: the ECS address's record, else the resolver's
                     if source > 0:
                         address = data[ecs_at + 8:ecs_at + 8 + ((source + 7) >> 3)]
-                        arg: object = address + _PAD[width - len(address)]
+                        arg = address + _PAD[width - len(address)]
                     else:
                         arg = peer_ip
                     rec = io.geo(arg)
-                    io.looked_up = (arg, rec)
                 located = entry.by_location.get((pop, source > 0, id(rec)))
                 if located is None or located[0] is not rec:
+                    io.looked_up = (arg, rec)
                     return None
                 if source > 0:
                     scope = ecs_scope(located[1], source)
@@ -422,13 +423,11 @@ class ServingPlan:
         scope = 0
         sel = entry.by_pop.get(pop)
         if sel is None:
-            rec = None
-            if io.geo is not None:
-                packed = address + pad
-                rec = io.geo(packed)
-                io.looked_up = (packed, rec)
+            packed = address + pad
+            rec = io.geo(packed) if io.geo is not None else None
             located = entry.by_location.get((pop, True, id(rec)))
             if located is None or located[0] is not rec:
+                io.looked_up = (packed, rec)
                 return None
             scope = ecs_scope(located[1], source)
             sel = located[2]
