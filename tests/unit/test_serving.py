@@ -506,8 +506,9 @@ def test_ecs_from_a_new_network_with_a_known_location_costs_one_lookup(tmp_path:
 
     monkeypatch.setattr(h, "strict", counted)
     for i, (seen, new) in enumerate(equal_record_networks(12)):
+        cookie = [dns.edns.GenericOption(10, bytes(8))] if i % 2 else []  # not an ECS-only shape
         wires = [q("lb.example.com", "A", i, use_edns=0,
-                   options=[dns.edns.ECSOption(str(ipaddress.IPv4Address(a)), 24)]) for a in (seen, new)]
+                   options=[dns.edns.ECSOption(str(ipaddress.IPv4Address(a)), 24), *cookie]) for a in (seen, new)]
         del calls[:]
         h.handle(wires[0], PEER, False, IAD)  # a new record: the strict path
         assert len(strict_calls) == 1 and calls == [seen], (i, calls)
@@ -518,3 +519,21 @@ def test_ecs_from_a_new_network_with_a_known_location_costs_one_lookup(tmp_path:
         got, exp = dns.message.from_wire(plan), dns.message.from_wire(want)  # type: ignore[arg-type]
         assert addrs(plan) == addrs(want) and got.options == exp.options
         del strict_calls[:]
+
+
+def test_shared_negative_tables_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parents and nodes kept for random names and QTYPEs stay within MAX_NAMES (emptied
+    when full), and answers stay the strict path's."""
+    monkeypatch.setattr(serving, "MAX_NAMES", 3)
+    b = build_dir(write_static_zones(tmp_path))
+    h = handler(b)
+    rng = random.Random(9)
+    for i in range(60):
+        parent = ("example.com", "c.example.com", "w.example.com", "sub.example.com", "example.net")[i % 5]
+        for wire in (q(f"r{rng.randrange(10**6)}.{parent}", ("A", "TXT")[i % 2], i),
+                     q(("www.example.com", "mail.example.com", "ns1.example.com", "chain-c.example.com")[i % 4],
+                       rng.randrange(1000, 30000), i)):
+            plan, strict = both(h, wire)
+            assert plan == strict
+            p = h.ref.current.plan
+            assert len(p.below) <= 3 and len(p.nodata) <= 3 and len(p.unnamed) <= 3 and len(p.names) <= 3
