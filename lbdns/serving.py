@@ -21,21 +21,22 @@ query path lives in the plan, so publishing a new snapshot or new origin states 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Protocol
 
-from lbdns.answer import Answer, NeedsEnv, resolve
+from lbdns.answer import Answer, NeedsEnv, find_zone, label_offsets, resolve
 from lbdns.health.view import HealthView
-from lbdns.snapshot_types import Snapshot
+from lbdns.snapshot_types import Node, Snapshot, ZoneIndex
 from lbdns.steering.origins import Rng
-from lbdns.wire.codec import CLASS_IN, QTYPE_AXFR, QTYPE_IXFR, RCODE_NXDOMAIN
+from lbdns.wire.codec import CLASS_IN, QTYPE_ANY, QTYPE_AXFR, QTYPE_CNAME, QTYPE_DS, QTYPE_IXFR
 
 __all__ = ["MAX_NAMES", "MAX_PACKETS", "MAX_SELECTIONS", "Io", "LbEntry", "Selection", "ServingPlan", "StaticEntry"]
 
 MAX_NAMES = 200_000
-"""Most (name, type) entries a plan holds; further names are answered without being kept."""
+"""Most (name, type) entries a plan holds; further names are answered without being kept. Also
+the most (parent, type) entries of :attr:`ServingPlan.below` (emptied when full)."""
 MAX_PACKETS = 10_000
 """Most exact-query responses a plan keeps (:attr:`ServingPlan.packets`); emptied when full."""
 MAX_SELECTIONS = 200_000
@@ -49,13 +50,19 @@ _COUNT = tuple(i.to_bytes(2, "big") for i in range(65536))
 _QUESTION_ONLY = b"\x00\x01\x00\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT high octet 0
 _NO_DO = b"\x00\x00"
 _DO = b"\x80\x00"
+_ANSWERING = frozenset({QTYPE_ANY, QTYPE_AXFR, QTYPE_CNAME, QTYPE_DS, QTYPE_IXFR})
+"""QTYPEs answered otherwise than from a node's RRsets (never shared NODATA)."""
 
 
 class Io(Protocol):
     """What :meth:`ServingPlan.respond` needs from its caller: ``rng`` (draws), ``geo`` (GeoIP
     lookup of a packed 4/16-octet address → record or None; None: no database), ``cookie``
     (client cookie, peer address text → 8-octet server cookie, RFC 7873 §4.2) and the query
-    counters (``queries`` and ``decisions``, Counter-like)."""
+    counters (``queries`` and ``decisions``, Counter-like). ``looked_up`` is set to the
+    (argument, record) of the GeoIP lookup of a query the plan leaves to the strict path, so
+    that path does not look it up again."""
+
+    looked_up: tuple[object, object | None] | None
 
     @property
     def rng(self) -> Rng: ...
@@ -87,12 +94,16 @@ def _counter_keys(qtype_bucket: int, rcode: int) -> tuple[tuple[str, int, int], 
 @dataclass(slots=True)
 class StaticEntry:
     """A static answer: ``heads`` (see :func:`_heads`), ``body`` all its sections
-    (answer, authority, additional and optional additional records) and ``answer`` itself."""
+    (answer, authority, additional and optional additional records) and ``answer`` itself.
+    ``per_name`` is False for an answer shared by every name below a parent
+    (:attr:`ServingPlan.below`): its queries are not kept by their bytes (random names would
+    churn :attr:`ServingPlan.packets` and :attr:`ServingPlan.ecs_shapes`)."""
 
     heads: tuple[bytes, ...]
     body: bytes
     keys: tuple[tuple[str, int, int], tuple[str, int, int]]
     answer: Answer
+    per_name: bool = True
 
 
 @dataclass(slots=True)
@@ -167,16 +178,34 @@ class ServingPlan:
     counts the LB selections held (≤ :data:`MAX_SELECTIONS`). ``payload`` is our EDNS UDP
     payload size; ``buckets`` maps a QTYPE to the value counted for it."""
 
-    __slots__ = ("buckets", "ecs_lens", "ecs_shapes", "health", "names", "negatives", "opt", "packets", "payload",
-                 "selections", "shared", "snapshot")
+    __slots__ = ("apexes", "below", "buckets", "ecs_lens", "ecs_shapes", "health", "names", "nodata", "opt",
+                 "packets", "payload", "selections", "shared", "snapshot", "unnamed")
 
     def __init__(self, snapshot: Snapshot, health: HealthView, buckets: Sequence[int]) -> None:
         self.snapshot = snapshot
         self.health = health
         self.buckets = buckets
         """QTYPE → the value the query counters count (the caller's table)."""
-        self.negatives: dict[bytes, StaticEntry] = {}
-        """NXDOMAIN entries by the zone's negative-answer SOA record (one per zone)."""
+        self.below: dict[bytes, tuple[Mapping[bytes, Node], StaticEntry]] = {}
+        """Parent key (lower-case wire name of an existing node P + QTYPE + QCLASS) → (the nodes
+        of P's zone, the answer of every name below P whose label under P is no node of that
+        zone and no served zone's apex or ancestor of one). Such a name has P as its closest
+        encloser and the zone of P as its zone, so its answer does not depend on the labels
+        below P (RFC 1034 §4.3.2): the referral of a delegation above P, else the synthesis of
+        ``*.P`` (RFC 4592 §3.3.1), else NXDOMAIN with the zone's SOA (RFC 2308 §2.1); names
+        with a DNAME at or above P are not kept (the answer spells the name, RFC 6672 §2.2).
+        At most :data:`MAX_NAMES` entries, keyed by existing names only (emptied when full)."""
+        self.unnamed: dict[tuple[Any, ...], StaticEntry] = {}
+        """The shared entries of :attr:`below` and :attr:`nodata`, one per (answer sections,
+        header, counter bucket); at most :data:`MAX_NAMES` (emptied when full)."""
+        self.nodata: dict[bytes, tuple[int, frozenset[int], StaticEntry]] = {}
+        """Lower-case wire name of an existing node + QCLASS → (a counter bucket, the QTYPEs
+        answered otherwise, the entry): NODATA (RFC 2308 §2.2) for every QTYPE of that bucket
+        not in the set — the QTYPEs of the node's RRsets, of its load balancer, and DS, ANY,
+        CNAME and zone transfers. Kept for QTYPEs without a counter bucket of their own (random
+        QTYPEs would fill :attr:`names`); at most :data:`MAX_NAMES` entries (emptied when full)."""
+        self.apexes: frozenset[bytes] = frozenset()
+        """Every served zone's apex and its ancestors (computed when :attr:`below` is first filled)."""
         self.payload: int = snapshot.settings.edns_udp_payload
         self.names: dict[bytes, StaticEntry | LbEntry] = {}
         self.selections = 0
@@ -222,10 +251,8 @@ class ServingPlan:
         n = len(data)
         if not tcp and (alen := self.ecs_lens.get(n)) is not None and (shapes := self.ecs_shapes.get(pop)):
             shape = shapes.get(data[2:n - alen])
-            if shape is not None:
-                found = self._ecs_shape(shape, data, n, alen, pop, io)
-                if found is not None:
-                    return found
+            if shape is not None:  # None from it: reading the question and OPT again would give None too
+                return self._ecs_shape(shape, data, n, alen, pop, io)
         if n < 17 or data[2] & 0xF8 or data[4:11] != _QUESTION_ONLY:
             return None  # a response, another opcode, or not exactly one question
         end = data.find(0, 12, 268)
@@ -248,17 +275,17 @@ class ServingPlan:
             if (alen := self.ecs_lens.get(n)) is not None and (shapes := self.ecs_shapes.get(pop)):
                 shape = shapes.get(data[2:12] + lname + data[end + 1:n - alen])
                 if shape is not None:
-                    found = self._ecs_shape(shape, data, n, alen, pop, io)
-                    if found is not None:
-                        return found
+                    return self._ecs_shape(shape, data, n, alen, pop, io)
         key = lname + data[end + 1:qend]
         entry = self.names.get(key)
         if entry is None:
             if not valid_name(data, 12, end):
                 return None
-            entry = self._miss(key, end - 11)
+            entry = self._shared(key, end - 11) if self.below or self.nodata else None
             if entry is None:
-                return None
+                entry = self._miss(key, end - 11)
+                if entry is None:
+                    return None
         # the OPT record, if any
         ar = data[11]
         ecs_at = -1
@@ -317,20 +344,25 @@ class ServingPlan:
             heads = entry.heads
             keys = entry.keys
             ans = entry.answer
+            keep = entry.per_name
         else:
+            keep = True
             sel = entry.by_pop.get(pop)
             if sel is None:
                 if not entry.by_location:
                     return None
                 rec = None
+                arg: object = None
                 if io.geo is not None:  # the location class: the ECS address's record, else the resolver's
                     if source > 0:
                         address = data[ecs_at + 8:ecs_at + 8 + ((source + 7) >> 3)]
-                        rec = io.geo(address + _PAD[width - len(address)])
+                        arg = address + _PAD[width - len(address)]
                     else:
-                        rec = io.geo(peer_ip)
+                        arg = peer_ip
+                    rec = io.geo(arg)
                 located = entry.by_location.get((pop, source > 0, id(rec)))
                 if located is None or located[0] is not rec:
+                    io.looked_up = (arg, rec)
                     return None
                 if source > 0:
                     scope = ecs_scope(located[1], source)
@@ -354,8 +386,8 @@ class ServingPlan:
         io.counters.queries[keys[tcp]] += 1
         if sel is not None:
             io.counters.decisions[sel.decision_key] += 1
-        if not tcp and not cookie and n <= 512:
-            if source < 0 and located is None and ans.rcode != RCODE_NXDOMAIN:  # random names would churn it
+        if keep and not tcp and not cookie and n <= 512:
+            if source < 0 and located is None:
                 self._keep_packet(pop, data, out, qend, len(body), sel, keys, ans, limit, lname)
             elif source > 0 and ecs_at + 4 + olen == n:
                 self._keep_shape(pop, data, out, n, olen - 4, entry, qend, source, width, limit, opt, lname)
@@ -391,9 +423,11 @@ class ServingPlan:
         scope = 0
         sel = entry.by_pop.get(pop)
         if sel is None:
-            rec = io.geo(address + pad) if io.geo is not None else None
+            packed = address + pad
+            rec = io.geo(packed) if io.geo is not None else None
             located = entry.by_location.get((pop, True, id(rec)))
             if located is None or located[0] is not rec:
+                io.looked_up = (packed, rec)
                 return None
             scope = ecs_scope(located[1], source)
             sel = located[2]
@@ -427,9 +461,10 @@ class ServingPlan:
 
     def _miss(self, key: bytes, qlen: int) -> StaticEntry | LbEntry | None:
         """The entry for ``key`` (lower-case name + QTYPE + QCLASS) when the plan can answer it
-        without the per-query inputs: a static answer (kept while the plan has room, except
-        NXDOMAIN, whose random names would fill it) or an LB name (kept empty; the strict path
-        adds selections). None for other classes and zone transfers (the strict path answers)."""
+        without the per-query inputs: a static answer (kept while the plan has room; for a name
+        that is no node of its zone, the answer shared below its closest encloser,
+        :attr:`below`) or an LB name (kept empty; the strict path adds selections). None for
+        other classes and zone transfers (the strict path answers)."""
         qtype = key[-4] << 8 | key[-3]
         if key[-2:] != CLASS_IN.to_bytes(2, "big") or qtype in (QTYPE_AXFR, QTYPE_IXFR):
             return None
@@ -443,14 +478,92 @@ class ServingPlan:
             return lb
         if not ans.static:
             return None
-        if ans.rcode == RCODE_NXDOMAIN and not ans.ancount:  # one entry per zone (its SOA), whatever the name
-            entry = self.negatives.get(ans.authority)
-            if entry is None:
-                entry = self.negatives[ans.authority] = self._static(ans, qtype)
-            return entry
+        zone, offs, zi = find_zone(self.snapshot, qname)
+        if zone is not None and qname not in zone.nodes:
+            shared = self._learn_below(key, qlen, ans, qtype, zone, offs, zi)
+            if shared is not None:
+                return shared
+        elif (zone is not None and self.buckets[qtype] != qtype and qtype not in _ANSWERING
+              and ans.aa and not ans.rcode and not ans.ancount and ans.authority == zone.negative_soa):
+            return self._learn_nodata(key, qlen, ans, qtype, zone.nodes[qname])
         entry = self._static(ans, qtype)
         if len(self.names) < MAX_NAMES:
             self.names[key] = entry
+        return entry
+
+    def _shared(self, key: bytes, qlen: int) -> StaticEntry | None:
+        """The shared answer for ``key`` (a name not in :attr:`names`) from :attr:`nodata` or
+        :attr:`below`, or None when the plan cannot prove one. For :attr:`below` each ancestor
+        of the name is tried, nearest first, and at the first that is a kept parent P the label
+        of the name under P (the node the name would sit under) must be no node of P's zone and
+        no served apex or ancestor of one."""
+        if self.nodata:
+            empty = self.nodata.get(key[:qlen] + key[-2:])
+            if empty is not None:
+                qtype = key[-4] << 8 | key[-3]
+                if self.buckets[qtype] == empty[0] and qtype not in empty[1]:
+                    return empty[2]
+        below = self.below
+        i = 0
+        n = key[0]
+        while n:
+            j = i + n + 1
+            hit = below.get(key[j:])
+            if hit is not None:
+                child = key[i:qlen]
+                if child in hit[0] or child in self.apexes:
+                    return None
+                return hit[1]
+            i = j
+            n = key[i]
+        return None
+
+    def _learn_below(self, key: bytes, qlen: int, ans: Answer, qtype: int, zone: ZoneIndex, offs: list[int],
+                     zi: int) -> StaticEntry | None:
+        """Keep ``ans``, the static answer for the name of ``key``, which is no node of its
+        ``zone`` (``offs``, ``zi``: from :func:`~lbdns.answer.find_zone`), for every such name
+        below its closest encloser (:attr:`below`) and return the shared entry; or None when
+        the answer may depend on the name (it is then kept by itself)."""
+        qname = key[:qlen]
+        nodes = zone.nodes
+        k = 1
+        while k < zi and qname[offs[k]:] not in nodes:
+            k += 1
+        parent = qname[offs[k]:] if k < len(offs) else b"\x00"  # the apex is a node: k == zi at the latest
+        if not self.apexes:
+            self.apexes = frozenset(o[off:] for o in self.snapshot.zones for off in label_offsets(o))
+        if qname[offs[k - 1]:] in self.apexes:
+            return None  # a served zone lies below: names there are answered by it
+        if zone.dnames and any((qname[offs[m]:] if m < len(offs) else b"\x00") in zone.dnames
+                               for m in range(k, zi + 1)):
+            return None  # a DNAME at or above the parent: the answer spells the name (RFC 6672 §2.2)
+        entry = self._unnamed(ans, qtype)
+        if len(self.below) >= MAX_NAMES:
+            self.below.clear()
+        self.below[parent + key[qlen:]] = (nodes, entry)
+        return entry
+
+    def _learn_nodata(self, key: bytes, qlen: int, ans: Answer, qtype: int, node: Node) -> StaticEntry:
+        """Keep ``ans``, NODATA for the existing ``node`` and a QTYPE without a counter bucket
+        of its own, for every such QTYPE it has no data for and that no load balancer answers
+        (:attr:`nodata`; RFC 2308 §2.2), and return the shared entry."""
+        answering = frozenset(node.rrsets) | _ANSWERING | (node.lb.types if node.lb is not None else frozenset())
+        entry = self._unnamed(ans, qtype)
+        if len(self.nodata) >= MAX_NAMES:
+            self.nodata.clear()
+        self.nodata[key[:qlen] + key[-2:]] = (self.buckets[qtype], answering, entry)
+        return entry
+
+    def _unnamed(self, ans: Answer, qtype: int) -> StaticEntry:
+        """The entry of :attr:`unnamed` for ``ans`` to a query of ``qtype`` (made when new)."""
+        body = ans.answer + ans.authority + ans.additional + ans.optional
+        same = (body, ans.rcode, ans.aa, ans.ancount, ans.nscount, ans.arcount + ans.opcount, self.buckets[qtype])
+        entry = self.unnamed.get(same)
+        if entry is None:
+            if len(self.unnamed) >= MAX_NAMES:
+                self.unnamed.clear()
+            entry = self.unnamed[same] = self._static(ans, qtype)
+            entry.per_name = False
         return entry
 
     def _static(self, ans: Answer, qtype: int) -> StaticEntry:
@@ -512,7 +625,9 @@ class ServingPlan:
             if type(entry) is LbEntry:
                 yield entry.by_location
         yield self.names
-        yield self.negatives
+        yield self.below
+        yield self.nodata
+        yield self.unnamed
         yield self.shared
         yield from self.packets.values()
         yield from self.ecs_shapes.values()

@@ -14,7 +14,12 @@ loop, the way the UDP transport calls the handler (no sockets, no event loop). W
   cycling scripts/bench's file of 65,536 queries);
 * ``cookie`` — ``www.example.com A`` with a DNS cookie (client cookie; half also carry the
   server cookie back), 0x20 case;
+* ``ecs_new24`` — as ``ecs_random24``, but every query's /24 is one never seen before (its GeoIP
+  network may be new; its location often is not);
 * ``nxdomain`` — random names under ``example.com`` (NXDOMAIN + SOA), EDNS;
+* ``nx_deep`` — random names two labels below ``example.com`` (NXDOMAIN + SOA), EDNS;
+* ``wildcard`` — random names under ``*.preview.example.com`` (answer synthesized, RFC 4592);
+* ``nodata_qtype`` — ``static.example.com`` with a random unassigned QTYPE (NODATA + SOA);
 * ``mix`` — 0x20 on all, a cookie on half, a random /24 ECS on half, 10 % random NXDOMAIN names,
   over static, LB and geo names (the resolver-shaped mix of scripts/bench).
 
@@ -83,13 +88,13 @@ def _public24(rng: random.Random) -> str:
 
 
 def _query(name: str, *, edns: bool = False, ecs: str | None = None, cookie: bytes | None = None,
-           qid: int = 1) -> bytes:
+           qid: int = 1, rdtype: int | str = "A") -> bytes:
     options: list[Any] = []
     if ecs is not None:
         options.append(dns.edns.ECSOption(ecs, 24))
     if cookie is not None:
         options.append(dns.edns.GenericOption(10, cookie))
-    q = dns.message.make_query(name, "A", use_edns=0 if (edns or options) else False, payload=1232,
+    q = dns.message.make_query(name, rdtype, use_edns=0 if (edns or options) else False, payload=1232,
                                options=options)
     q.id = qid
     return q.to_wire()
@@ -110,8 +115,13 @@ def workloads(h: Handler, seed: int = 7) -> dict[str, list[bytes]]:
     cookies = [rng.randbytes(8) for _ in range(64)]
     servers = {c: _server_cookie(h, c) for c in cookies}
 
+    def label() -> str:
+        return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(10))
+
     def nx() -> str:
-        return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(10)) + ".example.com"
+        return label() + ".example.com"
+
+    fresh = _networks(COUNT, seed=1000 + seed)  # not in NETWORKS (with overwhelming odds)
 
     def mixed(i: int) -> bytes:
         if rng.random() < 0.1:
@@ -130,7 +140,12 @@ def workloads(h: Handler, seed: int = 7) -> dict[str, list[bytes]]:
         "lb": [_query(("www.example.com", "api.example.com")[i % 2], qid=i) for i in range(COUNT)],
         "ecs_random24": [_query("geo.example.net", edns=True, ecs=_public24(rng), qid=i) for i in range(COUNT)],
         "cookie": [],
+        "ecs_new24": [_query("geo.example.net", edns=True, ecs=fresh[i], qid=i) for i in range(COUNT)],
         "nxdomain": [_query(nx(), edns=True, qid=i) for i in range(COUNT)],
+        "nx_deep": [_query(f"{label()}.{nx()}", edns=True, qid=i) for i in range(COUNT)],
+        "wildcard": [_query(f"{label()}.preview.example.com", edns=True, qid=i) for i in range(COUNT)],
+        "nodata_qtype": [_query("static.example.com", edns=True, rdtype=rng.randrange(1000, 30000), qid=i)
+                         for i in range(COUNT)],
         "mix": [mixed(i) for i in range(COUNT)],
     }
     for i in range(COUNT):
@@ -201,7 +216,7 @@ def plan_memory(h: Handler, count: int) -> None:
     per_sel = sel_bytes / max(1, sels)
     print(f"# plan memory: {sels} selections learnt from {count} networks: {sel_bytes / 1e6:.1f} MB, "
           f"{per_sel:.0f} B per selection; 2,000 random NXDOMAIN names: {nx_bytes} B in all "
-          f"(names kept: {len(plan.names)}, negatives: {len(plan.negatives)})")
+          f"(names kept: {len(plan.names)}, parents kept: {len(plan.below)})")
     cap = serving.MAX_SELECTIONS
     print(f"# cap: MAX_SELECTIONS={cap:,} → ≤ {cap * per_sel / 1e6:.0f} MB of selections per plan; "
           f"MAX_NAMES={serving.MAX_NAMES:,} (name, type) entries")
@@ -212,7 +227,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--mmdb", help="City MMDB file (default: the maxminddb-geolite2 package's)")
-    ap.add_argument("--workloads", default="static,static_0x20,lb,ecs_random24,cookie,nxdomain,mix")
+    ap.add_argument("--workloads", default="static,static_0x20,lb,ecs_random24,ecs_new24,cookie,nxdomain,nx_deep,"
+                                           "wildcard,nodata_qtype,mix")
     ap.add_argument("--memory", type=int, metavar="N", help="measure the plan's memory with N client networks")
     args = ap.parse_args()
     h = build_handler(args.mmdb)

@@ -15,6 +15,11 @@ kept in a per-prefix-length table consulted before the database, so later addres
 inside a cached network never touch the database. Buckets live in a two-generation dict per
 address family (recently used buckets are promoted; the older generation is dropped when the
 younger fills), so the memo stays bounded without per-entry bookkeeping.
+
+Equal records are one object: a lookup returns the same :class:`GeoRecord` for every address
+whose network has the same data and prefix length, whichever network and however long ago it was
+read, so a caller can key what it derived from a record by the record's identity (the serving
+plan's location class, docs/architecture.md › The serving plan).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ __all__ = ["DEFAULT_CACHE_SIZE", "GeoDatabase", "GeoRecord"]
 DEFAULT_CACHE_SIZE: Final = 400_000
 #: Bound on the networks remembered inside one split bucket before it is reset.
 _MAX_SPLIT_ENTRIES: Final = 4096
+#: Bound on the distinct records kept to return equal records as one object (then reset).
+_MAX_RECORDS: Final = 400_000
 
 
 class _NoData:
@@ -219,6 +226,7 @@ class GeoDatabase:
         "_asn_v6",
         "_city",
         "_city_v6",
+        "_records",
         "_v4",
         "_v6",
         "asn_path",
@@ -246,6 +254,8 @@ class GeoDatabase:
         self._asn_v6 = asn_reader is not None and asn_reader.metadata().ip_version == 6
         self._v4 = _Family(32, 24, cache_size)
         self._v6 = _Family(128, 48, cache_size)
+        self._records: dict[GeoRecord, GeoRecord] = {}
+        """Every distinct record read (equal data and prefix length) → its one object."""
         self.city_path = city_path
         self.asn_path = asn_path
         #: Lookups answered from the memo / from the database (counters for metrics).
@@ -400,6 +410,8 @@ class GeoDatabase:
                 asn_plen -= 96
             key_plen = max(key_plen, asn_plen)
         record = _convert(city_rec, asn_rec, max(0, plen))
+        if record is not None:
+            record = self._one(record)
         if fam.half:
             value: _Value = _NO_DATA if record is None else record
             key_plen = max(0, min(key_plen, fam.bits))
@@ -414,10 +426,22 @@ class GeoDatabase:
                     fam.put(n >> fam.shift, split)
         return record
 
+    def _one(self, record: GeoRecord) -> GeoRecord:
+        """The one object of records equal to ``record`` (kept in ``_records``, reset at _MAX_RECORDS)."""
+        records = self._records
+        same = records.get(record)
+        if same is not None:
+            return same
+        if len(records) >= _MAX_RECORDS:
+            records.clear()
+        records[record] = record
+        return record
+
     def cache_clear(self) -> None:
         """Forget every memoised result (e.g. after the database files were replaced)."""
         self._v4.clear()
         self._v6.clear()
+        self._records.clear()
 
     @property
     def cache_len(self) -> int:

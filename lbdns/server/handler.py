@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, cast
 
@@ -65,14 +65,24 @@ class GeoLocator:
     resolver_ip: str
     pop: Pop
     regions: RegionMap | None
+    known: dict[object, object | None] = field(default_factory=dict)
+    """The GeoIP lookups made for this query (argument → record): each address is looked up once."""
+
+    def lookup(self, ip: object) -> object | None:
+        """The GeoIP record of ``ip`` (packed ECS address or resolver address text), or None."""
+        try:
+            return self.known[ip]
+        except KeyError:
+            rec = self.known[ip] = self.geo(ip) if self.geo is not None else None
+            return rec
 
     def __call__(self, *, need: str, prefer_ecs: str, mode: str, policy: str) -> ClientLocation:
         if self.geo is None or self.regions is None:
             return ClientLocation("pop", self.pop.country, self.pop.latitude, self.pop.longitude, self.pop.region)
         loc = resolve_location(
             prefer_ecs=prefer_ecs, mode=mode, policy=policy, need=need,
-            ecs_ip=self.ecs.ip if self.ecs is not None else None,
-            resolver_ip=self.resolver_ip, pop=self.pop, lookup=cast(Any, self.geo), regions=self.regions,
+            ecs_ip=self.ecs.packed if self.ecs is not None else None,
+            resolver_ip=self.resolver_ip, pop=self.pop, lookup=cast(Any, self.lookup), regions=self.regions,
         )
         return ClientLocation(loc.source, loc.country, loc.latitude, loc.longitude, loc.region,
                               loc.network_prefix, loc.ecs_consulted)
@@ -110,6 +120,8 @@ class Handler:
         self.on_answer = on_answer
         self.cookie_secret = os.urandom(16)
         """The server secret of DNS cookies (RFC 7873 §7.1); workers of one server share it."""
+        self.looked_up: tuple[object, object | None] | None = None
+        """The serving plan's GeoIP lookup for a query it left to the strict path (argument, record)."""
         rrl = ref.current.snapshot.settings.rrl
         self.rrl = RateLimiter(RrlParams(
             rrl.responses_per_second, rrl.nxdomains_per_second, rrl.errors_per_second, rrl.window, rrl.slip,
@@ -234,16 +246,19 @@ class Handler:
         ecs = edns.ecs if edns is not None else None
         # a /0 ECS carries no client information (docs/decisions.md › DNS protocol)
         ecs_for_answer = None if ecs is not None and ecs.source_prefix == 0 else ecs
+        locator = GeoLocator(self.geo, ecs_for_answer, peer_ip, pop, self.regions)
+        if self.looked_up is not None:
+            locator.known[self.looked_up[0]] = self.looked_up[1]
+            self.looked_up = None
         env = QueryEnv(
             resolver_ip=peer_ip, ecs=ecs_for_answer, pop=pop.code, pop_region=pop.region, health=cur.health,
             rng=self.rng, now=self.clock(), lookup=self.lookup,
-            locator=GeoLocator(self.geo, ecs_for_answer, peer_ip, pop, self.regions), asn_of=self.asn_of,
-            country_of=self._country_of,
+            locator=locator, asn_of=self.asn_of, country_of=self._country_of,
             ip_src_uses_ecs=settings.ip_src_uses_ecs,
         )
         ans = resolve(cur.snapshot, q.qname_lower, q.qtype, env)
         if ans.lb is not None:
-            self._count_lb(q, peer_ip, pop, cur, ans, ecs_for_answer)
+            self._count_lb(q, peer_ip, pop, cur, ans, ecs_for_answer, locator)
         self.counters.queries[("tcp" if tcp else "udp", QTYPE_BUCKET[q.qtype], ans.rcode)] += 1
         out = build_response(
             q, rcode=ans.rcode, aa=ans.aa, answer=ans.answer, ancount=ans.ancount,
@@ -257,7 +272,7 @@ class Handler:
         return out
 
     def _count_lb(self, q: Query, peer_ip: str, pop: Pop, cur: Current, ans: Answer,
-                  ecs: ClientSubnet | None) -> None:
+                  ecs: ClientSubnet | None, locator: GeoLocator) -> None:
         """Count an LB decision and its matched rules; hand a cacheable one to the plan."""
         assert ans.lb is not None
         d = ans.decision
@@ -265,7 +280,7 @@ class Handler:
             dkey = (ans.lb.name, d.pool.name if d.pool else "", d.fallback)
             self.counters.decisions[dkey] += 1
             if q.qclass == CLASS_IN and (ans.rrs or ans.weighted):
-                rec = None if self.geo is None else self.geo(ecs.packed if ecs is not None else peer_ip)
+                rec = locator.lookup(ecs.packed if ecs is not None else peer_ip)
                 cur.plan.learn_lb(q.qname_lower + q.question[-4:], pop.code, ans, ecs is not None, rec, dkey,
                                   q.qtype)
         for name in ans.matched_rules:

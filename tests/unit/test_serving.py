@@ -5,6 +5,8 @@ per-location selections stay bounded (docs/architecture.md › The serving plan)
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import random
 from pathlib import Path
 from typing import Any
@@ -13,17 +15,19 @@ import dns.edns
 import dns.flags
 import dns.message
 import pytest
+import yaml
 
 import lbdns.serving as serving
 from lbdns.geo.data import default_regions
 from lbdns.geo.location import StaticGeoTable
+from lbdns.geo.mmdb import GeoDatabase
 from lbdns.health.view import OriginState
 from lbdns.server.handler import Handler
 from lbdns.server.state import Current, StateRef
 from tests.fixtures.geo import BASE_GEO_TABLE, BASE_POPS
 from tests.fixtures.snapshots import Built, build, build_dir, healthy
 from tests.integration.harness import Fixture
-from tests.integration.static_zone import write_static_zones
+from tests.integration.static_zone import COM_SOA, com_zone, net_zone, write_static_zones
 
 IAD = BASE_POPS["IAD"]
 PEER = "198.51.100.5"
@@ -88,7 +92,7 @@ def test_static_answers_byte_for_byte_as_the_strict_path(tmp_path: Path) -> None
                         assert plan == strict, (name, rdtype, wire.hex())
                         asked += 1
     plan = h.ref.current.plan
-    assert asked > 500 and len(plan.names) > 20 and plan.negatives
+    assert asked > 500 and len(plan.names) > 20 and plan.below
 
 
 def test_answers_from_the_plan_not_the_strict_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,7 +169,7 @@ def test_random_nxdomain_names_are_not_kept(tmp_path: Path) -> None:
         out = h.handle(dns.message.make_query(mixed_case(name, rng), "A").to_wire(), PEER, False, IAD)
         assert out is not None and dns.message.from_wire(out).rcode() == dns.rcode.NXDOMAIN
     plan = h.ref.current.plan
-    assert len(plan.names) == 0 and len(plan.negatives) == 1
+    assert len(plan.names) == 0 and len(plan.below) == 1 and len(plan.unnamed) == 1
 
 
 def test_location_selections_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -283,3 +287,253 @@ def test_letter_case_variants_of_ecs_queries_answered_from_their_shape(tmp_path:
             assert got[12:qend] == q[12:qend] and addrs(got) == addrs(want) == EAST  # the question as sent
         else:
             assert got == want
+
+
+def edge_zones(tmp_path: Path) -> Path:
+    """The static zones plus what a name below an existing one can run into: a child zone with a
+    delegation (``child.example.com``), a served zone with no node in its parent
+    (``z.deep.example.com``) and a DNAME (``dn.example.net`` → ``w.example.com``)."""
+    zones = write_static_zones(tmp_path)
+    com = com_zone()
+    com["records"]["child"] = {"type": "NS", "ttl": 3600, "value": "ns1.example.com."}
+    (zones / "example.com.yaml").write_text(yaml.safe_dump(com, sort_keys=False))
+    net = net_zone()
+    net["records"]["dn"] = {"type": "DNAME", "ttl": 300, "value": "w.example.com."}
+    (zones / "example.net.yaml").write_text(yaml.safe_dump(net, sort_keys=False))
+    for origin in ("child.example.com", "z.deep.example.com"):
+        child = {"zone": origin, "soa": dict(COM_SOA), "ns": {"ttl": 3600, "values": ["ns1.example.com."]},
+                 "records": {"www": {"type": "A", "ttl": 300, "value": "192.0.2.123"}}}
+        (zones / f"{origin}.yaml").write_text(yaml.safe_dump(child, sort_keys=False))
+    return zones
+
+
+def q(name: str, rdtype: int | str = "A", qid: int = 1, **kw: Any) -> bytes:
+    m = dns.message.make_query(name, rdtype, **kw)
+    m.id = qid
+    return m.to_wire()
+
+
+def rcode_and_answer(out: bytes | None) -> tuple[int, list[str], list[str]]:
+    """(rcode, answer RRsets, authority RRsets) as text."""
+    assert out is not None
+    m = dns.message.from_wire(out)
+    return m.rcode(), [r.to_text() for r in m.answer], [r.to_text() for r in m.authority]
+
+
+# (parent, name below it in the zone data, what a name there gets)
+EDGES = [
+    ("example.com", "b.c.example.com", "NODATA"),   # b.c, c: empty non-terminals
+    ("c.example.com", "b.c.example.com", "NODATA"),
+    ("w.example.com", "e.w.example.com", "NODATA"),  # an empty non-terminal under *.w
+    ("w.example.com", "real.w.example.com", "192.0.2.78"),
+    ("example.com", "www.example.com", "192.0.2.80"),
+    ("example.com", "child.example.com", "SOA"),    # a child zone's apex (delegated from here)
+    ("example.com", "www.child.example.com", "192.0.2.123"),
+    ("deep.example.com", "www.z.deep.example.com", "192.0.2.123"),  # a zone with no node in its parent
+    ("example.com", "www.z.deep.example.com", "192.0.2.123"),
+    ("dn.example.net", "real.dn.example.net", "192.0.2.78"),  # below a DNAME: the name is spelled out
+]
+
+
+def test_names_without_a_node_share_the_answer_below_their_closest_encloser(tmp_path: Path) -> None:
+    """Random names one and two labels below existing names get, from the plan, the answer of
+    their closest encloser — NXDOMAIN, the wildcard's synthesis (RFC 4592), the referral of a
+    delegation above — byte for byte as the strict path, without keeping a name each; then
+    the names that do exist below those parents (empty non-terminals: NODATA; a child zone's
+    apex and names in it; names below a DNAME) still get their own answers (RFC 1034 §4.3.2)."""
+    b = build_dir(edge_zones(tmp_path))
+    h = handler(b)
+    rng = random.Random(11)
+    expect = {"x.example.com": "NXDOMAIN", "x.c.example.com": "NXDOMAIN", "x.w.example.com": "192.0.2.77",
+              "x.cw.example.com": "192.0.2.80", "x.sub.example.com": "referral", "x.ns.sub.example.com": "referral",
+              "x.deep.example.com": "NXDOMAIN", "x.example.net": "NXDOMAIN", "x.dn.example.net": "192.0.2.77"}
+    for i in range(3):
+        for name, want in expect.items():
+            for rdtype in ("A", "AAAA", "TXT"):
+                for deep in ("", "y."):
+                    label = f"r{rng.randrange(10**9)}"
+                    wire = q(mixed_case(deep + name.replace("x.", label + ".", 1), rng), rdtype, i,
+                             use_edns=0 if i else False)
+                    plan, strict = both(h, wire)
+                    assert plan == strict, (name, rdtype, wire.hex())
+                    rcode, answer, authority = rcode_and_answer(plan)
+                    if want == "NXDOMAIN":
+                        assert rcode == dns.rcode.NXDOMAIN and not answer, name
+                    elif want == "referral":
+                        assert not answer and "NS" in authority[0], name
+                    elif rdtype == "A":
+                        assert want in answer[-1], name
+    plan_ = h.ref.current.plan
+    assert not plan_.names or all(b"\x01r" not in k and b"\x01Y" not in k for k in plan_.names)
+    # one per (parent, type), not per name; none where the answer depends on the name (below a
+    # DNAME) or the zone could change (deep.example.com: a served zone lies below it)
+    kept = {"example.com", "c.example.com", "w.example.com", "cw.example.com", "sub.example.com",
+            "ns.sub.example.com", "example.net"}
+    assert sorted(plan_.below) == sorted(dns.name.from_text(p).to_wire() + t for p in kept
+                                         for t in (b"\x00\x01\x00\x01", b"\x00\x1c\x00\x01", b"\x00\x10\x00\x01"))
+    for parent, name, want in EDGES:
+        for rdtype in ("A", "TXT", "SOA"):
+            wire = q(mixed_case(f"r{rng.randrange(10**9)}.{parent}", rng), rdtype)  # the parent is kept
+            assert both(h, wire)[0] == both(h, wire)[1]
+            wire = q(mixed_case(name, rng), rdtype, use_edns=0)
+            plan, strict = both(h, wire)
+            assert plan == strict, (name, rdtype)
+            rcode, answer, authority = rcode_and_answer(plan)
+            assert rcode == dns.rcode.NOERROR, (name, rdtype)
+            if want == "SOA":  # the child zone answers at its apex
+                assert (rdtype == "SOA") == bool(answer) and (not answer or " SOA " in answer[0]), (name, rdtype)
+            elif want == "NODATA" or rdtype != "A":
+                assert not answer or "DNAME" in answer[0], (name, rdtype)
+            else:
+                assert want in answer[-1], (name, rdtype)
+
+
+def test_random_names_are_answered_without_resolving(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a parent's answer is kept, random names below it (NXDOMAIN, wildcard, referral),
+    one or more labels deep, and random unassigned QTYPEs at an existing name (NODATA) cost
+    no resolve() and keep nothing per name; the counters see each query's own QTYPE."""
+    b = build_dir(write_static_zones(tmp_path))
+    h = handler(b)
+    for name, rdtype in [(f"r.{p}", t) for p in ("example.com", "w.example.com", "sub.example.com")
+                         for t in ("A", "AAAA")] + [("www.example.com", 4321)]:
+        h.handle(q(name, rdtype), PEER, False, IAD)
+    plan = h.ref.current.plan
+    kept = len(plan.names)
+    monkeypatch.setattr(serving, "resolve", lambda *a: pytest.fail("resolve() called"))
+    monkeypatch.setattr(h, "strict", lambda *a: pytest.fail("strict path taken"))
+    h.counters.queries.clear()
+    rng = random.Random(2)
+    for i in range(200):
+        label = f"n{rng.randrange(10**9)}"
+        for name in (f"{label}.example.com", f"{label}.x.example.com", f"{label}.w.example.com",
+                     f"{label}.sub.example.com"):
+            out = h.handle(q(mixed_case(name, rng), "AAAA" if i % 2 else "A", i, use_edns=0), PEER, False, IAD)
+            assert out is not None
+        out = h.handle(q("www.example.com", rng.randrange(1000, 30000), i), PEER, False, IAD)
+        assert rcode_and_answer(out) == (0, [], [rcode_and_answer(out)[2][0]]) and "SOA" in rcode_and_answer(out)[2][0]
+    assert len(plan.names) == kept and not plan.packets.get("IAD") and len(plan.below) <= 8
+    assert h.counters.queries[("udp", 28, dns.rcode.NXDOMAIN)] == 200  # AAAA: 100 × 2 names
+    assert h.counters.queries[("udp", 1, dns.rcode.NXDOMAIN)] == 200
+    assert h.counters.queries[("udp", -1, dns.rcode.NOERROR)] == 200  # the random QTYPEs (bucket "other")
+
+
+@pytest.mark.parametrize("one_bucket", [False, True])
+def test_random_qtypes_answered_nodata_only_where_the_node_has_no_data(tmp_path: Path, one_bucket: bool) -> None:
+    """NODATA kept for random QTYPEs at a name never answers a QTYPE the name has data for,
+    a load balancer's, ANY, CNAME or DS, nor one counted apart: each is the strict path's
+    answer and counted under its own QTYPE. ``one_bucket``: a counter table that counts every
+    QTYPE alike (so only the node's data keeps them apart)."""
+    fx = Fixture()
+    fx.zone["records"]["lb"] = {"type": "TXT", "ttl": 300, "value": "beside"}
+    b = build(fx, tmp_path)
+    h = handler(b)
+    if one_bucket:
+        cur = h.ref.current
+        h.ref.current = Current(cur.snapshot, cur.health, serving.ServingPlan(cur.snapshot, cur.health, [-1] * 65536))
+    rng = random.Random(4)
+    for rdtype in (3000, 2000, "TXT", "A", "AAAA", "CNAME", "ANY", "DS", "NS", "SOA", "MX", 4243, 65535):
+        for name in ("lb.example.com", "example.com", "ns1.example.com"):
+            wire = q(mixed_case(name, rng), rdtype, use_edns=0)
+            plan, strict = both(h, wire)
+            if rdtype in ("A", "AAAA", "CNAME") and name.startswith("lb"):
+                assert addrs(plan) == addrs(strict), (name, rdtype)
+            else:
+                assert plan == strict, (name, rdtype)
+    assert h.ref.current.plan.nodata
+    if not one_bucket:  # each query counted twice (plan and strict path), under its own QTYPE
+        assert h.counters.queries[("udp", 15, 0)] == 2 * 3 and h.counters.queries[("udp", -1, 0)] == 2 * 3 * 4
+
+
+def test_names_below_a_load_balancer_wildcard_are_steered(tmp_path: Path) -> None:
+    """Below a wildcard load balancer the names get the LB's answer for its types, and the
+    plan's shared answer only for the others (NODATA for TXT)."""
+    fx = Fixture()
+    fx.zone["load_balancers"]["*.lbw"] = dict(fx.lb)
+    b = build(fx, tmp_path)
+    h = handler(b)
+    rng = random.Random(8)
+    for i in range(20):
+        for rdtype in ("TXT", "A"):
+            wire = q(f"r{rng.randrange(10**6)}.lbw.example.com", rdtype, i)
+            plan, strict = both(h, wire)
+            if rdtype == "A":
+                assert addrs(plan) == addrs(strict) == EAST
+            else:
+                assert plan == strict and rcode_and_answer(plan)[:2] == (0, [])
+
+
+def equal_record_networks(count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` pairs of /24 addresses (packed) in two different GeoLite2-City networks whose
+    records are equal (same location data and prefix length)."""
+    rng = random.Random(21)
+    seen: dict[Any, bytes | None] = {}
+    pairs: list[tuple[bytes, bytes]] = []
+    with GeoDatabase.default(cache_size=0) as g:
+        while len(pairs) < count:
+            addr = rng.getrandbits(24).to_bytes(3, "big") + b"\x00"
+            rec = g.lookup(addr)
+            if rec is None or not rec.has_coordinates or rec.prefix_len > 24:
+                continue
+            other = seen.setdefault(dataclasses.astuple(rec), addr)
+            shift = 32 - rec.prefix_len
+            if other is not None and int.from_bytes(other, "big") >> shift != int.from_bytes(addr, "big") >> shift:
+                pairs.append((other, addr))
+                seen[dataclasses.astuple(rec)] = None  # each record in one pair only
+    return pairs
+
+
+def test_ecs_from_a_new_network_with_a_known_location_costs_one_lookup(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query whose ECS network is new but whose GeoIP record equals one already seen is
+    answered from the plan with one GeoIP lookup (same answer and scope as the strict path);
+    a query the plan leaves to the strict path looks its address up once in all."""
+    b = lb(tmp_path, steering_policy="proximity", default_pools=["p-us-east", "p-us-west", "p-eu", "p-asia"])
+    db = GeoDatabase.default()
+    calls: list[object] = []
+
+    def geo(ip: object) -> object:
+        calls.append(ip)
+        return db.lookup(ip)  # type: ignore[arg-type]
+
+    h = Handler(StateRef(Current(b.snapshot, healthy(b.snapshot))), geo=geo, rng=random.Random(1),
+                regions=default_regions())
+    strict = h.strict
+    strict_calls = []
+
+    def counted(*a: Any) -> Any:
+        strict_calls.append(a)
+        return strict(*a)
+
+    monkeypatch.setattr(h, "strict", counted)
+    for i, (seen, new) in enumerate(equal_record_networks(12)):
+        cookie = [dns.edns.GenericOption(10, bytes(8))] if i % 2 else []  # not an ECS-only shape
+        wires = [q("lb.example.com", "A", i, use_edns=0,
+                   options=[dns.edns.ECSOption(str(ipaddress.IPv4Address(a)), 24), *cookie]) for a in (seen, new)]
+        del calls[:]
+        h.handle(wires[0], PEER, False, IAD)  # a new record: the strict path
+        assert len(strict_calls) == 1 and calls == [seen], (i, calls)
+        del calls[:], strict_calls[:]
+        plan = h.handle(wires[1], PEER, False, IAD)  # another network, an equal record: the plan
+        assert not strict_calls and calls == [new]
+        want = strict(wires[1], PEER, False, IAD, h.ref.current)
+        got, exp = dns.message.from_wire(plan), dns.message.from_wire(want)  # type: ignore[arg-type]
+        assert addrs(plan) == addrs(want) and got.options == exp.options
+        del strict_calls[:]
+
+
+def test_shared_negative_tables_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parents and nodes kept for random names and QTYPEs stay within MAX_NAMES (emptied
+    when full), and answers stay the strict path's."""
+    monkeypatch.setattr(serving, "MAX_NAMES", 3)
+    b = build_dir(write_static_zones(tmp_path))
+    h = handler(b)
+    rng = random.Random(9)
+    for i in range(60):
+        parent = ("example.com", "c.example.com", "w.example.com", "sub.example.com", "example.net")[i % 5]
+        for wire in (q(f"r{rng.randrange(10**6)}.{parent}", ("A", "TXT")[i % 2], i),
+                     q(("www.example.com", "mail.example.com", "ns1.example.com", "chain-c.example.com")[i % 4],
+                       rng.randrange(1000, 30000), i)):
+            plan, strict = both(h, wire)
+            assert plan == strict
+            p = h.ref.current.plan
+            assert len(p.below) <= 3 and len(p.nodata) <= 3 and len(p.unnamed) <= 3 and len(p.names) <= 3

@@ -314,6 +314,23 @@ def test_memo_agrees_with_database_on_real_data() -> None:
         plain.close()
 
 
+@pytest.mark.parametrize("cache_size", [0, 64, 100_000])
+def test_equal_records_are_one_object(cache_size: int) -> None:
+    """Addresses in different networks with equal data and prefix length get the same record
+    object, also after the memo forgot the first one (the serving plan keys locations by the
+    record's identity)."""
+    rng = random.Random(6)
+    with GeoDatabase.default(cache_size=cache_size) as g:
+        first: dict[GeoRecord, GeoRecord] = {}
+        equal = 0
+        for _ in range(4000):
+            rec = g.lookup(rng.getrandbits(24).to_bytes(3, "big") + b"\x00")
+            if rec is not None:
+                equal += rec in first
+                assert first.setdefault(rec, rec) is rec
+        assert equal > 1000
+
+
 # ---------------------------------------------------------------------------- opening
 
 
