@@ -121,7 +121,8 @@ class Handler:
         self.cookie_secret = os.urandom(16)
         """The server secret of DNS cookies (RFC 7873 §7.1); workers of one server share it."""
         self.looked_up: tuple[object, object | None] | None = None
-        """The serving plan's GeoIP lookup for a query it left to the strict path (argument, record)."""
+        """The serving plan's GeoIP lookup for a query it left to the strict path (argument, record);
+        :meth:`handle` takes it for that query and clears it."""
         rrl = ref.current.snapshot.settings.rrl
         self.rrl = RateLimiter(RrlParams(
             rrl.responses_per_second, rrl.nxdomains_per_second, rrl.errors_per_second, rrl.window, rrl.slip,
@@ -175,13 +176,16 @@ class Handler:
             self.counters.internal_errors += 1
             log.exception("internal error in the serving plan")
         if hit is None:
-            return self.strict(data, peer_ip, tcp, pop, cur)
+            looked_up, self.looked_up = self.looked_up, None  # handed over to this query only
+            return self.strict(data, peer_ip, tcp, pop, cur, looked_up)
         if self.on_answer is not None:
             self.on_answer(parse_query(data), peer_ip, tcp, pop, hit[1])
         return hit[0]
 
-    def strict(self, data: bytes, peer_ip: str, tcp: bool, pop: Pop, cur: Current) -> bytes | None:
-        """The strict path: parse every field, check, :func:`~lbdns.answer.resolve`, render."""
+    def strict(self, data: bytes, peer_ip: str, tcp: bool, pop: Pop, cur: Current,
+               looked_up: tuple[object, object | None] | None = None) -> bytes | None:
+        """The strict path: parse every field, check, :func:`~lbdns.answer.resolve`, render.
+        ``looked_up`` is the serving plan's GeoIP lookup for this query (argument, record), reused."""
         try:
             q = parse_query(data)
         except FormError as exc:
@@ -190,7 +194,7 @@ class Handler:
                 return None
             return self._malformed(data, exc, peer_ip, tcp)
         try:
-            return self._answer(q, peer_ip, tcp, pop, cur)
+            return self._answer(q, peer_ip, tcp, pop, cur, looked_up)
         except Exception:
             self.counters.internal_errors += 1
             log.exception("internal error answering %r/%d", q.qname, q.qtype)
@@ -227,7 +231,8 @@ class Handler:
         self.counters.queries[("tcp" if tcp else "udp", 0, rcode)] += 1
         return out
 
-    def _answer(self, q: Query, peer_ip: str, tcp: bool, pop: Pop, cur: Current) -> bytes:
+    def _answer(self, q: Query, peer_ip: str, tcp: bool, pop: Pop, cur: Current,
+                looked_up: tuple[object, object | None] | None) -> bytes:
         settings = cur.snapshot.settings
         ours = settings.edns_udp_payload
         edns = q.edns
@@ -247,9 +252,8 @@ class Handler:
         # a /0 ECS carries no client information (docs/decisions.md › DNS protocol)
         ecs_for_answer = None if ecs is not None and ecs.source_prefix == 0 else ecs
         locator = GeoLocator(self.geo, ecs_for_answer, peer_ip, pop, self.regions)
-        if self.looked_up is not None:
-            locator.known[self.looked_up[0]] = self.looked_up[1]
-            self.looked_up = None
+        if looked_up is not None:
+            locator.known[looked_up[0]] = looked_up[1]
         env = QueryEnv(
             resolver_ip=peer_ip, ecs=ecs_for_answer, pop=pop.code, pop_region=pop.region, health=cur.health,
             rng=self.rng, now=self.clock(), lookup=self.lookup,
