@@ -25,7 +25,6 @@ from typing import cast
 from lbdns.errors import FormError
 from lbdns.geo.pops import Pop
 from lbdns.server.handler import Handler
-from lbdns.server.rrl import DROP, slip_reply
 from lbdns.server.udp_batch import BatchUdpServer, batch_available
 from lbdns.wire.framing import TcpFramer, frame
 
@@ -62,8 +61,7 @@ class UdpServer(asyncio.DatagramProtocol):
         out = self.handler.handle(data, peer, False, self.pop)
         if out is not None and self.transport is not None:
             rrl = self.handler.rrl
-            verdict = rrl.check(peer, data, out) if rrl is not None else 0
-            if verdict and (verdict == DROP or (out := slip_reply(out, len(data))) is None):
+            if rrl is not None and (out := rrl.filter(peer, data, out)) is None:
                 return
             self.transport.sendto(out, addr)
 

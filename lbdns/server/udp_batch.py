@@ -36,7 +36,6 @@ from typing import Any
 
 from lbdns.geo.pops import Pop
 from lbdns.server.handler import Handler
-from lbdns.server.rrl import DROP, slip_reply
 
 log = logging.getLogger("lbdns.server")
 
@@ -110,6 +109,7 @@ class BatchUdpServer:
         self._wh = bytearray(n * _HDR)
         riov = bytearray(n * _IOV)
         self._wiov = bytearray(n * _IOV)
+        # each pin holds its buffer (and keeps it from being resized) while the addresses are in use
         self._pins = [ctypes.c_char.from_buffer(b) for b in
                       (self._rbuf, self._wbuf, self._names, self._rh, self._wh, riov, self._wiov)]
         rbuf, wbuf, names, rh, wh, ri, wi = (ctypes.addressof(p) for p in self._pins)
@@ -118,7 +118,6 @@ class BatchUdpServer:
             struct.pack_into("PN", self._wiov, i * _IOV, wbuf + i * _SLOT, 0)
             struct.pack_into(_HDR_FORMAT, self._rh, i * _HDR, names + i * _NAME, _NAME, ri + i * _IOV, 1, 0, 0, 0, 0)
             struct.pack_into(_HDR_FORMAT, self._wh, i * _HDR, names + i * _NAME, _NAME, wi + i * _IOV, 1, 0, 0, 0, 0)
-        self._riov = riov
         self._template = bytes(self._rh)
         self._words = memoryview(self._rh).cast("I")
         self._rh_addr, self._wh_addr, self._names_addr = rh, wh, names
@@ -172,10 +171,8 @@ class BatchUdpServer:
             out = handle(data, peer, False, pop)
             if out is None:
                 continue
-            if rrl is not None:
-                verdict = rrl.check(peer, data, out)
-                if verdict and (verdict == DROP or (out := slip_reply(out, len(data))) is None):
-                    continue
+            if rrl is not None and (out := rrl.filter(peer, data, out)) is None:
+                continue
             w = out_n * _SLOT
             wbuf[w:w + len(out)] = out
             pack("PI", wh, out_n * _HDR, names + i * _NAME, words[16 * i + 2])
