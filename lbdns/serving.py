@@ -159,6 +159,15 @@ def ecs_scope(network_prefix: int, source: int) -> int:
     return source if network_prefix == -1 else 0
 
 
+def _lower_question(query: bytes, response: bytes, lname: bytes) -> tuple[bytes, bytes]:
+    """``query`` and its ``response`` with the question name (at offset 12 of both) replaced by
+    ``lname``, the same name in lower case: how the exact-packet and ECS-shape tables keep them."""
+    end = 12 + len(lname)
+    if lname == query[12:end]:
+        return query, response
+    return query[:12] + lname + query[end:], response[:12] + lname + response[end:]
+
+
 def valid_name(data: bytes, start: int, end: int) -> bool:
     """True when ``data[start:end + 1]`` is one uncompressed wire name whose root octet is at
     ``end`` (labels of 1–63 octets, RFC 1035 §3.1)."""
@@ -402,9 +411,7 @@ class ServingPlan:
         shapes = self.ecs_shapes.get(pop)
         if shapes is None or len(shapes) >= MAX_PACKETS:
             shapes = self.ecs_shapes[pop] = {}
-        if lname != data[12:qend - 4]:
-            data = data[:12] + lname + data[qend - 4:]
-            out = out[:12] + lname + out[qend - 4:]
+        data, out = _lower_question(data, out, lname)
         bits = source & 7
         shapes[data[2:n - alen]] = (entry, out[2:len(out) - alen], qend, source, (0xFF >> bits) if bits else 0,
                                     _PAD[width - alen], (data[2] & 1) << 1 | 1, opt[:len(opt) - alen - 1], limit)
@@ -450,10 +457,7 @@ class ServingPlan:
         packets = self.packets.get(pop)
         if packets is None or len(packets) >= MAX_PACKETS:
             packets = self.packets[pop] = {}
-        end = 12 + len(lname)
-        if lname != data[12:end]:
-            data = data[:12] + lname + data[end:]
-            out = out[:12] + lname + out[end:]
+        data, out = _lower_question(data, out, lname)
         if sel is None:
             packets[data[2:]] = (out[2:], None, b"", keys, ans)
         elif len(out) - section + sel.longest <= limit:
