@@ -268,7 +268,7 @@ class App:
                 sock.close()
                 raise ListenError("udp", address, port, bind_cause(exc)) from exc
             bound_port = sock.getsockname()[1]
-            self._grow_rcvbuf(sock)
+            grow_rcvbuf(sock, self.settings.udp_rcvbuf)
             closer = await serve_udp(sock, handler, pop, self.settings.udp_batch)
             out.append(BoundListener("udp", address, bound_port, code, closer))
             tcp_port = bound_port
@@ -280,9 +280,6 @@ class App:
             except OSError as exc:
                 raise ListenError("tcp", address, tcp_port, bind_cause(exc)) from exc
             out.append(BoundListener("tcp", address, server.sockets[0].getsockname()[1], code, server.close))
-
-    def _grow_rcvbuf(self, sock: Any) -> None:
-        grow_rcvbuf(sock, self.settings.udp_rcvbuf)
 
     def _start_notifier(self) -> None:
         """Create the webhook notifier when ``notification_webhook`` is set. Raises
