@@ -1,5 +1,7 @@
 # Sourced by scripts/run and scripts/test: create .venv if missing and (re)install lbdns
-# when pyproject.toml changed. Needs only python3 (>= 3.11) and pip.
+# when pyproject.toml or a C source changed (the install compiles lbdns' C extension in place).
+# Needs python3 (>= 3.11) and pip; with a C compiler and Python's headers the UDP batch loop
+# is built too.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -10,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 EXTRAS="${LBDNS_EXTRAS:-}"
 STAMP=".venv/.lbdns-installed${EXTRAS:+-$EXTRAS}"
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ lbdns/server/_mmsg.c -nt "$STAMP" ]; then
   if [ -n "$EXTRAS" ]; then
     .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
   else

@@ -16,6 +16,7 @@ misbehaves (bad frame, too slow) is disconnected without affecting others.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from collections import OrderedDict, deque
@@ -40,8 +41,18 @@ async def serve_udp(sock: socket.socket, handler: Handler, pop: Pop, batch: int)
         server = BatchUdpServer(sock, handler, pop, batch)
         server.start(loop)
         return server.close
+    if batch > 0:
+        _say_unbatched()
     transport, _ = await loop.create_datagram_endpoint(lambda: UdpServer(handler, pop), sock=sock)
     return transport.close
+
+
+@functools.cache
+def _say_unbatched() -> None:
+    """Log once per process that ``udp_batch`` cannot be honoured here."""
+    log.warning("udp_batch: the recvmmsg/sendmmsg loop is not built in this install (not Linux, or "
+                "installed without a C compiler and Python's headers): UDP is read one datagram per "
+                "system call")
 
 
 class UdpServer(asyncio.DatagramProtocol):
