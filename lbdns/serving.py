@@ -31,6 +31,7 @@ from lbdns.health.view import HealthView
 from lbdns.snapshot_types import Node, Snapshot, ZoneIndex
 from lbdns.steering.origins import Rng
 from lbdns.wire.codec import CLASS_IN, QTYPE_ANY, QTYPE_AXFR, QTYPE_CNAME, QTYPE_DS, QTYPE_IXFR
+from lbdns.wire.scan import scan
 
 __all__ = ["MAX_NAMES", "MAX_PACKETS", "MAX_SELECTIONS", "Io", "LbEntry", "Selection", "ServingPlan", "StaticEntry"]
 
@@ -47,7 +48,6 @@ per query)."""
 _SCOPE = tuple(bytes((i,)) for i in range(129))
 _PAD = tuple(bytes(i) for i in range(17))
 _COUNT = tuple(i.to_bytes(2, "big") for i in range(65536))
-_QUESTION_ONLY = b"\x00\x01\x00\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT high octet 0
 _NO_DO = b"\x00\x00"
 _DO = b"\x80\x00"
 _ANSWERING = frozenset({QTYPE_ANY, QTYPE_AXFR, QTYPE_CNAME, QTYPE_DS, QTYPE_IXFR})
@@ -168,18 +168,6 @@ def _lower_question(query: bytes, response: bytes, lname: bytes) -> tuple[bytes,
     return query[:12] + lname + query[end:], response[:12] + lname + response[end:]
 
 
-def valid_name(data: bytes, start: int, end: int) -> bool:
-    """True when ``data[start:end + 1]`` is one uncompressed wire name whose root octet is at
-    ``end`` (labels of 1–63 octets, RFC 1035 §3.1)."""
-    i = start
-    while i < end:
-        n = data[i]
-        if n == 0 or n > 63:
-            return False
-        i += n + 1
-    return i == end
-
-
 class ServingPlan:
     """The answers of one published state: ``snapshot`` and the origin states of ``health``
     (docs/architecture.md › The serving plan). ``names`` maps the lower-case wire name +
@@ -262,89 +250,42 @@ class ServingPlan:
             shape = shapes.get(data[2:n - alen])
             if shape is not None:  # None from it: reading the question and OPT again would give None too
                 return self._ecs_shape(shape, data, n, alen, pop, io)
-        if n < 17 or data[2] & 0xF8 or data[4:11] != _QUESTION_ONLY:
-            return None  # a response, another opcode, or not exactly one question
-        end = data.find(0, 12, 268)
-        qend = end + 5
-        if end < 0 or qend > n:
-            return None
-        name = data[12:end + 1]
-        lname = name.lower()
-        if lname != name and not tcp:  # 0x20: the query kept in lower case?
+        scanned = scan(data)
+        if scanned is None:
+            return None  # a response, another opcode, not one question, options the plan does not read…
+        qend, key, low, ar, payload, do, ecs_at, source, width, cookie = scanned
+        if low is not None and not tcp:  # 0x20: the query kept in lower case?
             packets = self.packets.get(pop)
-            hit = packets.get(data[2:12] + lname + data[end + 1:]) if packets is not None else None
+            hit = packets.get(low) if packets is not None else None
             if hit is not None:
                 io.counters.queries[hit[3][0]] += 1
                 kept = hit[1]
                 if kept is None:
-                    low = hit[0]
-                    return data[:2] + low[:10] + data[12:qend] + low[qend - 2:], hit[4]
+                    lowered = hit[0]
+                    return data[:2] + lowered[:10] + data[12:qend] + lowered[qend - 2:], hit[4]
                 io.counters.decisions[kept.decision_key] += 1
                 return data[:2] + hit[0][:10] + data[12:qend] + kept.draw(io.rng) + hit[2], hit[4]
             if (alen := self.ecs_lens.get(n)) is not None and (shapes := self.ecs_shapes.get(pop)):
-                shape = shapes.get(data[2:12] + lname + data[end + 1:n - alen])
+                shape = shapes.get(low[:n - 2 - alen])
                 if shape is not None:
                     return self._ecs_shape(shape, data, n, alen, pop, io)
-        key = lname + data[end + 1:qend]
         entry = self.names.get(key)
         if entry is None:
-            if not valid_name(data, 12, end):
-                return None
-            entry = self._shared(key, end - 11) if self.below or self.nodata else None
+            entry = self._shared(key, qend - 16) if self.below or self.nodata else None
             if entry is None:
-                entry = self._miss(key, end - 11)
+                entry = self._miss(key, qend - 16)
                 if entry is None:
                     return None
-        # the OPT record, if any
-        ar = data[11]
-        ecs_at = -1
-        cookie = b""
-        if ar == 0:
-            if n != qend:
-                return None
+        if ar:
+            limit = 65535 if tcp else max(512, min(payload, self.payload))
+            opt = self.opt[do]
+        else:
             limit = 65535 if tcp else 512
             opt = b""
-        elif ar == 1:
-            if n < qend + 11 or data[qend:qend + 3] != b"\x00\x00\x29" or data[qend + 6]:
-                return None  # not a root-owned OPT of EDNS version 0
-            if qend + 11 + (data[qend + 9] << 8 | data[qend + 10]) != n:
-                return None
-            payload = data[qend + 3] << 8 | data[qend + 4]
-            limit = 65535 if tcp else max(512, min(payload, self.payload))
-            pos = qend + 11
-            while pos < n:
-                if pos + 4 > n:
-                    return None
-                code = data[pos] << 8 | data[pos + 1]
-                oend = pos + 4 + (data[pos + 2] << 8 | data[pos + 3])
-                if oend > n:
-                    return None
-                if code == 8 and ecs_at < 0:
-                    ecs_at = pos
-                elif code == 10 and not cookie and (oend - pos == 12 or 20 <= oend - pos <= 44):
-                    cookie = data[pos + 4:pos + 12]
-                else:
-                    return None  # NSID, padding, unknown or repeated options: the strict path
-                pos = oend
-            opt = self.opt[1 if data[qend + 7] & 0x80 else 0]
-        else:
-            return None
-        # ECS (RFC 7871 §6): validated here; anything malformed goes to the strict path (FORMERR)
-        source = -1
         echo = b""
         if ecs_at >= 0:
-            a = ecs_at + 8
-            olen = (data[ecs_at + 2] << 8 | data[ecs_at + 3])
-            if olen < 4:
-                return None
-            family = data[ecs_at + 4] << 8 | data[ecs_at + 5]
-            source = data[ecs_at + 6]
-            width = 4 if family == 1 else 16 if family == 2 else 0
-            alen = olen - 4
-            if (not width or source > width * 8 or data[ecs_at + 7] or alen != (source + 7) >> 3
-                    or (source & 7 and data[a + alen - 1] & (0xFF >> (source & 7)))):
-                return None
-            echo = data[ecs_at:a - 1]
+            olen = data[ecs_at + 2] << 8 | data[ecs_at + 3]
+            echo = data[ecs_at:ecs_at + 7]
         scope = 0
         located = None
         sel: Selection | None = None
@@ -397,9 +338,9 @@ class ServingPlan:
             io.counters.decisions[sel.decision_key] += 1
         if keep and not tcp and not cookie and n <= 512:
             if source < 0 and located is None:
-                self._keep_packet(pop, data, out, qend, len(body), sel, keys, ans, limit, lname)
+                self._keep_packet(pop, data, out, qend, len(body), sel, keys, ans, limit, key[:-4])
             elif source > 0 and ecs_at + 4 + olen == n:
-                self._keep_shape(pop, data, out, n, olen - 4, entry, qend, source, width, limit, opt, lname)
+                self._keep_shape(pop, data, out, n, olen - 4, entry, qend, source, width, limit, opt, key[:-4])
         return out, ans
 
     def _keep_shape(self, pop: str, data: bytes, out: bytes, n: int, alen: int, entry: StaticEntry | LbEntry,
