@@ -45,6 +45,8 @@ MAX_SELECTIONS = 200_000
 selections are dropped and filled again (a size cap, cleared when full: O(1), no bookkeeping
 per query)."""
 
+_ROTATIONS = 8
+"""Most records of a multi-answer selection whose rotations are joined ahead of queries."""
 _SCOPE = tuple(bytes((i,)) for i in range(129))
 _PAD = tuple(bytes(i) for i in range(17))
 _COUNT = tuple(i.to_bytes(2, "big") for i in range(65536))
@@ -123,17 +125,29 @@ class Selection:
     answer: Answer
     longest: int = 0
     turn: int = 0
+    rotations: tuple[bytes, ...] = ()
+    """The answer section of every rotation of ``rrs``, joined once (up to :data:`_ROTATIONS`
+    records; empty for more, which are joined per query)."""
+
+    def __post_init__(self) -> None:
+        rrs = self.rrs
+        if not self.choices and 0 < len(rrs) <= _ROTATIONS:
+            self.rotations = tuple(b"".join(rrs[k:] + rrs[:k]) for k in range(len(rrs)))
 
     def draw(self, rng: Rng) -> bytes:
         """The answer section for one more query."""
         if self.choices:
             w = self.weights
             return self.choices[bisect_right(w, rng.random() * w[-1]) if w[-1] > 0 else 0]
-        rrs = self.rrs
-        n = len(rrs)
+        rotations = self.rotations
+        n = len(rotations)
         if n == 1:
-            return rrs[0]
-        self.turn = k = (self.turn + 1) % n
+            return rotations[0]
+        if n:
+            self.turn = k = (self.turn + 1) % n
+            return rotations[k]
+        rrs = self.rrs
+        self.turn = k = (self.turn + 1) % len(rrs)
         return b"".join(rrs[k:] + rrs[:k])
 
 
@@ -277,7 +291,9 @@ class ServingPlan:
                 if entry is None:
                     return None
         if ar:
-            limit = 65535 if tcp else max(512, min(payload, self.payload))
+            limit = 65535 if tcp else payload if payload < self.payload else self.payload
+            if limit < 512:
+                limit = 512  # RFC 6891 §6.2.3: a payload below 512 is read as 512
             opt = self.opt[do]
         else:
             limit = 65535 if tcp else 512

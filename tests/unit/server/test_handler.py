@@ -28,6 +28,7 @@ from lbdns.geo.location import StaticGeoTable
 from lbdns.health.view import OriginState
 from lbdns.server.handler import Handler
 from lbdns.server.state import Current, StateRef
+from lbdns.wire.render import make_server_cookie
 from tests.fixtures.geo import BASE_GEO_TABLE, BASE_POPS
 from tests.fixtures.snapshots import Built, build, build_dir, healthy, query_wire
 from tests.integration.harness import Fixture
@@ -201,6 +202,18 @@ def test_cookie_answered_from_the_plan_per_client(static):
     again, other = reply(h, wire), reply(h, wire, peer="198.51.100.6")
     assert again.to_wire() == msg.to_wire() == strict(h, wire).to_wire()
     assert next(o for o in other.options if o.otype == 10).to_wire() != cookie.to_wire()  # per client address
+
+
+def test_server_cookie_kept_per_client_cookie_and_address_and_new_with_a_new_secret(static):
+    """The kept server cookies are exactly RFC 7873 §4.2's derivation for the current secret:
+    per client cookie and address, and recomputed when the secret is rotated."""
+    h = make_handler(static, geo=None)
+    pairs = [(bytes([i]) * 8, f"198.51.100.{j}") for i in range(3) for j in range(3)]
+    for secret in (b"\x01" * 16, b"\x02" * 16):
+        h.cookie_secret = secret
+        for _ in range(2):
+            for client, peer in pairs:
+                assert h.server_cookie(client, peer) == make_server_cookie(secret, client, peer)
 
 
 def test_static_plan_entry_any_case_new_id_and_dropped_on_reload(static, tmp_path):
