@@ -14,9 +14,20 @@ servers share the machine's noise):
   ``/proc/PID/stat`` of the server process over the run, divided by the server's own query
   counter: ``lbdns_queries_total``, gdnsd's ``udp.reqs + tcp.reqs``) — CPU per query moves far
   less than qps when other processes share the machine;
-* latency: p50/p99 of every answered query at a light fixed load (``--light-qps``, 2,000) and at
+* latency: p50/p99 of the answered queries at a light fixed load (``--light-qps``, 2,000) and at
   a fixed 20,000 qps (``--fixed-qps``), from dnsperf's per-query output (``-v``). A ``*`` after
-  the p99 means dnsperf could not send the fixed rate (the server fell behind).
+  the p99 means dnsperf could not send the fixed rate (the server fell behind). Each latency run
+  lasts ``--latency-duration`` (6) seconds and is repeated ``--latency-repeats`` (3) times, the
+  servers alternating; the table shows the median of the repeats and, in brackets, the range of
+  the p99 at the fixed load. The answers of the first ``--latency-skip`` (1) second of each run are
+  not counted: ``dnsperf -Q`` starts below the rate and then sends the shortfall at once, bursts
+  of 500–1,500 queries within ~15 ms in the first 150 ms (seen with the kernel's receive
+  timestamps on the server's socket) — at 20,000 qps one such burst is ~1 % of a 6-second run, so
+  it alone would set the p99 of any server slower than ~10 µs/query. p99 on a shared machine also
+  moves with other processes taking the server's core: compare the ratio of the same run, and
+  the repeats' range. ``wait`` after it is the share of those runs (median) in which the server's
+  threads were runnable but waiting for their core (``/proc/PID/task/*/schedstat``): well above a
+  few per cent, other processes took the server's core and the p99 measures them.
 
 A ``ratio`` row under each workload divides every lbdns figure by gdnsd's (for qps higher is
 better, for µs and ms lower is better).
@@ -38,7 +49,7 @@ dnsperf sends every query from 127.0.0.1, far above any per-client limit, so
   answers and slips that came back, and ``handled`` (queries the server processed per second,
   from its own counter) is the server's capacity under that flood. No latency runs.
 
-A full run (8 workloads, lbdns and gdnsd, ``--rounds 2``) takes 7 to 8 minutes.
+A full run (8 workloads, lbdns and gdnsd, ``--rounds 2``) takes about 18 minutes, 11 of them latency runs.
 """
 
 from __future__ import annotations
@@ -118,10 +129,11 @@ def parse_summary(text: str) -> dict[str, float]:
     }
 
 
-def percentiles(text: str) -> tuple[float, float, int]:
-    """(p50 ms, p99 ms, answered queries) from ``dnsperf -v`` output (one ``> RCODE ... latency``
-    line per answer); NaNs when nothing was answered."""
-    lat = [float(m.group(1)) * 1000 for m in re.finditer(r"^> \S+ .* ([\d.]+)$", text, re.M)]
+def percentiles(text: str, skip: int = 0) -> tuple[float, float, int]:
+    """(p50 ms, p99 ms, answered queries counted) from ``dnsperf -v`` output (one ``> RCODE ...
+    latency`` line per answer, in the order the answers came), leaving out the first ``skip``
+    answers; NaNs when nothing is left."""
+    lat = [float(m.group(1)) * 1000 for m in re.finditer(r"^> \S+ .* ([\d.]+)$", text, re.M)][skip:]
     if not lat:
         return float("nan"), float("nan"), 0
     lat.sort()
@@ -139,6 +151,19 @@ def process_cpu_seconds(pid: int) -> float:
         return float("nan")
     fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": field 3 (state) is fields[0]
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_queue_wait_seconds(pid: int) -> float:
+    """Seconds the threads of process ``pid`` have spent runnable but waiting for a CPU so far (the
+    second field of ``/proc/PID/task/TID/schedstat``, summed; sched-stats.rst of the Linux docs);
+    NaN when it cannot be read (not Linux, no schedstats)."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return total / 1e9
 
 
 class Server:
@@ -160,6 +185,10 @@ class Server:
         the CPU delta excludes both readings and the query delta includes every query of the run."""
         cpu = process_cpu_seconds(self.proc.pid) if self.proc else float("nan")
         return self.queries(), cpu
+
+    def waited(self) -> float:
+        """Seconds the server has waited for a CPU so far (NaN: unknown)."""
+        return run_queue_wait_seconds(self.proc.pid) if self.proc else float("nan")
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s, to a server the bench started."""
@@ -396,9 +425,13 @@ HEADER = (f"{'workload':10} {'server':12} {'qps':>8} {'avg ms':>7} {'lost %':>6}
 def row(workload: str, server: str, r: dict[str, Any]) -> str:
     """One table line of a server's figures (the keys of :data:`NUMBERS`)."""
     star = "*" if r.get("fixed_short") else " "
+    lo, hi = r.get("p99_fixed_range", (float("nan"), float("nan")))
+    spread = f" [{lo:.3f}–{hi:.3f}]" if lo == lo and lo != hi else ""
+    waited = r.get("fixed_waited", float("nan"))
+    spread += f" wait {waited:.0%}" if waited == waited else ""
     return (f"{workload:10} {server:12} {r['qps']:8.0f} {r['avg_ms']:7.3f} {r['lost_pct']:6.2f} {r['handled']:8.0f} "
             f"{r['cpu_us']:8.2f} {r['p50_light']:7.3f} {r['p99_light']:7.3f} {r['p50_fixed']:7.3f} "
-            f"{r['p99_fixed']:7.3f}{star}")
+            f"{r['p99_fixed']:7.3f}{star}{spread}")
 
 
 def ratio_row(workload: str, name: str, a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -426,15 +459,21 @@ def capacity(server: Server, datafile: Path, binary: bool, args: argparse.Namesp
 
 
 def latency(server: Server, datafile: Path, binary: bool, args: argparse.Namespace, qps: int, clients: int
-            ) -> tuple[float, float, bool]:
-    """p50 and p99 ms at a fixed ``qps`` (``dnsperf -Q``), and whether dnsperf sent less than
-    95 % of that rate (NaNs when ``qps`` is 0)."""
+            ) -> tuple[float, float, bool, float]:
+    """p50 and p99 ms at a fixed ``qps`` (``dnsperf -Q``) over the answers after the first
+    ``args.latency_skip`` seconds' worth, whether dnsperf sent less than 95 % of that rate, and the
+    share of the run (0–1, summed over the server's threads) the server spent waiting for its
+    core (NaNs when ``qps`` is 0)."""
+    nan = float("nan")
     if not qps:
-        return float("nan"), float("nan"), False
-    text = run_dnsperf(server.port, datafile, binary=binary, cpu=args.client_cpu, duration=args.latency_duration,
-                       clients=clients, outstanding=max(100, qps // 20), qps_limit=qps, verbose=True)
-    p50, p99, _ = percentiles(text)
-    return p50, p99, parse_summary(text)["qps"] < 0.95 * qps
+        return nan, nan, False, nan
+    w0, t0 = server.waited(), time.monotonic()
+    text = run_dnsperf(server.port, datafile, binary=binary, cpu=args.client_cpu,
+                       duration=args.latency_duration + args.latency_skip, clients=clients,
+                       outstanding=max(100, qps // 20), qps_limit=qps, verbose=True)
+    waited = (server.waited() - w0) / (time.monotonic() - t0)
+    p50, p99, _ = percentiles(text, skip=int(qps * args.latency_skip))
+    return p50, p99, parse_summary(text)["qps"] < 0.95 * qps, waited
 
 
 def alternate(servers: list[Server], i: int) -> Iterable[Server]:
@@ -455,9 +494,10 @@ def bench_workload(w: str, datafile: Path, binary: bool, servers: list[Server], 
             # limited queries are never answered: keep enough outstanding to go on flooding
             outstanding = max(args.outstanding, 50_000) if modes.get(s.name) == "on" else args.outstanding
             runs[s.name].append(capacity(s, datafile, binary, args, outstanding))
+    nan = float("nan")
     results: dict[str, dict[str, Any]] = {}
     for s in servers:
-        rs = runs[s.name]
+        rs = runs[s.name] or [({"qps": nan, "avg_ms": nan, "lost_pct": nan}, nan, nan)]  # --rounds 0
         results[s.name] = {
             "qps": statistics.median(r[0]["qps"] for r in rs),
             "avg_ms": statistics.median(r[0]["avg_ms"] for r in rs),
@@ -466,12 +506,19 @@ def bench_workload(w: str, datafile: Path, binary: bool, servers: list[Server], 
             "cpu_us": statistics.median(r[2] for r in rs),
         }
     for i, (load, key) in enumerate(((args.light_qps, "light"), (args.fixed_qps, "fixed"))):
-        for s in alternate(servers, i):
-            qps = 0 if modes.get(s.name) == "on" else load  # RRL drops: the latencies would mean nothing
-            p50, p99, short = latency(s, datafile, binary, args, qps, 1 if key == "light" else args.clients)
-            results[s.name][f"p50_{key}"], results[s.name][f"p99_{key}"] = p50, p99
+        lat: dict[str, list[tuple[float, float, bool, float]]] = {s.name: [] for s in servers}
+        for rep in range(max(1, args.latency_repeats)):
+            for s in alternate(servers, i + rep):
+                qps = 0 if modes.get(s.name) == "on" else load  # RRL drops: the latencies would mean nothing
+                lat[s.name].append(latency(s, datafile, binary, args, qps, 1 if key == "light" else args.clients))
+        for s in servers:
+            ls = lat[s.name]
+            results[s.name][f"p50_{key}"] = statistics.median(x[0] for x in ls)
+            results[s.name][f"p99_{key}"] = statistics.median(x[1] for x in ls)
             if key == "fixed":
-                results[s.name]["fixed_short"] = short
+                results[s.name]["fixed_short"] = any(x[2] for x in ls)
+                results[s.name]["p99_fixed_range"] = (min(x[1] for x in ls), max(x[1] for x in ls))
+                results[s.name]["fixed_waited"] = statistics.median(x[3] for x in ls)
     return results
 
 
@@ -493,10 +540,17 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per throughput run (dnsperf -l)")
     ap.add_argument("--clients", type=int, default=10, help="dnsperf -c")
     ap.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
-    ap.add_argument("--rounds", type=int, default=1, help="throughput runs per workload and server (median)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="throughput runs per workload and server (median; 0 = latency runs only)")
     ap.add_argument("--light-qps", type=int, default=2000, help="light fixed load for a p50/p99 run (0 = skip)")
     ap.add_argument("--fixed-qps", type=int, default=20000, help="fixed load for a second p50/p99 run (0 = skip)")
-    ap.add_argument("--latency-duration", type=float, default=2.0, help="seconds per p50/p99 run")
+    ap.add_argument("--latency-duration", type=float, default=6.0,
+                    help="seconds per p50/p99 run, counted after --latency-skip")
+    ap.add_argument("--latency-skip", type=float, default=1.0,
+                    help="seconds at the start of each p50/p99 run whose answers are not counted (dnsperf's "
+                         "catch-up bursts)")
+    ap.add_argument("--latency-repeats", type=int, default=3,
+                    help="p50/p99 runs per load, workload and server (median; the p99 range is shown)")
     ap.add_argument("--queries", type=int, default=50_000,
                     help="messages per generated query file (different names, cookies, ECS networks); "
                          "dnsperf cycles through the file")
@@ -565,6 +619,9 @@ def main() -> int:
         print(f"dnsperf -c {args.clients} -q {args.outstanding} -l {args.duration:g} -t 1, median of {args.rounds}; "
               f"servers on cpu {args.server_cpu or 'any'}, dnsperf on cpu {args.client_cpu or 'any'}; "
               f"GeoIP {geoip_db}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        print(f"latency: dnsperf -Q, {args.latency_duration:g} s counted after {args.latency_skip:g} s, median of "
+              f"{max(1, args.latency_repeats)} (p99 range at the fixed load in brackets; wait: the share of those "
+              "runs the server waited for its core)")
         light, fixed = f"at {args.light_qps:,} qps", f"at {args.fixed_qps:,} qps"
         print(f"{'':76}{light:^15} {fixed:^16}")
         print(HEADER, flush=True)
