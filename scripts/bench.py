@@ -22,12 +22,16 @@ servers share the machine's noise):
   the p99 at the fixed load. The answers of the first ``--latency-skip`` (1) second of each run are
   not counted: ``dnsperf -Q`` starts below the rate and then sends the shortfall at once, bursts
   of 500–1,500 queries within ~15 ms in the first 150 ms (seen with the kernel's receive
-  timestamps on the server's socket) — at 20,000 qps one such burst is ~1 % of a 6-second run, so
-  it alone would set the p99 of any server slower than ~10 µs/query. p99 on a shared machine also
+  timestamps on the server's socket) — ~1 % of a 6-second run at 20,000 qps, so that burst alone
+  can set the p99 (1,400 queries at 10 µs each are a 14 ms queue). p99 on a shared machine also
   moves with other processes taking the server's core: compare the ratio of the same run, and
   the repeats' range. ``wait`` after it is the share of those runs (median) in which the server's
-  threads were runnable but waiting for their core (``/proc/PID/task/*/schedstat``): well above a
-  few per cent, other processes took the server's core and the p99 measures them.
+  threads were runnable but waiting for their core (``/proc/PID/task/*/schedstat``), ``steal``
+  the share the hypervisor took that core away (``/proc/stat``, a virtual machine's neighbours):
+  well above a few per cent, the p99 measures them more than the server. They hit a server that
+  needs more CPU per query harder: the busier its core at the fixed rate, the longer the queue a
+  few milliseconds taken away leave behind, and the slower it drains (``cpu µs/q`` × qps is that
+  busy share).
 
 A ``ratio`` row under each workload divides every lbdns figure by gdnsd's (for qps higher is
 better, for µs and ms lower is better).
@@ -164,6 +168,21 @@ def run_queue_wait_seconds(pid: int) -> float:
     except (OSError, IndexError, ValueError):
         return float("nan")
     return total / 1e9
+
+
+def cpu_steal_seconds(cpu: str) -> float:
+    """Seconds the hypervisor has kept CPU ``cpu`` (a number, as ``--server-cpu``) from this
+    machine so far: the ``steal`` field of its line in ``/proc/stat`` (proc(5)); NaN when ``cpu``
+    is not one CPU or the field cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                fields = line.split()
+                if fields[0] == f"cpu{int(cpu)}":
+                    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("nan")
 
 
 class Server:
@@ -429,6 +448,8 @@ def row(workload: str, server: str, r: dict[str, Any]) -> str:
     spread = f" [{lo:.3f}–{hi:.3f}]" if lo == lo and lo != hi else ""
     waited = r.get("fixed_waited", float("nan"))
     spread += f" wait {waited:.0%}" if waited == waited else ""
+    stolen = r.get("fixed_stolen", float("nan"))
+    spread += f" steal {stolen:.0%}" if stolen == stolen else ""
     return (f"{workload:10} {server:12} {r['qps']:8.0f} {r['avg_ms']:7.3f} {r['lost_pct']:6.2f} {r['handled']:8.0f} "
             f"{r['cpu_us']:8.2f} {r['p50_light']:7.3f} {r['p99_light']:7.3f} {r['p50_fixed']:7.3f} "
             f"{r['p99_fixed']:7.3f}{star}{spread}")
@@ -459,21 +480,22 @@ def capacity(server: Server, datafile: Path, binary: bool, args: argparse.Namesp
 
 
 def latency(server: Server, datafile: Path, binary: bool, args: argparse.Namespace, qps: int, clients: int
-            ) -> tuple[float, float, bool, float]:
+            ) -> tuple[float, float, bool, float, float]:
     """p50 and p99 ms at a fixed ``qps`` (``dnsperf -Q``) over the answers after the first
-    ``args.latency_skip`` seconds' worth, whether dnsperf sent less than 95 % of that rate, and the
+    ``args.latency_skip`` seconds' worth, whether dnsperf sent less than 95 % of that rate, the
     share of the run (0–1, summed over the server's threads) the server spent waiting for its
-    core (NaNs when ``qps`` is 0)."""
+    core, and the share the hypervisor stole from that core (NaNs when ``qps`` is 0)."""
     nan = float("nan")
     if not qps:
-        return nan, nan, False, nan
-    w0, t0 = server.waited(), time.monotonic()
+        return nan, nan, False, nan, nan
+    w0, s0, t0 = server.waited(), cpu_steal_seconds(args.server_cpu), time.monotonic()
     text = run_dnsperf(server.port, datafile, binary=binary, cpu=args.client_cpu,
                        duration=args.latency_duration + args.latency_skip, clients=clients,
                        outstanding=max(100, qps // 20), qps_limit=qps, verbose=True)
-    waited = (server.waited() - w0) / (time.monotonic() - t0)
+    took = time.monotonic() - t0
+    waited, stolen = (server.waited() - w0) / took, (cpu_steal_seconds(args.server_cpu) - s0) / took
     p50, p99, _ = percentiles(text, skip=int(qps * args.latency_skip))
-    return p50, p99, parse_summary(text)["qps"] < 0.95 * qps, waited
+    return p50, p99, parse_summary(text)["qps"] < 0.95 * qps, waited, stolen
 
 
 def alternate(servers: list[Server], i: int) -> Iterable[Server]:
@@ -506,7 +528,7 @@ def bench_workload(w: str, datafile: Path, binary: bool, servers: list[Server], 
             "cpu_us": statistics.median(r[2] for r in rs),
         }
     for i, (load, key) in enumerate(((args.light_qps, "light"), (args.fixed_qps, "fixed"))):
-        lat: dict[str, list[tuple[float, float, bool, float]]] = {s.name: [] for s in servers}
+        lat: dict[str, list[tuple[float, float, bool, float, float]]] = {s.name: [] for s in servers}
         for rep in range(max(1, args.latency_repeats)):
             for s in alternate(servers, i + rep):
                 qps = 0 if modes.get(s.name) == "on" else load  # RRL drops: the latencies would mean nothing
@@ -519,6 +541,7 @@ def bench_workload(w: str, datafile: Path, binary: bool, servers: list[Server], 
                 results[s.name]["fixed_short"] = any(x[2] for x in ls)
                 results[s.name]["p99_fixed_range"] = (min(x[1] for x in ls), max(x[1] for x in ls))
                 results[s.name]["fixed_waited"] = statistics.median(x[3] for x in ls)
+                results[s.name]["fixed_stolen"] = statistics.median(x[4] for x in ls)
     return results
 
 
@@ -621,7 +644,7 @@ def main() -> int:
               f"GeoIP {geoip_db}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         print(f"latency: dnsperf -Q, {args.latency_duration:g} s counted after {args.latency_skip:g} s, median of "
               f"{max(1, args.latency_repeats)} (p99 range at the fixed load in brackets; wait: the share of those "
-              "runs the server waited for its core)")
+              "runs the server waited for its core; steal: the share the hypervisor took from that core)")
         light, fixed = f"at {args.light_qps:,} qps", f"at {args.fixed_qps:,} qps"
         print(f"{'':76}{light:^15} {fixed:^16}")
         print(HEADER, flush=True)

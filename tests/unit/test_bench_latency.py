@@ -51,3 +51,11 @@ def test_run_queue_wait_of_this_process(bench: ModuleType) -> None:
         pytest.skip("no /proc: not Linux")
     assert waited >= 0.0
     assert math.isnan(bench.run_queue_wait_seconds(2**22 + 12345))  # above pid_max: no such process
+
+
+def test_steal_of_one_cpu(bench: ModuleType) -> None:
+    if not Path("/proc/stat").is_file():
+        pytest.skip("no /proc/stat: not Linux")
+    assert bench.cpu_steal_seconds("0") >= 0.0
+    assert math.isnan(bench.cpu_steal_seconds("0-1"))  # not one CPU
+    assert math.isnan(bench.cpu_steal_seconds(""))  # no pinning
