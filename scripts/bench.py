@@ -25,13 +25,13 @@ servers share the machine's noise):
   timestamps on the server's socket) — ~1 % of a 6-second run at 20,000 qps, so that burst alone
   can set the p99 (1,400 queries at 10 µs each are a 14 ms queue). p99 on a shared machine also
   moves with other processes taking the server's core: compare the ratio of the same run, and
-  the repeats' range. ``wait`` after it is the share of those runs (median) in which the server's
-  threads were runnable but waiting for their core (``/proc/PID/task/*/schedstat``), ``steal``
+  the repeats' range. After it, as shares of those runs (median): ``busy``, the server's CPU
+  time; ``wait``, the time its threads were runnable but waiting for their core
+  (``/proc/PID/task/*/schedstat``); ``steal``
   the share the hypervisor took that core away (``/proc/stat``, a virtual machine's neighbours):
   well above a few per cent, the p99 measures them more than the server. They hit a server that
   needs more CPU per query harder: the busier its core at the fixed rate, the longer the queue a
-  few milliseconds taken away leave behind, and the slower it drains (``cpu µs/q`` × qps is that
-  busy share).
+  few milliseconds taken away leave behind, and the slower it drains.
 
 A ``ratio`` row under each workload divides every lbdns figure by gdnsd's (for qps higher is
 better, for µs and ms lower is better).
@@ -446,10 +446,9 @@ def row(workload: str, server: str, r: dict[str, Any]) -> str:
     star = "*" if r.get("fixed_short") else " "
     lo, hi = r.get("p99_fixed_range", (float("nan"), float("nan")))
     spread = f" [{lo:.3f}–{hi:.3f}]" if lo == lo and lo != hi else ""
-    waited = r.get("fixed_waited", float("nan"))
-    spread += f" wait {waited:.0%}" if waited == waited else ""
-    stolen = r.get("fixed_stolen", float("nan"))
-    spread += f" steal {stolen:.0%}" if stolen == stolen else ""
+    for share in ("busy", "wait", "steal"):
+        x = r.get(f"fixed_{share}", float("nan"))
+        spread += f" {share} {x:.0%}" if x == x else ""
     return (f"{workload:10} {server:12} {r['qps']:8.0f} {r['avg_ms']:7.3f} {r['lost_pct']:6.2f} {r['handled']:8.0f} "
             f"{r['cpu_us']:8.2f} {r['p50_light']:7.3f} {r['p99_light']:7.3f} {r['p50_fixed']:7.3f} "
             f"{r['p99_fixed']:7.3f}{star}{spread}")
@@ -480,22 +479,25 @@ def capacity(server: Server, datafile: Path, binary: bool, args: argparse.Namesp
 
 
 def latency(server: Server, datafile: Path, binary: bool, args: argparse.Namespace, qps: int, clients: int
-            ) -> tuple[float, float, bool, float, float]:
+            ) -> tuple[float, float, bool, float, float, float]:
     """p50 and p99 ms at a fixed ``qps`` (``dnsperf -Q``) over the answers after the first
-    ``args.latency_skip`` seconds' worth, whether dnsperf sent less than 95 % of that rate, the
-    share of the run (0–1, summed over the server's threads) the server spent waiting for its
-    core, and the share the hypervisor stole from that core (NaNs when ``qps`` is 0)."""
+    ``args.latency_skip`` seconds' worth, whether dnsperf sent less than 95 % of that rate, then
+    three shares of the run (0–1): the server's CPU time (user + system, all threads), the time
+    its threads spent waiting for their core, and the time the hypervisor stole from that core
+    (NaNs when ``qps`` is 0 or unknown)."""
     nan = float("nan")
     if not qps:
-        return nan, nan, False, nan, nan
+        return nan, nan, False, nan, nan, nan
+    c0 = process_cpu_seconds(server.proc.pid) if server.proc else nan
     w0, s0, t0 = server.waited(), cpu_steal_seconds(args.server_cpu), time.monotonic()
     text = run_dnsperf(server.port, datafile, binary=binary, cpu=args.client_cpu,
                        duration=args.latency_duration + args.latency_skip, clients=clients,
                        outstanding=max(100, qps // 20), qps_limit=qps, verbose=True)
     took = time.monotonic() - t0
     waited, stolen = (server.waited() - w0) / took, (cpu_steal_seconds(args.server_cpu) - s0) / took
+    busy = (process_cpu_seconds(server.proc.pid) - c0) / took if server.proc else nan
     p50, p99, _ = percentiles(text, skip=int(qps * args.latency_skip))
-    return p50, p99, parse_summary(text)["qps"] < 0.95 * qps, waited, stolen
+    return p50, p99, parse_summary(text)["qps"] < 0.95 * qps, busy, waited, stolen
 
 
 def alternate(servers: list[Server], i: int) -> Iterable[Server]:
@@ -528,7 +530,7 @@ def bench_workload(w: str, datafile: Path, binary: bool, servers: list[Server], 
             "cpu_us": statistics.median(r[2] for r in rs),
         }
     for i, (load, key) in enumerate(((args.light_qps, "light"), (args.fixed_qps, "fixed"))):
-        lat: dict[str, list[tuple[float, float, bool, float, float]]] = {s.name: [] for s in servers}
+        lat: dict[str, list[tuple[float, float, bool, float, float, float]]] = {s.name: [] for s in servers}
         for rep in range(max(1, args.latency_repeats)):
             for s in alternate(servers, i + rep):
                 qps = 0 if modes.get(s.name) == "on" else load  # RRL drops: the latencies would mean nothing
@@ -540,8 +542,8 @@ def bench_workload(w: str, datafile: Path, binary: bool, servers: list[Server], 
             if key == "fixed":
                 results[s.name]["fixed_short"] = any(x[2] for x in ls)
                 results[s.name]["p99_fixed_range"] = (min(x[1] for x in ls), max(x[1] for x in ls))
-                results[s.name]["fixed_waited"] = statistics.median(x[3] for x in ls)
-                results[s.name]["fixed_stolen"] = statistics.median(x[4] for x in ls)
+                for n, share in enumerate(("busy", "wait", "steal")):
+                    results[s.name][f"fixed_{share}"] = statistics.median(x[3 + n] for x in ls)
     return results
 
 
@@ -643,8 +645,8 @@ def main() -> int:
               f"servers on cpu {args.server_cpu or 'any'}, dnsperf on cpu {args.client_cpu or 'any'}; "
               f"GeoIP {geoip_db}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         print(f"latency: dnsperf -Q, {args.latency_duration:g} s counted after {args.latency_skip:g} s, median of "
-              f"{max(1, args.latency_repeats)} (p99 range at the fixed load in brackets; wait: the share of those "
-              "runs the server waited for its core; steal: the share the hypervisor took from that core)")
+              f"{max(1, args.latency_repeats)} (p99 range at the fixed load in brackets; busy: the server's CPU time, "
+              "wait: its wait for its core, steal: the hypervisor's take of that core, as shares of those runs)")
         light, fixed = f"at {args.light_qps:,} qps", f"at {args.fixed_qps:,} qps"
         print(f"{'':76}{light:^15} {fixed:^16}")
         print(HEADER, flush=True)
