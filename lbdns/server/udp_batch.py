@@ -72,6 +72,7 @@ class BatchUdpServer:
         self.pop = pop
         self.n = max(1, min(batch, 1024))
         self._batch = _Batch(self.fd, self.n)
+        self._serve = self._batch.serve
         self._loop: asyncio.AbstractEventLoop | None = None
         self._peers: dict[bytes, str] = {}
 
@@ -100,7 +101,7 @@ class BatchUdpServer:
     def _readable(self) -> None:
         handler = self.handler
         rrl = handler.rrl
-        failed = self._batch.serve(handler.handle, self.pop, rrl.filter if rrl is not None else None,
-                                   self._peers, self._peer, _ROUNDS)
+        failed = self._serve(handler.handle, self.pop, rrl.filter if rrl is not None else None,
+                             self._peers, self._peer, _ROUNDS)
         if failed:
             handler.counters.udp_send_failed += failed
