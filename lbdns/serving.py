@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, Protocol
 
@@ -157,10 +157,15 @@ class LbEntry:
     location (PoP code → selection); ``by_location`` those decided by a location (PoP code, ECS
     present, id of the GeoIP record of the ECS address — or, without ECS, of the resolver
     address → (the record, to check identity; the deciding network's prefix length for the ECS
-    scope, :func:`ecs_scope`; the selection))."""
+    scope, :func:`ecs_scope`; the selection)); ``by_fallback`` those of ECS queries whose
+    location came from the resolver address or the PoP although ECS was present (its address
+    has no GeoIP data, or not what the policy needs; or the policy does not prefer ECS): (PoP,
+    id of the ECS address's record, id of the resolver address's record) → (both records, the
+    prefix, the selection)."""
 
     by_pop: dict[str, Selection]
     by_location: dict[tuple[str, bool, int], tuple[object, int, Selection]]
+    by_fallback: dict[tuple[str, int, int], tuple[object, object, int, Selection]] = field(default_factory=dict)
 
 
 def ecs_scope(network_prefix: int, source: int) -> int:
@@ -263,7 +268,7 @@ class ServingPlan:
         if not tcp and (alen := self.ecs_lens.get(n)) is not None and (shapes := self.ecs_shapes.get(pop)):
             shape = shapes.get(data[2:n - alen])
             if shape is not None:  # None from it: reading the question and OPT again would give None too
-                return self._ecs_shape(shape, data, n, alen, pop, io)
+                return self._ecs_shape(shape, data, n, alen, pop, peer_ip, io)
         scanned = scan(data)
         if scanned is None:
             return None  # a response, another opcode, not one question, options the plan does not read…
@@ -282,7 +287,7 @@ class ServingPlan:
             if (alen := self.ecs_lens.get(n)) is not None and (shapes := self.ecs_shapes.get(pop)):
                 shape = shapes.get(low[:n - 2 - alen])
                 if shape is not None:
-                    return self._ecs_shape(shape, data, n, alen, pop, io)
+                    return self._ecs_shape(shape, data, n, alen, pop, peer_ip, io)
         entry = self.names.get(key)
         if entry is None:
             entry = self._shared(key, qend - 16) if self.below or self.nodata else None
@@ -315,7 +320,7 @@ class ServingPlan:
             keep = True
             sel = entry.by_pop.get(pop)
             if sel is None:
-                if not entry.by_location:
+                if not entry.by_location and not entry.by_fallback:
                     return None
                 rec = None
                 arg: object = None
@@ -328,8 +333,10 @@ class ServingPlan:
                     rec = io.geo(arg)
                 located = entry.by_location.get((pop, source > 0, id(rec)))
                 if located is None or located[0] is not rec:
-                    io.looked_up = (arg, rec)
-                    return None
+                    located = self._fell_back(entry, pop, rec, peer_ip, io) if source > 0 else None
+                    if located is None:
+                        io.looked_up = (arg, rec)
+                        return None
                 if source > 0:
                     scope = ecs_scope(located[1], source)
                 sel = located[2]
@@ -374,7 +381,7 @@ class ServingPlan:
                                     _PAD[width - alen], (data[2] & 1) << 1 | 1, opt[:len(opt) - alen - 1], limit)
         self.ecs_lens[n] = alen
 
-    def _ecs_shape(self, shape: tuple[Any, ...], data: bytes, n: int, alen: int, pop: str,
+    def _ecs_shape(self, shape: tuple[Any, ...], data: bytes, n: int, alen: int, pop: str, peer_ip: str,
                    io: Io) -> tuple[bytes, Answer] | None:
         """The response to an ECS query of a kept shape (see :meth:`_keep_shape`), or None."""
         entry, static, qend, source, low_mask, pad, head, opt, limit = shape
@@ -391,8 +398,10 @@ class ServingPlan:
             rec = io.geo(packed) if io.geo is not None else None
             located = entry.by_location.get((pop, True, id(rec)))
             if located is None or located[0] is not rec:
-                io.looked_up = (packed, rec)
-                return None
+                located = self._fell_back(entry, pop, rec, peer_ip, io)
+                if located is None:
+                    io.looked_up = (packed, rec)
+                    return None
             scope = ecs_scope(located[1], source)
             sel = located[2]
         body = sel.draw(io.rng)
@@ -402,6 +411,19 @@ class ServingPlan:
         io.counters.queries[sel.keys[0]] += 1
         io.counters.decisions[sel.decision_key] += 1
         return out, sel.answer
+
+    @staticmethod
+    def _fell_back(entry: LbEntry, pop: str, rec: object, peer_ip: str, io: Io) -> tuple[object, int, Selection] | None:
+        """The kept (record, prefix, selection) of an ECS query whose ECS address's GeoIP record
+        ``rec`` did not decide, from :attr:`LbEntry.by_fallback` keyed with the resolver
+        address's record too; or None."""
+        if not entry.by_fallback or io.geo is None:
+            return None
+        res = io.geo(peer_ip)
+        hit = entry.by_fallback.get((pop, id(rec), id(res)))
+        if hit is None or hit[0] is not rec or hit[1] is not res:
+            return None
+        return rec, hit[2], hit[3]
 
     def _keep_packet(self, pop: str, data: bytes, out: bytes, qend: int, section: int, sel: Selection | None,
                      keys: tuple[tuple[str, int, int], tuple[str, int, int]], ans: Answer, limit: int,
@@ -533,14 +555,15 @@ class ServingPlan:
                            _counter_keys(self.buckets[qtype], ans.rcode), ans)
 
     def learn_lb(self, key: bytes, pop: str, ans: Answer, ecs_present: bool, rec: object,
-                 decision_key: tuple[str, str, bool], qtype: int) -> None:
+                 decision_key: tuple[str, str, bool], qtype: int, resolver_rec: object = None) -> None:
         """Keep the selection of a cacheable LB answer computed on the strict path: per PoP when
         no client location was used; else per (PoP, ECS present, GeoIP record ``rec``). With
-        ECS, ``rec`` is the ECS address's record, and the selection is kept when the location
-        came from it or, with ``mode: pop``, from the PoP (not when ECS fell through to the
-        resolver address, which is not in the key). Without ECS (or with a /0), ``rec`` is the
-        resolver address's record, which decides every location that query can get (the
-        resolver's, or the PoP's when it has none)."""
+        ECS, ``rec`` is the ECS address's record, and the selection is kept under it when the
+        location came from it or, with ``mode: pop``, from the PoP; when the resolver address
+        decided instead (or, with ``mode: resolver_ip``, the PoP after it), under both records,
+        ``resolver_rec`` being the resolver address's (:attr:`LbEntry.by_fallback`). Without ECS
+        (or with a /0), ``rec`` is the resolver address's record, which decides every location
+        that query can get (the resolver's, or the PoP's when it has none)."""
         d = ans.decision
         if d is None or ans.lb is None or not (ans.rrs or ans.weighted):
             return
@@ -560,8 +583,6 @@ class ServingPlan:
             entry.by_pop[pop] = sel
             self.selections += 1
             return
-        if ecs_present and (loc.source == "resolver" or (loc.source == "pop" and ans.lb.base.location_mode != "pop")):
-            return
         prefix = -2
         if loc.source == "ecs" and loc.network_prefix is not None:
             prefix = loc.network_prefix
@@ -569,22 +590,28 @@ class ServingPlan:
             prefix = -1  # consulted but no data: SCOPE = SOURCE (RFC 7871 §7.2.1)
         if self.selections >= MAX_SELECTIONS:
             self._drop_located()
-        entry.by_location[(pop, ecs_present, id(rec))] = (rec, prefix, sel)
+        if ecs_present and (loc.source == "resolver" or (loc.source == "pop" and ans.lb.base.location_mode != "pop")):
+            # the resolver address decided (or, having no location either, left it to the PoP)
+            entry.by_fallback[(pop, id(rec), id(resolver_rec))] = (rec, resolver_rec, prefix, sel)
+        else:
+            entry.by_location[(pop, ecs_present, id(rec))] = (rec, prefix, sel)
         self.selections += 1
 
     def _drop_located(self) -> None:
         self.shared.clear()
         self.packets.clear()
         for entry in self.names.values():
-            if type(entry) is LbEntry and entry.by_location:
-                self.selections -= len(entry.by_location)
+            if type(entry) is LbEntry and (entry.by_location or entry.by_fallback):
+                self.selections -= len(entry.by_location) + len(entry.by_fallback)
                 entry.by_location = {}
+                entry.by_fallback = {}
 
     def tables(self) -> Iterable[dict[Any, Any]]:
         """The plan's dicts, for releasing a replaced plan a slice at a time."""
         for entry in self.names.values():
             if type(entry) is LbEntry:
                 yield entry.by_location
+                yield entry.by_fallback
         yield self.names
         yield self.below
         yield self.nodata

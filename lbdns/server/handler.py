@@ -302,8 +302,9 @@ class Handler:
             self.counters.decisions[dkey] += 1
             if q.qclass == CLASS_IN and (ans.rrs or ans.weighted):
                 rec = locator.lookup(ecs.packed if ecs is not None else peer_ip)
+                fell_back = ecs is not None and d.location is not None and d.location.source != "ecs"
                 cur.plan.learn_lb(q.qname_lower + q.question[-4:], pop.code, ans, ecs is not None, rec, dkey,
-                                  q.qtype)
+                                  q.qtype, locator.lookup(peer_ip) if fell_back else None)
         for name in ans.matched_rules:
             self.counters.rule_matches[(ans.lb.name, name)] += 1
 

@@ -200,6 +200,37 @@ def test_resolver_located_answers_kept_per_resolver_record(tmp_path: Path) -> No
     assert len(entry.by_location) == 3 and not entry.by_pop
 
 
+def test_ecs_without_location_data_kept_per_resolver_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ECS from networks without GeoIP data falls back to the resolver address
+    (``mode: resolver_ip``), or the PoP when that has none either: such answers are kept per
+    (ECS record, resolver record), so later queries skip the strict path, each resolver still
+    gets its own nearest pool, and the scope is the source prefix (RFC 7871 §7.2.1)."""
+    b = lb(tmp_path, steering_policy="proximity", default_pools=["p-us-east", "p-us-west", "p-eu", "p-asia"],
+           location_strategy={"prefer_ecs": "always", "mode": "resolver_ip"})
+    h = handler(b)
+    expected = {"198.51.100.130": {"192.0.2.40"}, "203.0.113.10": {"192.0.2.30", "192.0.2.31"},
+                "203.0.113.200": EAST}
+
+    def q(addr: str, source: int, qid: int) -> bytes:
+        m = dns.message.make_query("lb.example.com", "A", use_edns=0, options=[dns.edns.ECSOption(addr, source)])
+        m.id = qid
+        return m.to_wire()
+
+    nets = [("203.0.113.192", 26), ("203.0.113.224", 27), ("233.252.0.0", 24)]  # no data
+    for rnd in range(3):
+        if rnd == 1:
+            monkeypatch.setattr(h, "strict", lambda *a: pytest.fail("strict path taken"))
+        for i, (addr, source) in enumerate(nets):
+            for peer, want in expected.items():
+                out = h.handle(q(addr, source, i), peer, False, IAD)
+                assert addrs(out) == want, (peer, addr)
+                assert out is not None
+                (ecs,) = [o for o in dns.message.from_wire(out).options if o.otype == 8]
+                assert ecs.scopelen == source  # type: ignore[attr-defined]
+    entry = h.ref.current.plan.names[q("0.0.0.0", 0, 0)[12:12 + 20]]
+    assert len(entry.by_fallback) == 3 and not entry.by_location
+
+
 def test_ecs_queries_differing_only_in_the_address(tmp_path: Path) -> None:
     """Queries that differ only in the ECS address are answered from the kept shape: static
     answers byte for byte as the strict path with each address echoed; LB answers with the
