@@ -33,7 +33,7 @@ from tests.integration.harness import Fixture
 
 ROOT = Path(__file__).resolve().parents[3]
 SEED = 20261111
-CASES = 600
+CASES = 300
 SETTINGS_CASES = 200
 
 LOCATED = re.compile(r"^[^\n:]+:[1-9]\d*:[1-9]\d*: (?:[^\n]+?: )?(?:warning: )?[EW]-[A-Z0-9-]+: \S[^\n]*$", re.S)
@@ -331,7 +331,7 @@ _json = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None, derandomize=True,
+@settings(max_examples=100, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(value=_json, where=st.integers(min_value=0), corpus=st.sampled_from(sorted(CORPORA)))
 def test_any_value_anywhere_gives_located_errors(tmp_path: Path, value: Any, where: int, corpus: str) -> None:
