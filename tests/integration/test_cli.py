@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import http.server
 import json
-import multiprocessing
 import os
 import re
-import runpy
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -27,6 +23,7 @@ import dns.message
 import dns.query
 import pytest
 
+from tests.fixtures.cli import run_cli
 from tests.integration.test_reload import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,55 +32,9 @@ ZONES = ROOT / "zones"
 
 def lbdns(*args: str, cwd: Path, env: dict[str, str] | None = None,
           timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``python -m lbdns.cli *args`` as a separate process in ``cwd``: its exit status, stdout and
-    stderr. The process is forked from a server process that has imported lbdns already
-    (multiprocessing's fork server), which saves the ~0.4 s of CPU that importing lbdns costs each
-    of the ~40 commands here; it then runs the module as ``-m`` does, in its own directory,
-    environment and standard streams, exiting with main()'s status (an uncaught exception prints
-    its traceback to stderr and exits 1, as the interpreter does)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
-        proc = _FORKS.Process(target=_run_cli, args=(list(args), str(cwd), {**os.environ, **(env or {})},
-                                                      str(out), str(err)))
-        proc.start()
-        proc.join(timeout)
-        if proc.exitcode is None:
-            proc.kill()
-            proc.join()
-            raise subprocess.TimeoutExpired(["lbdns", *args], timeout)
-        return subprocess.CompletedProcess(["lbdns", *args], proc.exitcode, out.read_text(), err.read_text())
-
-
-_FORKS = multiprocessing.get_context("forkserver")
-# what the commands import (not lbdns.cli itself: each process runs it afresh as __main__)
-_FORKS.set_forkserver_preload(["argparse", "lbdns.config.read_settings", "lbdns.explain", "lbdns.app",
-                               "lbdns.importers.cli", "lbdns.logpipe"])
-
-
-def _run_cli(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
-    """In the forked process: what ``python -m lbdns.cli *argv`` does, with stdout and stderr
-    going to the files ``out`` and ``err``."""
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(env)
-    for fd, path in ((1, out), (2, err)):
-        f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(f, fd)
-        os.close(f)
-    sys.stdin = open(os.devnull)  # noqa: SIM115 -- the process's stdin until it exits
-    sys.argv = ["lbdns", *argv]
-    try:
-        runpy.run_module("lbdns.cli", run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(exc.code if isinstance(exc.code, int) else 1)
-    except BaseException:
-        traceback.print_exc()
-        sys.stderr.flush()
-        os._exit(1)
-    sys.stdout.flush()
-    os._exit(0)
+    """``python -m lbdns.cli *args`` as a separate process (forked from a process that has imported
+    lbdns: :func:`tests.fixtures.cli.run_cli`)."""
+    return run_cli(*args, cwd=cwd, env=env, timeout=timeout)
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess[str], status: int, pattern: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fixtures.cli import run_cli
 from tests.integration.harness import SOA, Server, addresses
 from tests.integration.test_health_e2e import Origin, running_origins, wait_for
 from tests.integration.test_reload import ROOT, free_port
@@ -136,8 +137,8 @@ def test_forced_state_on_unmonitored_pool_and_drain_completion(serve, fx):
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lbdns.cli", *args], capture_output=True, text=True, timeout=30,
-                          env=env, check=False)
+    """``python -m lbdns.cli *args`` as a separate process (:func:`tests.fixtures.cli.run_cli`)."""
+    return run_cli(*args, env=env, timeout=30)
 
 
 def test_drain_survives_probe_round_reload_and_restart(tmp_path, origins):
