@@ -10,8 +10,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +22,7 @@ import dns.query
 import pytest
 import yaml
 
-from tests.fixtures.cli import run_cli
+from tests.fixtures.cli import run_cli, start_cli
 from tests.integration.harness import addresses
 from tests.integration.test_reload import free_port, stop_process
 
@@ -51,9 +49,8 @@ class Proc:
                 "admin": {"address": "127.0.0.1", "port": self.admin, "token_file": str(token)}, **settings}
         (tmp_path / "lbdns.yaml").write_text(yaml.safe_dump(conf))
         self.log = (tmp_path / "serve.log").open("w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lbdns.cli", "serve", "--config", str(tmp_path / "lbdns.yaml"), "--no-watch"],
-            cwd=tmp_path, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.proc = start_cli("serve", "--config", str(tmp_path / "lbdns.yaml"), "--no-watch", cwd=tmp_path,
+                              output=tmp_path / "serve.log")
         deadline = time.monotonic() + 60
         while True:
             try:
