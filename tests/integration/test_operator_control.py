@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fixtures.cli import run_cli
+from tests.fixtures.cli import CliProcess, run_cli, start_cli
 from tests.integration.harness import SOA, Server, addresses
 from tests.integration.test_health_e2e import Origin, running_origins, wait_for
 from tests.integration.test_reload import ROOT, free_port
@@ -153,10 +152,18 @@ def test_drain_survives_probe_round_reload_and_restart(tmp_path, origins):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     admin = ["--admin", f"http://127.0.0.1:{admin_port}", "--token-file", str(token)]
 
-    def spawn() -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "lbdns.cli", "serve", "--config", str(settings), "--zones",
-                                 str(zones), "--listen", f"127.0.0.1:{port}"], cwd=tmp_path, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    logs: list[Path] = []
+
+    def spawn() -> CliProcess:
+        logs.append(tmp_path / f"serve-{len(logs)}.log")
+        return start_cli("serve", "--config", str(settings), "--zones", str(zones), "--listen", f"127.0.0.1:{port}",
+                         cwd=tmp_path, output=logs[-1])
+
+    def stop(proc: CliProcess) -> str:
+        """SIGTERM; the server's output once it has exited."""
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        return logs[-1].read_text()
 
     def answer() -> set[str]:
         import dns.message
@@ -192,8 +199,7 @@ def test_drain_survives_probe_round_reload_and_restart(tmp_path, origins):
         assert answer() == {"127.0.5.12"}
         r = _cli("control", "drain", "primary", "nope", *admin, env=env)
         assert r.returncode == 1 and "valid: e1, e2" in r.stderr
-        proc.send_signal(signal.SIGTERM)
-        first_log, _ = proc.communicate(timeout=20)
+        first_log = stop(proc)
         assert "operator: pool primary origin e1: auto -> drain by alice: kernel upgrade" in first_log
         proc = spawn()
         wait_up()
@@ -207,8 +213,7 @@ def test_drain_survives_probe_round_reload_and_restart(tmp_path, origins):
         assert _cli("control", "auto", "primary", "e1", *admin, env=env).returncode == 0
         assert answer() == {"127.0.5.11", "127.0.5.12"}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
+        out = stop(proc)
     assert "operator state restored: pool primary origin e1: drain (by alice" in out
 
 
