@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ import dns.message
 import dns.query
 import pytest
 
-from tests.fixtures.cli import run_cli
+from tests.fixtures.cli import run_cli, start_cli
 from tests.integration.test_reload import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,23 +185,20 @@ def test_every_option_has_help(tmp_path: Path) -> None:
 def server(tmp_path: Path) -> Iterator[tuple[int, int, list[str]]]:
     """``lbdns serve`` on zones/ with free DNS and admin ports; yields (dns port, admin port, log lines)."""
     port, admin = free_port(), free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(ZONES), "--listen", f"127.0.0.1:{port}",
-         "--admin", f"127.0.0.1:{admin}", "--no-watch"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    log = tmp_path / "serve.log"
+    log.write_text("")
+    proc = start_cli("serve", "--zones", str(ZONES), "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+                     "--no-watch", cwd=tmp_path, output=log)
     lines: list[str] = []
     try:
-        assert proc.stdout is not None
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
+        while time.monotonic() < deadline and proc.poll() is None:
+            text = log.read_text()
+            if " INFO lbdns: admin: " in text:  # the last line of the start-up summary
+                lines = text[: text.index("\n", text.index(" INFO lbdns: admin: "))].splitlines()
                 break
-            lines.append(line.rstrip("\n"))
-            if " INFO lbdns: admin: " in line:  # the last line of the start-up summary
-                break
-        assert any(" INFO lbdns: admin: http://" in x for x in lines), "\n".join(lines)
+            time.sleep(0.05)
+        assert any(" INFO lbdns: admin: http://" in x for x in lines), log.read_text()
         yield port, admin, lines
     finally:
         proc.terminate()
