@@ -1,5 +1,6 @@
-"""The ``lbdns`` command as an operator meets it, run as a real process (``python -m lbdns.cli``)
-from a directory without ``lbdns.yaml``: every command given bad input ends with one line on
+"""The ``lbdns`` command as an operator meets it, run as a real process (what ``python -m lbdns.cli``
+runs, forked from a process that has imported lbdns: tests/fixtures/cli.py) from a directory
+without ``lbdns.yaml``: every command given bad input ends with one line on
 stderr naming the problem and a non-zero exit status, never a traceback; ``lbdns status`` reads
 a running server's admin API; ``explain`` agrees with a query sent from loopback.
 """
