@@ -1,5 +1,6 @@
-"""The ``lbdns`` command as an operator meets it, run as a real process (``python -m lbdns.cli``)
-from a directory without ``lbdns.yaml``: every command given bad input ends with one line on
+"""The ``lbdns`` command as an operator meets it, run as a real process (what ``python -m lbdns.cli``
+runs, forked from a process that has imported lbdns: tests/fixtures/cli.py) from a directory
+without ``lbdns.yaml``: every command given bad input ends with one line on
 stderr naming the problem and a non-zero exit status, never a traceback; ``lbdns status`` reads
 a running server's admin API; ``explain`` agrees with a query sent from loopback.
 """
@@ -8,11 +9,9 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import dns.message
 import dns.query
 import pytest
 
+from tests.fixtures.cli import run_cli, start_cli
 from tests.integration.test_reload import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,8 +31,9 @@ ZONES = ROOT / "zones"
 
 def lbdns(*args: str, cwd: Path, env: dict[str, str] | None = None,
           timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lbdns.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    """``python -m lbdns.cli *args`` as a separate process (forked from a process that has imported
+    lbdns: :func:`tests.fixtures.cli.run_cli`)."""
+    return run_cli(*args, cwd=cwd, env=env, timeout=timeout)
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess[str], status: int, pattern: str) -> None:
@@ -185,23 +186,20 @@ def test_every_option_has_help(tmp_path: Path) -> None:
 def server(tmp_path: Path) -> Iterator[tuple[int, int, list[str]]]:
     """``lbdns serve`` on zones/ with free DNS and admin ports; yields (dns port, admin port, log lines)."""
     port, admin = free_port(), free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(ZONES), "--listen", f"127.0.0.1:{port}",
-         "--admin", f"127.0.0.1:{admin}", "--no-watch"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    log = tmp_path / "serve.log"
+    log.write_text("")
+    proc = start_cli("serve", "--zones", str(ZONES), "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+                     "--no-watch", cwd=tmp_path, output=log)
     lines: list[str] = []
     try:
-        assert proc.stdout is not None
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
+        while time.monotonic() < deadline and proc.poll() is None:
+            text = log.read_text()
+            if " INFO lbdns: admin: " in text:  # the last line of the start-up summary
+                lines = text[: text.index("\n", text.index(" INFO lbdns: admin: "))].splitlines()
                 break
-            lines.append(line.rstrip("\n"))
-            if " INFO lbdns: admin: " in line:  # the last line of the start-up summary
-                break
-        assert any(" INFO lbdns: admin: http://" in x for x in lines), "\n".join(lines)
+            time.sleep(0.05)
+        assert any(" INFO lbdns: admin: http://" in x for x in lines), log.read_text()
         yield port, admin, lines
     finally:
         proc.terminate()

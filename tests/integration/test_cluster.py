@@ -11,7 +11,6 @@ pool is healthy, else the unmonitored fallback pool (192.0.2.99).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fixtures.cli import start_cli
 from tests.integration.harness import SOA, addresses
 from tests.integration.test_health_e2e import wait_for
 from tests.integration.test_reload import ask, free_port, stop_process
@@ -122,9 +122,8 @@ class Instance:
         }
         (workdir / "lbdns.yaml").write_text(yaml.safe_dump(settings))
         self.log = (workdir / "stderr.log").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lbdns.cli", "serve", "--config", str(workdir / "lbdns.yaml"), "--no-watch"],
-            cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.proc = start_cli("serve", "--config", str(workdir / "lbdns.yaml"), "--no-watch", cwd=workdir,
+                              output=workdir / "stderr.log")
         self.workdir = workdir
 
     def answer(self, name: str = "lb.example.com") -> set[str]:

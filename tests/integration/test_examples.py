@@ -10,11 +10,8 @@ says.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import dns.rcode
 import pytest
 
 from lbdns.cli import main
+from tests.fixtures.cli import start_cli
 from tests.integration.test_reload import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,9 +65,7 @@ def test_example_serves_its_first_dig_line(example: Path, tmp_path: Path) -> Non
             addr, _, plen = opt.removeprefix("+subnet=").partition("/")
             options.append(dns.edns.ECSOption(addr, int(plen)))
     expected_in = m["comment"].split(":")[0]  # "198.51.100.20: primary is down" → the answer data
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "lbdns.cli", "serve"], cwd=work, stdout=log,
-                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = start_cli("serve", cwd=work, output=tmp_path / "serve.log")
     try:
         deadline = time.monotonic() + 20  # probe-driven examples need a probe round or two
         datas: list[str] = []
@@ -90,5 +86,4 @@ def test_example_serves_its_first_dig_line(example: Path, tmp_path: Path) -> Non
     finally:
         proc.terminate()
         proc.wait(10)
-        log.close()
     assert "Traceback" not in (tmp_path / "serve.log").read_text()

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fixtures.cli import CliProcess, run_cli, start_cli
 from tests.integration.harness import SOA, Server, addresses
 from tests.integration.test_health_e2e import Origin, running_origins, wait_for
 from tests.integration.test_reload import ROOT, free_port
@@ -136,8 +136,8 @@ def test_forced_state_on_unmonitored_pool_and_drain_completion(serve, fx):
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lbdns.cli", *args], capture_output=True, text=True, timeout=30,
-                          env=env, check=False)
+    """``python -m lbdns.cli *args`` as a separate process (:func:`tests.fixtures.cli.run_cli`)."""
+    return run_cli(*args, env=env, timeout=30)
 
 
 def test_drain_survives_probe_round_reload_and_restart(tmp_path, origins):
@@ -152,10 +152,18 @@ def test_drain_survives_probe_round_reload_and_restart(tmp_path, origins):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     admin = ["--admin", f"http://127.0.0.1:{admin_port}", "--token-file", str(token)]
 
-    def spawn() -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "lbdns.cli", "serve", "--config", str(settings), "--zones",
-                                 str(zones), "--listen", f"127.0.0.1:{port}"], cwd=tmp_path, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    logs: list[Path] = []
+
+    def spawn() -> CliProcess:
+        logs.append(tmp_path / f"serve-{len(logs)}.log")
+        return start_cli("serve", "--config", str(settings), "--zones", str(zones), "--listen", f"127.0.0.1:{port}",
+                         cwd=tmp_path, output=logs[-1])
+
+    def stop(proc: CliProcess) -> str:
+        """SIGTERM; the server's output once it has exited."""
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        return logs[-1].read_text()
 
     def answer() -> set[str]:
         import dns.message
@@ -191,8 +199,7 @@ def test_drain_survives_probe_round_reload_and_restart(tmp_path, origins):
         assert answer() == {"127.0.5.12"}
         r = _cli("control", "drain", "primary", "nope", *admin, env=env)
         assert r.returncode == 1 and "valid: e1, e2" in r.stderr
-        proc.send_signal(signal.SIGTERM)
-        first_log, _ = proc.communicate(timeout=20)
+        first_log = stop(proc)
         assert "operator: pool primary origin e1: auto -> drain by alice: kernel upgrade" in first_log
         proc = spawn()
         wait_up()
@@ -206,8 +213,7 @@ def test_drain_survives_probe_round_reload_and_restart(tmp_path, origins):
         assert _cli("control", "auto", "primary", "e1", *admin, env=env).returncode == 0
         assert answer() == {"127.0.5.11", "127.0.5.12"}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
+        out = stop(proc)
     assert "operator state restored: pool primary origin e1: drain (by alice" in out
 
 

@@ -18,6 +18,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
+from tests.fixtures.cli import run_cli
 from tests.integration.harness import addresses
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,9 +157,7 @@ def test_serve_process_sighup_file_watch_and_sigterm(tmp_path, fx):
 def test_serve_refuses_to_start_with_errors(tmp_path, fx):
     fx.lb["default_pools"] = ["p-nope"]
     zones = fx.write(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(zones), "--listen",
-                        "127.0.0.1:0", "--admin", "off"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = run_cli("serve", "--zones", str(zones), "--listen", "127.0.0.1:0", "--admin", "off", cwd=tmp_path)
     assert r.returncode == 1
     assert "E-REF: unknown pool 'p-nope'" in r.stderr
 

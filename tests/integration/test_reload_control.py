@@ -26,6 +26,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
+from tests.fixtures.cli import CliProcess, start_cli
 from tests.integration.test_reload import ROOT, free_port, stop_process
 
 SOA = "{mname: ns1.big.test., rname: h.big.test., serial: 1, minimum: 300, ttl: 3600}"
@@ -56,28 +57,50 @@ def canary(port: int, timeout: float = 1.0) -> str | None:
 
 
 class Serve:
-    """``lbdns serve`` on the zones in ``workdir/zones`` with its output collected in ``lines``."""
+    """``lbdns serve`` on the zones in ``workdir/zones`` with its output collected in ``lines``:
+    forked from the fork server (:func:`tests.fixtures.cli.start_cli`), or with ``fresh`` a new
+    interpreter (to test what happens while lbdns is being imported)."""
 
-    def __init__(self, workdir: Path, *args: str, admin: bool = False, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, *args: str, admin: bool = False, env: dict[str, str] | None = None,
+                 fresh: bool = False) -> None:
         self.port = free_port()
         self.admin_port = free_port() if admin else 0
         settings = workdir / "lbdns.yaml"  # read from the working directory
         if not settings.exists():  # the probes below query far above the default rate limit
             settings.write_text("rrl: {exempt: [127.0.0.0/8]}\n")
-        cmd = [sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(workdir / "zones"),
-               "--listen", f"127.0.0.1:{self.port}", "--no-probes",
+        cmd = ["serve", "--zones", str(workdir / "zones"), "--listen", f"127.0.0.1:{self.port}", "--no-probes",
                "--admin", f"127.0.0.1:{self.admin_port}" if admin else "off", *args]
-        self.proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+        self.output = workdir / "serve.log"
+        self.output.write_text("")
+        self.proc: subprocess.Popen[str] | CliProcess
+        if fresh:
+            with self.output.open("w") as out:
+                self.proc = subprocess.Popen([sys.executable, "-m", "lbdns.cli", *cmd], cwd=workdir, stdout=out,
+                                             stderr=subprocess.STDOUT, text=True,
+                                             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+        else:
+            self.proc = start_cli(*cmd, cwd=workdir, output=self.output, env=env)
         self.workdir = workdir
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+        """Append each complete line of the output file to ``lines`` as it is written, until the
+        process has exited and everything it wrote is read."""
+        with self.output.open() as f:
+            rest = ""
+            while True:
+                exited = self.proc.poll() is not None
+                chunk = f.read()
+                *done, rest = (rest + chunk).split("\n")
+                self.lines.extend(done)
+                if exited and not chunk:
+                    if rest:
+                        self.lines.append(rest)
+                    return
+                if not chunk:
+                    time.sleep(0.02)
 
     def count(self, text: str) -> int:
         return sum(1 for x in list(self.lines) if text in x)
@@ -127,7 +150,7 @@ def test_sighup_during_startup_is_queued_not_fatal(tmp_path):
     """``lbdns serve … & sleep 0.3; kill -HUP $!``: the server must survive SIGHUPs at every
     moment of its start-up (here: every 0.1 s until it listens) and reload once it is up."""
     write_zone(tmp_path / "zones", 3000, "v0")
-    s = Serve(tmp_path)
+    s = Serve(tmp_path, fresh=True)  # signals while lbdns is being imported, too
     try:
         time.sleep(0.3)
         sent = 0

@@ -9,11 +9,8 @@ Each test floods from its own loopback /24 (the whole 127.0.0.0/8 is bindable on
 
 from __future__ import annotations
 
-import os
 import random
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,6 +25,7 @@ import dns.rcode
 import pytest
 import yaml
 
+from tests.fixtures.cli import start_cli
 from tests.integration.harness import Server
 from tests.integration.static_zone import recv_frame, write_static_zones
 from tests.integration.test_reload import free_port
@@ -261,11 +259,8 @@ def _metrics(admin: int) -> dict[str, float]:
 def test_rrl_is_on_by_default_in_lbdns_serve(tmp_path):
     zones = write_static_zones(tmp_path)
     port, admin = free_port(), free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lbdns.cli", "serve", "--zones", str(zones), "--listen", f"127.0.0.1:{port}",
-         "--admin", f"127.0.0.1:{admin}", "--no-probes", "--no-watch", "--log-level", "warning"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = start_cli("serve", "--zones", str(zones), "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+                     "--no-probes", "--no-watch", "--log-level", "warning", cwd=tmp_path, output=tmp_path / "serve.log")
     try:
         deadline = time.monotonic() + 30
         while flood(port, "127.0.31.1", [wire("www.example.com")], settle=0.2).answered == 0:

@@ -10,8 +10,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +22,7 @@ import dns.query
 import pytest
 import yaml
 
+from tests.fixtures.cli import run_cli, start_cli
 from tests.integration.harness import addresses
 from tests.integration.test_reload import free_port, stop_process
 
@@ -50,9 +49,8 @@ class Proc:
                 "admin": {"address": "127.0.0.1", "port": self.admin, "token_file": str(token)}, **settings}
         (tmp_path / "lbdns.yaml").write_text(yaml.safe_dump(conf))
         self.log = (tmp_path / "serve.log").open("w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lbdns.cli", "serve", "--config", str(tmp_path / "lbdns.yaml"), "--no-watch"],
-            cwd=tmp_path, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.proc = start_cli("serve", "--config", str(tmp_path / "lbdns.yaml"), "--no-watch", cwd=tmp_path,
+                              output=tmp_path / "serve.log")
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -132,8 +130,7 @@ def test_two_workers_answer_on_one_port_and_metrics_add_up(server):
         time.sleep(0.1)
     assert {n: len(p.read_text().splitlines()) for n, p in logs.items()} == {1: seen["lbdns-w1"], 2: seen["lbdns-w2"]}
     assert not (server.tmp / "queries.jsonl").exists()
-    table = subprocess.run([sys.executable, "-m", "lbdns.cli", "status", "--admin", f"http://127.0.0.1:{server.admin}"],
-                           capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    table = run_cli("status", "--admin", f"http://127.0.0.1:{server.admin}")
     rows = [line.split() for line in table.stdout.splitlines()]
     assert ["WORKER", "PID", "RUNNING", "GENERATION", "HEALTH", "VERSION", "QUERIES", "RESTARTS"] in rows
     assert [r[0] for r in rows if r[:1] in (["1"], ["2"]) and r[2] == "yes"] == ["1", "2"]
@@ -230,9 +227,8 @@ def test_port_held_by_another_reuseport_group_is_refused(fx, tmp_path):
         other.bind(("127.0.0.1", port))
         zones = fx.write(tmp_path)
         (tmp_path / "lbdns.yaml").write_text(yaml.safe_dump({"workers": 2, "zones_dir": str(zones)}))
-        r = subprocess.run([sys.executable, "-m", "lbdns.cli", "serve", "--config", str(tmp_path / "lbdns.yaml"),
-                            "--listen", f"127.0.0.1:{port}", "--admin", "off", "--no-probes"], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        r = run_cli("serve", "--config", str(tmp_path / "lbdns.yaml"), "--listen", f"127.0.0.1:{port}",
+                    "--admin", "off", "--no-probes", cwd=tmp_path)
     assert r.returncode == 1
     assert f"cannot listen on udp 127.0.0.1:{port}: [Errno 98] Address already in use" in r.stderr
 

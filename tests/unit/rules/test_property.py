@@ -17,7 +17,7 @@ from lbdns.errors import RuleError
 from lbdns.rules import RuleFields, compile_condition
 from lbdns.rules.patterns import regex_hazard, regex_predicate
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 Oracle = Callable[[RuleFields], bool]
 

@@ -49,7 +49,7 @@ from lbdns.snapshot import build_snapshot  # noqa: E402
 from tests.fixtures.geo import BASE_POPS  # noqa: E402
 from tests.integration.test_dns_answers import account, answers_zone, net_zone  # noqa: E402
 
-EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                              HealthCheck.function_scoped_fixture])
 POP = BASE_POPS["IAD"]
 FORMERR, NOTIMP = 1, 4
