@@ -255,20 +255,21 @@ class ServingPlan:
         Reads the header, the question (any letter case: the key is lower-cased, the question
         echoed as received), and at most one OPT record of version 0 with ECS and COOKIE
         options (RFC 6891, RFC 7871 §6, RFC 7873 §5.2). Never raises for any input bytes."""
-        if not tcp and (packets := self.packets.get(pop)) is not None:
-            hit = packets.get(data[2:])
-            if hit is not None:
-                io.counters.queries[hit[3][0]] += 1
-                kept = hit[1]
-                if kept is None:
-                    return data[:2] + hit[0], hit[4]
-                io.counters.decisions[kept.decision_key] += 1
-                return data[:2] + hit[0] + kept.draw(io.rng) + hit[2], hit[4]
         n = len(data)
-        if not tcp and (alen := self.ecs_lens.get(n)) is not None and (shapes := self.ecs_shapes.get(pop)):
-            shape = shapes.get(data[2:n - alen])
-            if shape is not None:  # None from it: reading the question and OPT again would give None too
-                return self._ecs_shape(shape, data, n, alen, pop, peer_ip, io)
+        if not tcp:  # a kept ECS shape, then a kept packet (disjoint: kept packets carry no ECS)
+            if (alen := self.ecs_lens.get(n)) is not None and (shapes := self.ecs_shapes.get(pop)):
+                shape = shapes.get(data[2:n - alen])
+                if shape is not None:  # None from it: reading the question and OPT again would give None too
+                    return self._ecs_shape(shape, data, n, alen, pop, peer_ip, io)
+            if (packets := self.packets.get(pop)) is not None:
+                hit = packets.get(data[2:])
+                if hit is not None:
+                    io.counters.queries[hit[3][0]] += 1
+                    kept = hit[1]
+                    if kept is None:
+                        return data[:2] + hit[0], hit[4]
+                    io.counters.decisions[kept.decision_key] += 1
+                    return data[:2] + hit[0] + kept.draw(io.rng) + hit[2], hit[4]
         scanned = scan(data)
         if scanned is None:
             return None  # a response, another opcode, not one question, options the plan does not read…
@@ -402,7 +403,11 @@ class ServingPlan:
                 if located is None:
                     io.looked_up = (packed, rec)
                     return None
-            scope = ecs_scope(located[1], source)
+            scope = located[1]  # ecs_scope(), inline: the deciding network's prefix, or -1 / -2
+            if scope < 0:
+                scope = source if scope == -1 else 0
+            elif scope > source:
+                scope = source
             sel = located[2]
         body = sel.draw(io.rng)
         out = data[:2] + sel.heads[head] + data[12:qend] + body + opt + _SCOPE[scope] + address
