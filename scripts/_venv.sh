@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 EXTRAS="${LBDNS_EXTRAS:-}"
 STAMP=".venv/.lbdns-installed${EXTRAS:+-$EXTRAS}"
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ lbdns/server/_mmsg.c -nt "$STAMP" ] || [ lbdns/wire/_scan.c -nt "$STAMP" ]; then
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ setup.py -nt "$STAMP" ] || [ lbdns/server/_mmsg.c -nt "$STAMP" ] || [ lbdns/wire/_scan.c -nt "$STAMP" ]; then
   if [ -n "$EXTRAS" ]; then
     .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
   else
