@@ -403,11 +403,7 @@ class ServingPlan:
                 if located is None:
                     io.looked_up = (packed, rec)
                     return None
-            scope = located[1]  # ecs_scope(), inline: the deciding network's prefix, or -1 / -2
-            if scope < 0:
-                scope = source if scope == -1 else 0
-            elif scope > source:
-                scope = source
+            scope = ecs_scope(located[1], source)
             sel = located[2]
         body = sel.draw(io.rng)
         out = data[:2] + sel.heads[head] + data[12:qend] + body + opt + _SCOPE[scope] + address
