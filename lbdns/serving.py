@@ -33,7 +33,8 @@ from lbdns.steering.origins import Rng
 from lbdns.wire.codec import CLASS_IN, QTYPE_ANY, QTYPE_AXFR, QTYPE_CNAME, QTYPE_DS, QTYPE_IXFR
 from lbdns.wire.scan import scan
 
-__all__ = ["MAX_NAMES", "MAX_PACKETS", "MAX_SELECTIONS", "Io", "LbEntry", "Selection", "ServingPlan", "StaticEntry"]
+__all__ = ["MAX_NAMES", "MAX_PACKETS", "MAX_SELECTIONS", "Io", "LbEntry", "Selection", "ServingPlan", "StaticEntry",
+           "resolver_decided"]
 
 MAX_NAMES = 200_000
 """Most (name, type) entries a plan holds; further names are answered without being kept. Also
@@ -176,6 +177,17 @@ def ecs_scope(network_prefix: int, source: int) -> int:
     if network_prefix >= 0:
         return min(network_prefix, source)
     return source if network_prefix == -1 else 0
+
+
+def resolver_decided(ans: Answer) -> bool:
+    """True when the location of ``ans``'s load-balancing decision came from the resolver
+    address, or from the PoP after the resolver address was consulted (``mode: resolver_ip``):
+    with ECS present, such an answer is kept under the resolver address's GeoIP record too
+    (:attr:`LbEntry.by_fallback`). False without a decision or a location."""
+    loc = ans.decision.location if ans.decision is not None else None
+    if loc is None or ans.lb is None:
+        return False
+    return loc.source == "resolver" or (loc.source == "pop" and ans.lb.base.location_mode != "pop")
 
 
 def _lower_question(query: bytes, response: bytes, lname: bytes) -> tuple[bytes, bytes]:
@@ -591,8 +603,7 @@ class ServingPlan:
             prefix = -1  # consulted but no data: SCOPE = SOURCE (RFC 7871 §7.2.1)
         if self.selections >= MAX_SELECTIONS:
             self._drop_located()
-        if ecs_present and (loc.source == "resolver" or (loc.source == "pop" and ans.lb.base.location_mode != "pop")):
-            # the resolver address decided (or, having no location either, left it to the PoP)
+        if ecs_present and resolver_decided(ans):
             entry.by_fallback[(pop, id(rec), id(resolver_rec))] = (rec, resolver_rec, prefix, sel)
         else:
             entry.by_location[(pop, ecs_present, id(rec))] = (rec, prefix, sel)

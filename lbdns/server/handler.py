@@ -28,6 +28,7 @@ from lbdns.geo.regions import RegionMap
 from lbdns.server.counters import QTYPE_BUCKET, QueryCounters
 from lbdns.server.rrl import RateLimiter, RrlParams
 from lbdns.server.state import Current, StateRef
+from lbdns.serving import resolver_decided
 from lbdns.steering.decide import ClientLocation
 from lbdns.steering.origins import HostLookup
 from lbdns.wire.codec import (
@@ -302,9 +303,9 @@ class Handler:
             self.counters.decisions[dkey] += 1
             if q.qclass == CLASS_IN and (ans.rrs or ans.weighted):
                 rec = locator.lookup(ecs.packed if ecs is not None else peer_ip)
-                fell_back = ecs is not None and d.location is not None and d.location.source != "ecs"
+                resolver_rec = locator.lookup(peer_ip) if ecs is not None and resolver_decided(ans) else None
                 cur.plan.learn_lb(q.qname_lower + q.question[-4:], pop.code, ans, ecs is not None, rec, dkey,
-                                  q.qtype, locator.lookup(peer_ip) if fell_back else None)
+                                  q.qtype, resolver_rec)
         for name in ans.matched_rules:
             self.counters.rule_matches[(ans.lb.name, name)] += 1
 
