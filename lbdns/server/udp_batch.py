@@ -71,8 +71,7 @@ class BatchUdpServer:
         self.handler = handler
         self.pop = pop
         self.n = max(1, min(batch, 1024))
-        self._batch = _Batch(self.fd, self.n)
-        self._serve = self._batch.serve
+        self._serve = _Batch(self.fd, self.n).serve  # the bound method holds the buffers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._peers: dict[bytes, str] = {}
 
