@@ -17,15 +17,19 @@ servers share the machine's noise):
 * latency: p50/p99 of the answered queries at a light fixed load (``--light-qps``, 2,000) and at
   a fixed 20,000 qps (``--fixed-qps``), from dnsperf's per-query output (``-v``). A ``*`` after
   the p99 means dnsperf could not send the fixed rate (the server fell behind). Each latency run
-  lasts ``--latency-duration`` (6) seconds and is repeated ``--latency-repeats`` (3) times, the
-  servers alternating; the table shows the median of the repeats and, in brackets, the range of
-  the p99 at the fixed load. The answers of the first ``--latency-skip`` (1) second of each run are
-  not counted: ``dnsperf -Q`` starts below the rate and then sends the shortfall at once, bursts
-  of 500–1,500 queries within ~15 ms in the first 150 ms (seen with the kernel's receive
-  timestamps on the server's socket) — ~1 % of a 6-second run at 20,000 qps, so that burst alone
-  can set the p99 (1,400 queries at 10 µs each are a 14 ms queue). p99 on a shared machine also
-  moves with other processes taking the server's core: compare the ratio of the same run, and
-  the repeats' range. After it, as shares of those runs (median): ``busy``, the server's CPU
+  lasts ``--latency-duration`` (2) seconds and is repeated ``--latency-repeats`` (10) times, the
+  servers alternating; the table shows the median of the repeats and, in brackets, the middle
+  half (first to third quartile) of the p99s at the fixed load. The answers of the first
+  ``--latency-skip`` (0.5) second of each run are not counted: ``dnsperf -Q`` starts below the
+  rate and then sends the shortfall at once, bursts of 500–1,500 queries within ~15 ms in the
+  first 150 ms (seen with the kernel's receive timestamps on the server's socket) — enough to set
+  the p99 of a short run alone (1,400 queries at 10 µs each are a 14 ms queue). Many short runs,
+  not a few long ones: on a virtual machine, the slowest 1 % of the answers at 20,000 qps sit in
+  a few 50 ms stretches of a run (in 4–25 of a 2-second run's 40, for lbdns and gdnsd alike),
+  where the hypervisor kept the server's core for milliseconds — at 1 % steal, 20 ms a run is
+  enough. A run's p99 is then mostly whether such a stall fell in it; the median of many short
+  runs, the servers alternating, compares the servers under the same conditions, and the
+  quartiles show how much the runs spread. After it, as shares of those runs (median): ``busy``, the server's CPU
   time; ``wait``, the time its threads were runnable but waiting for their core
   (``/proc/PID/task/*/schedstat``); ``steal``
   the share the hypervisor took that core away (``/proc/stat``, a virtual machine's neighbours):
@@ -53,7 +57,7 @@ dnsperf sends every query from 127.0.0.1, far above any per-client limit, so
   answers and slips that came back, and ``handled`` (queries the server processed per second,
   from its own counter) is the server's capacity under that flood. No latency runs.
 
-A full run (8 workloads, lbdns and gdnsd, ``--rounds 2``) takes about 18 minutes, 11 of them latency runs.
+A full run (8 workloads, lbdns and gdnsd, ``--rounds 2``) takes about 17 minutes, 10 of them latency runs.
 """
 
 from __future__ import annotations
@@ -444,7 +448,7 @@ HEADER = (f"{'workload':10} {'server':12} {'qps':>8} {'avg ms':>7} {'lost %':>6}
 def row(workload: str, server: str, r: dict[str, Any]) -> str:
     """One table line of a server's figures (the keys of :data:`NUMBERS`)."""
     star = "*" if r.get("fixed_short") else " "
-    lo, hi = r.get("p99_fixed_range", (float("nan"), float("nan")))
+    lo, hi = r.get("p99_fixed_quartiles", (float("nan"), float("nan")))
     spread = f" [{lo:.3f}–{hi:.3f}]" if lo == lo and lo != hi else ""
     for share in ("busy", "wait", "steal"):
         x = r.get(f"fixed_{share}", float("nan"))
@@ -500,6 +504,16 @@ def latency(server: Server, datafile: Path, binary: bool, args: argparse.Namespa
     return p50, p99, parse_summary(text)["qps"] < 0.95 * qps, busy, waited, stolen
 
 
+def quartiles(xs: list[float]) -> tuple[float, float]:
+    """(first, third) quartile of ``xs`` (statistics.quantiles, inclusive method: within the
+    range of ``xs``); both the one value for a single run, NaNs for none."""
+    if len(xs) < 2:
+        x = xs[0] if xs else float("nan")
+        return x, x
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[2]
+
+
 def alternate(servers: list[Server], i: int) -> Iterable[Server]:
     """The servers in order for even ``i``, reversed for odd (ABBA: drift hits every server alike)."""
     return servers if i % 2 == 0 else list(reversed(servers))
@@ -541,7 +555,7 @@ def bench_workload(w: str, datafile: Path, binary: bool, servers: list[Server], 
             results[s.name][f"p99_{key}"] = statistics.median(x[1] for x in ls)
             if key == "fixed":
                 results[s.name]["fixed_short"] = any(x[2] for x in ls)
-                results[s.name]["p99_fixed_range"] = (min(x[1] for x in ls), max(x[1] for x in ls))
+                results[s.name]["p99_fixed_quartiles"] = quartiles([x[1] for x in ls])
                 for n, share in enumerate(("busy", "wait", "steal")):
                     results[s.name][f"fixed_{share}"] = statistics.median(x[3 + n] for x in ls)
     return results
@@ -569,13 +583,13 @@ def main() -> int:
                     help="throughput runs per workload and server (median; 0 = latency runs only)")
     ap.add_argument("--light-qps", type=int, default=2000, help="light fixed load for a p50/p99 run (0 = skip)")
     ap.add_argument("--fixed-qps", type=int, default=20000, help="fixed load for a second p50/p99 run (0 = skip)")
-    ap.add_argument("--latency-duration", type=float, default=6.0,
+    ap.add_argument("--latency-duration", type=float, default=2.0,
                     help="seconds per p50/p99 run, counted after --latency-skip")
-    ap.add_argument("--latency-skip", type=float, default=1.0,
+    ap.add_argument("--latency-skip", type=float, default=0.5,
                     help="seconds at the start of each p50/p99 run whose answers are not counted (dnsperf's "
                          "catch-up bursts)")
-    ap.add_argument("--latency-repeats", type=int, default=3,
-                    help="p50/p99 runs per load, workload and server (median; the p99 range is shown)")
+    ap.add_argument("--latency-repeats", type=int, default=10,
+                    help="p50/p99 runs per load, workload and server (median; the p99 quartiles are shown)")
     ap.add_argument("--queries", type=int, default=50_000,
                     help="messages per generated query file (different names, cookies, ECS networks); "
                          "dnsperf cycles through the file")
@@ -645,8 +659,9 @@ def main() -> int:
               f"servers on cpu {args.server_cpu or 'any'}, dnsperf on cpu {args.client_cpu or 'any'}; "
               f"GeoIP {geoip_db}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         print(f"latency: dnsperf -Q, {args.latency_duration:g} s counted after {args.latency_skip:g} s, median of "
-              f"{max(1, args.latency_repeats)} (p99 range at the fixed load in brackets; busy: the server's CPU time, "
-              "wait: its wait for its core, steal: the hypervisor's take of that core, as shares of those runs)")
+              f"{max(1, args.latency_repeats)} (first–third quartile of the p99s at the fixed load in brackets; "
+              "busy: the server's CPU time, wait: its wait for its core, steal: the hypervisor's take of that core, "
+              "as shares of those runs)")
         light, fixed = f"at {args.light_qps:,} qps", f"at {args.fixed_qps:,} qps"
         print(f"{'':76}{light:^15} {fixed:^16}")
         print(HEADER, flush=True)

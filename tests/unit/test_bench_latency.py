@@ -59,3 +59,11 @@ def test_steal_of_one_cpu(bench: ModuleType) -> None:
     assert bench.cpu_steal_seconds("0") >= 0.0
     assert math.isnan(bench.cpu_steal_seconds("0-1"))  # not one CPU
     assert math.isnan(bench.cpu_steal_seconds(""))  # no pinning
+
+
+def test_quartiles_of_the_repeats(bench: ModuleType) -> None:
+    # the middle half of ten p99s: one stalled run (9.0 ms) does not move it
+    assert bench.quartiles([0.3, 0.2, 0.4, 9.0, 0.25, 0.35, 0.3, 0.28, 0.32, 0.22]) == pytest.approx((0.2575, 0.3425))
+    assert bench.quartiles([0.5]) == (0.5, 0.5)
+    lo, hi = bench.quartiles([])
+    assert math.isnan(lo) and math.isnan(hi)
