@@ -1,10 +1,8 @@
 /* lbdns.server._mmsg — the UDP batch loop of lbdns.server.udp_batch, in C.
  *
  * One call of Batch.serve() reads up to `n` datagrams with one recvmmsg(2), hands each to the
- * Python query handler, and sends the answers with one sendmmsg(2) — in a batch of at most
- * EARLY datagrams, after the 1st, 2nd and 4th datagram too, so that the first answers do not wait
- * for the last ones' handler calls — repeated while batches come back full (at most `rounds`
- * times). Everything DNS is done by the Python handler; this file
+ * Python query handler, and sends the answers with one sendmmsg(2), repeated while batches come
+ * back full (at most `rounds` times). Everything DNS is done by the Python handler; this file
  * only moves datagrams, so that a query costs one handler call and no per-datagram Python
  * bytecode around it (docs/architecture.md › One query).
  *
@@ -15,7 +13,7 @@
  *
  * Send failures: sendmmsg stops at the first message it cannot send. A message refused for its
  * own reason (EPERM from a firewall, an unreachable address) is skipped and the rest sent; a
- * full socket buffer (EAGAIN, ENOBUFS) drops the rest of that chunk, as a UDP answer lost on the
+ * full socket buffer (EAGAIN, ENOBUFS) drops the rest of the batch, as a UDP answer lost on the
  * wire would be (RFC 1035 §4.2.1: the client retries). serve() returns how many were not sent.
  */
 #define PY_SSIZE_T_CLEAN
@@ -30,7 +28,6 @@
 #include <sys/socket.h>
 
 #define SLOT 65536
-#define EARLY 8 /* batches of up to this many datagrams are sent in doubling chunks */
 
 typedef struct {
     PyObject_HEAD
@@ -179,11 +176,11 @@ answer_one(Batch *self, unsigned int i, PyObject *handle, PyObject *pop, PyObjec
     return out;
 }
 
-/* sendmmsg the prepared answers `from` .. `count` - 1 and release them; returns how many were not sent. */
+/* sendmmsg the first `count` prepared answers; returns how many were not sent. */
 static unsigned long
-send_all(Batch *self, unsigned int from, unsigned int count)
+send_all(Batch *self, unsigned int count)
 {
-    unsigned int sent = from;
+    unsigned int sent = 0;
     unsigned long failed = 0;
     while (sent < count) {
         int r, err;
@@ -202,9 +199,6 @@ send_all(Batch *self, unsigned int from, unsigned int count)
             failed += 1; /* this destination refused: skip it, send the rest */
             sent += 1;
         }
-    }
-    for (unsigned int k = from; k < count; k++) {
-        Py_CLEAR(self->outs[k]);
     }
     return failed;
 }
@@ -250,31 +244,27 @@ Batch_serve(Batch *self, PyObject *const *args, Py_ssize_t nargs)
         if (got <= 0) {
             break; /* nothing queued (EAGAIN), or an error the next wake-up meets again */
         }
-        unsigned int out_n = 0, sent_n = 0;
-        const int early = got <= EARLY;
+        unsigned int out_n = 0;
         for (unsigned int i = 0; i < (unsigned int)got; i++) {
             PyObject *out = answer_one(self, i, handle, pop, filter, peers, peer_of);
-            if (out != NULL && !PyBytes_CheckExact(out)) {
-                Py_CLEAR(out);
+            if (out == NULL) {
+                continue;
             }
-            if (out != NULL) {
-                struct msghdr *m = &self->wh[out_n].msg_hdr;
-                m->msg_name = &self->names[i];
-                m->msg_namelen = self->rh[i].msg_hdr.msg_namelen;
-                self->wiov[out_n].iov_base = PyBytes_AS_STRING(out);
-                self->wiov[out_n].iov_len = (size_t)PyBytes_GET_SIZE(out);
-                self->outs[out_n++] = out;
+            if (!PyBytes_CheckExact(out)) {
+                Py_DECREF(out);
+                continue;
             }
-            /* In a short batch (light load), send after the 1st, 2nd and 4th datagram too: an
-             * answer then waits for at most as many handler calls after its own as came before
-             * it, not for the whole batch. Longer batches (a queue built up) are sent at once:
-             * there the system calls cost capacity. */
-            if (early && ((i + 1) & i) == 0 && out_n > sent_n) {
-                failed += send_all(self, sent_n, out_n);
-                sent_n = out_n;
-            }
+            struct msghdr *m = &self->wh[out_n].msg_hdr;
+            m->msg_name = &self->names[i];
+            m->msg_namelen = self->rh[i].msg_hdr.msg_namelen;
+            self->wiov[out_n].iov_base = PyBytes_AS_STRING(out);
+            self->wiov[out_n].iov_len = (size_t)PyBytes_GET_SIZE(out);
+            self->outs[out_n++] = out;
         }
-        failed += send_all(self, sent_n, out_n);
+        failed += send_all(self, out_n);
+        for (unsigned int k = 0; k < out_n; k++) {
+            Py_CLEAR(self->outs[k]);
+        }
         if ((unsigned int)got < self->n) {
             break;
         }

@@ -118,36 +118,6 @@ def test_rounds_bound_the_batches_read_per_call() -> None:
         a.close()
 
 
-def test_first_answers_leave_before_the_rest_of_the_batch_is_handled() -> None:
-    """In a batch of up to 8 datagrams (light load), answers go out after the 1st, 2nd and 4th
-    datagram too, not all at its end: the handler call for datagram k + 1 (k a power of two)
-    finds the first k answers sent. A longer batch is sent at its end. Everything is answered
-    once the call returns."""
-    srv, (a,) = sockets(socket.AF_INET, "127.0.0.1", 1)
-    received: list[bytes] = []
-    seen_before: list[int] = []
-
-    def handle(data: bytes, peer: str, tcp: bool, pop: object) -> bytes:
-        received.extend(drain(a))  # what the client holds when this datagram is handled (loopback: at once)
-        seen_before.append(len(received))
-        return b"re:" + data
-
-    try:
-        for i in range(7 + 12):
-            a.sendto(b"%d" % i, srv.getsockname())
-        peers = Peers(socket.AF_INET)
-        batch = mmsg.Batch(srv.fileno(), 12)
-        assert batch.serve(handle, None, None, peers.table, peers, 1) == 0  # 12 datagrams: sent at the end
-        assert seen_before == [0] * 12
-        assert batch.serve(handle, None, None, peers.table, peers, 1) == 0  # the other 7
-        assert seen_before[12:] == [12, 13, 14, 14, 16, 16, 16]
-        received.extend(drain(a))
-        assert received == [b"re:%d" % i for i in range(19)]
-    finally:
-        srv.close()
-        a.close()
-
-
 def test_drops_affect_only_their_own_datagram(monkeypatch: pytest.MonkeyPatch) -> None:
     """None or a non-bytes answer, an exception in the handler or the filter, or a filter that
     returns None drops that datagram; the exception is reported as unraisable; the rest of the
