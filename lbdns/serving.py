@@ -14,7 +14,7 @@ COOKIE, truncation), returns None and the caller takes the strict path, which gi
 bytes (tests compare them).
 
 Pure: randomness, the GeoIP lookup, the server cookie and the counters come in through the
-:class:`Io` the caller passes; nothing here reads a clock or the network. Every cache of the
+:class:`Io` the caller passes; nothing here reads a clock or the network. Every answer cache of the
 query path lives in the plan, so publishing a new snapshot or new origin states drops them all.
 """
 
