@@ -155,17 +155,20 @@ class Selection:
 @dataclass(slots=True)
 class LbEntry:
     """A load-balanced (name, type): ``by_pop`` the selections whose decision used no client
-    location (PoP code → selection); ``by_location`` those decided by a location (PoP code, ECS
-    present, id of the GeoIP record of the ECS address — or, without ECS, of the resolver
-    address → (the record, to check identity; the deciding network's prefix length for the ECS
-    scope, :func:`ecs_scope`; the selection)); ``by_fallback`` those of ECS queries whose
+    location (PoP code → selection); ``by_location`` those of ECS queries decided by the ECS
+    address's location (PoP code → id of its GeoIP record → (the record, to check identity; the
+    deciding network's prefix length for the ECS scope, :func:`ecs_scope`; the selection)) and
+    ``by_resolver`` those of queries without ECS (or with a /0) decided by the resolver
+    address's location (PoP code → id of its record → the same), two levels so that a query
+    builds no key; ``by_fallback`` those of ECS queries whose
     location came from the resolver address or the PoP although ECS was present (its address
     has no GeoIP data, or not what the policy needs; or the policy does not prefer ECS): (PoP,
     id of the ECS address's record, id of the resolver address's record) → (both records, the
     prefix, the selection)."""
 
     by_pop: dict[str, Selection]
-    by_location: dict[tuple[str, bool, int], tuple[object, int, Selection]]
+    by_location: dict[str, dict[int, tuple[object, int, Selection]]]
+    by_resolver: dict[str, dict[int, tuple[object, int, Selection]]] = field(default_factory=dict)
     by_fallback: dict[tuple[str, int, int], tuple[object, object, int, Selection]] = field(default_factory=dict)
 
 
@@ -333,7 +336,7 @@ class ServingPlan:
             keep = True
             sel = entry.by_pop.get(pop)
             if sel is None:
-                if not entry.by_location and not entry.by_fallback:
+                if not entry.by_location and not entry.by_resolver and not entry.by_fallback:
                     return None
                 rec = None
                 arg: object = None
@@ -344,14 +347,16 @@ class ServingPlan:
                     else:
                         arg = peer_ip
                     rec = io.geo(arg)
-                located = entry.by_location.get((pop, source > 0, id(rec)))
+                classes = (entry.by_location if source > 0 else entry.by_resolver).get(pop)
+                located = classes.get(id(rec)) if classes is not None else None
                 if located is None or located[0] is not rec:
                     located = self._fell_back(entry, pop, rec, peer_ip, io) if source > 0 else None
                     if located is None:
                         io.looked_up = (arg, rec)
                         return None
-                if source > 0:
-                    scope = ecs_scope(located[1], source)
+                if source > 0:  # ecs_scope(), inline
+                    p = located[1]
+                    scope = (p if p < source else source) if p >= 0 else source if p == -1 else 0
                 sel = located[2]
             body = sel.draw(io.rng)
             heads = sel.heads
@@ -409,13 +414,15 @@ class ServingPlan:
         if sel is None:
             packed = address + pad
             rec = io.geo(packed) if io.geo is not None else None
-            located = entry.by_location.get((pop, True, id(rec)))
+            classes = entry.by_location.get(pop)
+            located = classes.get(id(rec)) if classes is not None else None
             if located is None or located[0] is not rec:
                 located = self._fell_back(entry, pop, rec, peer_ip, io)
                 if located is None:
                     io.looked_up = (packed, rec)
                     return None
-            scope = ecs_scope(located[1], source)
+            p = located[1]  # ecs_scope(), inline
+            scope = (p if p < source else source) if p >= 0 else source if p == -1 else 0
             sel = located[2]
         body = sel.draw(io.rng)
         out = data[:2] + sel.heads[head] + data[12:qend] + body + opt + _SCOPE[scope] + address
@@ -606,23 +613,30 @@ class ServingPlan:
         if ecs_present and resolver_decided(ans):
             entry.by_fallback[(pop, id(rec), id(resolver_rec))] = (rec, resolver_rec, prefix, sel)
         else:
-            entry.by_location[(pop, ecs_present, id(rec))] = (rec, prefix, sel)
+            by = entry.by_location if ecs_present else entry.by_resolver
+            classes = by.get(pop)
+            if classes is None:
+                classes = by[pop] = {}
+            classes[id(rec)] = (rec, prefix, sel)
         self.selections += 1
 
     def _drop_located(self) -> None:
         self.shared.clear()
         self.packets.clear()
         for entry in self.names.values():
-            if type(entry) is LbEntry and (entry.by_location or entry.by_fallback):
-                self.selections -= len(entry.by_location) + len(entry.by_fallback)
+            if type(entry) is LbEntry and (entry.by_location or entry.by_resolver or entry.by_fallback):
+                self.selections -= (sum(map(len, entry.by_location.values()))
+                                    + sum(map(len, entry.by_resolver.values())) + len(entry.by_fallback))
                 entry.by_location = {}
+                entry.by_resolver = {}
                 entry.by_fallback = {}
 
     def tables(self) -> Iterable[dict[Any, Any]]:
         """The plan's dicts, for releasing a replaced plan a slice at a time."""
         for entry in self.names.values():
             if type(entry) is LbEntry:
-                yield entry.by_location
+                yield from entry.by_location.values()
+                yield from entry.by_resolver.values()
                 yield entry.by_fallback
         yield self.names
         yield self.below

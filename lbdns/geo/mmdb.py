@@ -58,6 +58,7 @@ class _NoData:
 
 
 _NO_DATA: Final = _NoData()
+_from_bytes: Final = int.from_bytes
 
 _Value = GeoRecord | _NoData
 
@@ -342,24 +343,25 @@ class GeoDatabase:
         Raises ValueError for an invalid address text or packed length, TypeError for another
         argument type.
         """
-        if type(ip) is str:
+        if type(ip) is bytes:  # first: the serving plan's ECS lookups
+            size = len(ip)
+            if size == 4:
+                fam = self._v4
+            elif size == 16:
+                fam = self._v6
+            else:
+                raise ValueError(f"packed IP address must be 4 or 16 bytes, got {size}")
+            n = _from_bytes(ip, "big")
+        elif type(ip) is str:
             try:
                 if ":" in ip:
                     fam = self._v6
-                    n = int.from_bytes(inet_pton(AF_INET6, ip), "big")
+                    n = _from_bytes(inet_pton(AF_INET6, ip), "big")
                 else:
                     fam = self._v4
-                    n = int.from_bytes(inet_pton(AF_INET, ip), "big")
+                    n = _from_bytes(inet_pton(AF_INET, ip), "big")
             except OSError:
                 raise ValueError(f"invalid IP address {ip!r}") from None
-        elif type(ip) is bytes:
-            if len(ip) == 4:
-                fam = self._v4
-            elif len(ip) == 16:
-                fam = self._v6
-            else:
-                raise ValueError(f"packed IP address must be 4 or 16 bytes, got {len(ip)}")
-            n = int.from_bytes(ip, "big")
         elif isinstance(ip, IPv4Address):
             fam = self._v4
             n = int(ip)

@@ -197,7 +197,7 @@ def test_resolver_located_answers_kept_per_resolver_record(tmp_path: Path) -> No
         for peer, want in expected.items():
             assert addrs(h.handle(wire, peer, False, IAD)) == want
     entry = h.ref.current.plan.names[wire[12:12 + 20]]
-    assert len(entry.by_location) == 3 and not entry.by_pop
+    assert len(entry.by_resolver["IAD"]) == 3 and not entry.by_pop and not entry.by_location
 
 
 def test_ecs_without_location_data_kept_per_resolver_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -228,7 +228,7 @@ def test_ecs_without_location_data_kept_per_resolver_record(tmp_path: Path, monk
                 (ecs,) = [o for o in dns.message.from_wire(out).options if o.otype == 8]
                 assert ecs.scopelen == source  # type: ignore[attr-defined]
     entry = h.ref.current.plan.names[q("0.0.0.0", 0, 0)[12:12 + 20]]
-    assert len(entry.by_fallback) == 3 and not entry.by_location
+    assert len(entry.by_fallback) == 3 and not entry.by_location and not entry.by_resolver
 
 
 def test_ecs_queries_differing_only_in_the_address(tmp_path: Path) -> None:
