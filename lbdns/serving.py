@@ -160,11 +160,10 @@ class LbEntry:
     deciding network's prefix length for the ECS scope, :func:`ecs_scope`; the selection)) and
     ``by_resolver`` those of queries without ECS (or with a /0) decided by the resolver
     address's location (PoP code → id of its record → the same), two levels so that a query
-    builds no key; ``by_fallback`` those of ECS queries whose
-    location came from the resolver address or the PoP although ECS was present (its address
-    has no GeoIP data, or not what the policy needs; or the policy does not prefer ECS): (PoP,
-    id of the ECS address's record, id of the resolver address's record) → (both records, the
-    prefix, the selection)."""
+    builds no key; ``by_fallback`` those of ECS queries whose location came from the resolver
+    address or the PoP although ECS was present (its address has no GeoIP data, or not what the
+    policy needs; or the policy does not prefer ECS): (PoP, id of the ECS address's record, id
+    of the resolver address's record) → (both records, the prefix, the selection)."""
 
     by_pop: dict[str, Selection]
     by_location: dict[str, dict[int, tuple[object, int, Selection]]]
