@@ -454,9 +454,14 @@ def row(workload: str, server: str, r: dict[str, Any]) -> str:
     for share in ("busy", "wait", "steal"):
         x = r.get(f"fixed_{share}", float("nan"))
         spread += f" {share} {x:.0%}" if x == x else ""
-    return (f"{workload:10} {server:12} {r['qps']:8.0f} {r['avg_ms']:7.3f} {r['lost_pct']:6.2f} {r['handled']:8.0f} "
-            f"{r['cpu_us']:8.2f} {r['p50_light']:7.3f} {r['p99_light']:7.3f} {r['p50_fixed']:7.3f} "
-            f"{r['p99_fixed']:7.3f}{star}{spread}")
+    return (f"{workload:10} {server:12} {_num(r['qps'], 8, 0)} {_num(r['avg_ms'], 7, 3)} {_num(r['lost_pct'], 6, 2)} "
+            f"{_num(r['handled'], 8, 0)} {_num(r['cpu_us'], 8, 2)} {_num(r['p50_light'], 7, 3)} "
+            f"{_num(r['p99_light'], 7, 3)} {_num(r['p50_fixed'], 7, 3)} {_num(r['p99_fixed'], 7, 3)}{star}{spread}")
+
+
+def _num(x: float, width: int, digits: int) -> str:
+    """``x`` in ``width`` columns with ``digits`` decimals, or "-" when not measured (NaN)."""
+    return f"{x:{width}.{digits}f}" if x == x else f"{'-':>{width}}"
 
 
 def ratio_row(workload: str, name: str, a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -663,7 +668,7 @@ def main() -> int:
               f"{max(1, args.latency_repeats)} (first–third quartile of the p99s at the fixed load in brackets; "
               "busy: the server's CPU time, wait: its wait for its core, steal: the hypervisor's take of that core, "
               "as shares of those runs)")
-        light, fixed = f"at {args.light_qps:,} qps", f"at {args.fixed_qps:,} qps"
+        light, fixed = (f"at {q:,} qps" if q else "not run" for q in (args.light_qps, args.fixed_qps))
         print(f"{'':76}{light:^15} {fixed:^16}")
         print(HEADER, flush=True)
         gd = next((s for s in servers if s.name == "gdnsd"), None)

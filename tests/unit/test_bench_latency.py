@@ -67,3 +67,15 @@ def test_quartiles_of_the_repeats(bench: ModuleType) -> None:
     assert bench.quartiles([0.5]) == (0.5, 0.5)
     lo, hi = bench.quartiles([])
     assert math.isnan(lo) and math.isnan(hi)
+
+
+def test_row_shows_unmeasured_figures_as_a_dash(bench: ModuleType) -> None:
+    """A latency run that was not made (``--light-qps 0``) prints "-", not "nan", and keeps the
+    columns aligned with the header."""
+    nan = float("nan")
+    r = {"qps": 114734.0, "avg_ms": 0.353, "lost_pct": 0.0, "handled": 114607.0, "cpu_us": 7.25,
+         "p50_light": nan, "p99_light": nan, "p50_fixed": 0.1, "p99_fixed": 2.643}
+    line = bench.row("static", "lbdns", r)
+    assert "nan" not in line
+    assert line.split()[7:11] == ["-", "-", "0.100", "2.643"]
+    assert len(line) == len(bench.HEADER)  # the last column is the p99 and its "*" mark
