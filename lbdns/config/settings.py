@@ -232,9 +232,11 @@ class ServerSettings(_Settings):
     Dynamic), falling back to the pool's RTT when that region has no current data."""
     udp_rcvbuf: int = Field(default=4 * 1024 * 1024, ge=0, le=1 << 30)
     """UDP socket receive buffer in bytes (0 = the kernel default): absorbs query bursts."""
-    udp_batch: int = Field(default=64, ge=0, le=1024)
+    udp_batch: int = Field(default=16, ge=0, le=1024)
     """Most UDP queries read with one recvmmsg(2) and answered with one sendmmsg(2) (Linux);
-    0 = one datagram per system call through the asyncio transport."""
+    0 = one datagram per system call through the asyncio transport. A batch's answers leave
+    together after its last handler call, so a larger batch delays the first answers of a
+    backlog (after a stall) by up to that many handler calls."""
     tcp_idle_timeout: float = Field(default=10.0, gt=0, le=3600)
     tcp_message_timeout: float = Field(default=2.0, gt=0, le=3600)
     """Seconds a TCP client has to complete a message once its first octet arrived (RFC 7766

@@ -62,7 +62,7 @@ class BatchUdpServer:
     now on: :meth:`close` closes it); ``batch`` the most datagrams per system call (1–1024).
     Raises OSError when the batch loop is not available (:func:`batch_available`)."""
 
-    def __init__(self, sock: socket.socket, handler: Handler, pop: Pop, batch: int = 64) -> None:
+    def __init__(self, sock: socket.socket, handler: Handler, pop: Pop, batch: int = 16) -> None:
         if _Batch is None:
             raise OSError("the recvmmsg/sendmmsg loop (lbdns.server._mmsg) is not built here")
         sock.setblocking(False)
