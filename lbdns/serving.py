@@ -353,9 +353,8 @@ class ServingPlan:
                     if located is None:
                         io.looked_up = (arg, rec)
                         return None
-                if source > 0:  # ecs_scope(), inline
-                    p = located[1]
-                    scope = (p if p < source else source) if p >= 0 else source if p == -1 else 0
+                if source > 0:
+                    scope = ecs_scope(located[1], source)
                 sel = located[2]
             body = sel.draw(io.rng)
             heads = sel.heads
@@ -420,8 +419,7 @@ class ServingPlan:
                 if located is None:
                     io.looked_up = (packed, rec)
                     return None
-            p = located[1]  # ecs_scope(), inline
-            scope = (p if p < source else source) if p >= 0 else source if p == -1 else 0
+            scope = ecs_scope(located[1], source)
             sel = located[2]
         body = sel.draw(io.rng)
         out = data[:2] + sel.heads[head] + data[12:qend] + body + opt + _SCOPE[scope] + address
