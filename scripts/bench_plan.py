@@ -26,8 +26,10 @@ loop, the way the UDP transport calls the handler (no sockets, no event loop). W
 Each workload is run ``--rounds`` times (after one warm-up pass); the median µs per query is
 printed. The fixed-case workloads repeat one packet list (as dnsperf repeats its file); the
 resolver-shaped ones (0x20, ECS, cookie, NXDOMAIN, mix) get a fresh list every pass, so no
-query's exact bytes are ever seen twice. Run it pinned when the machine is shared, e.g.
-``taskset -c 1 .venv/bin/python scripts/bench_plan.py``.
+query's exact bytes are ever seen twice. ``--evict-every K`` writes 64 MB between chunks of K
+queries (not timed), so each chunk starts with cold caches, as the queries after a stall do;
+the difference from the plain run is what answering pays to come back. Run it pinned when the
+machine is shared, e.g. ``taskset -c 1 .venv/bin/python scripts/bench_plan.py``.
 """
 
 from __future__ import annotations
@@ -169,17 +171,33 @@ FIXED = ("static", "lb")
 """Workloads whose packets repeat (one fixed-case list)."""
 
 
-def run(h: Handler, lists: list[list[bytes]]) -> float:
-    """Median µs of CPU per query over the passes after the first (the warm-up)."""
+EVICT_BYTES = 64 << 20
+"""What ``--evict-every`` writes between chunks: more than the last-level cache of the machines
+we measure on, so the next queries find none of their memory in a cache."""
+
+
+def run(h: Handler, lists: list[list[bytes]], evict_every: int = 0) -> float:
+    """Median µs of CPU per query over the passes after the first (the warm-up). With
+    ``evict_every`` K > 0, :data:`EVICT_BYTES` are written between chunks of K queries (not
+    timed): the cost of answering after another process or the hypervisor has had the core's
+    caches, which is what a server pays after a stall."""
     handle = h.handle
     for p in lists[0]:  # warm-up, and a check that everything is answered
         assert handle(p, PEER, False, POP) is not None
+    junk = bytearray(EVICT_BYTES) if evict_every > 0 else bytearray()
+    ones = b"\x01" * (len(junk) // 64)
+    step = evict_every if evict_every > 0 else COUNT
     times = []
     for packets in lists[1:]:
-        t0 = time.process_time()
-        for p in packets:
-            handle(p, PEER, False, POP)
-        times.append((time.process_time() - t0) / len(packets) * 1e6)
+        spent = 0.0
+        for i in range(0, len(packets), step):
+            if evict_every > 0:
+                junk[::64] = ones  # one write per 64-octet cache line
+            t0 = time.process_time()
+            for p in packets[i:i + step]:
+                handle(p, PEER, False, POP)
+            spent += time.process_time() - t0
+        times.append(spent / len(packets) * 1e6)
     return statistics.median(times)
 
 
@@ -230,6 +248,8 @@ def main() -> int:
     ap.add_argument("--workloads", default="static,static_0x20,lb,ecs_random24,ecs_new24,cookie,nxdomain,nx_deep,"
                                            "wildcard,nodata_qtype,mix")
     ap.add_argument("--memory", type=int, metavar="N", help="measure the plan's memory with N client networks")
+    ap.add_argument("--evict-every", type=int, default=0, metavar="K",
+                    help="write 64 MB between chunks of K queries (untimed): the cost with cold caches")
     args = ap.parse_args()
     h = build_handler(args.mmdb)
     if args.memory:
@@ -242,10 +262,10 @@ def main() -> int:
     gc.collect()
     gc.freeze()
     print(f"# load average {os.getloadavg()[0]:.2f}; µs CPU per query, median of {args.rounds} rounds "
-          f"of {COUNT} queries")
+          f"of {COUNT} queries" + (f", caches evicted every {args.evict_every} queries" if args.evict_every else ""))
     for name in names:
         lists = [passes[0][name]] * (args.rounds + 1) if name in FIXED else [p[name] for p in passes]
-        print(f"{name:14} {run(h, lists):7.2f}", flush=True)
+        print(f"{name:14} {run(h, lists, args.evict_every):7.2f}", flush=True)
     return 0
 
 
